@@ -1,0 +1,104 @@
+"""Conv2d: a layer around ``minigrad.functional.conv`` with exact gradients.
+
+forward:  y = conv(pad(x), W) + b                 x: (N, C, H, W) -> y: (N, O, OH, OW)
+backward: dW += conv2d_weight(pad(x), dy)          (O, C/groups, kh, kw)
+          db += dy.sum((0, 2, 3))                  (O,)
+          dx  = pad_backward(conv2d_input(W, dy))  (N, C, H, W)
+Cached for backward: the (padded) input.
+"""
+from __future__ import annotations
+
+from ..functional.conv import conv_backward, conv_forward, make_geometry, resolve_padding
+from ..functional.padding import PADDING_MODES, check_padding, pad2d, pad2d_backward
+from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
+from .init import fan_in_bias, kaiming_uniform
+from .layer import Layer, Parameter
+from ..backend import get_array_module
+
+
+class Conv2d(Layer):
+    """2-D convolution over (N, C, H, W) inputs, with PyTorch's signature and default init.
+
+    weight: (out_channels, in_channels/groups, kh, kw); bias: (out_channels,).
+    padding: int, pair, 'valid' or 'same'; padding_mode: 'zeros', 'reflect', 'replicate', 'circular'.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", dtype="float32"):
+        super().__init__()
+        where = "Conv2d"
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+        if in_channels % groups:
+            raise ValueError(f"{where}: in_channels={in_channels} is not divisible by groups={groups}")
+        if out_channels % groups:
+            raise ValueError(f"{where}: out_channels={out_channels} is not divisible by groups={groups}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"{where}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = positive_pair(kernel_size, "kernel_size", where)
+        self.stride = positive_pair(stride, "stride", where)
+        self.dilation = positive_pair(dilation, "dilation", where)
+        self.padding = padding if isinstance(padding, str) else positive_pair(padding, "padding", where, True)
+        self._pads = resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation, where)
+        self.padding_mode = padding_mode
+        fan_in = (in_channels // groups) * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = Parameter(kaiming_uniform((out_channels, in_channels // groups) + self.kernel_size,
+                                                fan_in, dtype=dtype))
+        self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype)) if bias else None
+
+    def _geometry(self, x):
+        where = self.label
+        get_array_module(x, self.weight.data, names=("input", "weight"))
+        check_float_array(x, where)
+        check_ndim(x, 4, where, "(N, C, H, W)")
+        check_same_dtype(x, self.weight.data, where, "input", "weight")
+        padding = 0 if self.padding_mode != "zeros" else self.padding
+        in_shape = tuple(x.shape)
+        if self.padding_mode != "zeros":
+            check_padding(x.shape[2:], self._pads, self.padding_mode, where)
+            top, bottom, left, right = self._pads
+            in_shape = in_shape[:2] + (in_shape[2] + top + bottom, in_shape[3] + left + right)
+        return make_geometry(in_shape, self.weight.shape, self.stride, padding, self.dilation,
+                             self.groups, where)
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, O, OH, OW). Caches the (padded) input."""
+        geom = self._geometry(x)
+        if self.padding_mode != "zeros":
+            x = pad2d(x, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
+        bias = self.bias.data if self.bias is not None else None
+        self._cache = (x, geom)
+        return conv_forward(x, self.weight.data, bias, geom)
+
+    def backward(self, grad_out):
+        """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W); adds into weight.grad and bias.grad."""
+        x, geom = self.take_cache()
+        get_array_module(grad_out, x, names=("grad_out", "input"))
+        if tuple(grad_out.shape) != geom.out_shape:
+            raise ValueError(f"{self.label}: expected grad_out of shape {geom.out_shape} (the output shape), "
+                             f"got {tuple(grad_out.shape)}")
+        check_same_dtype(grad_out, x, self.label, "grad_out", "input")
+        grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom,
+                                               need_bias=self.bias is not None)
+        self.weight.accumulate(grad_w, self.label)
+        if self.bias is not None:
+            self.bias.accumulate(grad_b, self.label)
+        if self.padding_mode != "zeros":
+            grad_x = pad2d_backward(grad_x, self._pads, self.padding_mode)
+        return grad_x
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding not in ((0, 0), "valid"):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s

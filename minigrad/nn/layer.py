@@ -1,0 +1,328 @@
+"""Parameter and Layer: the contract every minigrad layer follows.
+
+A layer's ``forward(x)`` computes its output and stores in ``self._cache`` everything
+``backward`` needs; ``backward(grad_out)`` returns the gradient of its input(s) and *adds*
+its parameter gradients into ``param.grad``. The optimizer, separate, reads ``param.grad``.
+
+Keeping all per-call state in ``self._cache`` lets a Graph run one shared layer at
+several nodes: it saves the cache after each use and restores it before that use's backward.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+from contextlib import contextmanager
+
+from ..backend import backend_of, get_array_module, is_array, to_backend
+
+__all__ = ["Parameter", "Layer", "no_grad", "is_grad_enabled"]
+
+_grad_enabled = True
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+@contextmanager
+def no_grad():
+    """Inside this block, calling a layer keeps no cache for backward (inference saves memory)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class Parameter:
+    """A trainable array ``data`` with its gradient ``grad`` (same shape, dtype and backend).
+
+    ``grad`` starts at zero; every backward adds to it until ``zero_grad()``.
+    """
+
+    def __init__(self, data):
+        if not is_array(data):
+            raise TypeError(f"Parameter: expected a NumPy or CuPy array, got {type(data).__name__}")
+        self.data = data
+        self.grad = get_array_module(data).zeros_like(data)
+
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: int(self.data.size))
+    backend = property(lambda self: backend_of(self.data))
+
+    def accumulate(self, grad, where: str = "Parameter"):
+        """grad += g, after checking shape and backend (a wrong gradient fails loudly here)."""
+        get_array_module(self.data, grad, names=("parameter", "gradient"))
+        if tuple(grad.shape) != self.shape:
+            raise ValueError(f"{where}: gradient of shape {tuple(grad.shape)} does not match the parameter "
+                             f"of shape {self.shape}")
+        self.grad += grad
+
+    def zero_grad(self):
+        self.grad[...] = 0
+
+    def to(self, backend=None, dtype=None):
+        """Move/cast data and grad in place; returns self."""
+        self.data = _move(self.data, backend, dtype)
+        self.grad = _move(self.grad, backend, dtype)
+        return self
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}, backend={self.backend})"
+
+
+def _move(array, backend, dtype):
+    """Array on `backend` (None: keep) with floating dtype `dtype` (None: keep; ints never cast)."""
+    if backend is not None:
+        array = to_backend(array, backend)
+    if dtype is not None and array.dtype.kind == "f" and array.dtype != dtype:
+        array = array.astype(dtype)
+    return array
+
+
+class Layer:
+    """Base class of every layer.
+
+    Subclasses implement ``forward(x)`` and ``backward(grad_out)`` and assign
+    Parameters, sub-layers and buffers (``register_buffer``) as attributes; names
+    become the state-dict keys, nested as PyTorch does (``0.weight``, ``block.bn.running_mean``).
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_layers", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "name", None)
+
+    # -- attribute registration ------------------------------------------------------------
+    def __setattr__(self, key, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        for table in (self._parameters, self._layers, self._buffers):
+            table.pop(key, None)
+        if isinstance(value, Parameter):
+            self._parameters[key] = value
+        elif isinstance(value, Layer):
+            self._layers[key] = value
+        elif key in self.__dict__.get("_buffer_names", ()):
+            self._buffers[key] = value
+        else:
+            object.__setattr__(self, key, value)
+            return
+        self.__dict__.pop(key, None)
+
+    def __getattr__(self, key):
+        for table in ("_parameters", "_layers", "_buffers"):
+            entries = self.__dict__.get(table)
+            if entries is not None and key in entries:
+                return entries[key]
+        raise AttributeError(f"{type(self).__name__} has no attribute {key!r}")
+
+    def __delattr__(self, key):
+        for table in (self._parameters, self._layers, self._buffers):
+            if key in table:
+                del table[key]
+                return
+        object.__delattr__(self, key)
+
+    def register_buffer(self, name: str, array):
+        """A non-trainable array saved in the state dict and moved by ``to()`` (e.g. running_mean)."""
+        self.__dict__.setdefault("_buffer_names", set()).add(name)
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    # -- the contract ---------------------------------------------------------------------------
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad_out):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *inputs):
+        out = self.forward(*inputs)
+        if not _grad_enabled:
+            self.clear_cache()
+        return out
+
+    @property
+    def label(self) -> str:
+        """How errors name this layer: its node name inside a Graph/Sequential, else its class."""
+        cls = type(self).__name__
+        return f"{cls} '{self.name}'" if self.name else cls
+
+    def take_cache(self, *, keep: bool = False):
+        """Return what forward cached; raise if backward comes before forward (or twice after one)."""
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError(f"{self.label}: backward called before forward, or twice after one forward "
+                               "(each forward allows one backward)")
+        if not keep:
+            self._cache = None
+        return cache
+
+    def clear_cache(self):
+        for layer in self.modules():
+            layer._cache = None
+
+    def save_caches(self) -> list:
+        """Snapshot every sub-layer's cache (Graph uses this to run a shared layer at several nodes)."""
+        return [layer._cache for layer in self.modules()]
+
+    def restore_caches(self, caches: list):
+        for layer, cache in zip(self.modules(), caches):
+            layer._cache = cache
+
+    # -- traversal ------------------------------------------------------------------------------
+    def named_children(self):
+        return iter(self._layers.items())
+
+    def children(self):
+        return iter(self._layers.values())
+
+    def named_modules(self, prefix: str = ""):
+        """(name, layer) for this layer and every sub-layer, depth first; shared layers once."""
+        seen = set()
+
+        def walk(layer, name):
+            if id(layer) in seen:
+                return
+            seen.add(id(layer))
+            yield name, layer
+            for child_name, child in layer._layers.items():
+                yield from walk(child, f"{name}.{child_name}" if name else child_name)
+
+        yield from walk(self, prefix)
+
+    def modules(self):
+        return [layer for _, layer in self.named_modules()]
+
+    def named_parameters(self, prefix: str = ""):
+        """(dotted name, Parameter) pairs; a parameter shared by two sub-layers is listed once."""
+        seen = set()
+        for layer_name, layer in self.named_modules(prefix):
+            for name, param in layer._parameters.items():
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    yield (f"{layer_name}.{name}" if layer_name else name), param
+
+    def parameters(self):
+        return [param for _, param in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = ""):
+        for layer_name, layer in self.named_modules(prefix):
+            for name, buf in layer._buffers.items():
+                if buf is not None:
+                    yield (f"{layer_name}.{name}" if layer_name else name), buf
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # -- modes and gradients ---------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        for layer in self.modules():
+            object.__setattr__(layer, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for param in self.parameters():
+            param.zero_grad()
+
+    # -- state -------------------------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, object]":
+        """Name -> array for every parameter and buffer, with PyTorch's names (arrays, not copies)."""
+        state = OrderedDict((name, p.data) for name, p in self.named_parameters())
+        state.update(self.named_buffers())
+        return state
+
+    def _state_slots(self):
+        """name -> (owner layer, attribute, is_parameter) for every state-dict entry."""
+        slots = OrderedDict()
+        for layer_name, layer in self.named_modules():
+            prefix = f"{layer_name}." if layer_name else ""
+            for name in layer._parameters:
+                slots.setdefault(prefix + name, (layer, name, True))
+            for name, buf in layer._buffers.items():
+                if buf is not None:
+                    slots.setdefault(prefix + name, (layer, name, False))
+        return slots
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Copy arrays from ``state`` (NumPy or CuPy, any backend) into this model, where it lives.
+
+        Every key, shape and dtype kind is checked before anything is written, so a
+        mismatched file leaves the model untouched. Returns (missing_keys, unexpected_keys).
+        """
+        slots = self._state_slots()
+        missing = [k for k in slots if k not in state]
+        unexpected = [k for k in state if k not in slots]
+        if strict and (missing or unexpected):
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        updates = []
+        for key, (layer, attr, is_param) in slots.items():
+            if key not in state:
+                continue
+            current = layer._parameters[attr].data if is_param else layer._buffers[attr]
+            value = state[key]
+            shape = tuple(getattr(value, "shape", ()))
+            if shape != tuple(current.shape):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: '{key}' has shape {shape} in the "
+                                 f"state dict but {tuple(current.shape)} in the model")
+            updates.append((layer, attr, is_param, current, value))
+        for layer, attr, is_param, current, value in updates:
+            new = to_backend(value, backend_of(current)).astype(current.dtype, copy=True)
+            if is_param:
+                layer._parameters[attr].data = new
+            else:
+                layer._buffers[attr] = new
+        return IncompatibleKeys(missing, unexpected)
+
+    def to(self, backend=None, dtype=None):
+        """Move parameters, gradients and buffers to ``backend`` and/or cast floats to ``dtype``.
+
+        ``to()`` with no argument moves to the active backend. Integer buffers keep their dtype.
+        """
+        if backend is None and dtype is None:
+            from ..backend import get_backend
+            backend = get_backend()
+        for param in self.parameters():
+            param.to(backend, dtype)
+        for layer in self.modules():
+            for name, buf in list(layer._buffers.items()):
+                if buf is not None:
+                    layer._buffers[name] = _move(buf, backend, dtype)
+            layer._cache = None
+        return self
+
+    @property
+    def backend(self) -> str | None:
+        params = self.parameters()
+        return params[0].backend if params else None
+
+    @property
+    def dtype(self):
+        params = self.parameters()
+        return params[0].dtype if params else None
+
+    # -- printing ------------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._layers:
+            return head + ")"
+        lines = [head]
+        for name, layer in self._layers.items():
+            body = repr(layer).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"

@@ -1,0 +1,85 @@
+"""Linear (fully connected) and Flatten layers.
+
+Linear:  y = x @ W^T + b      x: (N, *, in) -> (N, *, out)
+         dW += dy^T @ x (out, in);  db += dy.sum over rows (out,);  dx = dy @ W (N, *, in)
+Flatten: a reshape; backward reshapes back.
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..utils import check_float_array, check_same_dtype
+from .init import fan_in_bias, kaiming_uniform
+from .layer import Layer, Parameter
+
+
+class Linear(Layer):
+    """y = x @ weight.T + bias. weight: (out_features, in_features); bias: (out_features,)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype="float32"):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Linear: {name} must be a positive int, got {value!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(kaiming_uniform((out_features, in_features), in_features, dtype=dtype))
+        self.bias = Parameter(fan_in_bias((out_features,), in_features, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        """x: (N, *, in_features) -> (N, *, out_features). Caches x."""
+        where = self.label
+        get_array_module(x, self.weight.data, names=("input", "weight"))
+        check_float_array(x, where)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{where}: expected input with last dimension in_features={self.in_features}, "
+                             f"got input of shape {tuple(x.shape)}")
+        check_same_dtype(x, self.weight.data, where, "input", "weight")
+        self._cache = x
+        y = x @ self.weight.data.T                        # (N, *, in) @ (in, out) -> (N, *, out)
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, grad_out):
+        """grad_out: (N, *, out_features) -> (N, *, in_features); adds into weight.grad, bias.grad."""
+        x = self.take_cache()
+        get_array_module(grad_out, x, names=("grad_out", "input"))
+        expected = tuple(x.shape[:-1]) + (self.out_features,)
+        if tuple(grad_out.shape) != expected:
+            raise ValueError(f"{self.label}: expected grad_out of shape {expected}, got {tuple(grad_out.shape)}")
+        check_same_dtype(grad_out, x, self.label, "grad_out", "input")
+        dy = grad_out.reshape(-1, self.out_features)       # (N, *, out) -> (M, out)
+        x2 = x.reshape(-1, self.in_features)               # (N, *, in) -> (M, in)
+        self.weight.accumulate(dy.T @ x2, self.label)      # (out, M) @ (M, in) -> (out, in)
+        if self.bias is not None:
+            self.bias.accumulate(dy.sum(axis=0), self.label)
+        return grad_out @ self.weight.data                 # (N, *, out) @ (out, in) -> (N, *, in)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Flatten(Layer):
+    """Flatten dims start_dim..end_dim into one: (N, C, H, W) -> (N, C*H*W) by default."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        if not hasattr(x, "shape"):
+            raise TypeError(f"{self.label}: expected an array, got {type(x).__name__}")
+        ndim = x.ndim
+        start = self.start_dim % ndim if ndim else 0
+        end = self.end_dim % ndim if ndim else 0
+        if ndim == 0 or start > end:
+            raise ValueError(f"{self.label}: cannot flatten dims {self.start_dim}..{self.end_dim} of an input "
+                             f"of shape {tuple(x.shape)}")
+        self._cache = tuple(x.shape)
+        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])  # (.., a, b, ..) -> (.., a*b, ..)
+
+    def backward(self, grad_out):
+        shape = self.take_cache()
+        return grad_out.reshape(shape)                    # back to the input shape
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
