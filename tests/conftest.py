@@ -1,8 +1,14 @@
 """Shared fixtures: a seeded generator, PyTorch as the reference (double precision by default)."""
+import os
+import sys
+
 import numpy as np
 import pytest
 
 import minigrad as mg
+
+# Test helpers (strict_backend, ...) import as top-level modules from any test folder.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture

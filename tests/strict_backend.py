@@ -60,7 +60,7 @@ class StrictArray(numpy.ndarray):
     def __array_function__(self, func, types_, args, kwargs):
         raise StrictBackendError(
             f"numpy.{func.__name__} was called directly on a strict-backend array; "
-            "use xp = mg.backend.get_array_module(x) and xp.{func.__name__}")
+            f"use xp = mg.backend.get_array_module(x) and xp.{func.__name__}")
 
     def __reduce__(self):  # deepcopy/pickle as a StrictArray
         return (_rebuild, (self.view(numpy.ndarray).copy(),))
