@@ -1,0 +1,103 @@
+"""The Layer/Parameter contract: registration, traversal, state dicts, moves, modes, caches."""
+import numpy as np
+import pytest
+
+import minigrad as mg
+
+
+class Block(mg.nn.Layer):
+    """Two linears with a shared scale, to exercise nesting and registration."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = mg.nn.Linear(4, 3)
+        self.fc2 = mg.nn.Linear(3, 2, bias=False)
+        self.register_buffer("steps", np.zeros((), "int64"))
+        self.register_buffer("mean", np.zeros(3, "float32"))
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x))
+
+    def backward(self, dy):
+        return self.fc1.backward(self.fc2.backward(dy))
+
+
+def test_parameter_holds_data_and_zero_grad():
+    p = mg.nn.Parameter(np.ones((2, 3), "float32"))
+    assert p.grad.shape == p.data.shape and p.grad.dtype == np.float32 and not p.grad.any()
+    p.accumulate(np.ones((2, 3), "float32"))
+    p.accumulate(np.ones((2, 3), "float32"))
+    assert (p.grad == 2).all()
+    with pytest.raises(ValueError, match=r"gradient of shape \(3, 2\) does not match the parameter of shape \(2, 3\)"):
+        p.accumulate(np.ones((3, 2), "float32"))
+    with pytest.raises(TypeError, match="Parameter: expected a NumPy or CuPy array, got list"):
+        mg.nn.Parameter([1.0])
+
+
+def test_nested_names_and_state_dict():
+    block = Block()
+    assert [n for n, _ in block.named_parameters()] == ["fc1.weight", "fc1.bias", "fc2.weight"]
+    assert list(block.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "steps", "mean"]
+    assert block.num_parameters() == 4 * 3 + 3 + 3 * 2
+    assert "fc1" in repr(block) and "Linear(in_features=4, out_features=3, bias=True)" in repr(block)
+
+
+def test_load_state_dict_copies_and_validates_before_writing():
+    a, b = Block(), Block()
+    b.load_state_dict(a.state_dict())
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        np.testing.assert_array_equal(x, y)
+        assert x is not y, f"{name} was aliased, not copied"
+    before = {k: v.copy() for k, v in b.state_dict().items()}
+    bad = dict(Block().state_dict())
+    bad["fc2.weight"] = np.zeros((5, 5), "float32")  # last entry wrong: nothing may be written
+    with pytest.raises(ValueError, match=r"'fc2.weight' has shape \(5, 5\) in the state dict but \(2, 3\) in the model"):
+        b.load_state_dict(bad)
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(KeyError, match=r"missing keys \['mean'\], unexpected keys \['extra'\]"):
+        b.load_state_dict({**{k: v for k, v in a.state_dict().items() if k != "mean"}, "extra": np.zeros(1)})
+    result = b.load_state_dict({"fc1.bias": np.ones(3)}, strict=False)
+    assert "fc1.weight" in result.missing_keys and (b.fc1.bias.data == 1).all()
+    assert b.fc1.bias.data.dtype == np.float32  # loading keeps the model's dtype
+
+
+def test_to_dtype_keeps_integer_buffers():
+    block = Block().to(dtype="float64")
+    assert block.fc1.weight.data.dtype == np.float64 and block.fc1.weight.grad.dtype == np.float64
+    assert block.mean.dtype == np.float64 and block.steps.dtype == np.int64
+    assert block.dtype == np.float64 and block.backend == "numpy"
+
+
+def test_train_eval_and_zero_grad_recurse():
+    block = Block()
+    block.eval()
+    assert not block.training and not block.fc1.training
+    block.train()
+    assert block.fc2.training
+    block(np.ones((2, 4), "float32"))
+    block.backward(np.ones((2, 2), "float32"))
+    assert block.fc1.weight.grad.any()
+    block.zero_grad()
+    assert not any(p.grad.any() for p in block.parameters())
+
+
+def test_no_grad_keeps_no_cache():
+    block = Block()
+    with mg.no_grad():
+        block(np.ones((2, 4), "float32"))
+    assert block.fc1._cache is None
+    with pytest.raises(RuntimeError, match="Linear: backward called before forward"):
+        block.backward(np.ones((2, 2), "float32"))
+
+
+def test_unimplemented_layer_and_missing_super_init():
+    with pytest.raises(NotImplementedError, match="Layer does not implement forward"):
+        mg.nn.Layer()(np.ones(2))
+
+    class Broken(mg.nn.Layer):
+        def __init__(self):
+            self.fc = mg.nn.Linear(1, 1)
+
+    with pytest.raises(RuntimeError, match=r"Broken: call super\(\).__init__\(\)"):
+        Broken()
