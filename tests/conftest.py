@@ -27,3 +27,32 @@ def _seed_and_backend():
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA GPU (skipped otherwise)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def _cupy_skip_reason():
+    from minigrad import backend
+    try:
+        backend.module_for("cupy")
+        return None
+    except mg.BackendUnavailableError as exc:
+        return str(exc).split(";")[0].split(". Install")[0]
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def backend(request):
+    """Run a test once per backend; the cupy case skips (with the reason) without CuPy or a GPU.
+
+    Sets the active backend, so new layers and ``mg.backend.active_module()`` use it.
+    """
+    if request.param == "cupy":
+        reason = _cupy_skip_reason()
+        if reason:
+            pytest.skip(f"cupy backend unavailable: {reason}")
+    mg.set_backend(request.param)
+    return request.param
+
+
+@pytest.fixture
+def xp(backend):
+    """The array module of the parametrized backend."""
+    return mg.backend.active_module()
