@@ -10,6 +10,11 @@ from __future__ import annotations
 from ..backend import get_array_module
 
 
+def _is_cupy(xp) -> bool:
+    """True for the CuPy module: those arrays take the CUDA kernels in kernels/cuda.py."""
+    return getattr(xp, "__name__", "") == "cupy"
+
+
 def conv_out_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
                   dilation: int) -> int:
     """Output length of a sliding window: floor((size + pads - dilation*(kernel-1) - 1)/stride) + 1."""
@@ -44,6 +49,9 @@ def im2col(x, kernel, stride, pads, dilation, pad_value=0.0):
     dh, dw = dilation
     out_h = conv_out_size(h, kh, sh, pads[0], pads[1], dh)
     out_w = conv_out_size(w, kw, sw, pads[2], pads[3], dw)
+    if _is_cupy(xp) and pad_value == 0.0:
+        from .cuda import im2col_gpu
+        return im2col_gpu(x, kernel, stride, pads, dilation, (out_h, out_w))
     padded = pad_constant(x, pads, pad_value)
     cols = xp.empty((n, c, kh, kw, out_h, out_w), dtype=x.dtype)
     for i in range(kh):
@@ -68,6 +76,9 @@ def col2im(cols, input_size, stride, pads, dilation):
     sh, sw = stride
     dh, dw = dilation
     top, bottom, left, right = pads
+    if _is_cupy(xp):
+        from .cuda import col2im_gpu
+        return col2im_gpu(cols, input_size, stride, pads, dilation)
     padded_h = max(h + top + bottom, (kh - 1) * dh + sh * (out_h - 1) + 1)
     padded_w = max(w + left + right, (kw - 1) * dw + sw * (out_w - 1) + 1)
     padded = xp.zeros((n, c, padded_h, padded_w), dtype=cols.dtype)
