@@ -2,5 +2,12 @@
 from .conv import Conv2d
 from .layer import Layer, Parameter, is_grad_enabled, no_grad
 from .linear import Flatten, Linear
+from .container import Sequential
+from .graph import Graph
+from .merge import Add, Concat, Mul
 
-__all__ = ["Layer", "Parameter", "no_grad", "is_grad_enabled", "Conv2d", "Linear", "Flatten"]
+__all__ = ["Layer", "Parameter", "no_grad", "is_grad_enabled", "Conv2d", "Linear", "Flatten",
+           "Sequential", "Graph", "Add", "Mul", "Concat"]
+
+from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
+__all__ += ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
