@@ -1,0 +1,15 @@
+"""Data (``mg.data``): MNIST offline, ArrayDataset, DataLoader and array transforms.
+
+    train = mg.data.MNIST("train")                    # float32 (1, 28, 28) images, int64 labels
+    loader = mg.data.DataLoader(train, batch_size=64, shuffle=True, seed=0)
+    for x, y in loader: ...                           # x: (64, 1, 28, 28) on the active backend
+"""
+from . import transforms
+from .loader import ArrayDataset, DataLoader
+from .mnist import MNIST, MNIST_MEAN, MNIST_STD, DatasetNotFoundError, load_mnist, mnist_zarr_path, read_idx
+from .transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip
+
+__all__ = [
+    "MNIST", "MNIST_MEAN", "MNIST_STD", "DatasetNotFoundError", "load_mnist", "mnist_zarr_path", "read_idx",
+    "ArrayDataset", "DataLoader", "transforms", "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip",
+]
