@@ -3,7 +3,7 @@
 Convolution is unfold (im2col) + matrix multiply; the same code runs on NumPy (CPU) or
 CuPy (CUDA) behind one switch, ``mg.set_backend("numpy" | "cupy")``.
 """
-from . import backend, data, functional, nn
+from . import backend, data, functional, nn, optim
 from .backend import BackendMismatchError, BackendUnavailableError, get_backend, set_backend
 from .gradcheck import GradcheckError, gradcheck
 from .nn.layer import no_grad
@@ -12,6 +12,6 @@ from .random import manual_seed
 __version__ = "0.1.0"
 
 __all__ = [
-    "backend", "data", "functional", "nn", "set_backend", "get_backend", "BackendMismatchError",
+    "backend", "data", "functional", "nn", "optim", "set_backend", "get_backend", "BackendMismatchError",
     "BackendUnavailableError", "gradcheck", "GradcheckError", "manual_seed", "no_grad", "__version__",
 ]
