@@ -223,6 +223,12 @@ class Layer:
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
+    def summary(self, input_shape, dtype=None, verbose: bool = True):
+        """Print (and return) each layer's output shape and parameter count for ``input_shape``,
+        e.g. ``model.summary((1, 1, 28, 28))``; see minigrad.nn.summary."""
+        from .summary import summary
+        return summary(self, input_shape, dtype=dtype, verbose=verbose)
+
     # -- modes and gradients ---------------------------------------------------------------------
     def train(self, mode: bool = True):
         for layer in self.modules():
