@@ -11,3 +11,5 @@ __all__ = ["Layer", "Parameter", "no_grad", "is_grad_enabled", "Conv2d", "Linear
 
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
 __all__ += ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: E402
+__all__ += ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]

@@ -1,0 +1,209 @@
+"""2-D max, average and adaptive-average pooling with their gradients, over any array module.
+
+Like im2col, every pool is a loop over the kh*kw kernel offsets: offset (i, j) is the
+strided view ``xpad[:, :, i*dh : ... : sh, j*dw : ... : sw]`` of shape (N, C, OH, OW).
+
+    max  forward   running elementwise maximum over the offsets; ``argmax`` keeps the offset
+                   of the first maximum (a later one wins only if strictly greater, or NaN),
+                   so ties route their gradient like PyTorch's CPU kernel.
+         backward  for each offset k: dxpad[view k] += where(argmax == k, dy, 0)
+    avg  forward   sum of the zero-padded views / divisor(oh, ow)
+         backward  for each offset: dxpad[view] += dy / divisor
+    adaptive avg   y = A_h @ x @ A_w^T, A (out, in) holding 1/len of PyTorch's bins
+                   [floor(i*in/out), ceil((i+1)*in/out)); dx = A_h^T @ dy @ A_w
+
+Output sizes follow PyTorch: out = floor((H + 2p - d(k-1) - 1 + (s-1 if ceil_mode)) / s) + 1,
+minus one in ceil mode when the last window would start past the input and the left padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..backend import get_array_module
+from ..kernels.im2col import pad_constant
+
+__all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
+           "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+           "adaptive_bins", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"]
+
+
+def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling_output_shape (the last window must start inside the input or left pad)."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * pad - span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Sizes of one 2-D pooling: input (H, W), kernel, stride, padding, dilation and output (OH, OW).
+
+    pads is (top, bottom, left, right) of the padded array the views are read from; the
+    bottom/right pads include the ceil-mode overhang past the right padding.
+    """
+    in_size: tuple
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    out_size: tuple
+    pads: tuple
+
+
+def make_pool_geometry(in_shape, kernel, stride, padding, dilation, ceil_mode, where):
+    """Validate a pooling configuration for an (N, C, H, W) input; raise ValueError like PyTorch."""
+    h, w = in_shape[-2:]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"{where}: padding should be at most half of the kernel size, got padding "
+                         f"{padding} with kernel_size {kernel}")
+    out_h = pool_out_size(h, kh, sh, ph, dh, ceil_mode)
+    out_w = pool_out_size(w, kw, sw, pw, dw, ceil_mode)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"{where}: input of shape {tuple(in_shape)} is too small for kernel_size {kernel} "
+                         f"(dilation {dilation}, padding {padding}, stride {stride}): the output would be "
+                         f"{out_h}x{out_w}")
+    bottom = max(ph, (out_h - 1) * sh + dh * (kh - 1) + 1 - h - ph)
+    right = max(pw, (out_w - 1) * sw + dw * (kw - 1) + 1 - w - pw)
+    return PoolGeometry((h, w), kernel, stride, padding, dilation, (out_h, out_w), (ph, bottom, pw, right))
+
+
+def _views(geom: PoolGeometry):
+    """(offset index, row slice, column slice) of each kernel offset into the padded array."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_size
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+        for j in range(kw):
+            yield i * kw + j, rows, slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+
+
+def _padded_zeros(xp, shape, geom, dtype):
+    top, bottom, left, right = geom.pads
+    n, c, h, w = shape
+    return xp.zeros((n, c, h + top + bottom, w + left + right), dtype=dtype)
+
+
+def _crop(padded, geom):
+    top, _, left, _ = geom.pads
+    h, w = geom.in_size
+    return padded[:, :, top:top + h, left:left + w]
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+def max_pool2d_forward(x, geom: PoolGeometry):
+    """x: (N, C, H, W) -> (y (N, C, OH, OW), argmax offset (N, C, OH, OW) in [0, kh*kw))."""
+    xp = get_array_module(x)
+    padded = pad_constant(x, geom.pads, -float("inf"))   # (N, C, H+pt+pb, W+pl+pr)
+    out = argmax = None
+    index_dtype = "uint8" if geom.kernel[0] * geom.kernel[1] <= 256 else "int32"
+    for k, rows, cols in _views(geom):
+        view = padded[:, :, rows, cols]                  # (N, C, OH, OW)
+        if out is None:
+            out = view.copy()
+            argmax = xp.zeros(out.shape, dtype=index_dtype)
+            continue
+        better = (view > out) | (view != view)           # strictly greater, or NaN (PyTorch's rule)
+        out = xp.where(better, view, out)
+        argmax = xp.where(better, k, argmax).astype(index_dtype, copy=False)
+    return out, argmax
+
+
+def max_pool2d_backward(grad_out, argmax, in_shape, geom: PoolGeometry):
+    """Route each dy to the input element that was the maximum. Returns (N, C, H, W)."""
+    xp = get_array_module(grad_out, argmax)
+    grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
+    for k, rows, cols in _views(geom):
+        grad[:, :, rows, cols] += xp.where(argmax == k, grad_out, 0.0)
+    return _crop(grad, geom)
+
+
+# ----------------------------------------------------------------------------- average pooling
+
+def _counts(size, kernel, stride, pad, out, count_include_pad):
+    """PyTorch's per-axis divisor: window length clipped to input+pad (or to the input alone)."""
+    counts = []
+    for o in range(out):
+        start = o * stride - pad
+        end = min(start + kernel, size + pad)
+        if count_include_pad:
+            counts.append(end - start)
+        else:
+            counts.append(min(end, size) - max(start, 0))
+    return counts
+
+
+def avg_divisor(xp, geom: PoolGeometry, count_include_pad: bool, divisor_override, dtype):
+    """(OH, OW) array of the numbers each window sum is divided by (or a Python number)."""
+    if divisor_override:
+        return float(divisor_override)
+    rows = _counts(geom.in_size[0], geom.kernel[0], geom.stride[0], geom.padding[0], geom.out_size[0],
+                   count_include_pad)
+    cols = _counts(geom.in_size[1], geom.kernel[1], geom.stride[1], geom.padding[1], geom.out_size[1],
+                   count_include_pad)
+    return xp.asarray(rows, dtype=dtype).reshape(-1, 1) * xp.asarray(cols, dtype=dtype).reshape(1, -1)
+
+
+def avg_pool2d_forward(x, geom: PoolGeometry, divisor):
+    """x: (N, C, H, W) -> (N, C, OH, OW): sum of each zero-padded window / divisor."""
+    padded = pad_constant(x, geom.pads, 0.0)             # (N, C, H+pt+pb, W+pl+pr)
+    total = None
+    for _, rows, cols in _views(geom):
+        view = padded[:, :, rows, cols]
+        total = view.copy() if total is None else total + view
+    return total / divisor
+
+
+def avg_pool2d_backward(grad_out, in_shape, geom: PoolGeometry, divisor):
+    """Spread dy / divisor evenly over each window. Returns (N, C, H, W)."""
+    xp = get_array_module(grad_out)
+    share = grad_out / divisor
+    grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
+    for _, rows, cols in _views(geom):
+        grad[:, :, rows, cols] += share
+    return _crop(grad, geom)
+
+
+# ----------------------------------------------------------------------------- adaptive average
+
+def adaptive_bins(size: int, out: int):
+    """PyTorch's adaptive bins: [floor(i*size/out), ceil((i+1)*size/out)) for i in range(out)."""
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def _averaging_matrix(xp, size, out, dtype):
+    """(out, size) matrix whose row i averages bin i."""
+    rows = []
+    for start, end in adaptive_bins(size, out):
+        rows.append([1.0 / (end - start) if start <= k < end else 0.0 for k in range(size)])
+    return xp.asarray(rows, dtype=dtype)
+
+
+def adaptive_avg_pool2d_forward(x, out_size):
+    """x: (N, C, H, W) -> (N, C, OH, OW). Evenly dividing sizes (incl. 1x1) are a reshaped mean."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    oh, ow = out_size
+    if h % oh == 0 and w % ow == 0:
+        blocks = x.reshape(n, c, oh, h // oh, ow, w // ow)   # (N, C, H, W) -> (N, C, OH, bh, OW, bw)
+        return blocks.mean(axis=(3, 5))
+    a_h = _averaging_matrix(xp, h, oh, x.dtype)              # (OH, H)
+    a_w = _averaging_matrix(xp, w, ow, x.dtype)              # (OW, W)
+    return a_h @ x @ a_w.T                                   # (OH, H) @ (N, C, H, W) @ (W, OW)
+
+
+def adaptive_avg_pool2d_backward(grad_out, in_shape):
+    """dy: (N, C, OH, OW) -> dx: (N, C, H, W)."""
+    xp = get_array_module(grad_out)
+    n, c, h, w = in_shape
+    _, _, oh, ow = grad_out.shape
+    if h % oh == 0 and w % ow == 0:
+        bh, bw = h // oh, w // ow
+        share = (grad_out / (bh * bw)).reshape(n, c, oh, 1, ow, 1)  # (N, C, OH, OW) -> (N, C, OH, 1, OW, 1)
+        spread = share * xp.ones((1, 1, 1, bh, 1, bw), dtype=grad_out.dtype)  # -> (N, C, OH, bh, OW, bw)
+        return spread.reshape(n, c, h, w)                                     # -> (N, C, H, W)
+    a_h = _averaging_matrix(xp, h, oh, grad_out.dtype)
+    a_w = _averaging_matrix(xp, w, ow, grad_out.dtype)
+    return a_h.T @ grad_out @ a_w                            # (H, OH) @ (N, C, OH, OW) @ (OW, W)
