@@ -5,6 +5,7 @@ CuPy (CUDA) behind one switch, ``mg.set_backend("numpy" | "cupy")``.
 """
 from . import backend, data, functional, nn, optim
 from .backend import BackendMismatchError, BackendUnavailableError, get_backend, set_backend
+from .anomaly import AnomalyError, detect_anomaly
 from .gradcheck import GradcheckError, gradcheck
 from .nn.layer import no_grad
 from .random import manual_seed
@@ -13,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "backend", "data", "functional", "nn", "optim", "set_backend", "get_backend", "BackendMismatchError",
-    "BackendUnavailableError", "gradcheck", "GradcheckError", "manual_seed", "no_grad", "__version__",
+    "BackendUnavailableError", "gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "manual_seed", "no_grad", "__version__",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict, namedtuple
 from contextlib import contextmanager
 
+from .. import anomaly
 from ..backend import backend_of, get_array_module, is_array, to_backend
 
 __all__ = ["Parameter", "Layer", "no_grad", "is_grad_enabled"]
@@ -91,6 +92,13 @@ class Layer:
     Parameters, sub-layers and buffers (``register_buffer``) as attributes; names
     become the state-dict keys, nested as PyTorch does (``0.weight``, ``block.bn.running_mean``).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        """Wrap each subclass's own forward/backward for mg.detect_anomaly() (one flag test when off)."""
+        super().__init_subclass__(**kwargs)
+        for phase in ("forward", "backward"):
+            if phase in cls.__dict__:
+                setattr(cls, phase, anomaly.checked(cls.__dict__[phase], phase))
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
