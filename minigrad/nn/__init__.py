@@ -13,3 +13,5 @@ from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tan
 __all__ += ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: E402
 __all__ += ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: E402
+__all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]

@@ -1,0 +1,216 @@
+"""Normalisation layers: BatchNorm1d, BatchNorm2d and LayerNorm, with PyTorch's semantics.
+
+BatchNorm normalises each channel c over the batch and spatial axes (n = values per channel):
+
+    xhat = (x - mean) / sqrt(var + eps),   y = weight * xhat + bias     (var biased)
+    train:  dx = invstd / n * (n*g - sum(g) - xhat * sum(g * xhat)),  g = dy * weight
+    eval:   dx = dy * weight * invstd  (running statistics are constants)
+    dweight = sum(dy * xhat),  dbias = sum(dy)
+
+In training, running_mean/running_var move by ``momentum`` towards the batch mean and the
+*unbiased* batch variance (momentum=None: cumulative average, factor 1/num_batches_tracked).
+With track_running_stats=False the batch statistics are used in train and eval, as in PyTorch.
+LayerNorm is the same normalisation over the trailing ``normalized_shape`` axes of each sample.
+Cached for backward: xhat, invstd and whether batch statistics were used.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from ..backend import active_module, get_array_module
+from ..utils import check_float_array, check_ndim, check_same_dtype
+from .layer import Layer, Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+
+
+def _normalize_backward(grad_xhat, xhat, invstd, axes, count):
+    """dx of xhat = (x - mean(x)) * invstd with batch statistics over ``axes`` (count values each)."""
+    sum_g = grad_xhat.sum(axis=axes, keepdims=True)
+    sum_gx = (grad_xhat * xhat).sum(axis=axes, keepdims=True)
+    return (invstd / count) * (count * grad_xhat - sum_g - xhat * sum_gx)
+
+
+class _BatchNorm(Layer):
+    """Shared BatchNorm implementation; subclasses fix the accepted input ranks."""
+
+    _ndims: tuple = ()
+    _layout: str = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 dtype="float32"):
+        super().__init__()
+        where = type(self).__name__
+        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features < 1:
+            raise ValueError(f"{where}: num_features must be a positive int, got {num_features!r}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        xp = active_module()
+        c = self.num_features
+        self.weight = Parameter(xp.ones(c, dtype=dtype)) if affine else None
+        self.bias = Parameter(xp.zeros(c, dtype=dtype)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", xp.zeros(c, dtype=dtype))
+            self.register_buffer("running_var", xp.ones(c, dtype=dtype))
+            self.register_buffer("num_batches_tracked", xp.zeros((), dtype="int64"))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def _check(self, x):
+        where = self.label
+        reference = self.weight.data if self.affine else self.running_mean
+        get_array_module(x, reference, names=("input", "weight" if self.affine else "running_mean"))
+        check_float_array(x, where)
+        check_ndim(x, self._ndims, where, self._layout)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{where}: expected input with {self.num_features} channels (num_features="
+                             f"{self.num_features}) in dimension 1, got input of shape {tuple(x.shape)}")
+        if reference is not None:
+            check_same_dtype(x, reference, where, "input", "weight" if self.affine else "running_mean")
+
+    def forward(self, x):
+        """x: (N, C, *) -> (N, C, *). Caches xhat, invstd (1, C, 1..) and the mode."""
+        self._check(x)
+        xp = get_array_module(x)
+        axes = (0,) + tuple(range(2, x.ndim))
+        channel_shape = (1, self.num_features) + (1,) * (x.ndim - 2)    # broadcast (C,) over (N, C, *)
+        count = x.size // self.num_features
+        use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats:
+            if count <= 1:
+                raise ValueError(f"{self.label}: expected more than 1 value per channel when training, got "
+                                 f"input of shape {tuple(x.shape)}")
+            mean = x.mean(axis=axes, keepdims=True)
+            centered = x - mean
+            var = (centered * centered).mean(axis=axes, keepdims=True)
+            if self.training and self.track_running_stats:
+                self._update_running_stats(mean.reshape(-1), var.reshape(-1), count)
+        else:
+            mean = self.running_mean.reshape(channel_shape)             # (C,) -> (1, C, 1..)
+            var = self.running_var.reshape(channel_shape)
+            centered = x - mean
+        invstd = 1.0 / xp.sqrt(var + self.eps)
+        xhat = centered * invstd
+        self._cache = (xhat, invstd, use_batch_stats, axes, count)
+        if not self.affine:
+            return xhat
+        return xhat * self.weight.data.reshape(channel_shape) + self.bias.data.reshape(channel_shape)
+
+    def _update_running_stats(self, mean, var, count):
+        """running = (1 - f) * running + f * batch (variance unbiased); f = momentum or 1/batches."""
+        # in place on the buffers (no attribute assignment, which would reorder the state dict)
+        running_mean, running_var, batches = (self._buffers[name] for name in
+                                              ("running_mean", "running_var", "num_batches_tracked"))
+        batches += 1
+        factor = 1.0 / int(batches) if self.momentum is None else float(self.momentum)
+        running_mean *= 1.0 - factor
+        running_mean += factor * mean
+        running_var *= 1.0 - factor
+        running_var += (factor * count / (count - 1)) * var
+
+    def backward(self, grad_out):
+        """grad_out: (N, C, *) -> dx (N, C, *); adds into weight.grad and bias.grad."""
+        xhat, invstd, use_batch_stats, axes, count = self.take_cache()
+        get_array_module(grad_out, xhat, names=("grad_out", "input"))
+        if tuple(grad_out.shape) != tuple(xhat.shape):
+            raise ValueError(f"{self.label}: expected grad_out of shape {tuple(xhat.shape)} (the output shape), "
+                             f"got {tuple(grad_out.shape)}")
+        check_same_dtype(grad_out, xhat, self.label, "grad_out", "input")
+        grad_xhat = grad_out
+        if self.affine:
+            self.weight.accumulate((grad_out * xhat).sum(axis=axes), self.label)
+            self.bias.accumulate(grad_out.sum(axis=axes), self.label)
+            grad_xhat = grad_out * self.weight.data.reshape(invstd.shape)
+        if use_batch_stats:
+            return _normalize_backward(grad_xhat, xhat, invstd, axes, count)
+        return grad_xhat * invstd
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs over N (and L) for each channel C."""
+
+    _ndims = (2, 3)
+    _layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) inputs over N, H, W for each channel C."""
+
+    _ndims = (4,)
+    _layout = "(N, C, H, W)"
+
+
+class LayerNorm(Layer):
+    """Normalise each sample over its trailing ``normalized_shape`` axes; optional affine weight/bias
+    of shape normalized_shape. x: (*, *normalized_shape) -> same shape."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype="float32"):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+        if not shape or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in shape):
+            raise ValueError(f"LayerNorm: normalized_shape must be a positive int or a non-empty tuple of "
+                             f"positive ints, got {normalized_shape!r}")
+        self.normalized_shape = tuple(int(s) for s in shape)
+        self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
+        xp = active_module()
+        self.weight = Parameter(xp.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+        self.bias = Parameter(xp.zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine and bias else None
+
+    def forward(self, x):
+        """x: (*, *normalized_shape) -> same shape. Caches xhat and invstd (*, 1, ..)."""
+        where = self.label
+        k = len(self.normalized_shape)
+        reference = self.weight.data if self.weight is not None else None
+        get_array_module(x, reference, names=("input", "weight"))
+        check_float_array(x, where)
+        if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
+            raise ValueError(f"{where}: expected input whose trailing dimensions are normalized_shape="
+                             f"{self.normalized_shape}, got input of shape {tuple(x.shape)}")
+        if reference is not None:
+            check_same_dtype(x, reference, where, "input", "weight")
+        xp = get_array_module(x)
+        axes = tuple(range(x.ndim - k, x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+        invstd = 1.0 / xp.sqrt(var + self.eps)
+        xhat = centered * invstd
+        self._cache = (xhat, invstd, axes)
+        y = xhat
+        if self.weight is not None:
+            y = y * self.weight.data
+        if self.bias is not None:
+            y = y + self.bias.data
+        return y
+
+    def backward(self, grad_out):
+        """grad_out: same shape as x -> dx; adds into weight.grad and bias.grad."""
+        xhat, invstd, axes = self.take_cache()
+        get_array_module(grad_out, xhat, names=("grad_out", "input"))
+        if tuple(grad_out.shape) != tuple(xhat.shape):
+            raise ValueError(f"{self.label}: expected grad_out of shape {tuple(xhat.shape)} (the output shape), "
+                             f"got {tuple(grad_out.shape)}")
+        batch_axes = tuple(range(xhat.ndim - len(axes)))
+        grad_xhat = grad_out
+        if self.weight is not None:
+            self.weight.accumulate((grad_out * xhat).sum(axis=batch_axes), self.label)
+            grad_xhat = grad_out * self.weight.data
+        if self.bias is not None:
+            self.bias.accumulate(grad_out.sum(axis=batch_axes), self.label)
+        count = math.prod(self.normalized_shape)
+        return _normalize_backward(grad_xhat, xhat, invstd, axes, count)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
