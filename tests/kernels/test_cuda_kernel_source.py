@@ -1,76 +1,226 @@
-"""The CUDA im2col/col2im kernel bodies in minigrad/kernels/cuda.py, checked on the CPU.
+"""Every CUDA kernel body in minigrad/kernels/cuda.py, checked on the CPU.
 
-No GPU is needed: the exact source strings of the ElementwiseKernels are compiled as host
-C++ (g++) with the loop CuPy would run (one iteration per output element ``i``), called
-through ctypes on NumPy arrays and compared with the reference kernels. On a GPU machine the
-backend-parity tests run the real thing.
+No GPU is needed: the exact source strings of ``KERNELS`` are compiled as host C++ (g++, in
+double precision) inside the loop CuPy would run (one iteration per output element ``i``),
+called through ctypes on NumPy arrays and compared with minigrad's NumPy implementations.
+On a GPU machine the backend-parity tests run the real kernels.
 """
 import ctypes
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from minigrad.kernels import cuda as cuda_kernels
+import minigrad as mg
+from minigrad.functional import pool as P
+from minigrad.kernels.cuda import KERNELS
 from minigrad.kernels.im2col import col2im, conv_out_size, im2col
 
-GEOMETRY = ("int h, int w, int out_h, int out_w, int kh, int kw, int sh, int sw, int top, int left, "
-            "int dh, int dw")
+C_TYPES = {"T": ("double", ctypes.c_double), "int32": ("int", ctypes.c_int),
+           "int64": ("long long", ctypes.c_longlong), "bool": ("bool", ctypes.c_bool)}
+# Non-raw input parameters that are arrays (the rest are scalars); outputs are always arrays.
+ARRAY_INPUTS = {"sgd_momentum": {"grad"}, "adam": {"grad"}}
+
+
+def _params(spec):
+    for part in spec.split(","):
+        words = part.split()
+        raw = words[0] == "raw"
+        yield raw, words[-2], words[-1]
+
+
+def _host_source(name):
+    in_spec, out_spec, body = KERNELS[name]
+    args, prologue = [], []
+    for raw, ctype, pname in _params(in_spec):
+        c = C_TYPES[ctype][0]
+        if raw:
+            args.append(f"const {c}* {pname}")
+        elif pname in ARRAY_INPUTS.get(name, ()):
+            args.append(f"const {c}* {pname}_array")
+            prologue.append(f"const {c} {pname} = {pname}_array[i];")
+        else:
+            args.append(f"{c} {pname}")
+    for _, ctype, pname in _params(out_spec):
+        c = C_TYPES[ctype][0]
+        args.append(f"{c}* {pname}_array")
+        prologue.append(f"{c}& {pname} = {pname}_array[i];")
+    return (f'extern "C" void k_{name}({", ".join(args)}, long long count) {{\n'
+            f"  for (long long i = 0; i < count; ++i) {{\n    {' '.join(prologue)}\n{body}\n  }}\n}}\n")
 
 
 @pytest.fixture(scope="module")
-def host_kernels(tmp_path_factory):
+def lib(tmp_path_factory):
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
-    source = Path(cuda_kernels.__file__).read_text()
-    bodies = dict((name, body) for body, name in
-                  re.findall(r'"T (?:col|img)",\n\s+"""(.*?)""",\n\s+"(minigrad_\w+)"', source, re.S))
-    assert set(bodies) == {"minigrad_im2col", "minigrad_col2im"}
-    parts = ["typedef double T;"]
-    for name, body in bodies.items():
-        raw, out = ("img", "col") if name == "minigrad_im2col" else ("col", "img")
-        parts.append(f'extern "C" void {name}(const T* {raw}, {GEOMETRY}, T* {out}_array, long long count) {{\n'
-                     f"  for (long long i = 0; i < count; ++i) {{\n    T& {out} = {out}_array[i];\n{body}\n  }}\n}}")
     folder = tmp_path_factory.mktemp("kernels")
-    (folder / "k.cpp").write_text("\n".join(parts))
-    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(folder / "k.so"), str(folder / "k.cpp")],
-                   check=True, capture_output=True)
-    lib = ctypes.CDLL(str(folder / "k.so"))
-    for fn in (lib.minigrad_im2col, lib.minigrad_col2im):
-        fn.argtypes = [ctypes.c_void_p] + [ctypes.c_int] * 12 + [ctypes.c_void_p, ctypes.c_longlong]
-    return lib
+    source = ("#include <cmath>\n#include <algorithm>\nusing std::min; using std::max; using std::exp;\n"
+              "using std::log; using std::sqrt;\ntypedef double T;\n" + "".join(_host_source(n) for n in KERNELS))
+    (folder / "k.cpp").write_text(source)
+    result = subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(folder / "k.so"),
+                             str(folder / "k.cpp")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return ctypes.CDLL(str(folder / "k.so"))
 
 
-def _ptr(a):
-    return a.ctypes.data_as(ctypes.c_void_p)
+def run(lib, name, *args, count):
+    """Call kernel `name`; numpy arrays go by pointer, Python numbers by value in the declared type."""
+    in_spec, out_spec, _ = KERNELS[name]
+    declared = [ctype for _, ctype, _ in _params(in_spec)] + [ctype for _, ctype, _ in _params(out_spec)]
+    assert len(args) == len(declared), f"{name}: {len(args)} args for {len(declared)} params"
+    converted = []
+    for value, ctype in zip(args, declared):
+        if isinstance(value, np.ndarray):
+            assert value.flags.c_contiguous
+            converted.append(value.ctypes.data_as(ctypes.c_void_p))
+        else:
+            converted.append(C_TYPES[ctype][1](value))
+    getattr(lib, f"k_{name}")(*converted, ctypes.c_longlong(count))
 
 
-CASES = [((2, 3, 7, 6), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
-         ((1, 2, 9, 11), (2, 4), (2, 3), (0, 1, 2, 0), (2, 1)),
-         ((2, 1, 5, 5), (5, 5), (1, 1), (0, 0, 0, 0), (1, 1)),
-         ((1, 2, 8, 7), (3, 2), (4, 5), (2, 2, 1, 1), (1, 3)),
-         ((3, 2, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1))]
+def test_every_kernel_compiles_and_is_covered(lib):
+    tested = {"im2col", "col2im", "max_pool_forward", "max_pool_backward", "avg_pool_forward",
+              "avg_pool_backward", "softmax_xent_forward", "softmax_xent_backward", "sgd_momentum", "adam"}
+    assert set(KERNELS) == tested, "a kernel was added without a host test"
+    for name in KERNELS:
+        assert hasattr(lib, f"k_{name}")
 
 
-@pytest.mark.parametrize("shape,kernel,stride,pads,dilation", CASES)
-def test_gpu_kernel_source_matches_reference(host_kernels, shape, kernel, stride, pads, dilation):
+CONV_CASES = [((2, 3, 7, 6), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+              ((1, 2, 9, 11), (2, 4), (2, 3), (0, 1, 2, 0), (2, 1)),
+              ((2, 1, 5, 5), (5, 5), (1, 1), (0, 0, 0, 0), (1, 1)),
+              ((1, 2, 8, 7), (3, 2), (4, 5), (2, 2, 1, 1), (1, 3)),
+              ((3, 2, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1))]
+
+
+@pytest.mark.parametrize("shape,kernel,stride,pads,dilation", CONV_CASES)
+def test_im2col_col2im(lib, shape, kernel, stride, pads, dilation):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape)
     n, c, h, w = shape
     out_h = conv_out_size(h, kernel[0], stride[0], pads[0], pads[1], dilation[0])
     out_w = conv_out_size(w, kernel[1], stride[1], pads[2], pads[3], dilation[1])
-    geometry = [h, w, out_h, out_w, kernel[0], kernel[1], stride[0], stride[1], pads[0], pads[2],
-                dilation[0], dilation[1]]
-    expected_cols = im2col(x, kernel, stride, pads, dilation)
-    cols = np.empty_like(expected_cols)
-    host_kernels.minigrad_im2col(_ptr(x), *geometry, _ptr(cols), cols.size)
-    np.testing.assert_array_equal(cols, expected_cols)
-
-    dcols = rng.standard_normal(expected_cols.shape)
-    expected_image = col2im(dcols, (h, w), stride, pads, dilation)
+    window = (h, w, out_h, out_w, *kernel, *stride, pads[0], pads[2], *dilation)
+    expected = im2col(x, kernel, stride, pads, dilation)
+    cols = np.empty_like(expected)
+    run(lib, "im2col", x, *window, cols, count=cols.size)
+    np.testing.assert_array_equal(cols, expected)
+    dcols = rng.standard_normal(expected.shape)
     image = np.empty(shape)
-    host_kernels.minigrad_col2im(_ptr(dcols), *geometry, _ptr(image), image.size)
-    np.testing.assert_allclose(image, expected_image, rtol=1e-13, atol=1e-13)
+    run(lib, "col2im", dcols, *window, image, count=image.size)
+    np.testing.assert_allclose(image, col2im(dcols, (h, w), stride, pads, dilation), rtol=1e-13, atol=1e-13)
+
+
+POOL_CASES = [((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), False),
+              ((1, 2, 9, 7), (3, 3), (2, 2), (1, 1), (1, 1), True),
+              ((2, 1, 10, 9), (3, 2), (1, 3), (1, 1), (2, 1), False),
+              ((1, 1, 5, 6), (4, 4), (3, 3), (2, 2), (1, 1), True)]
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation,ceil_mode", POOL_CASES)
+def test_max_pool(lib, shape, kernel, stride, padding, dilation, ceil_mode):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)
+    geom = P.make_pool_geometry(shape, kernel, stride, padding, dilation, ceil_mode, "test")
+    expected_y, expected_argmax = P.max_pool2d_forward(x, geom)
+    window = (*geom.in_size, *geom.out_size, *kernel, *stride, geom.pads[0], geom.pads[2], *dilation)
+    y = np.empty(expected_y.shape)
+    argmax = np.empty(expected_y.shape, np.int32)
+    run(lib, "max_pool_forward", x, *window, y, argmax, count=y.size)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(argmax, expected_argmax)
+    dy = rng.standard_normal(y.shape)
+    dx = np.empty(shape)
+    run(lib, "max_pool_backward", dy, argmax, *window, dx, count=dx.size)
+    np.testing.assert_allclose(dx, P.max_pool2d_backward(dy, expected_argmax, shape, geom), rtol=1e-13, atol=1e-13)
+
+
+def test_max_pool_nan_wins(lib):
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan
+    geom = P.make_pool_geometry(x.shape, (2, 2), (2, 2), (0, 0), (1, 1), False, "test")
+    window = (4, 4, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1)
+    y, argmax = np.empty((1, 1, 2, 2)), np.empty((1, 1, 2, 2), np.int32)
+    run(lib, "max_pool_forward", x, *window, y, argmax, count=4)
+    expected, _ = P.max_pool2d_forward(x, geom)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    assert argmax[0, 0, 0, 0] == 1
+
+
+AVG_CASES = [((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), False, True, None),
+             ((1, 2, 9, 7), (3, 3), (2, 2), (1, 1), True, True, None),
+             ((1, 2, 9, 7), (3, 3), (2, 2), (1, 1), True, False, None),
+             ((2, 1, 7, 10), (3, 2), (1, 3), (1, 1), False, False, None),
+             ((1, 1, 6, 6), (3, 3), (2, 2), (1, 0), False, True, 5)]
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,ceil_mode,include_pad,override", AVG_CASES)
+def test_avg_pool(lib, shape, kernel, stride, padding, ceil_mode, include_pad, override):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape)
+    geom = P.make_pool_geometry(shape, kernel, stride, padding, (1, 1), ceil_mode, "test")
+    divisor = P.avg_divisor(np, geom, include_pad, override, x.dtype)
+    args = (*geom.in_size, *geom.out_size, *kernel, *stride, *padding, include_pad, float(override or 0))
+    y = np.empty(x.shape[:2] + geom.out_size)
+    run(lib, "avg_pool_forward", x, *args, y, count=y.size)
+    np.testing.assert_allclose(y, P.avg_pool2d_forward(x, geom, divisor), rtol=1e-13, atol=1e-14)
+    dy = rng.standard_normal(y.shape)
+    dx = np.empty(shape)
+    run(lib, "avg_pool_backward", dy, *args, dx, count=dx.size)
+    np.testing.assert_allclose(dx, P.avg_pool2d_backward(dy, shape, geom, divisor), rtol=1e-13, atol=1e-14)
+
+
+def test_softmax_cross_entropy(lib):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 5)) * 30  # large values: the max shift must keep it finite
+    target = np.array([0, 4, 2, -100, 1, 3], np.int64)
+    loss, lse = np.empty(6), np.empty(6)
+    run(lib, "softmax_xent_forward", logits, target, 5, -100, loss, lse, count=6)
+    peak = logits.max(axis=1, keepdims=True)
+    expected_lse = (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))[:, 0]
+    np.testing.assert_allclose(lse, expected_lse, rtol=1e-14)
+    kept = target != -100
+    expected_loss = np.where(kept, expected_lse - logits[np.arange(6), np.where(kept, target, 0)], 0.0)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=1e-13)
+    grad = np.empty_like(logits)
+    scale = 1.0 / kept.sum()
+    run(lib, "softmax_xent_backward", logits, lse, target, 5, -100, scale, grad, count=grad.size)
+    softmax = np.exp(logits - expected_lse[:, None])
+    onehot = np.zeros_like(logits)
+    onehot[np.arange(6)[kept], target[kept]] = 1
+    np.testing.assert_allclose(grad, scale * (softmax - onehot) * kept[:, None], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("nesterov,wd,dampening,maximize", [(True, 5e-4, 0.0, False), (False, 0.0, 0.1, False),
+                                                            (False, 1e-2, 0.0, True)])
+def test_sgd_momentum_matches_optimizer(lib, nesterov, wd, dampening, maximize):
+    rng = np.random.default_rng(4)
+    param = mg.nn.Parameter(rng.standard_normal(50))
+    opt = mg.optim.SGD([param], lr=0.1, momentum=0.9, dampening=dampening, weight_decay=wd, nesterov=nesterov,
+                       maximize=maximize)
+    ours, buf = param.data.copy(), np.empty(50)
+    for step in range(4):
+        grad = rng.standard_normal(50)
+        param.grad[...] = grad
+        opt.step()
+        run(lib, "sgd_momentum", grad, 0.1, 0.9, dampening, wd, nesterov, maximize, step == 0, ours, buf, count=50)
+        np.testing.assert_allclose(ours, param.data, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("cls,wd,maximize", [("Adam", 0.0, False), ("Adam", 1e-2, False), ("AdamW", 1e-2, False),
+                                             ("AdamW", 0.1, True)])
+def test_adam_matches_optimizer(lib, cls, wd, maximize):
+    rng = np.random.default_rng(5)
+    param = mg.nn.Parameter(rng.standard_normal(40))
+    betas = (0.9, 0.999)
+    opt = getattr(mg.optim, cls)([param], lr=1e-2, betas=betas, eps=1e-8, weight_decay=wd, maximize=maximize)
+    ours, m, v = param.data.copy(), np.zeros(40), np.zeros(40)
+    for step in range(1, 6):
+        grad = rng.standard_normal(40)
+        param.grad[...] = grad
+        opt.step()
+        bc1, bc2_sqrt = 1 - betas[0] ** step, (1 - betas[1] ** step) ** 0.5
+        run(lib, "adam", grad, 1e-2, *betas, 1e-8, wd, bc1, bc2_sqrt, cls == "AdamW", maximize, ours, m, v, count=40)
+        np.testing.assert_allclose(ours, param.data, rtol=1e-13, atol=1e-15)
