@@ -15,3 +15,5 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: E402
 __all__ += ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: E402
 __all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+from .misc import Dropout, Identity  # noqa: E402
+__all__ += ["Dropout", "Identity"]

@@ -1,0 +1,90 @@
+"""Dropout and Identity.
+
+Dropout (training): y = x * mask, mask = keep / (1 - p), keep ~ Bernoulli(1 - p);  dx = dy * mask.
+In eval mode (or p = 0) it is the identity. Cached for backward: the scaled mask (or nothing).
+
+Masks are reproducible under ``mg.manual_seed``: on NumPy (and the strict test backend) the
+uniforms come from minigrad's host generator and are moved to the input's backend; on CuPy
+a device generator (cuRAND Philox) is seeded from one integer drawn from that host generator,
+so no mask crosses the PCIe bus. Either way each forward advances the host generator.
+"""
+from __future__ import annotations
+
+import numbers
+
+from .. import random as mg_random
+from ..backend import backend_of, get_array_module, to_backend
+from ..utils import check_float_array
+from .layer import Layer
+
+__all__ = ["Dropout", "Identity"]
+
+
+def _uniform_like(x):
+    """Uniform [0, 1) samples of x's shape, on x's backend, driven by minigrad's global generator."""
+    generator = mg_random.generator()
+    backend = backend_of(x)
+    if backend == "cupy":
+        xp = get_array_module(x)
+        seed = int(generator.integers(0, 2**63 - 1))
+        method = getattr(getattr(xp.cuda, "curand", None), "CURAND_RNG_PSEUDO_PHILOX4_32_10", None)
+        state = xp.random.RandomState(seed, method=method) if method is not None else xp.random.RandomState(seed)
+        return state.random_sample(x.shape, dtype=x.dtype)
+    return to_backend(generator.random(x.shape).astype(x.dtype), backend)
+
+
+class Dropout(Layer):
+    """Zero each element with probability p during training and scale the rest by 1/(1-p).
+
+    x: any shape -> same shape. Identity in eval mode. ``inplace`` is accepted for PyTorch
+    compatibility; a new array is returned.
+    """
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: dropout probability has to be between 0 and 1, but got {p!r}")
+        self.p, self.inplace = float(p), inplace
+
+    def forward(self, x):
+        """x: any shape -> same shape. Caches the scaled mask (None when it is the identity)."""
+        check_float_array(x, self.label)
+        if not self.training or self.p == 0.0:
+            self._cache = (None, tuple(x.shape))
+            return x
+        if self.p == 1.0:
+            mask = get_array_module(x).zeros_like(x)
+        else:
+            keep = _uniform_like(x) >= self.p                 # P(keep) = 1 - p
+            mask = keep.astype(x.dtype) / (1.0 - self.p)
+        self._cache = (mask, tuple(x.shape))
+        return x * mask
+
+    def backward(self, grad_out):
+        """grad_out: same shape as x -> dy * mask (or dy itself in eval mode)."""
+        mask, shape = self.take_cache()
+        if tuple(grad_out.shape) != shape:
+            raise ValueError(f"{self.label}: expected grad_out of shape {shape} (the output shape), "
+                             f"got {tuple(grad_out.shape)}")
+        if mask is None:
+            return grad_out
+        get_array_module(grad_out, mask, names=("grad_out", "dropout mask"))
+        return grad_out * mask
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Identity(Layer):
+    """y = x; dx = dy. Accepts and ignores any constructor arguments, like torch.nn.Identity."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        self._cache = True
+        return x
+
+    def backward(self, grad_out):
+        self.take_cache()
+        return grad_out
