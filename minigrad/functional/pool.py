@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backend import get_array_module
-from ..kernels.im2col import pad_constant
+from ..kernels.im2col import _is_cupy, pad_constant
 
 __all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
            "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -96,6 +96,9 @@ def _crop(padded, geom):
 def max_pool2d_forward(x, geom: PoolGeometry):
     """x: (N, C, H, W) -> (y (N, C, OH, OW), argmax offset (N, C, OH, OW) in [0, kh*kw))."""
     xp = get_array_module(x)
+    if _is_cupy(xp):                                     # one CUDA kernel (kernels/cuda.py)
+        from ..kernels.cuda import max_pool_forward_gpu
+        return max_pool_forward_gpu(x, geom)
     padded = pad_constant(x, geom.pads, -float("inf"))   # (N, C, H+pt+pb, W+pl+pr)
     out = argmax = None
     index_dtype = "uint8" if geom.kernel[0] * geom.kernel[1] <= 256 else "int32"
@@ -114,6 +117,9 @@ def max_pool2d_forward(x, geom: PoolGeometry):
 def max_pool2d_backward(grad_out, argmax, in_shape, geom: PoolGeometry):
     """Route each dy to the input element that was the maximum. Returns (N, C, H, W)."""
     xp = get_array_module(grad_out, argmax)
+    if _is_cupy(xp):                                     # gather per input pixel, no atomics
+        from ..kernels.cuda import max_pool_backward_gpu
+        return max_pool_backward_gpu(grad_out, argmax, tuple(in_shape), geom)
     grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
     for k, rows, cols in _views(geom):
         grad[:, :, rows, cols] += xp.where(argmax == k, grad_out, 0.0)
@@ -148,6 +154,9 @@ def avg_divisor(xp, geom: PoolGeometry, count_include_pad: bool, divisor_overrid
 
 def avg_pool2d_forward(x, geom: PoolGeometry, divisor):
     """x: (N, C, H, W) -> (N, C, OH, OW): sum of each zero-padded window / divisor."""
+    if _is_cupy(get_array_module(x)):                    # window sums in one CUDA kernel
+        from ..kernels.cuda import avg_pool_forward_gpu
+        return avg_pool_forward_gpu(x, geom, True, 1.0) / divisor
     padded = pad_constant(x, geom.pads, 0.0)             # (N, C, H+pt+pb, W+pl+pr)
     total = None
     for _, rows, cols in _views(geom):
@@ -160,6 +169,9 @@ def avg_pool2d_backward(grad_out, in_shape, geom: PoolGeometry, divisor):
     """Spread dy / divisor evenly over each window. Returns (N, C, H, W)."""
     xp = get_array_module(grad_out)
     share = grad_out / divisor
+    if _is_cupy(xp):                                     # gather the shares per input pixel
+        from ..kernels.cuda import avg_pool_backward_gpu
+        return avg_pool_backward_gpu(xp.ascontiguousarray(share), tuple(in_shape), geom, True, 1.0)
     grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
     for _, rows, cols in _views(geom):
         grad[:, :, rows, cols] += share
