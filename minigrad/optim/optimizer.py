@@ -194,6 +194,10 @@ class Optimizer:
         mismatch a ValueError is raised and this optimizer is left unchanged. State arrays
         are copied onto each parameter's backend and cast to its dtype.
         """
+        self._commit_state_dict(self._prepare_state_dict(state_dict))
+
+    def _prepare_state_dict(self, state_dict: dict):
+        """Check ``state_dict`` against this optimizer and build (new state, new groups) without applying."""
         where = f"{self.name}.load_state_dict"
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError(f"{where}: expected a dict with keys 'state' and 'param_groups'")
@@ -224,8 +228,10 @@ class Optimizer:
             merged = {**options, "params": group["params"]}
             self._validate_group(merged)
             new_groups.append(merged)
-        self.state = new_state
-        self.param_groups = new_groups
+        return new_state, new_groups
+
+    def _commit_state_dict(self, prepared):
+        self.state, self.param_groups = prepared
 
     def __repr__(self):
         lines = [f"{self.name} ("]

@@ -1,0 +1,337 @@
+"""Weight files and checkpoints: one ``.npz`` archive, no pickle, written atomically, verified on load.
+
+    mg.save("ckpt.npz", model, optimizer, scheduler=sched, epoch=3)   # metadata: any JSON-able keywords
+    ckpt = mg.load("ckpt.npz", backend="numpy")    # Checkpoint: ["model"], ["optimizer"], ["metadata"], ...
+    mg.load_into("ckpt.npz", model, optimizer)     # checks everything first, then loads (all or nothing)
+
+File layout (``numpy.savez``, read back with ``allow_pickle=False`` always)::
+
+    model/<state-dict name>              one array per parameter/buffer, as the model holds it
+    optimizer/state/<index>/<name>       optimizer state arrays (exp_avg, momentum_buffer, ...)
+    __meta__                             uint8 array: UTF-8 JSON with everything that is not an array
+    __meta_crc32__                       uint64 array: CRC32 of the JSON bytes
+
+The JSON holds the format name ``"minigrad-checkpoint"``, the format ``version`` (1), the
+model's key order, per array its dtype, shape and CRC32, the optimizer's type, parameter
+groups and scalar state (``step``), the scheduler's type and state, the global RNG state
+(``mg.random``) and the user's metadata.
+
+Writing: a temp file in the target directory, flush + fsync, ``os.replace`` over the target,
+fsync of the directory. An exception (disk full, Ctrl-C) before the rename leaves the old
+file intact and removes the temp file. Saving copies arrays to the host; the model stays where it is.
+
+Loading: every array is read and its dtype, shape and CRC32 checked before anything is
+returned. A truncated, corrupted, foreign or wrong-version file raises ``CheckpointError``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy
+
+from . import random as mg_random
+from .backend import backend_of, get_backend, is_array, to_backend
+
+__all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION"]
+
+FORMAT = "minigrad-checkpoint"
+VERSION = 1
+_META, _META_CRC = "__meta__", "__meta_crc32__"
+
+
+class CheckpointError(ValueError):
+    """A weight file or checkpoint is truncated, corrupted, of another format/version, or does not fit."""
+
+
+class Checkpoint(dict):
+    """What ``mg.load`` returns: a dict with keys
+
+    ``"model"`` (OrderedDict name -> array on the requested backend), ``"optimizer"`` (an optimizer
+    state dict or None), ``"optimizer_type"``, ``"scheduler"`` (scheduler state dict or None),
+    ``"scheduler_type"``, ``"metadata"`` (dict), ``"rng"`` (global RNG state), ``"version"``.
+    """
+
+    path = property(lambda self: self["path"])
+
+    def __repr__(self):
+        model = self["model"]
+        return (f"Checkpoint({self['path']!r}, version={self['version']}, {len(model)} model arrays, "
+                f"optimizer={self['optimizer_type']}, scheduler={self['scheduler_type']}, "
+                f"metadata={sorted(self['metadata'])})")
+
+
+# -- saving ----------------------------------------------------------------------------------------------
+
+def _json_default(obj):
+    """Numpy scalars and 0-d arrays become Python numbers; anything else is refused."""
+    if isinstance(obj, numpy.generic):
+        return obj.item()
+    if is_array(obj) and obj.ndim == 0:
+        return to_backend(obj, "numpy").item()
+    if isinstance(obj, (tuple, set, frozenset)):
+        return list(obj)
+    raise TypeError(f"mg.save: cannot store {type(obj).__name__} in checkpoint metadata (JSON only: numbers, "
+                    "strings, bools, None, lists and dicts with string keys; arrays belong in the model)")
+
+
+def _host(array, what):
+    if not is_array(array):
+        raise TypeError(f"mg.save: {what} is a {type(array).__name__}, not a NumPy or CuPy array")
+    host = numpy.asarray(to_backend(array, "numpy"), order="C")   # (ascontiguousarray makes 0-d 1-d)
+    if host.dtype.hasobject:
+        raise TypeError(f"mg.save: {what} has dtype object, which cannot be saved without pickle")
+    return host
+
+
+def _crc(array) -> int:
+    return zlib.crc32(memoryview(numpy.asarray(array, order="C")).cast("B"))
+
+
+def _model_state(model):
+    if isinstance(model, Mapping):
+        return model
+    if hasattr(model, "state_dict") and callable(model.state_dict):
+        return model.state_dict()
+    raise TypeError(f"mg.save: expected a Layer or a state dict (name -> array), got {type(model).__name__}")
+
+
+def _write_archive(fileobj, arrays: dict):
+    """Write the arrays as an uncompressed .npz archive (a seam the tests use to simulate failures)."""
+    numpy.savez(fileobj, **arrays)
+
+
+def _fsync_directory(directory: str):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(path, model, optimizer=None, *, scheduler=None, **metadata):
+    """Write ``model`` (a Layer or a state dict), optionally ``optimizer`` and ``scheduler``, and JSON-able
+    ``metadata`` keywords (epoch=..., step=...) to one ``.npz`` file at ``path``, atomically.
+
+    The path is used as given (no ``.npz`` is appended). Arrays are copied to the host for writing;
+    the model, optimizer and their backend are not changed. Returns the path.
+    """
+    path = os.fspath(path)
+    arrays, entries = {}, {}
+    model_keys = []
+    for name, value in _model_state(model).items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"mg.save: state-dict names must be non-empty strings, got {name!r}")
+        key = f"model/{name}"
+        arrays[key] = _host(value, f"model entry '{name}'")
+        model_keys.append(name)
+    optimizer_meta = None
+    if optimizer is not None:
+        if not (hasattr(optimizer, "state_dict") and hasattr(optimizer, "param_groups")):
+            raise TypeError(f"mg.save: optimizer must be a minigrad Optimizer, got {type(optimizer).__name__}")
+        osd = optimizer.state_dict()
+        scalars = {}
+        for index, entry in osd["state"].items():
+            for name, value in entry.items():
+                if is_array(value):
+                    arrays[f"optimizer/state/{int(index)}/{name}"] = _host(value, f"optimizer state {index}/{name}")
+                else:
+                    scalars.setdefault(str(int(index)), {})[name] = value
+        optimizer_meta = {"type": type(optimizer).__name__, "param_groups": osd["param_groups"],
+                          "scalar_state": scalars, "indices": sorted(int(i) for i in osd["state"])}
+    scheduler_meta = None
+    if scheduler is not None:
+        scheduler_meta = {"type": type(scheduler).__name__, "state": scheduler.state_dict()}
+    for key, array in arrays.items():
+        entries[key] = {"dtype": array.dtype.str, "shape": list(array.shape), "crc32": _crc(array)}
+    meta = {"format": FORMAT, "version": VERSION, "model_keys": model_keys, "arrays": entries,
+            "optimizer": optimizer_meta, "scheduler": scheduler_meta, "metadata": metadata,
+            "rng": mg_random.get_state(), "saved_from_backend": _backend_name(model)}
+    try:
+        text = json.dumps(meta, default=_json_default, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(str(exc) if str(exc).startswith("mg.save") else f"mg.save: cannot encode metadata: {exc}") \
+            from None
+    meta_bytes = numpy.frombuffer(text.encode("utf-8"), dtype=numpy.uint8)
+    arrays[_META] = meta_bytes
+    arrays[_META_CRC] = numpy.array([_crc(meta_bytes)], dtype=numpy.uint64)
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            _write_archive(handle, arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def _backend_name(model):
+    for value in _model_state(model).values():
+        if is_array(value):
+            return backend_of(value)
+    return None
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+def _read_verified(path: str) -> tuple[dict, dict]:
+    """(meta, host arrays) with format, version, dtypes, shapes and checksums all checked."""
+    def fail(reason):
+        return CheckpointError(f"{path}: {reason}")
+
+    try:
+        archive = numpy.load(path, allow_pickle=False)
+        if not isinstance(archive, numpy.lib.npyio.NpzFile):
+            raise fail("not a minigrad checkpoint (a single .npy array, not an .npz archive)")
+        with archive:
+            names = set(archive.files)
+            if _META not in names:
+                raise fail("not a minigrad checkpoint (no '__meta__' entry; was it written by numpy.savez "
+                           "rather than mg.save?)")
+            meta_bytes = archive[_META]
+            meta_crc = archive[_META_CRC] if _META_CRC in names else None
+            if meta_crc is None or meta_crc.shape != (1,) or int(meta_crc[0]) != _crc(meta_bytes):
+                raise fail("the checkpoint header failed its CRC32 check; the file is corrupted")
+            meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise fail(f"not a minigrad checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r}, "
+                           f"expected {FORMAT!r})")
+            version = meta.get("version")
+            if version != VERSION:
+                newer = isinstance(version, int) and version > VERSION
+                raise fail(f"checkpoint format version {version!r} is not supported; this minigrad reads version "
+                           f"{VERSION}" + (" (the file was written by a newer minigrad: upgrade)" if newer else ""))
+            entries = meta["arrays"]
+            stored = names - {_META, _META_CRC}
+            if stored != set(entries):
+                missing, extra = sorted(set(entries) - stored), sorted(stored - set(entries))
+                raise fail(f"the archive does not match its header: missing arrays {missing}, unlisted arrays {extra}")
+            arrays = {}
+            for key, entry in entries.items():
+                array = archive[key]
+                if array.dtype.str != entry["dtype"] or list(array.shape) != entry["shape"]:
+                    raise fail(f"array '{key}' has dtype {array.dtype.str} and shape {list(array.shape)} but the "
+                               f"header says {entry['dtype']} and {entry['shape']}; the file is corrupted")
+                if _crc(array) != entry["crc32"]:
+                    raise fail(f"array '{key}' failed its CRC32 check; the file is corrupted")
+                arrays[key] = array
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError from a damaged header, ...
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}); the file is "
+                              "truncated, corrupted or not a minigrad checkpoint") from exc
+    return meta, arrays
+
+
+def load(path, backend=None) -> Checkpoint:
+    """Read and verify a file written by ``mg.save``; arrays land on ``backend`` (default: the active one).
+
+    Raises CheckpointError for a truncated, corrupted, foreign or wrong-version file (nothing is returned).
+    """
+    path = os.fspath(path)
+    backend = backend if backend is not None else get_backend()
+    meta, arrays = _read_verified(path)
+    model = OrderedDict((name, to_backend(arrays[f"model/{name}"], backend)) for name in meta["model_keys"])
+    optimizer = None
+    opt_meta = meta.get("optimizer")
+    if opt_meta is not None:
+        state = {int(i): dict(opt_meta["scalar_state"].get(str(i), {})) for i in opt_meta["indices"]}
+        for key, array in arrays.items():
+            if key.startswith("optimizer/state/"):
+                _, _, index, name = key.split("/", 3)
+                state.setdefault(int(index), {})[name] = to_backend(array, backend)
+        groups = opt_meta["param_groups"]
+        for group in groups:
+            if isinstance(group.get("betas"), list):
+                group["betas"] = tuple(group["betas"])
+        optimizer = {"state": state, "param_groups": groups}
+    sched_meta = meta.get("scheduler")
+    return Checkpoint(path=path, version=meta["version"], model=model, optimizer=optimizer,
+                      optimizer_type=opt_meta["type"] if opt_meta else None,
+                      scheduler=sched_meta["state"] if sched_meta else None,
+                      scheduler_type=sched_meta["type"] if sched_meta else None,
+                      metadata=meta.get("metadata", {}), rng=meta.get("rng"))
+
+
+def _check_model(path, model, state):
+    """Raise CheckpointError unless ``state`` has exactly the model's keys with the same shapes."""
+    slots = model.state_dict()
+    missing = [k for k in slots if k not in state]
+    unexpected = [k for k in state if k not in slots]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: the checkpoint does not fit {type(model).__name__} (another architecture?): "
+                              f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected keys "
+                              f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}; the model was not changed")
+    for key, current in slots.items():
+        if tuple(state[key].shape) != tuple(current.shape):
+            raise CheckpointError(f"{path}: '{key}' has shape {tuple(state[key].shape)} in the checkpoint but "
+                                  f"{tuple(current.shape)} in {type(model).__name__}; the model was not changed")
+        saved_kind, model_kind = state[key].dtype.kind, current.dtype.kind
+        if saved_kind != model_kind and not {saved_kind, model_kind} <= {"i", "u"}:
+            raise CheckpointError(f"{path}: '{key}' has dtype {state[key].dtype} in the checkpoint but "
+                                  f"{current.dtype} in {type(model).__name__}; the model was not changed")
+
+
+def load_into(path, model, optimizer=None, backend=None, *, scheduler=None, restore_rng=False) -> Checkpoint:
+    """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``): all or nothing.
+
+    Everything is verified first (file integrity, the model's keys and shapes, the optimizer's type,
+    groups and state shapes, the scheduler's type); on any problem CheckpointError is raised and
+    nothing is changed. Arrays are copied into the model where it lives (keeping its dtypes); with
+    ``backend`` the model (and then its optimizer state) moves there afterwards. ``restore_rng=True``
+    also restores minigrad's global random generator (for a bitwise-identical resume).
+    Returns the Checkpoint (for its metadata).
+    """
+    path = os.fspath(path)
+    ckpt = load(path, backend=model.backend or get_backend())
+    _check_model(path, model, ckpt["model"])
+    prepared = None
+    if optimizer is not None:
+        if ckpt["optimizer"] is None:
+            raise CheckpointError(f"{path}: the checkpoint holds no optimizer state (saved without an optimizer)")
+        if ckpt["optimizer_type"] != type(optimizer).__name__:
+            raise CheckpointError(f"{path}: the checkpoint holds {ckpt['optimizer_type']} state but the optimizer "
+                                  f"is {type(optimizer).__name__}")
+        try:
+            prepared = optimizer._prepare_state_dict(ckpt["optimizer"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: the optimizer state does not fit: {exc}") from exc
+    if scheduler is not None:
+        if ckpt["scheduler"] is None:
+            raise CheckpointError(f"{path}: the checkpoint holds no scheduler state (saved without a scheduler)")
+        if ckpt["scheduler_type"] != type(scheduler).__name__:
+            raise CheckpointError(f"{path}: the checkpoint holds {ckpt['scheduler_type']} state but the scheduler "
+                                  f"is {type(scheduler).__name__}")
+    if restore_rng and not isinstance(ckpt["rng"], dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no random-generator state")
+    # Everything fits: apply.
+    model.load_state_dict(ckpt["model"])
+    if prepared is not None:
+        optimizer._commit_state_dict(prepared)
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    if restore_rng:
+        mg_random.set_state(ckpt["rng"])
+    if backend is not None:
+        model.to(backend)
+    return ckpt
