@@ -3,15 +3,39 @@
 ``minigrad.functional.conv`` asks here first; a path returns its result, or None to fall
 back to the reference im2col + matmul code. Keeping the choice in one place means every
 fast path is exercised by the same PyTorch comparison tests as the reference.
+
+CPU (plain ``numpy.ndarray``, float32/float64): ``cpu_pointwise`` for 1x1 kernels (GEMM per
+sample, no im2col), ``cpu_depthwise`` for groups == channels (tap-by-tap multiply-add), and
+``cpu_conv`` for everything else (chunked channels-last im2col + GEMM on a thread pool).
+Anything else (CuPy, the strict test backend, other dtypes) -> None.
 """
 from __future__ import annotations
+
+from . import cpu_conv, cpu_depthwise, cpu_pointwise
+
+enabled = True   # set False to force the reference path (benchmarks and tests compare both)
+
+
+def cpu_kernel(geom):
+    """The CPU kernel module for this geometry: cpu_pointwise, cpu_depthwise or cpu_conv."""
+    if cpu_pointwise.applies(geom):
+        return cpu_pointwise
+    if cpu_depthwise.applies(geom):
+        return cpu_depthwise
+    return cpu_conv
 
 
 def forward(x, weight, bias, geom):
     """Fast conv forward for this backend/geometry, or None for the reference path."""
-    return None
+    if not enabled or not cpu_conv.supported(x, weight, bias):
+        return None
+    return cpu_kernel(geom).conv_forward(x, weight, bias, geom)
 
 
 def backward(x, weight, grad_out, geom, need_input, need_weight, need_bias):
     """Fast conv backward (dx, dW, db), or None for the reference path."""
-    return None
+    if not enabled or not cpu_conv.supported(x, weight, grad_out):
+        return None
+    if (need_weight and x is None) or (need_input and weight is None):
+        return None
+    return cpu_kernel(geom).conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias)
