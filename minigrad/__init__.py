@@ -3,18 +3,19 @@
 Convolution is unfold (im2col) + matrix multiply; the same code runs on NumPy (CPU) or
 CuPy (CUDA) behind one switch, ``mg.set_backend("numpy" | "cupy")``.
 """
-from . import backend, data, functional, nn, optim, torch_compat
+from . import backend, data, functional, nn, optim, threads, torch_compat
 from .backend import BackendMismatchError, BackendUnavailableError, get_backend, set_backend
 from .anomaly import AnomalyError, detect_anomaly
 from .gradcheck import GradcheckError, gradcheck
 from .io import CheckpointError, load, load_into, save
 from .nn.layer import no_grad
 from .random import manual_seed
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "backend", "data", "functional", "nn", "optim", "torch_compat", "save", "load", "load_into",
     "CheckpointError", "set_backend", "get_backend", "BackendMismatchError",
-    "BackendUnavailableError", "gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "manual_seed", "no_grad", "__version__",
+    "BackendUnavailableError", "gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "manual_seed", "no_grad", "set_num_threads", "get_num_threads", "__version__",
 ]
