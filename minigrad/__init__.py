@@ -19,3 +19,6 @@ __all__ = [
     "CheckpointError", "set_backend", "get_backend", "BackendMismatchError",
     "BackendUnavailableError", "gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "manual_seed", "no_grad", "set_num_threads", "get_num_threads", "__version__",
 ]
+
+from . import distributed  # noqa: E402  (mg.distributed; imports no MPI until mg.distributed.init())
+__all__ += ["distributed"]

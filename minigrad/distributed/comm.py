@@ -1,0 +1,201 @@
+"""Process group: who am I, how many are we, and the collectives (all-reduce, broadcast, barrier).
+
+Engines, no home-made protocol:
+
+- host arrays (NumPy) go through MPI (``mpi4py``, processes started by ``mpirun``);
+- device arrays (CuPy) go through NCCL (``cupy.cuda.nccl``, see ``nccl.py``), whose
+  communicator is bootstrapped over MPI (rank 0 broadcasts the NCCL unique id).
+
+Without ``mpirun`` (or without mpi4py installed) ``init()`` gives a world of one process in
+which every collective is the identity, so the same training script runs alone unchanged.
+``mpi4py`` is imported only by ``init()``, never by ``import minigrad`` (importing it starts MPI).
+"""
+from __future__ import annotations
+
+import os
+
+from ..backend import backend_of, get_backend
+
+__all__ = ["DistributedError", "init", "is_initialized", "world_size", "rank", "local_rank", "is_main",
+           "barrier", "all_reduce", "broadcast", "broadcast_object", "all_gather_object", "mpi_comm"]
+
+_OPS = ("sum", "mean", "max", "min")
+
+# Environment variables that launchers set; if one says "more than one process" and mpi4py is
+# missing, running as a world of one would silently train N independent copies.
+_LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+class DistributedError(RuntimeError):
+    """The process group cannot be set up, or a collective was used wrongly."""
+
+
+class _World:
+    """The state behind the module-level functions (one per process)."""
+
+    def __init__(self, comm):
+        self.comm = comm  # mpi4py communicator, or None for a world of one
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.size = comm.Get_size() if comm is not None else 1
+        self.local_rank = 0
+        if comm is not None and self.size > 1:
+            from mpi4py import MPI
+            node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)  # the processes on my machine
+            self.local_rank = node.Get_rank()
+            node.Free()
+        self.nccl = None  # NcclCommunicator, created on first device collective (or by init on cupy)
+
+
+_world: _World | None = None
+
+
+def _launcher_size() -> int:
+    for var in _LAUNCHER_SIZE_VARS:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 1
+
+
+def init() -> "_World":
+    """Join the process group (idempotent); returns nothing useful but the state for debugging.
+
+    Under ``mpirun -np N`` this uses ``mpi4py``'s COMM_WORLD (rank, size). Run alone, it is a
+    world of one (rank 0, size 1) whether or not mpi4py is installed. When launched by mpirun
+    but mpi4py is missing, raises DistributedError saying what to install.
+    When the active backend is 'cupy', also selects GPU ``local_rank % device_count`` and
+    creates the NCCL communicator; call ``init()`` before creating the model on the GPU.
+    """
+    global _world
+    if _world is not None:
+        return _world
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        size = _launcher_size()
+        if size > 1:
+            raise DistributedError(
+                f"this process was started by an MPI launcher with {size} processes, but mpi4py is not "
+                f"installed ({exc}); install it with: pip install \"minigrad[distributed]\" "
+                "(needs an MPI library, e.g. apt-get install openmpi-bin libopenmpi-dev)") from exc
+        _world = _World(None)
+    else:
+        _world = _World(MPI.COMM_WORLD)
+    if get_backend() == "cupy" and _world.size > 1:
+        _nccl()
+    return _world
+
+
+def is_initialized() -> bool:
+    return _world is not None
+
+
+def _get() -> _World:
+    return _world if _world is not None else init()
+
+
+def mpi_comm():
+    """The mpi4py communicator (COMM_WORLD), or None in a world of one without mpi4py."""
+    return _get().comm
+
+
+def world_size() -> int:
+    """Number of processes (1 without mpirun)."""
+    return _get().size
+
+
+def rank() -> int:
+    """This process's index in 0 .. world_size() - 1."""
+    return _get().rank
+
+
+def local_rank() -> int:
+    """Index among the processes on this machine (selects the GPU)."""
+    return _get().local_rank
+
+
+def is_main() -> bool:
+    """True on rank 0: the process that prints, logs and writes checkpoints."""
+    return _get().rank == 0
+
+
+def barrier() -> None:
+    """Wait until every process gets here."""
+    world = _get()
+    if world.size > 1:
+        world.comm.Barrier()
+
+
+def _nccl():
+    world = _get()
+    if world.nccl is None:
+        from .nccl import NcclCommunicator
+        world.nccl = NcclCommunicator(world.comm, world.rank, world.size, world.local_rank)
+    return world.nccl
+
+
+def _check_op(op, where):
+    if op not in _OPS:
+        raise ValueError(f"{where}: unknown op {op!r}; expected one of {', '.join(map(repr, _OPS))}")
+
+
+def all_reduce(array, op: str = "mean"):
+    """Reduce ``array`` element-wise over all processes; every process gets the result.
+
+    ``op``: "mean" (default, the gradient average), "sum", "max" or "min". The array must have
+    the same shape and dtype on every process. A contiguous array is reduced in place and
+    returned; otherwise a reduced copy is returned. NumPy arrays use MPI, CuPy arrays NCCL.
+    "mean" needs a floating dtype (an integer average would be truncated).
+    """
+    _check_op(op, "all_reduce")
+    backend = backend_of(array)
+    if op == "mean" and array.dtype.kind not in "fc":
+        raise TypeError(f"all_reduce: op='mean' needs a floating array, got dtype {array.dtype}; use op='sum'")
+    world = _get()
+    if world.size == 1:
+        return array
+    if not array.flags.c_contiguous:
+        array = array.copy()  # C-contiguous copy (same backend)
+    if backend == "cupy":
+        _nccl().all_reduce(array, "sum" if op == "mean" else op)
+    elif backend == "numpy":
+        from mpi4py import MPI
+        mpi_op = {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
+        world.comm.Allreduce(MPI.IN_PLACE, array, op=mpi_op)
+    else:
+        raise TypeError(f"all_reduce: arrays of the {backend!r} backend cannot be communicated; "
+                        "use a NumPy or CuPy array")
+    if op == "mean":
+        array /= world.size
+    return array
+
+
+def broadcast(array, root: int = 0):
+    """Overwrite ``array`` on every process with root's values (in place if contiguous); returns it."""
+    world = _get()
+    if not 0 <= root < world.size:
+        raise ValueError(f"broadcast: root={root} is not a rank of a world of size {world.size}")
+    if world.size == 1:
+        return array
+    if not array.flags.c_contiguous:
+        array = array.copy()
+    backend = backend_of(array)
+    if backend == "cupy":
+        _nccl().broadcast(array, root)
+    elif backend == "numpy":
+        world.comm.Bcast(array, root=root)
+    else:
+        raise TypeError(f"broadcast: arrays of the {backend!r} backend cannot be communicated")
+    return array
+
+
+def broadcast_object(obj, root: int = 0):
+    """A small picklable Python object from root to everyone (seeds, configs)."""
+    world = _get()
+    return obj if world.size == 1 else world.comm.bcast(obj, root=root)
+
+
+def all_gather_object(obj) -> list:
+    """Every process's ``obj``, as a list indexed by rank."""
+    world = _get()
+    return [obj] if world.size == 1 else world.comm.allgather(obj)
+

@@ -1,0 +1,50 @@
+"""NCCL collectives for CuPy arrays (GPU data parallelism), bootstrapped over MPI.
+
+Rank 0 creates an NCCL unique id and broadcasts it over MPI; every rank then joins the
+NCCL communicator with (world size, id, rank). Each process drives one GPU: device
+``local_rank % device_count`` (the processes on one machine share its GPUs round-robin).
+
+Only exercised on machines with GPUs (tests skip elsewhere). CuPy is imported here, lazily.
+"""
+from __future__ import annotations
+
+__all__ = ["NcclCommunicator"]
+
+
+class NcclCommunicator:
+    """One NCCL communicator over all MPI ranks; in-place all-reduce and broadcast of CuPy arrays."""
+
+    def __init__(self, mpi_comm, rank: int, size: int, local_rank: int):
+        from ..backend import module_for
+        cupy = module_for("cupy")  # raises BackendUnavailableError saying what to install
+        from cupy.cuda import nccl
+        self._cupy, self._nccl = cupy, nccl
+        cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+        uid = nccl.get_unique_id() if rank == 0 else None
+        uid = mpi_comm.bcast(uid, root=0)
+        self.comm = nccl.NcclCommunicator(size, uid, rank)
+        self._ops = {"sum": nccl.NCCL_SUM, "max": nccl.NCCL_MAX, "min": nccl.NCCL_MIN}
+        self._dtypes = {"float16": nccl.NCCL_FLOAT16, "float32": nccl.NCCL_FLOAT32,
+                        "float64": nccl.NCCL_FLOAT64, "int32": nccl.NCCL_INT32, "int64": nccl.NCCL_INT64,
+                        "uint8": nccl.NCCL_UINT8, "int8": nccl.NCCL_INT8}
+
+    def _dtype(self, array):
+        try:
+            return self._dtypes[str(array.dtype)]
+        except KeyError:
+            raise TypeError(f"NCCL: dtype {array.dtype} is not supported; expected one of "
+                            f"{', '.join(self._dtypes)}") from None
+
+    def all_reduce(self, array, op: str):
+        """In place on a C-contiguous CuPy array; returns when the result is ready."""
+        stream = self._cupy.cuda.get_current_stream()
+        self.comm.allReduce(array.data.ptr, array.data.ptr, array.size, self._dtype(array), self._ops[op],
+                            stream.ptr)
+        stream.synchronize()  # so the caller's timing (DataParallel.comm_seconds) is real
+        return array
+
+    def broadcast(self, array, root: int):
+        stream = self._cupy.cuda.get_current_stream()
+        self.comm.bcast(array.data.ptr, array.size, self._dtype(array), root, stream.ptr)
+        stream.synchronize()
+        return array
