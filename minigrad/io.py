@@ -102,7 +102,7 @@ def _model_state(model):
 
 def _write_archive(fileobj, arrays: dict):
     """Write the arrays as an uncompressed .npz archive (a seam the tests use to simulate failures)."""
-    numpy.savez(fileobj, **arrays)
+    numpy.savez(fileobj, allow_pickle=False, **arrays)
 
 
 def _fsync_directory(directory: str):
@@ -211,9 +211,9 @@ def _read_verified(path: str) -> tuple[dict, dict]:
             if meta_crc is None or meta_crc.shape != (1,) or int(meta_crc[0]) != _crc(meta_bytes):
                 raise fail("the checkpoint header failed its CRC32 check; the file is corrupted")
             meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                raise fail(f"not a minigrad checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                           f"expected {FORMAT!r})")
+            found = meta.get("format") if isinstance(meta, dict) else None
+            if found != FORMAT:
+                raise fail(f"not a minigrad checkpoint (format {found!r}, expected {FORMAT!r})")
             version = meta.get("version")
             if version != VERSION:
                 newer = isinstance(version, int) and version > VERSION
