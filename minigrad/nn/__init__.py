@@ -17,3 +17,5 @@ from .norm import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: E402
 __all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 from .misc import Dropout, Identity  # noqa: E402
 __all__ += ["Dropout", "Identity"]
+from .conv_transpose import ConvTranspose2d  # noqa: E402
+__all__ += ["ConvTranspose2d"]

@@ -1,0 +1,149 @@
+"""ConvTranspose2d: the adjoint of Conv2d, built on the same kernels (minigrad.functional.conv).
+
+Let C be the convolution from the output space (N, O, OH, OW) to the input space (N, I, H, W)
+with this layer's weight W: (I, O/groups, kh, kw) read as a Conv2d weight (I out-channels,
+O/groups in-channels per group), and the same stride, padding, dilation and groups. Then
+
+forward:  y  = C^T(x) + b = conv input-gradient of "dy" = x     x: (N, I, H, W) -> y: (N, O, OH, OW)
+backward: dx = C(dy)                   (conv forward of dy)          (N, I, H, W)
+          dW += conv weight-gradient with input dy and output-gradient x   (I, O/groups, kh, kw)
+          db += dy.sum((0, 2, 3))                                          (O,)
+
+OH = (H - 1)*stride - 2*padding + dilation*(kh - 1) + output_padding + 1 (likewise OW).
+When output_padding >= stride (allowed while output_padding < dilation), C's natural output
+is larger than H: x is zero-padded at the bottom/right to it and dx cropped back.
+Cached for backward: the (padded) input and the geometry.
+"""
+from __future__ import annotations
+
+import numbers
+
+from ..backend import get_array_module
+from ..functional.conv import conv_backward, conv_forward, make_geometry
+from ..kernels.im2col import pad_constant
+from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
+from .init import fan_in_bias, kaiming_uniform
+from .layer import Layer, Parameter
+
+__all__ = ["ConvTranspose2d"]
+
+
+class ConvTranspose2d(Layer):
+    """2-D transposed convolution over (N, C, H, W) inputs, PyTorch's signature and default init.
+
+    weight: (in_channels, out_channels/groups, kh, kw); bias: (out_channels,).
+    Only padding_mode='zeros' exists, as in PyTorch.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", dtype="float32"):
+        super().__init__()
+        where = "ConvTranspose2d"
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+        if in_channels % groups:
+            raise ValueError(f"{where}: in_channels={in_channels} is not divisible by groups={groups}")
+        if out_channels % groups:
+            raise ValueError(f"{where}: out_channels={out_channels} is not divisible by groups={groups}")
+        if padding_mode != "zeros":
+            raise ValueError(f"{where}: only padding_mode='zeros' is supported (as in PyTorch), "
+                             f"got {padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = positive_pair(kernel_size, "kernel_size", where)
+        self.stride = positive_pair(stride, "stride", where)
+        self.padding = positive_pair(padding, "padding", where, allow_zero=True)
+        self.dilation = positive_pair(dilation, "dilation", where)
+        self.output_padding = positive_pair(output_padding, "output_padding", where, allow_zero=True)
+        for op, s, d in zip(self.output_padding, self.stride, self.dilation):
+            if op >= s and op >= d:
+                raise ValueError(f"{where}: output_padding must be smaller than either stride or dilation, "
+                                 f"got output_padding={self.output_padding}, stride={self.stride}, "
+                                 f"dilation={self.dilation}")
+        self.padding_mode = padding_mode
+        fan_in = (out_channels // groups) * self.kernel_size[0] * self.kernel_size[1]  # torch: weight.size(1)*k*k
+        self.weight = Parameter(kaiming_uniform((in_channels, out_channels // groups) + self.kernel_size,
+                                                fan_in, dtype=dtype))
+        self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype)) if bias else None
+
+    def _min_size(self, size, axis):
+        return ((size - 1) * self.stride[axis] - 2 * self.padding[axis]
+                + self.dilation[axis] * (self.kernel_size[axis] - 1) + 1)
+
+    def _output_padding(self, x, output_size):
+        """output_padding, or the one that gives ``output_size`` ((OH, OW) or (N, O, OH, OW))."""
+        if output_size is None:
+            return self.output_padding
+        size = tuple(int(s) for s in output_size)[-2:]
+        low = tuple(self._min_size(x.shape[2 + axis], axis) for axis in range(2))
+        high = tuple(low[axis] + self.stride[axis] - 1 for axis in range(2))
+        if len(size) != 2 or not all(low[a] <= size[a] <= high[a] for a in range(2)):
+            raise ValueError(f"{self.label}: requested output_size {tuple(output_size)} is not reachable from "
+                             f"input of shape {tuple(x.shape)}: (OH, OW) must lie between {low} and {high}")
+        result = [size[axis] - low[axis] for axis in range(2)]
+        return tuple(result)
+
+    def _geometry(self, x, output_size):
+        where = self.label
+        get_array_module(x, self.weight.data, names=("input", "weight"))
+        check_float_array(x, where)
+        check_ndim(x, 4, where, "(N, C, H, W)")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{where}: expected input with {self.in_channels} channels (weight of shape "
+                             f"{self.weight.shape}, groups={self.groups}), got input of shape {tuple(x.shape)}")
+        check_same_dtype(x, self.weight.data, where, "input", "weight")
+        output_padding = self._output_padding(x, output_size)
+        out_h = self._min_size(x.shape[2], 0) + output_padding[0]
+        out_w = self._min_size(x.shape[3], 1) + output_padding[1]
+        if out_h < 1 or out_w < 1:
+            raise ValueError(f"{where}: input of shape {tuple(x.shape)} gives an empty output {(out_h, out_w)} "
+                             f"(padding {self.padding} is too large for kernel_size {self.kernel_size})")
+        # the convolution C from the output space back to the input space
+        return make_geometry((x.shape[0], self.out_channels, out_h, out_w), self.weight.shape, self.stride,
+                             self.padding, self.dilation, self.groups, where)
+
+    def forward(self, x, output_size=None):
+        """x: (N, I, H, W) -> (N, O, OH, OW). Caches the input (zero-padded to C's output size)."""
+        geom = self._geometry(x, output_size)
+        h, w = x.shape[2:]
+        grow_h, grow_w = geom.out_size[0] - h, geom.out_size[1] - w
+        if grow_h or grow_w:  # output_padding >= stride: C's natural output is larger than x
+            x = pad_constant(x, (0, grow_h, 0, grow_w))      # (N, I, H, W) -> (N, I, H', W')
+        y, _, _ = conv_backward(None, self.weight.data, x, geom, need_input=True, need_weight=False,
+                                need_bias=False)
+        if self.bias is not None:
+            y += self.bias.data.reshape(1, -1, 1, 1)         # (O,) -> (1, O, 1, 1)
+        self._cache = (x, geom, (h, w))
+        return y
+
+    def backward(self, grad_out):
+        """grad_out: (N, O, OH, OW) -> dx (N, I, H, W); adds into weight.grad and bias.grad."""
+        x, geom, (h, w) = self.take_cache()
+        get_array_module(grad_out, x, names=("grad_out", "input"))
+        if tuple(grad_out.shape) != geom.in_shape:
+            raise ValueError(f"{self.label}: expected grad_out of shape {geom.in_shape} (the output shape), "
+                             f"got {tuple(grad_out.shape)}")
+        check_same_dtype(grad_out, x, self.label, "grad_out", "input")
+        _, grad_w, _ = conv_backward(grad_out, None, x, geom, need_input=False, need_weight=True,
+                                     need_bias=False)
+        self.weight.accumulate(grad_w, self.label)
+        if self.bias is not None:
+            self.bias.accumulate(grad_out.sum(axis=(0, 2, 3)), self.label)
+        grad_x = conv_forward(grad_out, self.weight.data, None, geom)   # (N, I, H', W')
+        if grad_x.shape[2:] != (h, w):
+            grad_x = grad_x[:, :, :h, :w]                    # crop the zero-padded rows/columns
+        return grad_x
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
