@@ -4,7 +4,7 @@ Convolution is unfold (im2col) + matrix multiply; the same code runs on NumPy (C
 CuPy (CUDA) behind one switch, ``mg.set_backend("numpy" | "cupy")``.
 """
 from . import backend, data, functional, nn, optim, threads, torch_compat
-from . import models
+from . import models, train
 from .backend import BackendMismatchError, BackendUnavailableError, get_backend, set_backend
 from .anomaly import AnomalyError, detect_anomaly
 from .gradcheck import GradcheckError, gradcheck
@@ -16,7 +16,7 @@ from .threads import get_num_threads, set_num_threads
 __version__ = "0.1.0"
 
 __all__ = [
-    "backend", "data", "functional", "nn", "optim", "models", "torch_compat", "save", "load", "load_into",
+    "backend", "data", "functional", "nn", "optim", "models", "train", "torch_compat", "save", "load", "load_into",
     "CheckpointError", "set_backend", "get_backend", "BackendMismatchError",
     "BackendUnavailableError", "gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "manual_seed", "no_grad", "set_num_threads", "get_num_threads", "__version__",
 ]

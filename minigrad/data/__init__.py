@@ -7,9 +7,9 @@
 from . import transforms
 from .loader import ArrayDataset, DataLoader
 from .mnist import MNIST, MNIST_MEAN, MNIST_STD, DatasetNotFoundError, load_mnist, mnist_zarr_path, read_idx
-from .transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip
+from .transforms import Compose, Normalize, Pad, RandomCrop, RandomHorizontalFlip
 
 __all__ = [
     "MNIST", "MNIST_MEAN", "MNIST_STD", "DatasetNotFoundError", "load_mnist", "mnist_zarr_path", "read_idx",
-    "ArrayDataset", "DataLoader", "transforms", "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip",
+    "ArrayDataset", "DataLoader", "transforms", "Compose", "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip",
 ]

@@ -1,4 +1,4 @@
-"""Batch transforms that run on arrays of either backend: Normalize, RandomCrop, RandomHorizontalFlip, Compose.
+"""Batch transforms that run on arrays of either backend: Normalize, Pad, RandomCrop, RandomHorizontalFlip, Compose.
 
 Every transform takes a batch ``x: (N, C, H, W)`` (already on the device when used from a
 DataLoader) and returns a new batch; ``x`` is not modified. Random choices (crop offsets,
@@ -16,7 +16,7 @@ from .. import random as mg_random
 from ..backend import get_array_module
 from ..utils import check_float_array, check_ndim, pair
 
-__all__ = ["Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip"]
+__all__ = ["Compose", "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip"]
 
 
 def _check_batch(x, where):
@@ -73,6 +73,25 @@ class Normalize:
 
     def __repr__(self):
         return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class Pad:
+    """Pad every example by ``padding`` pixels on each side (int or (pad_h, pad_w)) with ``fill``."""
+
+    def __init__(self, padding, fill=0.0):
+        self.padding = pair(padding, "padding", "Pad")
+        if min(self.padding) < 0:
+            raise ValueError(f"Pad: padding must be non-negative, got {padding!r}")
+        self.fill = float(fill)
+
+    def __call__(self, x, rng=None):
+        _check_batch(x, "Pad")
+        ph, pw = self.padding
+        return get_array_module(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant",
+                                       constant_values=self.fill)
+
+    def __repr__(self):
+        return f"Pad(padding={self.padding}, fill={self.fill})"
 
 
 class RandomCrop:

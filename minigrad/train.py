@@ -1,0 +1,446 @@
+"""The training loop (``mg.train``): ``fit`` and ``evaluate``, with progress, history and checkpoints.
+
+One training step, on whichever backend the model and the batches live::
+
+    optimizer.zero_grad(); out = model(x); value = loss(out, y)
+    model.backward(loss.backward()); optimizer.step()
+
+Metrics stay on the device: the loss and the number of correct predictions are summed into
+0-d device arrays and read back (one device-to-host sync) only every ``log_every`` steps and
+at the end of an epoch. A non-finite loss is caught at that read, with the exact step that
+produced it (tracked on the device too), and stops training with a ``NonFiniteLossError``.
+
+Checkpoints (``checkpoint_dir/checkpoint.npz``, written atomically with ``mg.save``) are taken
+at the end of every epoch and every ``checkpoint_every`` steps. They hold the model, the
+optimizer, and in their metadata the scheduler, minigrad's RNG state, the loaders' positions,
+the metric sums of the running epoch and the history, so ``fit(..., resume=True)`` continues
+a killed run and ends with the same weights, bit for bit on the CPU, as a run never interrupted.
+
+The history (returned, and written as JSON lines to ``log_path``) has one record per epoch
+(``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``, ``seconds``, ``images_per_s``)
+and one per logging interval (``steps``: ``step``, ``loss``, ``acc``, ``lr``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy
+
+from .backend import get_array_module
+from .nn.layer import no_grad
+
+__all__ = ["fit", "evaluate", "Callback", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.npz"
+_FORMAT = 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and what to try."""
+
+
+class Callback:
+    """Hooks called by ``fit``; override the ones you need. ``state`` is the live TrainState.
+
+    Set ``state.stop_training = True`` in any hook to stop after the current step.
+    ``on_step_end`` runs every step and must not read device values (that would sync every step);
+    ``on_log`` and ``on_epoch_end`` receive metrics that were already read back.
+    """
+
+    def on_train_begin(self, state): ...
+    def on_epoch_begin(self, state): ...
+    def on_step_end(self, state): ...
+    def on_log(self, state, logs: dict): ...
+    def on_checkpoint(self, state, path: str): ...
+    def on_epoch_end(self, state, logs: dict): ...
+    def on_train_end(self, state): ...
+
+
+class _FunctionCallback(Callback):
+    """A plain function ``fn(state, logs)`` is called at the end of every epoch."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, state, logs):
+        self.fn(state, logs)
+
+
+class TrainState:
+    """What ``fit`` knows while it runs: model, optimizer, scheduler, epoch, step, history records."""
+
+    def __init__(self, model, optimizer, scheduler, epochs):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.epochs = epochs
+        self.epoch = 0             # index of the running epoch (== epochs when done)
+        self.step = 0              # optimizer steps taken so far, over all epochs
+        self.records: list = []    # history records, {"type": "epoch" | "step", ...}
+        self.stop_training = False
+
+    @property
+    def history(self) -> dict:
+        return history_from_records(self.records)
+
+
+def history_from_records(records) -> dict:
+    """Lists per metric: ``{"epoch": [...], "train_loss": [...], ..., "steps": {"step": [...], "loss": [...]}}``."""
+    history: dict = {"steps": {}}
+    for record in records:
+        target = history if record["type"] == "epoch" else history["steps"]
+        for key, value in record.items():
+            if key != "type":
+                target.setdefault(key, []).append(value)
+    return history
+
+
+def _lr_of(optimizer):
+    groups = getattr(optimizer, "param_groups", None)
+    return float(groups[0]["lr"]) if groups else None
+
+
+def _scheduler_interval(scheduler, interval):
+    if scheduler is None:
+        return None
+    if interval is None:
+        interval = "step" if type(scheduler).__name__ == "OneCycleLR" else "epoch"
+    if interval not in ("step", "epoch"):
+        raise ValueError(f"fit: scheduler_interval must be 'step', 'epoch' or None, got {interval!r}")
+    return interval
+
+
+def _check_positive(name, value, allow_none=True):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"fit: {name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+
+
+class _Meter:
+    """Running sums of one epoch on the device: loss * n, correct predictions, first non-finite step."""
+
+    def __init__(self, xp, values=None):
+        values = values or {"loss_sum": 0.0, "correct": 0, "count": 0, "bad_step": -1,
+                            "logged": {"loss_sum": 0.0, "correct": 0, "count": 0}}
+        self.xp = xp
+        self.loss_sum = xp.asarray(values["loss_sum"], dtype=xp.float64)
+        self.correct = xp.asarray(values["correct"], dtype=xp.int64)
+        self.bad_step = xp.asarray(values["bad_step"], dtype=xp.int64)
+        self.count = int(values["count"])       # host: batch sizes are known without a sync
+        self.logged = dict(values["logged"])    # host copy of the sums at the last log record
+        self.has_accuracy = True
+
+    def add(self, value, out, y, step):
+        xp, n = self.xp, int(y.shape[0])
+        self.loss_sum += value.astype(xp.float64) * n
+        finite = xp.isfinite(value)
+        self.bad_step = xp.where(finite | (self.bad_step >= 0), self.bad_step, step)
+        if self.has_accuracy and out.ndim == 2 and y.ndim == 1 and y.dtype.kind in "iu":
+            self.correct += (out.argmax(axis=1) == y).sum()
+        else:
+            self.has_accuracy = False
+        self.count += n
+
+    def read(self) -> dict:
+        """One device-to-host read of the sums."""
+        loss_sum, correct, bad = (float(self.loss_sum), int(self.correct), int(self.bad_step))
+        return {"loss_sum": loss_sum, "correct": correct, "count": self.count, "bad_step": bad,
+                "logged": dict(self.logged)}
+
+
+def _nonfinite_error(step, epoch, steps_per_epoch, checkpoint):
+    where = f"step {step} (epoch {epoch + 1}, batch {(step - 1) % steps_per_epoch + 1} of {steps_per_epoch})"
+    hint = ("Try a lower learning rate (--lr), gradient clipping (mg.optim.clip_grad_norm_), or check the inputs "
+            "and labels for NaN/Inf (mg.detect_anomaly() names the first layer that produces one)")
+    if checkpoint:
+        hint += f"; the last good checkpoint is {checkpoint}"
+    return NonFiniteLossError(f"the training loss became non-finite at {where}. {hint}.")
+
+
+# -- checkpoints --------------------------------------------------------------------------------------
+def _loader_state(loader):
+    return loader.state_dict() if hasattr(loader, "state_dict") else None
+
+
+def _save_checkpoint(path, state, meter_values, epoch_seconds, train_loader, val_loader, metadata):
+    """mg.save: model, optimizer, scheduler and RNG state, plus ``train_state`` (loop position, sums, history)."""
+    from .io import save
+    train_state = {
+        "format": _FORMAT, "epoch": state.epoch, "step": state.step, "records": state.records,
+        "meter": meter_values, "epoch_seconds": epoch_seconds,
+        "train_loader": _loader_state(train_loader), "val_loader": _loader_state(val_loader) if val_loader else None,
+    }
+    save(path, state.model, state.optimizer, scheduler=state.scheduler, train_state=train_state, **(metadata or {}))
+
+
+def read_train_state(checkpoint) -> dict:
+    """The training state stored in a checkpoint written by ``fit`` (epoch, step, history records, ...)."""
+    from .io import load
+    train_state = load(checkpoint, backend="numpy")["metadata"].get("train_state")
+    if not isinstance(train_state, dict):
+        raise ValueError(f"{checkpoint}: not a training checkpoint written by mg.train.fit (no 'train_state' in "
+                         "its metadata); load weights with mg.load_into(path, model) instead")
+    if train_state.get("format") != _FORMAT:
+        raise ValueError(f"{checkpoint}: training-state format {train_state.get('format')!r} is not supported "
+                         f"(expected {_FORMAT})")
+    return train_state
+
+
+def _restore(path, state, train_loader, val_loader):
+    """Everything checked first (loader fits, then mg.load_into's all-or-nothing load), then applied."""
+    from .io import load_into
+    train_state = read_train_state(path)
+    if train_state["train_loader"] is not None and hasattr(train_loader, "load_state_dict"):
+        train_loader.load_state_dict(train_state["train_loader"])   # raises if the dataset differs
+    load_into(path, state.model, state.optimizer, scheduler=state.scheduler, restore_rng=True)
+    if val_loader is not None and train_state["val_loader"] is not None and hasattr(val_loader, "load_state_dict"):
+        val_loader.load_state_dict(train_state["val_loader"])
+    state.epoch, state.step, state.records = train_state["epoch"], train_state["step"], train_state["records"]
+    return train_state["meter"], train_state["epoch_seconds"]
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+def evaluate(model, loader, loss=None, progress=False) -> dict:
+    """Run ``model`` in eval mode (no caches) over ``loader``: ``{"loss", "accuracy", "n", "seconds", "images_per_s"}``.
+
+    ``loss`` (optional) must average over the batch (reduction "mean"); accuracy is reported
+    for (N, classes) outputs with integer labels. The sums are read back once, at the end.
+    """
+    was_training = getattr(model, "training", False)
+    model.eval()
+    start = time.perf_counter()
+    meter = None
+    try:
+        with no_grad():
+            bar = _progress_bar(len(loader), 0, "evaluate", progress)
+            for x, y in loader:
+                out = model(x)
+                xp = get_array_module(out)
+                meter = meter or _Meter(xp)
+                value = loss(out, y) if loss is not None else xp.zeros((), dtype=out.dtype)
+                meter.add(value, out, y, -1)
+                bar.update(1)
+            bar.close()
+    finally:
+        model.train(was_training)
+    if meter is None:
+        raise ValueError("evaluate: the loader produced no batches")
+    values = meter.read()
+    seconds = time.perf_counter() - start
+    n = values["count"]
+    return {"loss": values["loss_sum"] / n if loss is not None else None,
+            "accuracy": values["correct"] / n if meter.has_accuracy else None,
+            "n": n, "seconds": seconds, "images_per_s": n / seconds if seconds > 0 else None}
+
+
+def _progress_bar(total, initial, desc, enabled):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True, leave=True)
+
+
+class _NoBar:
+    def update(self, n=1): ...
+    def set_postfix(self, *args, **kwargs): ...
+    def close(self): ...
+
+
+def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler=None, callbacks=(),
+        checkpoint_dir=None, checkpoint_every=None, resume=False, log_path=None, progress=True,
+        log_every=50, scheduler_interval=None, metadata=None) -> dict:
+    """Train ``model`` for ``epochs`` epochs; return the history dict (see the module docstring).
+
+    Args:
+        model: a Layer (Sequential, Graph, ...); its output and ``train_loader``'s targets go to ``loss``.
+        loss: e.g. ``mg.nn.CrossEntropyLoss()``: ``loss(out, y)`` is a 0-d array, ``loss.backward()`` d/d out.
+        optimizer: an ``mg.optim`` optimizer over ``model.parameters()``.
+        train_loader: yields ``(x, y)`` batches (``mg.data.DataLoader``; its state is checkpointed).
+        epochs: total number of epochs (a resumed run continues up to this number).
+        val_loader: evaluated at the end of each epoch (``val_loss``, ``val_acc``).
+        scheduler: stepped once per epoch, or per step for OneCycleLR / ``scheduler_interval="step"``.
+        callbacks: Callback objects, or functions ``fn(state, logs)`` called at the end of each epoch.
+        checkpoint_dir: where ``checkpoint.npz`` is written (each epoch, and every ``checkpoint_every`` steps).
+        resume: True continues from ``checkpoint_dir/checkpoint.npz`` (which must exist); a path names the file.
+        log_path: JSON-lines file receiving every history record (rewritten from the checkpoint on resume).
+        progress: show a tqdm bar per epoch (loss, accuracy, images/s).
+        log_every: steps between metric reads (the only device-to-host syncs of the loop).
+        metadata: extra JSON-able entries stored in every checkpoint (e.g. how to rebuild the model).
+    """
+    _check_positive("epochs", epochs, allow_none=False)
+    _check_positive("checkpoint_every", checkpoint_every)
+    _check_positive("log_every", log_every, allow_none=False)
+    interval = _scheduler_interval(scheduler, scheduler_interval)
+    callbacks = [c if isinstance(c, Callback) else _FunctionCallback(c) for c in callbacks]
+    for c in callbacks:
+        if not isinstance(c, Callback) and not callable(c):
+            raise TypeError(f"fit: callbacks must be Callback objects or functions, got {type(c).__name__}")
+    if (checkpoint_every or resume is True) and checkpoint_dir is None:
+        raise ValueError("fit: checkpoint_every and resume=True need checkpoint_dir")
+    checkpoint = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_NAME) if checkpoint_dir is not None else None
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+    steps_per_epoch = len(train_loader)
+    state = TrainState(model, optimizer, scheduler, epochs)
+    meter_values, epoch_seconds = None, 0.0
+    if resume:
+        source = checkpoint if resume is True else os.fspath(resume)
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"fit: resume requested but there is no checkpoint at {source}; "
+                                    "start without resume to train from scratch")
+        meter_values, epoch_seconds = _restore(source, state, train_loader, val_loader)
+    log = _open_log(log_path, state.records)
+
+    def save_checkpoint(meter, seconds):
+        values = meter.read() if meter is not None else None
+        if values is not None and values["bad_step"] >= 0:  # never checkpoint a diverged model
+            raise _nonfinite_error(values["bad_step"], state.epoch, steps_per_epoch, checkpoint)
+        _save_checkpoint(checkpoint, state, values, seconds, train_loader, val_loader, metadata)
+        for c in callbacks:
+            c.on_checkpoint(state, checkpoint)
+
+    for c in callbacks:
+        c.on_train_begin(state)
+    try:
+        while state.epoch < epochs and not state.stop_training:
+            _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, progress, log_every,
+                       checkpoint_every if checkpoint else None, save_checkpoint, meter_values, epoch_seconds,
+                       steps_per_epoch, checkpoint)
+            meter_values, epoch_seconds = None, 0.0
+            if checkpoint and not state.stop_training:
+                save_checkpoint(None, 0.0)
+    finally:
+        if log is not None:
+            log.close()
+    for c in callbacks:
+        c.on_train_end(state)
+    return state.history
+
+
+def _open_log(log_path, records):
+    if log_path is None:
+        return None
+    directory = os.path.dirname(os.fspath(log_path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    log = open(log_path, "w", encoding="utf-8")
+    for record in records:  # a resumed run rewrites what the checkpoint knows, then continues
+        log.write(json.dumps(record) + "\n")
+    log.flush()
+    return log
+
+
+def _record(state, log, record):
+    state.records.append(record)
+    if log is not None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+
+
+def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, progress, log_every,
+               checkpoint_every, save_checkpoint, meter_values, seconds_before, steps_per_epoch, checkpoint):
+    model, optimizer, scheduler = state.model, state.optimizer, state.scheduler
+    epoch = state.epoch
+    model.train()
+    for c in callbacks:
+        c.on_epoch_begin(state)
+    done = state.step - epoch * steps_per_epoch if meter_values is not None else 0
+    bar = _progress_bar(steps_per_epoch, done, f"epoch {epoch + 1}/{state.epochs}", progress)
+    meter = None
+    start = time.perf_counter() - seconds_before
+    first_count = meter_values["count"] if meter_values else 0
+    clock = {"time": time.perf_counter(), "count": first_count}
+
+    def read_and_log(final=False):
+        values = meter.read()
+        if values["bad_step"] >= 0:
+            raise _nonfinite_error(values["bad_step"], epoch, steps_per_epoch, checkpoint)
+        logged = meter.logged
+        n = values["count"] - logged["count"]
+        if n and not final:
+            logs = {"type": "step", "step": state.step, "epoch": epoch + 1,
+                    "loss": (values["loss_sum"] - logged["loss_sum"]) / n,
+                    "acc": (values["correct"] - logged["correct"]) / n if meter.has_accuracy else None,
+                    "lr": _lr_of(optimizer)}
+            _record(state, log, logs)
+            meter.logged = {"loss_sum": values["loss_sum"], "correct": values["correct"], "count": values["count"]}
+            for c in callbacks:
+                c.on_log(state, logs)
+        now = time.perf_counter()
+        seen = values["count"] - clock["count"]
+        count = max(values["count"], 1)
+        postfix = {"loss": f"{values['loss_sum'] / count:.4f}"}
+        if meter.has_accuracy:
+            postfix["acc"] = f"{values['correct'] / count:.4f}"
+        if final:  # the epoch's average speed
+            elapsed = now - start
+            postfix["img/s"] = f"{(values['count'] - first_count) / elapsed:.0f}" if elapsed > 0 else "?"
+        elif now > clock["time"]:
+            postfix["img/s"] = f"{seen / (now - clock['time']):.0f}"
+        bar.set_postfix(postfix, refresh=False)
+        clock.update(time=now, count=values["count"])
+        return values
+
+    finished = done >= steps_per_epoch
+    if not finished:
+        for x, y in train_loader:
+            if meter is None:
+                meter = _Meter(get_array_module(x), meter_values)
+            optimizer.zero_grad()
+            out = model(x)
+            value = loss(out, y)
+            model.backward(loss.backward())
+            optimizer.step()
+            state.step += 1
+            if interval == "step":
+                scheduler.step()
+            meter.add(value, out, y, state.step)
+            bar.update(1)
+            for c in callbacks:
+                c.on_step_end(state)
+            batch = state.step - epoch * steps_per_epoch
+            if state.step % log_every == 0:
+                read_and_log()
+            if checkpoint_every and state.step % checkpoint_every == 0 and batch < steps_per_epoch:
+                save_checkpoint(meter, time.perf_counter() - start)
+            if state.stop_training:
+                break
+        else:
+            finished = True
+    if meter is None:  # resumed exactly at the end of the epoch's batches
+        meter = _Meter(numpy, meter_values)
+    values = read_and_log(final=True)
+    bar.close()
+    if not finished:  # a callback stopped training mid-epoch
+        return
+    seconds = time.perf_counter() - start
+    count = max(values["count"], 1)
+    record = {"type": "epoch", "epoch": epoch + 1, "step": state.step,
+              "train_loss": values["loss_sum"] / count,
+              "train_acc": values["correct"] / count if meter.has_accuracy else None,
+              "lr": _lr_of(optimizer), "seconds": seconds,
+              "images_per_s": values["count"] / seconds if seconds > 0 else None}
+    if val_loader is not None:
+        val = evaluate(model, val_loader, loss)
+        record["val_loss"], record["val_acc"] = val["loss"], val["accuracy"]
+        model.train()
+    if interval == "epoch":
+        scheduler.step()
+    state.epoch = epoch + 1
+    _record(state, log, record)
+    for c in callbacks:
+        c.on_epoch_end(state, record)
+
+
+def format_metrics(history: dict) -> str:
+    """One line with the last epoch's metrics, for printing."""
+    parts = []
+    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s"):
+        values = history.get(key)
+        if values and values[-1] is not None:
+            value = values[-1]
+            parts.append(f"{key}={value:.4f}" if isinstance(value, float) and not math.isinf(value) else
+                         f"{key}={value}")
+    return " ".join(parts)
