@@ -16,6 +16,7 @@ State: ``step`` (int), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ..kernels.im2col import _is_cupy
 from .optimizer import Optimizer
 
 
@@ -62,10 +63,16 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros(p.shape, dtype=p.dtype)
         if group["amsgrad"] and "max_exp_avg_sq" not in state:  # amsgrad switched on later
             state["max_exp_avg_sq"] = xp.zeros(p.shape, dtype=p.dtype)
-        if group["maximize"]:
-            grad = -grad
         state["step"] += 1
         step = state["step"]
+        if _is_cupy(xp) and not group["amsgrad"]:       # one fused CUDA kernel (kernels/cuda.py)
+            from ..kernels.cuda import kernel
+            kernel("adam")(grad, lr, beta1, beta2, eps, wd, 1 - beta1 ** step, (1 - beta2 ** step) ** 0.5,
+                           self._decoupled, bool(group["maximize"]), p.data, state["exp_avg"],
+                           state["exp_avg_sq"])
+            return
+        if group["maximize"]:
+            grad = -grad
         if wd != 0:
             if self._decoupled:
                 p.data *= 1 - lr * wd
