@@ -29,6 +29,8 @@ from .. import threads
 COLUMN_BUDGET = 2 << 20        # bytes of column buffer per chunk (per thread)
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _local = threading.local()
+_stores: list = []               # every thread's buffer dict, so release_buffers can clear them
+_stores_lock = threading.Lock()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -53,17 +55,22 @@ def work_buffer(name: str, shape, dtype):
     store = getattr(_local, "buffers", None)
     if store is None:
         store = _local.buffers = {}
+        with _stores_lock:
+            _stores.append(store)
     dtype = np.dtype(dtype)
     size = int(np.prod(shape)) * dtype.itemsize
     raw = store.get(name)
     if raw is None or raw.size < size:
+        store.pop(name, None)   # free the old one before allocating the bigger one
         raw = store[name] = np.empty(max(size, 64), dtype=np.uint8)
     return raw[:size].view(dtype).reshape(shape)
 
 
 def release_buffers() -> None:
-    """Drop this thread's work buffers (the pool's threads keep theirs until exit)."""
-    _local.buffers = {}
+    """Free every thread's work buffers (call while no kernel runs; they regrow on the next call)."""
+    with _stores_lock:
+        for store in _stores:
+            store.clear()
 
 
 def split_range(n: int, parts: int):

@@ -1,0 +1,272 @@
+"""``minigrad bench``: minigrad against PyTorch on the same machine, in the same process.
+
+    minigrad bench                      # every case group, table per group
+    minigrad bench --quick              # seconds: small shapes, 2 repeats (CI keeps the command working)
+    minigrad bench --cases conv,pool --json out.json --plot ratios.png
+    minigrad bench --backend cupy       # on a GPU; timings synchronize the device
+    python -m minigrad.bench ...        # the same, without the CLI
+
+Protocol: the float32 GEMM peak (NumPy matmul) is measured first. Then every case is run in
+rounds: in each round each case runs once in minigrad and once in PyTorch (the order alternating
+between rounds), each turn after a ~0.25 s pause, because BLAS/OpenMP threads keep spinning for
+~0.1 s after a call and would slow the other library's next call. Medians are reported.
+Peak extra memory is the largest amount traced by ``tracemalloc`` (which sees NumPy's
+allocations) during one minigrad step, minus the arrays the step returns.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+from .bench_cases import GROUPS, build_cases
+
+__all__ = ["add_arguments", "run", "main", "gemm_peak"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the bench options to an argparse parser (used by ``minigrad bench``)."""
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run in seconds: small batches, 2 repeats, short pauses (no timing claims)")
+    parser.add_argument("--cases", default=",".join(GROUPS),
+                        help=f"comma-separated case groups out of {','.join(GROUPS)} (default: all)")
+    parser.add_argument("--repeat", type=int, default=None, help="rounds per case (default 7, quick 2)")
+    parser.add_argument("--pause", type=float, default=None,
+                        help="seconds of idle before each timed turn (default 0.25, quick 0.01)")
+    parser.add_argument("--threads", type=int, default=None, help="mg.set_num_threads for the run")
+    parser.add_argument("--backend", default="numpy", help="numpy (default) or cupy")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the minigrad/PyTorch time ratios")
+
+
+def gemm_peak(xp=np, quick=False, sync=lambda: None) -> float:
+    """Best float32 GFLOP/s of an n x n matmul (n = 2048, or 512 with quick)."""
+    n = 512 if quick else 2048
+    a = xp.ones((n, n), dtype=xp.float32)
+    b = xp.ones((n, n), dtype=xp.float32)
+    out = xp.empty((n, n), dtype=xp.float32)
+    best = math.inf
+    for _ in range(3 if quick else 8):
+        sync()
+        start = time.perf_counter()
+        xp.matmul(a, b, out=out)
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(step, sync) -> float:
+    sync()
+    start = time.perf_counter()
+    step()
+    sync()
+    return time.perf_counter() - start
+
+
+def extra_memory(step) -> int | None:
+    """Peak bytes traced during one call of step, minus the arrays it returns (NumPy only)."""
+    from .kernels.cpu_conv import release_buffers
+    release_buffers()               # work buffers count: measure them being allocated
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = step()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    returned = sum(getattr(a, "nbytes", 0) for a in (result or ()) if a is not None)
+    return max(0, peak - returned)
+
+
+def measure(cases, repeat, pause, sync, use_torch=True, progress=None):
+    """Run the cases interleaved; returns one dict per case with all times (seconds) and medians."""
+    rows = []
+    for case in cases:
+        row = {"group": case.group, "name": case.name, "shape": case.shape, "flops": case.flops,
+               "note": case.note, "minigrad_s": [], "torch_s": []}
+        row["_mg"] = case.minigrad()
+        row["_th"] = case.torch() if (use_torch and case.torch is not None) else None
+        row["_mg"]()                     # warm-up (work buffers, BLAS threads, caches)
+        if row["_th"] is not None:
+            row["_th"]()
+        rows.append(row)
+    for r in range(repeat):
+        for row in rows:
+            turns = [("minigrad_s", row["_mg"]), ("torch_s", row["_th"])]
+            for key, step in (turns if r % 2 == 0 else turns[::-1]):
+                if step is None:
+                    continue
+                time.sleep(pause)
+                row[key].append(_timed(step, sync))
+        if progress:
+            progress(r + 1, repeat)
+    for row in rows:
+        row["minigrad_ms"] = 1e3 * float(np.median(row["minigrad_s"]))
+        row["torch_ms"] = 1e3 * float(np.median(row["torch_s"])) if row["torch_s"] else None
+        row["ratio"] = row["minigrad_ms"] / row["torch_ms"] if row["torch_ms"] else None
+    return rows
+
+
+def _versions(backend):
+    info = {"python": platform.python_version(), "numpy": np.__version__, "minigrad": None, "torch": None}
+    from . import __version__
+    info["minigrad"] = __version__
+    try:
+        import torch
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [m for m in threadpool_info() if m.get("user_api") == "blas" and "numpy" in m.get("filepath", "")]
+        if blas:
+            info["numpy_blas"] = f"{blas[0]['internal_api']} {blas[0].get('version')} ({blas[0].get('architecture')})"
+    except Exception:
+        pass
+    if backend == "cupy":
+        import cupy
+        info["cupy"] = cupy.__version__
+    return info
+
+
+def _machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "system": platform.platform()}
+
+
+def geometric_mean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def format_table(rows, peak) -> str:
+    lines = []
+    for group in GROUPS:
+        grows = [r for r in rows if r["group"] == group]
+        if not grows:
+            continue
+        lines.append(f"\n== {group} ==")
+        lines.append(f"{'case':<16} {'shape':<34} {'minigrad ms':>11} {'torch ms':>9} {'ratio':>6} "
+                     f"{'GFLOP/s':>8} {'%peak':>6} {'extra MiB':>9}")
+        for r in grows:
+            torch_ms = f"{r['torch_ms']:9.2f}" if r["torch_ms"] else f"{'-':>9}"
+            ratio = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6}"
+            gf = f"{r['gflops']:8.1f}" if r.get("gflops") else f"{'-':>8}"
+            pct = f"{r['pct_peak']:5.0f}%" if r.get("pct_peak") else f"{'-':>6}"
+            mem = f"{r['extra_mib']:9.1f}" if r.get("extra_mib") is not None else f"{'-':>9}"
+            lines.append(f"{r['name']:<16} {r['shape']:<34} {r['minigrad_ms']:11.2f} {torch_ms} {ratio} {gf} {pct} {mem}"
+                         + (f"  ({r['note']})" if r["note"] else ""))
+    return "\n".join(lines)
+
+
+def plot_ratios(rows, path, title) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if r["ratio"]]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(rows) + 2), 4))
+    colors = {"conv": "tab:blue", "pool": "tab:orange", "layers": "tab:green", "train": "tab:red"}
+    ax.bar(range(len(rows)), [r["ratio"] for r in rows], color=[colors.get(r["group"], "gray") for r in rows])
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["name"] for r in rows], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("time ratio minigrad / PyTorch (lower is better)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    """Run the benchmark described by parsed ``args``; returns the exit status."""
+    from . import backend as mg_backend
+    from . import threads
+    groups = [g.strip() for g in args.cases.split(",") if g.strip()]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        print(f"minigrad bench: error: unknown case group(s) {unknown}; choose from {','.join(GROUPS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        xp = mg_backend.module_for(args.backend)
+    except (ValueError, mg_backend.BackendUnavailableError) as exc:
+        print(f"minigrad bench: error: {exc}", file=sys.stderr)
+        return 2
+    sync = (lambda: xp.cuda.Device().synchronize()) if args.backend in ("cupy", "cuda", "gpu") else (lambda: None)
+    backend_name = "cupy" if xp is not np else "numpy"
+    if args.threads is not None:
+        threads.set_num_threads(args.threads)
+    repeat = args.repeat or (2 if args.quick else 7)
+    pause = args.pause if args.pause is not None else (0.01 if args.quick else 0.25)
+    use_torch = not args.no_torch
+    if use_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            use_torch = False
+            print("PyTorch is not installed: minigrad times only", file=sys.stderr)
+
+    peak = gemm_peak(xp, args.quick, sync)
+    print(f"minigrad bench: backend {backend_name}, {threads.get_num_threads()} threads, "
+          f"float32 GEMM peak {peak:.1f} GFLOP/s, {repeat} rounds, {pause:.2f} s pause")
+    cases, skipped = build_cases(groups, args.quick, xp, backend_name)
+    for note in skipped:
+        print(f"skipped: {note}")
+    rows = measure(cases, repeat, pause, sync, use_torch,
+                   progress=lambda r, n: print(f"  round {r}/{n}", file=sys.stderr, flush=True))
+    for row, case in zip(rows, cases):
+        if row["flops"]:
+            row["gflops"] = row["flops"] / (row["minigrad_ms"] * 1e-3) / 1e9
+            row["pct_peak"] = 100.0 * row["gflops"] / peak
+        row["extra_mib"] = extra_memory(row["_mg"]) / 2 ** 20 if backend_name == "numpy" else None
+        del row["_mg"], row["_th"]
+    print(format_table(rows, peak))
+    resnet = geometric_mean([r["ratio"] for r in rows if r["name"].startswith(("cifar", "imagenet"))])
+    if resnet:
+        print(f"\nConv2d fwd+bwd ResNet shapes: geometric mean of minigrad/PyTorch time = {resnet:.3f}")
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": _machine(), "versions": _versions(backend_name), "backend": backend_name,
+              "threads": threads.get_num_threads(), "quick": bool(args.quick), "repeat": repeat, "pause_s": pause,
+              "gemm_peak_gflops": peak, "geomean_resnet_conv": resnet, "skipped": skipped, "cases": rows}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_ratios(rows, args.plot, f"minigrad / PyTorch, {report['machine']['cpu']}, "
+                                     f"{report['machine']['cores']} cores, {report['date'][:10]}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="minigrad bench", description="minigrad vs PyTorch benchmarks")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
