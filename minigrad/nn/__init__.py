@@ -19,3 +19,5 @@ from .misc import Dropout, Identity  # noqa: E402
 __all__ += ["Dropout", "Identity"]
 from .conv_transpose import ConvTranspose2d  # noqa: E402
 __all__ += ["ConvTranspose2d"]
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: E402
+__all__ += ["CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss"]
