@@ -137,7 +137,7 @@ def mnist_zarr_path() -> str | None:
     return None
 
 
-def _load_zarr_split(split: str):
+def _load_zarr_split(split: str, limit=None):
     path = mnist_zarr_path()
     if path is None:
         raise DatasetNotFoundError(
@@ -151,17 +151,24 @@ def _load_zarr_split(split: str):
     store = zarr.storage.ZipStore(path, mode="r")
     try:
         group = zarr.open_group(store, mode="r")
-        images = numpy.asarray(group[f"{split}_images"][:])
-        labels = numpy.asarray(group[f"{split}_labels"][:])
+        images = numpy.asarray(group[f"{split}_images"][:limit])   # reads only the chunks needed
+        labels = numpy.asarray(group[f"{split}_labels"][:limit])
     finally:
         store.close()
     return images, labels
 
 
-def load_mnist(split: str = "train", root=None):
-    """Raw MNIST: (images uint8 (N, 28, 28), labels int64 (N,)) for split 'train' or 'test'."""
+def load_mnist(split: str = "train", root=None, limit: int | None = None):
+    """Raw MNIST: (images uint8 (N, 28, 28), labels int64 (N,)) for split 'train' or 'test'.
+
+    ``limit`` keeps the first ``limit`` examples (the zarr copy then reads only those).
+    """
     split = _check_split(split)
-    images, labels = _load_zarr_split(split) if root is None else _load_idx_split(root, split)
+    if root is None:
+        images, labels = _load_zarr_split(split, limit)
+    else:
+        images, labels = _load_idx_split(root, split)
+        images, labels = images[:limit], labels[:limit]
     images = numpy.ascontiguousarray(images, dtype=numpy.uint8)
     labels = labels.astype(numpy.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
@@ -194,8 +201,7 @@ class MNIST:
             raise ValueError(f"MNIST: limit must be a positive int or None, got {limit!r}")
         if std <= 0:
             raise ValueError(f"MNIST: std must be positive, got {std}")
-        images, labels = load_mnist(split, root)
-        self.images, self.labels = images[:limit], labels[:limit]
+        self.images, self.labels = load_mnist(split, root, limit)
         self.normalize, self.mean, self.std = bool(normalize), float(mean), float(std)
         # x = pixel * scale + shift, i.e. (pixel / 255 - mean) / std, computed in float32.
         self._scale = numpy.float32(1 / (255 * self.std) if self.normalize else 1 / 255)

