@@ -78,7 +78,7 @@ def test_gelu_float64_matches_torch_to_1e12_and_is_accurate_in_the_tails():
 
 
 def test_softmax_is_stable_for_huge_logits():
-    x = np.array([[1000.0, 0.0, -1000.0], [-1e308, 1e308, 0.0]])
+    x = np.array([[1000.0, 0.0, -1000.0], [-1e300, 1e300, 0.0]])
     np.testing.assert_allclose(mg.nn.Softmax(dim=1)(x), [[1, 0, 0], [0, 1, 0]])
     np.testing.assert_allclose(mg.nn.LogSoftmax(dim=1)(x)[0], [0.0, -1000.0, -2000.0])
     assert np.isfinite(mg.nn.Sigmoid()(np.array([-1000.0, 1000.0]))).all()

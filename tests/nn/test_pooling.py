@@ -43,7 +43,6 @@ def _x(shape, dtype, seed=0):
 
 
 def _compare(ours, reference, x, dtype):
-    dy = None
     y = ours(x)
     dy = _x(y.shape, dtype, seed=5)
     expected, (dx,) = torch_run(reference, [x], dy)
