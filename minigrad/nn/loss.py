@@ -192,7 +192,7 @@ class CrossEntropyLoss(_ClassIndexLoss):
             normaliser = w_t.sum()
             self._cache = (logp, ("index", w_t, kept, onehot, w_b), per.shape, normaliser, unbatched)
         out = self._reduce(per, normaliser)
-        return out[0] if unbatched and self.reduction == "none" else out
+        return out.reshape(()) if unbatched and self.reduction == "none" else out  # (1,) -> ()
 
     def backward(self, grad=1.0):
         """grad: scalar (or per-element array for reduction='none') -> gradient of the logits."""
@@ -242,7 +242,7 @@ class NLLLoss(_ClassIndexLoss):
         normaliser = w_t.sum()
         self._cache = (w_t, onehot, per.shape, normaliser, unbatched, x)
         out = self._reduce(per, normaliser)
-        return out[0] if unbatched and self.reduction == "none" else out
+        return out.reshape(()) if unbatched and self.reduction == "none" else out  # (1,) -> ()
 
     def backward(self, grad=1.0):
         w_t, onehot, per_shape, normaliser, unbatched, x = self.take_cache()
