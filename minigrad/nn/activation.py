@@ -191,7 +191,7 @@ class Softmax(Layer):
         """x: any shape -> same shape, rows along dim sum to 1. Caches y."""
         check_float_array(x, self.label)
         dim = _softmax_dim(self.dim, x.ndim, self.label)
-        y = softmax(x, dim) if x.ndim else x * 0.0 + 1.0
+        y = softmax(x, dim) if x.ndim else get_array_module(x).ones_like(x)
         self._cache = (y, dim)
         return y
 
@@ -199,7 +199,7 @@ class Softmax(Layer):
         y, dim = self.take_cache()
         _check_grad(self, grad_out, y)
         if y.ndim == 0:
-            return grad_out * 0.0
+            return get_array_module(grad_out).zeros_like(grad_out)
         return y * (grad_out - (grad_out * y).sum(axis=dim, keepdims=True))
 
     def extra_repr(self):
@@ -217,7 +217,7 @@ class LogSoftmax(Layer):
         """x: any shape -> same shape. Caches y."""
         check_float_array(x, self.label)
         dim = _softmax_dim(self.dim, x.ndim, self.label)
-        y = log_softmax(x, dim) if x.ndim else x * 0.0
+        y = log_softmax(x, dim) if x.ndim else get_array_module(x).zeros_like(x)
         self._cache = (y, dim)
         return y
 
@@ -225,7 +225,7 @@ class LogSoftmax(Layer):
         y, dim = self.take_cache()
         _check_grad(self, grad_out, y)
         if y.ndim == 0:
-            return grad_out * 0.0
+            return get_array_module(grad_out).zeros_like(grad_out)
         xp = get_array_module(y)
         return grad_out - xp.exp(y) * grad_out.sum(axis=dim, keepdims=True)
 
