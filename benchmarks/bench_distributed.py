@@ -1,7 +1,7 @@
 """Data-parallel scaling: throughput with 1 and 2 processes and the time spent in all-reduce.
 
     python benchmarks/bench_distributed.py                 # launches mpirun -np 1 and -np 2, prints a table
-    python benchmarks/bench_distributed.py --np 1 2 4 --model mlp --batch 64 --steps 30
+    python benchmarks/bench_distributed.py --np 1 2 4 --models mlp --batch 64 --steps 30 --repeat 3
     mpirun -np 2 python benchmarks/bench_distributed.py --worker     # one measurement (JSON from rank 0)
 
 Weak scaling: every process keeps the same per-process batch, so N processes consume N times
@@ -100,17 +100,19 @@ def launch(args):
         sys.exit("mpirun not found: apt-get install openmpi-bin libopenmpi-dev; pip install 'minigrad[distributed]'")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    rows = []
-    for model in args.models:
-        for n in args.np:
-            over = ["--oversubscribe"] if n > (os.cpu_count() or 1) else []  # else Open MPI busy-polls
-            cmd = [mpirun, "-np", str(n), *over, sys.executable, os.path.abspath(__file__), "--worker", "--model", model,
-                   "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--bucket-mb", str(args.bucket_mb)]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    best = {}  # repeats interleave the process counts; the fastest run of each is kept (noisy machines)
+    for model, _, n in [(m, r, n) for m in args.models for r in range(args.repeat) for n in args.np]:
+        over = ["--oversubscribe"] if n > (os.cpu_count() or 1) else []  # more ranks than cores
+        cmd = [mpirun, "-np", str(n), *over, *args.mpirun_args.split(), sys.executable, os.path.abspath(__file__),
+               "--worker", "--model", model, "--batch", str(args.batch), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--bucket-mb", str(args.bucket_mb)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        if (model, n) not in best or row["images_per_s"] > best[model, n]["images_per_s"]:
+            best[model, n] = row
+    rows = [best[m, n] for m in args.models for n in args.np]
     base = {r["model"]: r["images_per_s"] for r in rows if r["np"] == 1}
     for r in rows:
         if r["model"] in base:
@@ -141,6 +143,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--bucket-mb", type=float, default=25)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (the fastest is kept)")
+    parser.add_argument("--mpirun-args", default="", help='extra mpirun options, e.g. "--mca mpi_yield_when_idle 1"')
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     worker(args) if args.worker else launch(args)
