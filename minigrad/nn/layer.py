@@ -112,17 +112,21 @@ class Layer:
     def __setattr__(self, key, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        for table in (self._parameters, self._layers, self._buffers):
-            table.pop(key, None)
         if isinstance(value, Parameter):
-            self._parameters[key] = value
+            target = self._parameters
         elif isinstance(value, Layer):
-            self._layers[key] = value
+            target = self._layers
         elif key in self.__dict__.get("_buffer_names", ()):
-            self._buffers[key] = value
+            target = self._buffers
         else:
+            target = None
+        for table in (self._parameters, self._layers, self._buffers):
+            if table is not target:
+                table.pop(key, None)
+        if target is None:
             object.__setattr__(self, key, value)
             return
+        target[key] = value          # reassigning keeps the entry's place in the state dict
         self.__dict__.pop(key, None)
 
     def __getattr__(self, key):

@@ -101,3 +101,13 @@ def test_unimplemented_layer_and_missing_super_init():
 
     with pytest.raises(RuntimeError, match=r"Broken: call super\(\).__init__\(\)"):
         Broken()
+
+
+def test_reassigning_keeps_state_dict_order():
+    block = Block()
+    order = list(block.state_dict())
+    block.steps = block.steps + 1            # buffer reassigned (as `self.buf += 1` does)
+    block.fc1 = mg.nn.Linear(4, 3)           # sub-layer replaced
+    block.fc2.weight = mg.nn.Parameter(np.zeros((2, 3), "float32"))
+    assert list(block.state_dict()) == order
+    assert int(block.steps) == 1 and not block.fc2.weight.data.any()
