@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+import queue
 
 __all__ = ["set_num_threads", "get_num_threads", "parallel_map", "blas_single_thread"]
 
 _lock = threading.Lock()
 _num_threads: int | None = None
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_workers: list = []                  # _Worker threads, created on demand, never stopped (daemons)
 _local = threading.local()          # .inside: True while this thread runs a parallel piece
 _controller = None                   # threadpoolctl.ThreadpoolController, created on first use
 _controller_failed = False
@@ -63,16 +62,40 @@ def get_num_threads() -> int:
     return _num_threads
 
 
-def _get_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+class _Job:
+    __slots__ = ("event", "result", "error")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.result = self.error = None
+
+
+class _Worker:
+    """One pool thread with its own queue: piece k always runs on worker k-1, so each thread
+    reuses its own work buffers from call to call (and memory use is deterministic)."""
+
+    def __init__(self, index: int):
+        self.tasks = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name=f"minigrad-worker-{index}", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        _local.inside = True
+        while True:
+            fn, item, job = self.tasks.get()
+            try:
+                job.result = fn(item)
+            except BaseException as exc:  # handed to the caller, re-raised there
+                job.error = exc
+            finally:
+                job.event.set()
+
+
+def _get_workers(count: int) -> list:
     with _lock:
-        if _pool is None or _pool_size < workers:
-            old = _pool
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigrad")
-            _pool_size = workers
-            if old is not None:
-                old.shutdown(wait=False)
-        return _pool
+        while len(_workers) < count:
+            _workers.append(_Worker(len(_workers) + 1))
+        return _workers[:count]
 
 
 def blas_single_thread():
@@ -89,14 +112,6 @@ def blas_single_thread():
     return _controller.limit(limits=1, user_api="blas")
 
 
-def _run_piece(fn, item):
-    _local.inside = True
-    try:
-        return fn(item)
-    finally:
-        _local.inside = False
-
-
 def parallel_map(fn, items) -> list:
     """[fn(item) for item in items], the items spread over the pool; exceptions propagate.
 
@@ -106,12 +121,19 @@ def parallel_map(fn, items) -> list:
     items = list(items)
     if len(items) <= 1 or getattr(_local, "inside", False):
         return [fn(item) for item in items]
-    pool = _get_pool(len(items) - 1)
+    workers = _get_workers(len(items) - 1)
+    jobs = [_Job() for _ in items[1:]]
     with blas_single_thread():
-        futures = [pool.submit(_run_piece, fn, item) for item in items[1:]]
+        for worker, item, job in zip(workers, items[1:], jobs):
+            worker.tasks.put((fn, item, job))
+        _local.inside = True
         try:
-            first = _run_piece(fn, items[0])
+            first = fn(items[0])
         finally:
-            wait(futures)  # never leave a piece running on buffers the caller is about to reuse
-        rest = [f.result() for f in futures]
-    return [first] + rest
+            _local.inside = False
+            for job in jobs:       # never leave a piece running on buffers the caller is about to reuse
+                job.event.wait()
+    for job in jobs:
+        if job.error is not None:
+            raise job.error
+    return [first] + [job.result for job in jobs]

@@ -134,18 +134,20 @@ class _Plan:
         self.h, self.w = geom.in_size
         self.k = kh * kw * geom.group_in
         self.k2 = kh * kw * geom.group_out
-        isz = np.dtype(dtype).itemsize
-        per_sample = max(self.oh * self.ow * self.k, self.h * self.w * self.k2) * geom.groups * isz
-        self.samples = max(1, budget // max(per_sample, 1))
-        self.rows = _row_block(self.oh, self.ow * self.k * geom.groups * isz, budget)
-        self.rows_in = _row_block(self.h, self.w * self.k2 * geom.groups * isz, budget)
-        if self.samples > 1:
-            self.rows, self.rows_in = self.oh, self.h
         kh1, kw1 = (kh - 1) * geom.dilation[0], (kw - 1) * geom.dilation[1]
         top, bottom, left, right = geom.pads
         # stride 1 with pads within the kernel extent: dx is a correlation of pad(dy) with flipped W
         self.gather_dx = geom.stride == (1, 1) and max(top, bottom) <= kh1 and max(left, right) <= kw1
         self.dy_pads = (kh1 - top, kh1 - bottom, kw1 - left, kw1 - right)
+        isz = np.dtype(dtype).itemsize
+        per_sample = self.oh * self.ow * self.k * geom.groups * isz
+        if self.gather_dx:
+            per_sample = max(per_sample, self.h * self.w * self.k2 * geom.groups * isz)
+        self.samples = max(1, budget // max(per_sample, 1))
+        self.rows = _row_block(self.oh, self.ow * self.k * geom.groups * isz, budget)
+        self.rows_in = _row_block(self.h, self.w * self.k2 * geom.groups * isz, budget)
+        if self.samples > 1:
+            self.rows, self.rows_in = self.oh, self.h
 
     def chunks(self, n0, n1):
         for c0 in range(n0, n1, self.samples):

@@ -1,0 +1,203 @@
+"""Every fast CPU convolution path against PyTorch: chunked, row-blocked, threaded, 1x1, depthwise,
+grouped, strided and dilated; float64 (rtol 1e-10) and float32 (rtol 1e-4).
+
+The dispatch test pins which kernel each geometry takes, so a path cannot silently stop being
+covered; small column budgets force several chunks whose size does not divide the batch, and
+row blocks inside one sample.
+"""
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.functional.conv import conv2d_input, conv2d_weight, make_geometry
+from minigrad.kernels import conv_path, cpu_conv, cpu_depthwise, cpu_pointwise
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-4)}
+
+# (batch, in, out, size (h, w), kernel, stride, padding, dilation, groups, expected kernel module)
+CASES = {
+    "3x3": (5, 4, 6, (9, 8), 3, 1, 1, 1, 1, cpu_conv),
+    "3x3-nopad": (3, 3, 5, (7, 7), 3, 1, 0, 1, 1, cpu_conv),
+    "5x3-asym": (4, 3, 4, (9, 10), (5, 3), 1, (2, 0), 1, 1, cpu_conv),
+    "stride2": (5, 4, 6, (9, 8), 3, 2, 1, 1, 1, cpu_conv),
+    "stride(2,3)": (3, 4, 5, (11, 10), 3, (2, 3), (1, 2), 1, 1, cpu_conv),
+    "dilation2": (3, 4, 4, (10, 9), 3, 1, 2, 2, 1, cpu_conv),
+    "bigpad": (3, 2, 3, (6, 6), 3, 1, 3, 1, 1, cpu_conv),               # pads > kernel extent: scatter dx
+    "grouped": (4, 6, 4, (8, 7), 3, 1, 1, 1, 2, cpu_conv),
+    "grouped-s2": (5, 6, 9, (9, 9), (3, 2), 2, (1, 0), 1, 3, cpu_conv),
+    "1x1": (5, 8, 6, (7, 6), 1, 1, 0, 1, 1, cpu_pointwise),
+    "1x1-s2": (5, 8, 6, (7, 6), 1, 2, 0, 1, 1, cpu_pointwise),
+    "1x1-padded": (3, 4, 5, (5, 5), 1, 1, 1, 1, 1, cpu_conv),
+    "depthwise": (5, 6, 6, (9, 8), 3, 1, 1, 1, 6, cpu_depthwise),
+    "depthwise-s2": (5, 6, 6, (9, 8), 3, 2, 1, 1, 6, cpu_depthwise),
+    "depthwise-dil2": (3, 4, 4, (11, 9), 3, 1, 2, 2, 4, cpu_depthwise),
+    "depthwise-5x5-asym": (3, 4, 4, (9, 9), 5, 1, (2, 0), 1, 4, cpu_depthwise),
+    "depthwise-bigpad": (3, 4, 4, (6, 6), 3, (1, 2), 3, 1, 4, cpu_depthwise),
+    "depthwise-x2": (3, 4, 8, (7, 7), 3, 1, 1, 1, 4, cpu_conv),          # channel multiplier 2: grouped GEMM
+}
+
+
+def _run(case, dtype, bias=True, seed=0):
+    n, c, o, size, k, s, p, d, g, _ = case
+    k = k if isinstance(k, tuple) else (k, k)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c) + size).astype(dtype)
+    w = rng.standard_normal((o, c // g) + k).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    y = mg.functional.conv2d(x, w, b, stride=s, padding=p, dilation=d, groups=g)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    geom = make_geometry(x.shape, w.shape, s, p, d, g)
+    grads = mg.functional.conv.conv_backward(x, w, dy, geom, need_bias=bias)
+    return (x, w, b, dy, (s, p, d, g)), (y,) + tuple(grads)
+
+
+def _torch_reference(x, w, b, dy, args):
+    s, p, d, g = args
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if b is not None else None
+    y = F.conv2d(tx, tw, tb, stride=s, padding=p, dilation=d, groups=g)
+    y.backward(torch.tensor(dy))
+    out = [y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()]
+    return out + ([tb.grad.numpy()] if b is not None else [None])
+
+
+def _assert_matches(ours, ref, dtype):
+    for name, a, r in zip(("y", "dx", "dW", "db"), ours, ref):
+        if r is None:
+            assert a is None
+            continue
+        assert a.dtype == dtype and a.shape == r.shape, name
+        np.testing.assert_allclose(a, r, **TOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_dispatch_picks_expected_kernel(name):
+    assert conv_path.cpu_kernel(_geometry(CASES[name])) is CASES[name][-1]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fast_path_matches_torch(name, dtype):
+    inputs, ours = _run(CASES[name], dtype)
+    _assert_matches(ours, _torch_reference(*inputs), dtype)
+
+
+@pytest.mark.parametrize("name", ["3x3", "stride2", "1x1", "depthwise", "depthwise-s2"])
+def test_without_bias(name):
+    inputs, ours = _run(CASES[name], np.float64, bias=False)
+    assert ours[3] is None
+    _assert_matches(ours, _torch_reference(*inputs), np.float64)
+
+
+def _geometry(case, batch=None):
+    n, c, o, size, k, s, p, d, g, _ = case
+    k = k if isinstance(k, tuple) else (k, k)
+    return make_geometry((batch or n, c) + size, (o, c // g) + k, s, p, d, g)
+
+
+def _samples_per_chunk(module, geom):
+    if module is cpu_pointwise:
+        return cpu_pointwise._samples_per_chunk(geom, 8)
+    if module is cpu_depthwise:
+        return cpu_depthwise._samples_per_chunk(geom, 8)
+    return cpu_conv._Plan(geom, np.float64).samples
+
+
+def _set_budget(monkeypatch, budget):
+    monkeypatch.setattr(cpu_conv, "COLUMN_BUDGET", budget)
+    monkeypatch.setattr(cpu_pointwise, "COLUMN_BUDGET", budget)
+    monkeypatch.setattr(cpu_depthwise, "PLANE_BUDGET", budget)
+
+
+@pytest.mark.parametrize("mode", ["samples", "rows"])
+@pytest.mark.parametrize("name", ["3x3", "stride2", "dilation2", "grouped-s2", "bigpad", "1x1", "1x1-s2",
+                                  "depthwise", "depthwise-s2"])
+def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
+    """Batch 7 in chunks of 2 or 3 samples (a remainder chunk), or one sample in blocks of output rows."""
+    case = (7,) + CASES[name][1:]
+    module = case[-1]
+    geom = _geometry(case)
+    if mode == "rows":
+        _set_budget(monkeypatch, 64)
+        assert _samples_per_chunk(module, geom) == 1
+        if module is cpu_conv:
+            assert cpu_conv._Plan(geom, np.float64).rows < geom.out_size[0]
+    else:
+        budget = 64
+        _set_budget(monkeypatch, budget)
+        while _samples_per_chunk(module, geom) < 2:
+            budget *= 2
+            _set_budget(monkeypatch, budget)
+        assert _samples_per_chunk(module, geom) in (2, 3)
+    inputs, ours = _run(case, np.float64)
+    _assert_matches(ours, _torch_reference(*inputs), np.float64)
+
+
+@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped", "1x1", "depthwise", "depthwise-s2"])
+def test_one_and_two_threads_agree(name, monkeypatch):
+    monkeypatch.setattr(cpu_conv, "COLUMN_BUDGET", 3000)
+    before = mg.get_num_threads()
+    try:
+        results = {}
+        for n_threads in (1, 2, 3):
+            mg.set_num_threads(n_threads)
+            results[n_threads] = _run(CASES[name], np.float64)[1]
+    finally:
+        mg.set_num_threads(before)
+    for n_threads in (2, 3):
+        for a, b in zip(results[1], results[n_threads]):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped-s2", "1x1-s2", "depthwise", "depthwise-s2"])
+def test_input_and_weight_gradient_functions(name):
+    (x, w, _, dy, (s, p, d, g)), ours = _run(CASES[name], np.float64, bias=False)
+    dx = conv2d_input(x.shape, w, dy, stride=s, padding=p, dilation=d, groups=g)
+    dw = conv2d_weight(x, w.shape, dy, stride=s, padding=p, dilation=d, groups=g)
+    tdx = torch.nn.grad.conv2d_input(x.shape, torch.tensor(w), torch.tensor(dy), s, p, d, g).numpy()
+    tdw = torch.nn.grad.conv2d_weight(torch.tensor(x), w.shape, torch.tensor(dy), s, p, d, g).numpy()
+    np.testing.assert_allclose(dx, tdx, **TOL[np.float64])
+    np.testing.assert_allclose(dw, tdw, **TOL[np.float64])
+
+
+def test_fast_and_reference_paths_agree(monkeypatch):
+    inputs, fast = _run(CASES["grouped-s2"], np.float64)
+    monkeypatch.setattr(conv_path, "enabled", False)
+    _, ref = _run(CASES["grouped-s2"], np.float64)
+    for a, b in zip(fast, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_only_plain_float32_float64_numpy_takes_the_fast_path():
+    x = np.ones((2, 3, 5, 5))
+    w = np.ones((4, 3, 3, 3))
+    geom = make_geometry(x.shape, w.shape, 1, 1, 1, 1)
+    assert conv_path.forward(x, w, None, geom) is not None
+    assert conv_path.forward(x.astype(np.float16), w.astype(np.float16), None, geom) is None
+    assert conv_path.forward(x.astype(np.float32), w, None, geom) is None              # mixed dtypes
+    from strict_backend import to_strict
+    assert conv_path.forward(to_strict(x), to_strict(w), None, geom) is None
+    assert conv_path.backward(to_strict(x), to_strict(w), to_strict(np.ones(geom.out_shape)), geom,
+                              True, True, True) is None
+
+
+def test_conv2d_layer_float32_matches_torch():
+    mg.manual_seed(0)
+    layer = mg.nn.Conv2d(4, 6, 3, stride=1, padding=1)
+    x = np.random.default_rng(3).standard_normal((7, 4, 10, 10)).astype(np.float32)
+    y = layer(x)
+    dy = np.random.default_rng(4).standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    ref = torch.nn.Conv2d(4, 6, 3, padding=1)
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(layer.weight.data))
+        ref.bias.copy_(torch.tensor(layer.bias.data))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = ref(tx)
+    ty.backward(torch.tensor(dy))
+    _assert_matches((y, dx, layer.weight.grad, layer.bias.grad),
+                    (ty.detach().numpy(), tx.grad.numpy(), ref.weight.grad.numpy(), ref.bias.grad.numpy()),
+                    np.float32)

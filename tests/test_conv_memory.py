@@ -1,0 +1,65 @@
+"""Conv2d forward+backward working memory is bounded, whatever the batch size (tracemalloc sees NumPy).
+
+"Extra" = the peak traced during forward+backward minus what the step must allocate anyway: the
+output, the input gradient, the weight and bias gradients. The reference im2col path would need
+9x the input for its columns (150 MiB at batch 256 below); the fast paths work in chunks.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.kernels.cpu_conv import release_buffers
+
+LIMIT = 64 * 2 ** 20
+
+
+def _extra_bytes(layer, x):
+    dy = np.ones(layer(x).shape, dtype=x.dtype)
+    layer.backward(dy)
+    layer.zero_grad()
+    release_buffers()                      # count the work buffers too: they are allocated in the step
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        y = layer(x)
+        dx = layer.backward(dy)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    grads = sum(p.grad.nbytes for p in layer.parameters())
+    return peak - y.nbytes - dx.nbytes - grads
+
+
+def test_tracemalloc_sees_numpy_allocations():
+    tracemalloc.start()
+    try:
+        a = np.empty(8 * 2 ** 20, dtype=np.uint8)
+        a[:] = 1
+        assert tracemalloc.get_traced_memory()[1] >= a.nbytes
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("layer_args, shape", [
+    ((16, 16, 3, 1, 1, 1), (256, 16, 32, 32)),       # CIFAR ResNet stage 1, batch 256: 16 MiB input
+    ((16, 32, 3, 2, 1, 1), (256, 16, 32, 32)),       # strided (scatter input gradient)
+    ((64, 64, 3, 1, 1, 1), (16, 64, 56, 56)),        # ImageNet stage 1: one sample's columns > budget
+    ((256, 64, 1, 1, 0, 1), (16, 256, 28, 28)),      # 1x1
+    ((64, 64, 3, 1, 1, 64), (128, 64, 32, 32)),      # depthwise, 32 MiB input
+])
+def test_conv2d_extra_memory_under_64_mib(layer_args, shape):
+    c, o, k, s, p, g = layer_args
+    layer = mg.nn.Conv2d(c, o, k, stride=s, padding=p, groups=g)
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    extra = _extra_bytes(layer, x)
+    assert extra < LIMIT, f"extra working memory {extra / 2**20:.1f} MiB for input {shape}"
+
+
+def test_extra_memory_does_not_grow_with_the_batch():
+    layer = mg.nn.Conv2d(16, 16, 3, padding=1)
+    rng = np.random.default_rng(0)
+    small = _extra_bytes(layer, rng.standard_normal((32, 16, 32, 32), dtype=np.float32))
+    large = _extra_bytes(layer, rng.standard_normal((256, 16, 32, 32), dtype=np.float32))
+    assert large <= small + 2 ** 20, (small, large)
