@@ -7,11 +7,14 @@ fast path is exercised by the same PyTorch comparison tests as the reference.
 CPU (plain ``numpy.ndarray``, float32/float64): ``cpu_pointwise`` for 1x1 kernels (GEMM per
 sample, no im2col), ``cpu_depthwise`` for groups == channels (tap-by-tap multiply-add), and
 ``cpu_conv`` for everything else (chunked channels-last im2col + GEMM on a thread pool).
-Anything else (CuPy, the strict test backend, other dtypes) -> None.
+CuPy: ``chunked_conv`` (CUDA im2col/col2im + cuBLAS GEMM over bounded batch chunks).
+Anything else (the strict test backend, other dtypes) -> None.
 """
 from __future__ import annotations
 
-from . import cpu_conv, cpu_depthwise, cpu_pointwise
+from ..backend import get_array_module
+from . import chunked_conv, cpu_conv, cpu_depthwise, cpu_pointwise
+from .im2col import _is_cupy
 
 enabled = True   # set False to force the reference path (benchmarks and tests compare both)
 
@@ -27,6 +30,8 @@ def cpu_kernel(geom):
 
 def forward(x, weight, bias, geom):
     """Fast conv forward for this backend/geometry, or None for the reference path."""
+    if enabled and _is_cupy(get_array_module(x)):
+        return chunked_conv.conv_forward(x, weight, bias, geom)
     if not enabled or not cpu_conv.supported(x, weight, bias):
         return None
     return cpu_kernel(geom).conv_forward(x, weight, bias, geom)
@@ -34,6 +39,9 @@ def forward(x, weight, bias, geom):
 
 def backward(x, weight, grad_out, geom, need_input, need_weight, need_bias):
     """Fast conv backward (dx, dW, db), or None for the reference path."""
+    if enabled and _is_cupy(get_array_module(grad_out)) and not (need_weight and x is None) and not (
+            need_input and weight is None):
+        return chunked_conv.conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias)
     if not enabled or not cpu_conv.supported(x, weight, grad_out):
         return None
     if (need_weight and x is None) or (need_input and weight is None):
