@@ -304,3 +304,13 @@ def test_cli_distributed_resume_is_refused(tmp_path, capsys):
     from minigrad import cli
     assert cli.main(["train", "--distributed", "--resume", "--out", str(tmp_path)]) == 2
     assert "--resume is not supported with --distributed" in capsys.readouterr().err
+
+
+def test_init_with_mpi4py_but_no_mpi_library_warns_and_runs_alone():
+    code = "from minigrad import distributed as d\nd.init(); print(d.world_size(), d.rank())"
+    env = dict(os.environ, MPI4PY_LIBMPI="/nonexistent/libmpi.so")
+    env.pop("OMPI_COMM_WORLD_SIZE", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["1", "0"], out.stderr
+    if HAVE_MPI4PY:
+        assert "cannot load an MPI library" in out.stderr and "world of one" in out.stderr

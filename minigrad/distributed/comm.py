@@ -13,6 +13,7 @@ which every collective is the identity, so the same training script runs alone u
 from __future__ import annotations
 
 import os
+import warnings
 
 from ..backend import backend_of, get_backend
 
@@ -70,13 +71,17 @@ def init() -> "_World":
         return _world
     try:
         from mpi4py import MPI
-    except ImportError as exc:
+    except Exception as exc:  # ImportError; RuntimeError "cannot load MPI library" (mpi4py without MPI)
         size = _launcher_size()
+        what = "mpi4py is not installed" if isinstance(exc, ImportError) else "mpi4py cannot load an MPI library"
         if size > 1:
             raise DistributedError(
-                f"this process was started by an MPI launcher with {size} processes, but mpi4py is not "
-                f"installed ({exc}); install it with: pip install \"minigrad[distributed]\" "
+                f"this process was started by an MPI launcher with {size} processes, but {what} "
+                f"({type(exc).__name__}: {exc}); install it with: pip install \"minigrad[distributed]\" "
                 "(needs an MPI library, e.g. apt-get install openmpi-bin libopenmpi-dev)") from exc
+        if not isinstance(exc, ImportError):
+            warnings.warn(f"mg.distributed.init: {what} ({exc}); running as a world of one process",
+                          RuntimeWarning, stacklevel=2)
         _world = _World(None)
     else:
         _world = _World(MPI.COMM_WORLD)
