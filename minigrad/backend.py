@@ -148,12 +148,13 @@ def backend_of(array) -> str:
     return entry[0]
 
 
-def get_array_module(*arrays, names=None):
+def get_array_module(*arrays, names=None, where=None):
     """Return the array module (numpy or cupy) the given arrays live on.
 
     Non-array arguments (None, Python scalars) are ignored; with no array at all the
     active backend's module is returned. Mixing backends raises BackendMismatchError
-    naming which argument lives where. ``names`` optionally labels the arguments.
+    naming which argument lives where. ``names`` optionally labels the arguments and
+    ``where`` (e.g. a layer's label) starts the message.
     """
     found = []
     for index, obj in enumerate(arrays):
@@ -166,8 +167,9 @@ def get_array_module(*arrays, names=None):
     first_label, (first_name, first_module) = found[0]
     for label, (name, module) in found[1:]:
         if module is not first_module:
+            prefix = f"{where}: " if where else ""
             raise BackendMismatchError(
-                f"arrays from different backends in one call: {first_label} is a {first_name} array "
+                f"{prefix}arrays from different backends in one call: {first_label} is a {first_name} array "
                 f"but {label} is a {name} array; move them to one backend first "
                 "(mg.backend.to_backend(array, name) or layer.to(name))")
     return first_module

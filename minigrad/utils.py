@@ -45,6 +45,26 @@ def check_ndim(x, ndims, where: str, layout: str, name: str = "input"):
                          f"{tuple(x.shape)}")
 
 
+def check_grad_like(grad, where: str, shape, backend: str, dtype, name: str = "grad_out"):
+    """Raise unless grad is an array of the output's shape, on the input's backend, of its dtype.
+
+    For layers that cache no array of the input's backend (Flatten, Identity, Add, Concat, pooling):
+    forward stores ``backend_of(x)`` and ``x.dtype`` instead.
+    """
+    from .backend import BackendMismatchError, backend_of, is_array
+    if not is_array(grad):
+        raise TypeError(f"{where}: expected {name} to be a NumPy or CuPy array, got {type(grad).__name__}")
+    if backend_of(grad) != backend:
+        raise BackendMismatchError(f"{where}: {name} is a {backend_of(grad)} array but the input was a {backend} "
+                                   "array; move them to one backend first (mg.backend.to_backend(array, name))")
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"{where}: expected {name} of shape {tuple(shape)} (the output shape), got "
+                         f"{tuple(grad.shape)}")
+    if dtype is not None and grad.dtype != dtype:
+        raise TypeError(f"{where}: {name} has dtype {grad.dtype} but input has dtype {dtype}; use one dtype "
+                        "(e.g. layer.to(dtype=...) or x.astype(...))")
+
+
 def check_same_dtype(a, b, where: str, a_name: str, b_name: str):
     if a.dtype != b.dtype:
         raise TypeError(f"{where}: {a_name} has dtype {a.dtype} but {b_name} has dtype {b.dtype}; "

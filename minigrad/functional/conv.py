@@ -232,7 +232,7 @@ def conv_backward(x, weight, grad_out, geom: ConvGeometry, need_input=True, need
 # ----------------------------------------------------------------------------- public functions
 
 def _check_conv_inputs(x, weight, where, x_name="input"):
-    get_array_module(x, weight, names=(x_name, "weight"))
+    get_array_module(x, weight, names=(x_name, "weight"), where=where)
     check_float_array(x, where, x_name)
     check_float_array(weight, where, "weight")
     check_ndim(x, 4, where, "(N, C, H, W)", x_name)
@@ -240,7 +240,7 @@ def _check_conv_inputs(x, weight, where, x_name="input"):
 
 
 def _check_grad_output(grad_output, geom, reference, reference_name, where):
-    get_array_module(grad_output, reference, names=("grad_output", reference_name))
+    get_array_module(grad_output, reference, names=("grad_output", reference_name), where=where)
     check_float_array(grad_output, where, "grad_output")
     if tuple(grad_output.shape) != geom.out_shape:
         raise ValueError(f"{where}: expected grad_output of shape {geom.out_shape}, "
@@ -258,7 +258,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     _check_conv_inputs(input, weight, where)
     geom = make_geometry(input.shape, weight.shape, stride, padding, dilation, groups, where)
     if bias is not None:
-        get_array_module(input, bias, names=("input", "bias"))
+        get_array_module(input, bias, names=("input", "bias"), where=where)
         if tuple(bias.shape) != (geom.out_channels,):
             raise ValueError(f"{where}: expected bias of shape ({geom.out_channels},), got {tuple(bias.shape)}")
         check_same_dtype(input, bias, where, "input", "bias")

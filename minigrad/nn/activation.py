@@ -21,7 +21,7 @@ import math
 
 from ..backend import get_array_module
 from ..functional.special import erfc
-from ..utils import check_float_array
+from ..utils import check_float_array, check_same_dtype
 from .layer import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
@@ -35,10 +35,14 @@ _GELU_CUBIC = 0.044715
 
 def _check_grad(layer, grad_out, reference):
     """grad_out must have the output's shape, dtype and backend."""
-    get_array_module(grad_out, reference, names=("grad_out", "cached forward array"))
+    get_array_module(grad_out, reference, names=("grad_out", "cached forward array"), where=layer.label)
     if tuple(grad_out.shape) != tuple(reference.shape):
         raise ValueError(f"{layer.label}: expected grad_out of shape {tuple(reference.shape)} (the output "
                          f"shape), got {tuple(grad_out.shape)}")
+    if reference.dtype.kind == "f":
+        check_same_dtype(grad_out, reference, layer.label, "grad_out", "input")
+    else:                                         # ReLU/LeakyReLU cache a boolean mask
+        check_float_array(grad_out, layer.label, "grad_out")
 
 
 class ReLU(Layer):

@@ -50,7 +50,7 @@ class Conv2d(Layer):
 
     def _geometry(self, x):
         where = self.label
-        get_array_module(x, self.weight.data, names=("input", "weight"))
+        get_array_module(x, self.weight.data, names=("input", "weight"), where=self.label)
         check_float_array(x, where)
         check_ndim(x, 4, where, "(N, C, H, W)")
         check_same_dtype(x, self.weight.data, where, "input", "weight")
@@ -75,7 +75,7 @@ class Conv2d(Layer):
     def backward(self, grad_out):
         """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W); adds into weight.grad and bias.grad."""
         x, geom = self.take_cache()
-        get_array_module(grad_out, x, names=("grad_out", "input"))
+        get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
         if tuple(grad_out.shape) != geom.out_shape:
             raise ValueError(f"{self.label}: expected grad_out of shape {geom.out_shape} (the output shape), "
                              f"got {tuple(grad_out.shape)}")

@@ -85,7 +85,7 @@ class ConvTranspose2d(Layer):
 
     def _geometry(self, x, output_size):
         where = self.label
-        get_array_module(x, self.weight.data, names=("input", "weight"))
+        get_array_module(x, self.weight.data, names=("input", "weight"), where=self.label)
         check_float_array(x, where)
         check_ndim(x, 4, where, "(N, C, H, W)")
         if x.shape[1] != self.in_channels:
@@ -119,7 +119,7 @@ class ConvTranspose2d(Layer):
     def backward(self, grad_out):
         """grad_out: (N, O, OH, OW) -> dx (N, I, H, W); adds into weight.grad and bias.grad."""
         x, geom, (h, w) = self.take_cache()
-        get_array_module(grad_out, x, names=("grad_out", "input"))
+        get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
         if tuple(grad_out.shape) != geom.in_shape:
             raise ValueError(f"{self.label}: expected grad_out of shape {geom.in_shape} (the output shape), "
                              f"got {tuple(grad_out.shape)}")

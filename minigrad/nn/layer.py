@@ -57,7 +57,7 @@ class Parameter:
 
     def accumulate(self, grad, where: str = "Parameter"):
         """grad += g, after checking shape and backend (a wrong gradient fails loudly here)."""
-        get_array_module(self.data, grad, names=("parameter", "gradient"))
+        get_array_module(self.data, grad, names=("parameter", "gradient"), where=where)
         if tuple(grad.shape) != self.shape:
             raise ValueError(f"{where}: gradient of shape {tuple(grad.shape)} does not match the parameter "
                              f"of shape {self.shape}")
@@ -291,10 +291,17 @@ class Layer:
                 continue
             current = layer._parameters[attr].data if is_param else layer._buffers[attr]
             value = state[key]
-            shape = tuple(getattr(value, "shape", ()))
+            if not is_array(value):
+                raise TypeError(f"{type(self).__name__}.load_state_dict: '{key}' is a {type(value).__name__}, "
+                                "not a NumPy or CuPy array")
+            shape = tuple(value.shape)
             if shape != tuple(current.shape):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: '{key}' has shape {shape} in the "
                                  f"state dict but {tuple(current.shape)} in the model")
+            kinds = {value.dtype.kind, current.dtype.kind}
+            if len(kinds) > 1 and not kinds <= {"i", "u"}:
+                raise TypeError(f"{type(self).__name__}.load_state_dict: '{key}' has dtype {value.dtype} in the "
+                                f"state dict but {current.dtype} in the model")
             updates.append((layer, attr, is_param, current, value))
         for layer, attr, is_param, current, value in updates:
             new = to_backend(value, backend_of(current)).astype(current.dtype, copy=True)

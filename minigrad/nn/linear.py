@@ -6,8 +6,8 @@ Flatten: a reshape; backward reshapes back.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
-from ..utils import check_float_array, check_same_dtype
+from ..backend import backend_of, get_array_module
+from ..utils import check_float_array, check_grad_like, check_same_dtype
 from .init import fan_in_bias, kaiming_uniform
 from .layer import Layer, Parameter
 
@@ -27,7 +27,7 @@ class Linear(Layer):
     def forward(self, x):
         """x: (N, *, in_features) -> (N, *, out_features). Caches x."""
         where = self.label
-        get_array_module(x, self.weight.data, names=("input", "weight"))
+        get_array_module(x, self.weight.data, names=("input", "weight"), where=self.label)
         check_float_array(x, where)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"{where}: expected input with last dimension in_features={self.in_features}, "
@@ -42,7 +42,7 @@ class Linear(Layer):
     def backward(self, grad_out):
         """grad_out: (N, *, out_features) -> (N, *, in_features); adds into weight.grad, bias.grad."""
         x = self.take_cache()
-        get_array_module(grad_out, x, names=("grad_out", "input"))
+        get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
         expected = tuple(x.shape[:-1]) + (self.out_features,)
         if tuple(grad_out.shape) != expected:
             raise ValueError(f"{self.label}: expected grad_out of shape {expected}, got {tuple(grad_out.shape)}")
@@ -74,12 +74,15 @@ class Flatten(Layer):
         if ndim == 0 or start > end:
             raise ValueError(f"{self.label}: cannot flatten dims {self.start_dim}..{self.end_dim} of an input "
                              f"of shape {tuple(x.shape)}")
-        self._cache = tuple(x.shape)
-        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])  # (.., a, b, ..) -> (.., a*b, ..)
+        y = x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])  # (.., a, b, ..) -> (.., a*b, ..)
+        self._cache = (tuple(x.shape), tuple(y.shape), backend_of(x), x.dtype)
+        return y
 
     def backward(self, grad_out):
-        shape = self.take_cache()
-        return grad_out.reshape(shape)                    # back to the input shape
+        """grad_out: the output shape -> the input shape (a reshape)."""
+        shape, out_shape, backend, dtype = self.take_cache()
+        check_grad_like(grad_out, self.label, out_shape, backend, dtype)
+        return grad_out.reshape(shape)                    # (.., a*b, ..) -> (.., a, b, ..)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -70,7 +70,7 @@ class _Loss(Layer):
     def _upstream(self, grad, per_shape, normaliser, reference):
         """The gradient reaching each per-element loss: grad (/ D for 'mean'), shape-checked."""
         if is_array(grad):
-            get_array_module(grad, reference, names=("grad", "input"))
+            get_array_module(grad, reference, names=("grad", "input"), where=self.label)
             expected = tuple(per_shape) if self.reduction == "none" else ()
             if tuple(grad.shape) != expected:
                 raise ValueError(f"{self.label}: expected grad of shape {expected} (the loss's shape with "
@@ -102,7 +102,7 @@ class _ClassIndexLoss(_Loss):
         """Check shapes/dtypes; return (x as (N, C, *), target, unbatched, is_probability)."""
         where = self.label
         check_float_array(x, where)
-        get_array_module(x, target, names=("input", "target"))
+        get_array_module(x, target, names=("input", "target"), where=self.label)
         if not is_array(target):
             raise TypeError(f"{where}: expected target to be an array, got {type(target).__name__}")
         if x.ndim == 0:
@@ -271,7 +271,7 @@ class _ElementwiseLoss(_Loss):
 
     def _check_pair(self, pred, target):
         where = self.label
-        get_array_module(pred, target, names=("input", "target"))
+        get_array_module(pred, target, names=("input", "target"), where=self.label)
         check_float_array(pred, where)
         check_float_array(target, where, "target")
         if tuple(pred.shape) != tuple(target.shape):

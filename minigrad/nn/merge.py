@@ -9,8 +9,8 @@ dtype, one backend): no silent broadcasting.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
-from ..utils import check_float_array, check_same_dtype
+from ..backend import backend_of, get_array_module
+from ..utils import check_float_array, check_grad_like, check_same_dtype
 from .layer import Layer
 
 __all__ = ["Add", "Mul", "Concat"]
@@ -23,7 +23,7 @@ def _check_inputs(layer, xs, minimum: int = 2):
         raise TypeError(f"{where}: expected at least {minimum} inputs, got {len(xs)}")
     for i, x in enumerate(xs):
         check_float_array(x, where, f"input {i}")
-    xp = get_array_module(*xs, names=tuple(f"input {i}" for i in range(len(xs))))
+    xp = get_array_module(*xs, names=tuple(f"input {i}" for i in range(len(xs))), where=where)
     for i, x in enumerate(xs[1:], start=1):
         check_same_dtype(xs[0], x, where, "input 0", f"input {i}")
     return xp
@@ -45,7 +45,7 @@ def _check_grad(layer, grad_out, shape):
 
 
 class Add(Layer):
-    """Element-wise sum of two or more inputs of one shape. Caches the input count and shape."""
+    """Element-wise sum of two or more inputs of one shape. Caches the input count, shape, backend, dtype."""
 
     def forward(self, *xs):
         """xs: k arrays of shape S -> (S). """
@@ -54,13 +54,13 @@ class Add(Layer):
         y = xs[0] + xs[1]
         for x in xs[2:]:
             y += x
-        self._cache = (len(xs), shape)
+        self._cache = (len(xs), shape, backend_of(y), y.dtype)
         return y
 
     def backward(self, grad_out):
         """dy: S -> (dy, dy, ...): one independent copy per input beyond the first."""
-        count, shape = self.take_cache()
-        _check_grad(self, grad_out, shape)
+        count, shape, backend, dtype = self.take_cache()
+        check_grad_like(grad_out, self.label, shape, backend, dtype)
         return (grad_out,) + tuple(grad_out.copy() for _ in range(count - 1))
 
 
@@ -80,7 +80,9 @@ class Mul(Layer):
     def backward(self, grad_out):
         """dy: S -> (dy * prod_{j != i} xj for each input i)."""
         xs = self.take_cache()
+        get_array_module(grad_out, xs[0], names=("grad_out", "input 0"), where=self.label)
         _check_grad(self, grad_out, tuple(xs[0].shape))
+        check_same_dtype(grad_out, xs[0], self.label, "grad_out", "input 0")
         grads = []
         for i in range(len(xs)):
             g = grad_out
@@ -118,13 +120,13 @@ class Concat(Layer):
                 raise ValueError(f"{self.label}: inputs must match in every dimension except dim={self.dim}; "
                                  f"input 0 has shape {first} but input {i} has shape {shape}")
         sizes = tuple(int(x.shape[axis]) for x in xs)
-        self._cache = (axis, sizes, first[:axis] + (sum(sizes),) + first[axis + 1:])
+        self._cache = (axis, sizes, first[:axis] + (sum(sizes),) + first[axis + 1:], backend_of(xs[0]), xs[0].dtype)
         return xp.concatenate(xs, axis=axis)
 
     def backward(self, grad_out):
         """dy: (.., sum c_i, ..) -> (the c_i-wide slice of dy for each input)."""
-        axis, sizes, out_shape = self.take_cache()
-        _check_grad(self, grad_out, out_shape)
+        axis, sizes, out_shape, backend, dtype = self.take_cache()
+        check_grad_like(grad_out, self.label, out_shape, backend, dtype)
         grads, start = [], 0
         for size in sizes:
             index = (slice(None),) * axis + (slice(start, start + size),)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numbers
 
 from .. import random as mg_random
-from ..backend import backend_of, get_array_module, to_backend
-from ..utils import check_float_array
+from ..backend import backend_of, get_array_module, is_array, to_backend
+from ..utils import check_float_array, check_grad_like
 from .layer import Layer
 
 __all__ = ["Dropout", "Identity"]
@@ -68,7 +68,7 @@ class Dropout(Layer):
                              f"got {tuple(grad_out.shape)}")
         if mask is None:
             return grad_out
-        get_array_module(grad_out, mask, names=("grad_out", "dropout mask"))
+        get_array_module(grad_out, mask, names=("grad_out", "dropout mask"), where=self.label)
         return grad_out * mask
 
     def extra_repr(self):
@@ -82,9 +82,11 @@ class Identity(Layer):
         super().__init__()
 
     def forward(self, x):
-        self._cache = True
+        self._cache = (tuple(x.shape), backend_of(x), x.dtype) if is_array(x) else ()
         return x
 
     def backward(self, grad_out):
-        self.take_cache()
+        like = self.take_cache()
+        if like:
+            check_grad_like(grad_out, self.label, *like)
         return grad_out

@@ -67,7 +67,7 @@ class _BatchNorm(Layer):
     def _check(self, x):
         where = self.label
         reference = self.weight.data if self.affine else self.running_mean
-        get_array_module(x, reference, names=("input", "weight" if self.affine else "running_mean"))
+        get_array_module(x, reference, names=("input", "weight" if self.affine else "running_mean"), where=self.label)
         check_float_array(x, where)
         check_ndim(x, self._ndims, where, self._layout)
         if x.shape[1] != self.num_features:
@@ -119,7 +119,7 @@ class _BatchNorm(Layer):
     def backward(self, grad_out):
         """grad_out: (N, C, *) -> dx (N, C, *); adds into weight.grad and bias.grad."""
         xhat, invstd, use_batch_stats, axes, count = self.take_cache()
-        get_array_module(grad_out, xhat, names=("grad_out", "input"))
+        get_array_module(grad_out, xhat, names=("grad_out", "input"), where=self.label)
         if tuple(grad_out.shape) != tuple(xhat.shape):
             raise ValueError(f"{self.label}: expected grad_out of shape {tuple(xhat.shape)} (the output shape), "
                              f"got {tuple(grad_out.shape)}")
@@ -173,7 +173,7 @@ class LayerNorm(Layer):
         where = self.label
         k = len(self.normalized_shape)
         reference = self.weight.data if self.weight is not None else None
-        get_array_module(x, reference, names=("input", "weight"))
+        get_array_module(x, reference, names=("input", "weight"), where=self.label)
         check_float_array(x, where)
         if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
             raise ValueError(f"{where}: expected input whose trailing dimensions are normalized_shape="
@@ -198,7 +198,7 @@ class LayerNorm(Layer):
     def backward(self, grad_out):
         """grad_out: same shape as x -> dx; adds into weight.grad and bias.grad."""
         xhat, invstd, axes = self.take_cache()
-        get_array_module(grad_out, xhat, names=("grad_out", "input"))
+        get_array_module(grad_out, xhat, names=("grad_out", "input"), where=self.label)
         if tuple(grad_out.shape) != tuple(xhat.shape):
             raise ValueError(f"{self.label}: expected grad_out of shape {tuple(xhat.shape)} (the output shape), "
                              f"got {tuple(grad_out.shape)}")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numbers
 
-from ..backend import get_array_module
+from ..backend import backend_of, get_array_module
 from ..functional import pool as P
-from ..utils import check_float_array, check_ndim, positive_pair
+from ..utils import check_float_array, check_grad_like, check_ndim, positive_pair
 from .layer import Layer
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
@@ -28,12 +28,11 @@ def _as_batched(layer, x):
     return x, False
 
 
-def _check_grad(layer, grad_out, expected_shape, unbatched):
+def _check_grad(layer, grad_out, expected_shape, unbatched, like):
+    """grad_out must have the output's shape and the input's backend and dtype; like = (backend, dtype)."""
     if unbatched:
         expected_shape = expected_shape[1:]
-    if tuple(grad_out.shape) != tuple(expected_shape):
-        raise ValueError(f"{layer.label}: expected grad_out of shape {tuple(expected_shape)} (the output "
-                         f"shape), got {tuple(grad_out.shape)}")
+    check_grad_like(grad_out, layer.label, expected_shape, *like)
     return grad_out[None] if unbatched else grad_out      # (C, OH, OW) -> (1, C, OH, OW)
 
 
@@ -79,7 +78,7 @@ class MaxPool2d(_Pool2d):
         x4, unbatched = _as_batched(self, x)
         geom = self._geometry(x4)
         y, argmax = P.max_pool2d_forward(x4, geom)
-        self._cache = (argmax, tuple(x4.shape), geom, unbatched)
+        self._cache = (argmax, tuple(x4.shape), geom, unbatched, (backend_of(x4), x4.dtype))
         if unbatched:
             y = y[0]                                       # (1, C, OH, OW) -> (C, OH, OW)
         if self.return_indices:
@@ -100,9 +99,8 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> (N, C, H, W): each dy added to the input it came from."""
-        argmax, in_shape, geom, unbatched = self.take_cache()
-        get_array_module(grad_out, argmax, names=("grad_out", "cached argmax"))
-        dy = _check_grad(self, grad_out, argmax.shape, unbatched)
+        argmax, in_shape, geom, unbatched, like = self.take_cache()
+        dy = _check_grad(self, grad_out, argmax.shape, unbatched, like)
         grad = P.max_pool2d_backward(dy, argmax, in_shape, geom)
         return grad[0] if unbatched else grad
 
@@ -129,16 +127,14 @@ class AvgPool2d(_Pool2d):
         xp = get_array_module(x4)
         divisor = P.avg_divisor(xp, geom, self.count_include_pad, self.divisor_override, x4.dtype)
         y = P.avg_pool2d_forward(x4, geom, divisor)
-        self._cache = (tuple(x4.shape), geom, divisor, unbatched)
+        self._cache = (tuple(x4.shape), geom, divisor, unbatched, (backend_of(x4), x4.dtype))
         return y[0] if unbatched else y
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> (N, C, H, W)."""
-        in_shape, geom, divisor, unbatched = self.take_cache()
+        in_shape, geom, divisor, unbatched, like = self.take_cache()
         out_shape = in_shape[:2] + geom.out_size
-        dy = _check_grad(self, grad_out, out_shape, unbatched)
-        if not isinstance(divisor, float):
-            get_array_module(grad_out, divisor, names=("grad_out", "input"))
+        dy = _check_grad(self, grad_out, out_shape, unbatched, like)
         grad = P.avg_pool2d_backward(dy, in_shape, geom, divisor)
         return grad[0] if unbatched else grad
 
@@ -173,15 +169,15 @@ class AdaptiveAvgPool2d(Layer):
                              f"{tuple(x.shape)}")
         out = (self.output_size[0] or h, self.output_size[1] or w)
         y = P.adaptive_avg_pool2d_forward(x4, out)
-        self._cache = (tuple(x4.shape), unbatched)
+        self._cache = (tuple(x4.shape), unbatched, (backend_of(x4), x4.dtype))
         return y[0] if unbatched else y
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> (N, C, H, W)."""
-        in_shape, unbatched = self.take_cache()
+        in_shape, unbatched, like = self.take_cache()
         h, w = in_shape[2:]
         out = (self.output_size[0] or h, self.output_size[1] or w)
-        dy = _check_grad(self, grad_out, in_shape[:2] + out, unbatched)
+        dy = _check_grad(self, grad_out, in_shape[:2] + out, unbatched, like)
         grad = P.adaptive_avg_pool2d_backward(dy, in_shape)
         return grad[0] if unbatched else grad
 
