@@ -73,11 +73,23 @@ def check_collectives(dist):
     dist.barrier()
 
 
+def check_replica_mismatch(dist):
+    """A rank wrapping a different model fails on every rank (instead of hanging in an all-reduce)."""
+    try:
+        dist.DataParallel(mg.nn.Linear(2, 2 + dist.rank()))
+    except ValueError as exc:
+        assert "wrap different models" in str(exc) and "weight" in str(exc), exc
+        return
+    raise AssertionError("DataParallel accepted different models on different ranks")
+
+
 def main(out_dir):
     from minigrad import distributed as dist
     dist.init()
     rank = dist.rank()
     check_collectives(dist)
+    if dist.world_size() > 1:
+        check_replica_mismatch(dist)
     with open(os.path.join(out_dir, f"collectives_rank{rank}.txt"), "w") as f:
         f.write(f"ok world={dist.world_size()}\n")
     for dtype in ("float64", "float32"):

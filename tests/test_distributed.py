@@ -58,7 +58,9 @@ def test_two_processes_match_one_process_with_the_global_batch(two_process_run, 
     assert float(rank0["comm_seconds"]) > 0
 
 
-def test_collectives_and_rank0_only_checkpoint(two_process_run):
+def test_collectives_replica_check_and_rank0_only_checkpoint(two_process_run):
+    """Worker checks: all_reduce sum/mean/max/min (contiguous and strided), broadcast, objects, barrier,
+    DataParallel refusing different models on different ranks; then the files rank 0 alone writes."""
     for r in (0, 1):
         assert (two_process_run / f"collectives_rank{r}.txt").read_text().startswith("ok world=2")
     checkpoints = sorted(p.name for p in two_process_run.glob("checkpoint_*.npz"))
