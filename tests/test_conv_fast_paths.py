@@ -1,5 +1,5 @@
 """Every fast CPU convolution path against PyTorch: chunked, row-blocked, threaded, 1x1, depthwise,
-grouped, strided and dilated; float64 (rtol 1e-10) and float32 (rtol 1e-4).
+Winograd 3x3, grouped, strided and dilated; float64 (rtol 1e-10) and float32 (rtol 1e-4).
 
 The dispatch test pins which kernel each geometry takes, so a path cannot silently stop being
 covered; small column budgets force several chunks whose size does not divide the batch, and
@@ -10,7 +10,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.functional.conv import conv2d_input, conv2d_weight, make_geometry
-from minigrad.kernels import conv_path, cpu_conv, cpu_depthwise, cpu_pointwise
+from minigrad.kernels import conv_path, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_winograd
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -37,6 +37,13 @@ CASES = {
     "depthwise-5x5-asym": (3, 4, 4, (9, 9), 5, 1, (2, 0), 1, 4, cpu_depthwise),
     "depthwise-bigpad": (3, 4, 4, (6, 6), 3, (1, 2), 3, 1, 4, cpu_depthwise),
     "depthwise-x2": (3, 4, 8, (7, 7), 3, 1, 1, 1, 4, cpu_conv),          # channel multiplier 2: grouped GEMM
+    "winograd": (5, 8, 9, (9, 8), 3, 1, 1, 1, 1, cpu_winograd),
+    "winograd-even": (3, 8, 8, (8, 8), 3, 1, 1, 1, 1, cpu_winograd),
+    "winograd-nopad": (3, 9, 8, (9, 10), 3, 1, 0, 1, 1, cpu_winograd),
+    "winograd-asym": (3, 8, 10, (7, 9), 3, 1, (2, 0), 1, 1, cpu_winograd),
+    "winograd-pad2": (3, 8, 8, (6, 5), 3, 1, 2, 1, 1, cpu_winograd),
+    "winograd-pad3": (3, 8, 8, (6, 5), 3, 1, 3, 1, 1, cpu_conv),          # pads > 2: im2col (scatter dx)
+    "winograd-grouped": (3, 16, 16, (6, 6), 3, 1, 1, 1, 2, cpu_conv),
 }
 
 
@@ -85,7 +92,7 @@ def test_fast_path_matches_torch(name, dtype):
     _assert_matches(ours, _torch_reference(*inputs), dtype)
 
 
-@pytest.mark.parametrize("name", ["3x3", "stride2", "1x1", "depthwise", "depthwise-s2"])
+@pytest.mark.parametrize("name", ["3x3", "stride2", "1x1", "depthwise", "depthwise-s2", "winograd"])
 def test_without_bias(name):
     inputs, ours = _run(CASES[name], np.float64, bias=False)
     assert ours[3] is None
@@ -103,6 +110,8 @@ def _samples_per_chunk(module, geom):
         return cpu_pointwise._samples_per_chunk(geom, 8)
     if module is cpu_depthwise:
         return cpu_depthwise._samples_per_chunk(geom, 8)
+    if module is cpu_winograd:
+        return cpu_winograd._samples(geom, 8)
     return cpu_conv._Plan(geom, np.float64).samples
 
 
@@ -110,11 +119,12 @@ def _set_budget(monkeypatch, budget):
     monkeypatch.setattr(cpu_conv, "COLUMN_BUDGET", budget)
     monkeypatch.setattr(cpu_pointwise, "COLUMN_BUDGET", budget)
     monkeypatch.setattr(cpu_depthwise, "PLANE_BUDGET", budget)
+    monkeypatch.setattr(cpu_winograd, "BUDGET", budget)
 
 
 @pytest.mark.parametrize("mode", ["samples", "rows"])
 @pytest.mark.parametrize("name", ["3x3", "stride2", "dilation2", "grouped-s2", "bigpad", "1x1", "1x1-s2",
-                                  "depthwise", "depthwise-s2"])
+                                  "depthwise", "depthwise-s2", "winograd", "winograd-asym"])
 def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
     """Batch 7 in chunks of 2 or 3 samples (a remainder chunk), or one sample in blocks of output rows."""
     case = (7,) + CASES[name][1:]
@@ -136,9 +146,9 @@ def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
     _assert_matches(ours, _torch_reference(*inputs), np.float64)
 
 
-@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped", "1x1", "depthwise", "depthwise-s2"])
+@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped", "1x1", "depthwise", "depthwise-s2", "winograd"])
 def test_one_and_two_threads_agree(name, monkeypatch):
-    monkeypatch.setattr(cpu_conv, "COLUMN_BUDGET", 3000)
+    _set_budget(monkeypatch, 3000)
     before = mg.get_num_threads()
     try:
         results = {}
@@ -152,7 +162,8 @@ def test_one_and_two_threads_agree(name, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped-s2", "1x1-s2", "depthwise", "depthwise-s2"])
+@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped-s2", "1x1-s2", "depthwise", "depthwise-s2",
+                                  "winograd-asym"])
 def test_input_and_weight_gradient_functions(name):
     (x, w, _, dy, (s, p, d, g)), ours = _run(CASES[name], np.float64, bias=False)
     dx = conv2d_input(x.shape, w, dy, stride=s, padding=p, dilation=d, groups=g)
