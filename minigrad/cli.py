@@ -22,9 +22,9 @@ import time
 __all__ = ["main", "build_parser", "MODELS", "OPTIMIZERS", "DEFAULTS"]
 
 # Defaults of `minigrad train`, chosen to reach >= 99% MNIST test accuracy in a few CPU minutes.
-DEFAULTS = {"model": "lenet5", "epochs": 4, "batch_size": 64, "optimizer": "adam", "scheduler": "onecycle",
+DEFAULTS = {"model": "lenet5", "epochs": 4, "batch_size": 128, "optimizer": "adam", "scheduler": "onecycle",
             "seed": 0, "weight_decay": 0.0}
-DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
+DEFAULT_LR = {"sgd": 0.05, "adam": 4e-3, "adamw": 4e-3, "rmsprop": 1e-3}
 MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")
 OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULERS = ("onecycle", "cosine", "step", "none")

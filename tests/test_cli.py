@@ -124,3 +124,20 @@ def test_help_lists_the_commands():
     text = run("--help").stdout
     for command in ("train", "evaluate", "info", "bench"):
         assert command in text
+
+
+@needs_mnist
+def test_examples_graph_training_and_gpu_switch():
+    root = Path(__file__).resolve().parents[1] / "examples"
+    env = dict(os.environ, MINIGRAD_BACKEND="numpy")
+    result = subprocess.run([sys.executable, str(root / "train_graph.py"), "--limit-train", "256", "--limit-test",
+                             "128"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "res_add" in result.stdout and "concat" in result.stdout and "test accuracy on numpy" in result.stdout
+    gpu = subprocess.run([sys.executable, str(root / "train_gpu.py"), "--limit-train", "256", "--limit-test", "128"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    if mg.backend.cupy_available():
+        assert gpu.returncode == 0, gpu.stderr
+        assert "test accuracy on cupy" in gpu.stdout
+    else:
+        assert gpu.returncode == 1 and "No GPU available" in gpu.stderr and "train_graph.py" in gpu.stderr
