@@ -23,7 +23,6 @@ and one per logging interval (``steps``: ``step``, ``loss``, ``acc``, ``lr``).
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
@@ -273,10 +272,10 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
     _check_positive("checkpoint_every", checkpoint_every)
     _check_positive("log_every", log_every, allow_none=False)
     interval = _scheduler_interval(scheduler, scheduler_interval)
-    callbacks = [c if isinstance(c, Callback) else _FunctionCallback(c) for c in callbacks]
     for c in callbacks:
         if not isinstance(c, Callback) and not callable(c):
             raise TypeError(f"fit: callbacks must be Callback objects or functions, got {type(c).__name__}")
+    callbacks = [c if isinstance(c, Callback) else _FunctionCallback(c) for c in callbacks]
     if (checkpoint_every or resume is True) and checkpoint_dir is None:
         raise ValueError("fit: checkpoint_every and resume=True need checkpoint_dir")
     checkpoint = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_NAME) if checkpoint_dir is not None else None
@@ -433,14 +432,3 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
     for c in callbacks:
         c.on_epoch_end(state, record)
 
-
-def format_metrics(history: dict) -> str:
-    """One line with the last epoch's metrics, for printing."""
-    parts = []
-    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s"):
-        values = history.get(key)
-        if values and values[-1] is not None:
-            value = values[-1]
-            parts.append(f"{key}={value:.4f}" if isinstance(value, float) and not math.isinf(value) else
-                         f"{key}={value}")
-    return " ".join(parts)
