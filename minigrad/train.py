@@ -304,11 +304,11 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
         c.on_train_begin(state)
     try:
         while state.epoch < epochs and not state.stop_training:
-            _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, progress, log_every,
-                       checkpoint_every if checkpoint else None, save_checkpoint, meter_values, epoch_seconds,
-                       steps_per_epoch, checkpoint)
+            finished = _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, progress,
+                                  log_every, checkpoint_every if checkpoint else None, save_checkpoint, meter_values,
+                                  epoch_seconds, steps_per_epoch, checkpoint)
             meter_values, epoch_seconds = None, 0.0
-            if checkpoint and not state.stop_training:
+            if checkpoint and finished:
                 save_checkpoint(None, 0.0)
     finally:
         if log is not None:
@@ -413,7 +413,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
     values = read_and_log(final=True)
     bar.close()
     if not finished:  # a callback stopped training mid-epoch
-        return
+        return False
     seconds = time.perf_counter() - start
     count = max(values["count"], 1)
     record = {"type": "epoch", "epoch": epoch + 1, "step": state.step,
@@ -431,4 +431,5 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
     _record(state, log, record)
     for c in callbacks:
         c.on_epoch_end(state, record)
+    return True
 

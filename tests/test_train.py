@@ -114,6 +114,17 @@ def test_callbacks_and_stop_training():
     assert history["epoch"] == [1]       # the interrupted epoch 2 has no epoch record
 
 
+def test_early_stop_at_epoch_end_still_checkpoints(tmp_path):
+    def stop_after_first(state, logs):
+        state.stop_training = True
+
+    model, loss, optimizer, loader = setup()
+    history = mg.train.fit(model, loss, optimizer, loader, 3, callbacks=[stop_after_first], checkpoint_dir=tmp_path,
+                           progress=False)
+    assert history["epoch"] == [1]
+    assert mg.train.read_train_state(tmp_path / "checkpoint.npz")["epoch"] == 1
+
+
 def test_checkpoints_each_epoch_and_resume_of_finished_run(tmp_path):
     model, loss, optimizer, loader = setup()
     mg.train.fit(model, loss, optimizer, loader, 2, checkpoint_dir=tmp_path, progress=False)
