@@ -60,6 +60,17 @@ def test_fit_learns_and_writes_history(tmp_path):
     assert model.training  # evaluate restores the mode
 
 
+def test_fit_and_evaluate_on_each_backend(backend):
+    model, loss, optimizer, loader = setup()
+    model.to(backend)
+    val = DataLoader(ArrayDataset(*blobs(64, seed=1)), batch_size=64)
+    history = mg.train.fit(model, loss, optimizer, loader, 2, val_loader=val, progress=False, log_every=3)
+    assert history["val_acc"][-1] > 0.9 and model.backend == backend
+    x, _ = next(iter(val))
+    assert mg.backend.backend_of(x) == backend
+    assert mg.train.evaluate(model, val, loss)["accuracy"] == history["val_acc"][-1]
+
+
 def test_fit_is_deterministic_under_manual_seed():
     runs = []
     for _ in range(2):
