@@ -191,9 +191,16 @@ def _restore(path, state, train_loader, val_loader):
     """Everything checked first (loader fits, then mg.load_into's all-or-nothing load), then applied."""
     from .io import load_into
     train_state = read_train_state(path)
+    previous = None
     if train_state["train_loader"] is not None and hasattr(train_loader, "load_state_dict"):
+        previous = train_loader.state_dict()
         train_loader.load_state_dict(train_state["train_loader"])   # raises if the dataset differs
-    load_into(path, state.model, state.optimizer, scheduler=state.scheduler, restore_rng=True)
+    try:
+        load_into(path, state.model, state.optimizer, scheduler=state.scheduler, restore_rng=True)
+    except Exception:
+        if previous is not None:                                     # a refused file changes nothing
+            train_loader.load_state_dict(previous)
+        raise
     if val_loader is not None and train_state["val_loader"] is not None and hasattr(val_loader, "load_state_dict"):
         val_loader.load_state_dict(train_state["val_loader"])
     state.epoch, state.step, state.records = train_state["epoch"], train_state["step"], train_state["records"]

@@ -138,3 +138,21 @@ def test_failed_checkpoint_write_in_fit_keeps_the_last_good_one(tmp_path, monkey
     assert [name for name in os.listdir(out) if name.endswith(".tmp")] == []
     script.run(str(out), resume=True)
     assert_same_final_state(reference, mg.load(out / "final.npz"), "resumed after a failed checkpoint write")
+
+
+def test_refused_resume_changes_nothing_not_even_the_loader(tmp_path):
+    """A checkpoint of another architecture: CheckpointError, and model, optimizer and loader keep their state."""
+    out = tmp_path / "run"
+    script.run(str(out))
+    mg.manual_seed(3)
+    model = mg.models.mlp(2, (4,), 2)                      # not the (16, 8) MLP the checkpoint holds
+    optimizer = mg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loader = mg.data.DataLoader(mg.data.ArrayDataset(*script.blobs()), batch_size=32, shuffle=True)
+    before, loader_before = snapshot(model, optimizer), loader.state_dict()
+    with pytest.raises(mg.CheckpointError, match="another architecture"):
+        mg.train.fit(model, mg.nn.CrossEntropyLoss(), optimizer, loader, script.EPOCHS,
+                     resume=out / "checkpoint.npz", progress=False)
+    assert loader.state_dict() == loader_before
+    after = snapshot(model, optimizer)
+    for key, value in before[0].items():
+        assert np.array_equal(after[0][key], value)
