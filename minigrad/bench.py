@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the minigrad/PyTorch time ratios")
+    parser.add_argument("--markdown", metavar="FILE.md", help="write the tables as Markdown (for docs/benchmarks.md)")
 
 
 def gemm_peak(xp=np, quick=False, sync=lambda: None) -> float:
@@ -182,6 +183,28 @@ def format_table(rows, peak) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report) -> str:
+    """The report as Markdown: a header line (date, machine, versions, GEMM peak) and one table."""
+    m, v = report["machine"], report["versions"]
+    lines = [f"Measured {report['date']} on {m['cpu']} ({m['cores']} cores), Python {v['python']}, "
+             f"NumPy {v['numpy']} ({v.get('numpy_blas', 'BLAS ?')}), PyTorch {v.get('torch')} "
+             f"({v.get('torch_threads', '?')} threads), minigrad {v['minigrad']} ({report['threads']} threads); "
+             f"float32 GEMM peak {report['gemm_peak_gflops']:.0f} GFLOP/s; median of {report['repeat']} "
+             f"interleaved rounds, {report['pause_s']:.2f} s pause before each turn.", "",
+             "| group | case | shape | minigrad ms | PyTorch ms | ratio | GFLOP/s | % of GEMM peak | extra MiB |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["cases"]:
+        def fmt(value, spec):
+            return format(value, spec) if value is not None else "-"
+        lines.append(f"| {r['group']} | {r['name']} | {r['shape']} | {r['minigrad_ms']:.2f} | "
+                     f"{fmt(r['torch_ms'], '.2f')} | {fmt(r['ratio'], '.2f')} | {fmt(r.get('gflops'), '.0f')} | "
+                     f"{fmt(r.get('pct_peak'), '.0f')} | {fmt(r.get('extra_mib'), '.1f')} |")
+    if report.get("geomean_resnet_conv"):
+        lines += ["", f"Geometric mean of the minigrad/PyTorch time ratio over the 8 ResNet Conv2d shapes: "
+                      f"**{report['geomean_resnet_conv']:.3f}**."]
+    return "\n".join(lines) + "\n"
+
+
 def plot_ratios(rows, path, title) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -255,6 +278,10 @@ def run(args) -> int:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
         print(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(format_markdown(report))
+        print(f"wrote {args.markdown}")
     if args.plot:
         plot_ratios(rows, args.plot, f"minigrad / PyTorch, {report['machine']['cpu']}, "
                                      f"{report['machine']['cores']} cores, {report['date'][:10]}")

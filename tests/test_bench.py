@@ -1,0 +1,67 @@
+"""`minigrad bench`: the options work and the output is well formed (no timing is asserted)."""
+import argparse
+import json
+
+import pytest
+
+from minigrad import bench
+from minigrad.bench_cases import GROUPS, build_cases
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_quick_run_writes_json_and_markdown(tmp_path, capsys):
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    status = bench.run(_args("--quick", "--cases", "pool", "--repeat", "1", "--pause", "0", "--no-torch",
+                             "--json", str(out), "--markdown", str(md)))
+    assert status == 0
+    report = json.loads(out.read_text())
+    assert report["gemm_peak_gflops"] > 0 and report["quick"] is True
+    assert {c["name"] for c in report["cases"]} == {"maxpool2", "maxpool3s2", "avgpool2"}
+    for case in report["cases"]:
+        assert case["minigrad_ms"] > 0 and case["torch_ms"] is None and case["extra_mib"] >= 0
+    assert "| pool | maxpool2 |" in md.read_text()
+    assert "GEMM peak" in capsys.readouterr().out
+
+
+def test_conv_cases_report_flops_and_ratio_with_torch(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "r.json"
+    assert bench.run(_args("--quick", "--cases", "conv", "--repeat", "1", "--pause", "0", "--json", str(out))) == 0
+    cases = json.loads(out.read_text())["cases"]
+    assert len(cases) == 10
+    for case in cases:
+        assert case["ratio"] > 0 and case["gflops"] > 0 and 0 < case["pct_peak"]
+
+
+def test_every_group_builds(capsys):
+    import numpy as np
+    cases, skipped = build_cases(GROUPS, True, np, "numpy")
+    assert {c.group for c in cases} | {"train"} >= set(GROUPS)
+    for case in cases:
+        case.minigrad()()          # one step of every case runs
+
+
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"group": "conv", "name": "a", "ratio": 0.9}, {"group": "pool", "name": "b", "ratio": 1.2}]
+    bench.plot_ratios(rows, str(tmp_path / "p.png"), "title")
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cupy_backend_fails_clearly_without_a_gpu(capsys):
+    from minigrad.backend import cupy_available
+    if cupy_available():
+        pytest.skip("a GPU is present")
+    assert bench.run(_args("--backend", "cupy", "--quick")) == 2
+    err = capsys.readouterr().err
+    assert "cupy" in err and "install" in err.lower()
+
+
+def test_unknown_case_group(capsys):
+    assert bench.run(_args("--cases", "conv,nope")) == 2
+    assert "unknown case group" in capsys.readouterr().err
