@@ -41,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=None, help="rounds per case (default 7, quick 2)")
     parser.add_argument("--pause", type=float, default=None,
                         help="seconds of idle before each timed turn (default 0.25, quick 0.01)")
-    parser.add_argument("--threads", type=int, default=None, help="mg.set_num_threads for the run")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both sides: mg.set_num_threads, torch.set_num_threads and NumPy's BLAS "
+                             "(default: each library's own default, all cores)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall (default) or cpu: process CPU time, which other processes on a shared machine "
+                             "hardly disturb; meaningful with --threads 1")
     parser.add_argument("--backend", default="numpy", help="numpy (default) or cupy")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
@@ -65,12 +70,12 @@ def gemm_peak(xp=np, quick=False, sync=lambda: None) -> float:
     return 2.0 * n ** 3 / best / 1e9
 
 
-def _timed(step, sync) -> float:
+def _timed(step, sync, clock=time.perf_counter) -> float:
     sync()
-    start = time.perf_counter()
+    start = clock()
     step()
     sync()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def extra_memory(step) -> int | None:
@@ -89,7 +94,7 @@ def extra_memory(step) -> int | None:
     return max(0, peak - returned)
 
 
-def measure(cases, repeat, pause, sync, use_torch=True, progress=None):
+def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=time.perf_counter):
     """Run the cases interleaved; returns one dict per case with all times (seconds) and medians."""
     rows = []
     for case in cases:
@@ -108,7 +113,7 @@ def measure(cases, repeat, pause, sync, use_torch=True, progress=None):
                 if step is None:
                     continue
                 time.sleep(pause)
-                row[key].append(_timed(step, sync))
+                row[key].append(_timed(step, sync, clock))
         if progress:
             progress(r + 1, repeat)
     for row in rows:
@@ -188,7 +193,8 @@ def format_markdown(report) -> str:
     m, v = report["machine"], report["versions"]
     lines = [f"Measured {report['date']} on {m['cpu']} ({m['cores']} cores), Python {v['python']}, "
              f"NumPy {v['numpy']} ({v.get('numpy_blas', 'BLAS ?')}), PyTorch {v.get('torch')} "
-             f"({v.get('torch_threads', '?')} threads), minigrad {v['minigrad']} ({report['threads']} threads); "
+             f"({v.get('torch_threads', '?')} threads), minigrad {v['minigrad']} ({report['threads']} threads), "
+             f"{report.get('clock', 'wall')}-clock times; "
              f"float32 GEMM peak {report['gemm_peak_gflops']:.0f} GFLOP/s; median of {report['repeat']} "
              f"interleaved rounds, {report['pause_s']:.2f} s pause before each turn.", "",
              "| group | case | shape | minigrad ms | PyTorch ms | ratio | GFLOP/s | % of GEMM peak | extra MiB |",
@@ -240,8 +246,19 @@ def run(args) -> int:
         return 2
     sync = (lambda: xp.cuda.Device().synchronize()) if args.backend in ("cupy", "cuda", "gpu") else (lambda: None)
     backend_name = "cupy" if xp is not np else "numpy"
+    blas_limit = None
     if args.threads is not None:
         threads.set_num_threads(args.threads)
+        try:
+            import torch
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
+        try:
+            from threadpoolctl import threadpool_limits
+            blas_limit = threadpool_limits(limits=args.threads, user_api="blas")
+        except ImportError:
+            pass
     repeat = args.repeat or (2 if args.quick else 7)
     pause = args.pause if args.pause is not None else (0.01 if args.quick else 0.25)
     use_torch = not args.no_torch
@@ -253,26 +270,29 @@ def run(args) -> int:
             print("PyTorch is not installed: minigrad times only", file=sys.stderr)
 
     peak = gemm_peak(xp, args.quick, sync)
-    print(f"minigrad bench: backend {backend_name}, {threads.get_num_threads()} threads, "
+    print(f"minigrad bench: backend {backend_name}, {threads.get_num_threads()} threads, {args.clock} clock, "
           f"float32 GEMM peak {peak:.1f} GFLOP/s, {repeat} rounds, {pause:.2f} s pause")
     cases, skipped = build_cases(groups, args.quick, xp, backend_name)
     for note in skipped:
         print(f"skipped: {note}")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     rows = measure(cases, repeat, pause, sync, use_torch,
-                   progress=lambda r, n: print(f"  round {r}/{n}", file=sys.stderr, flush=True))
+                   progress=lambda r, n: print(f"  round {r}/{n}", file=sys.stderr, flush=True), clock=clock)
     for row, case in zip(rows, cases):
         if row["flops"]:
             row["gflops"] = row["flops"] / (row["minigrad_ms"] * 1e-3) / 1e9
             row["pct_peak"] = 100.0 * row["gflops"] / peak
         row["extra_mib"] = extra_memory(row["_mg"]) / 2 ** 20 if backend_name == "numpy" else None
         del row["_mg"], row["_th"]
+    if blas_limit is not None:
+        blas_limit.restore_original_limits()
     print(format_table(rows, peak))
     resnet = geometric_mean([r["ratio"] for r in rows if r["name"].startswith(("cifar", "imagenet"))])
     if resnet:
         print(f"\nConv2d fwd+bwd ResNet shapes: geometric mean of minigrad/PyTorch time = {resnet:.3f}")
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": _machine(), "versions": _versions(backend_name), "backend": backend_name,
-              "threads": threads.get_num_threads(), "quick": bool(args.quick), "repeat": repeat, "pause_s": pause,
+              "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "pause_s": pause,
               "gemm_peak_gflops": peak, "geomean_resnet_conv": resnet, "skipped": skipped, "cases": rows}
     if args.json:
         with open(args.json, "w") as f:
