@@ -63,3 +63,22 @@ def test_extra_memory_does_not_grow_with_the_batch():
     small = _extra_bytes(layer, rng.standard_normal((32, 16, 32, 32), dtype=np.float32))
     large = _extra_bytes(layer, rng.standard_normal((256, 16, 32, 32), dtype=np.float32))
     assert large <= small + 2 ** 20, (small, large)
+
+
+def test_repeated_steps_do_not_page_fault():
+    """Outputs and gradients reuse freed heap pages (kernels.cpu_memory) instead of fresh mmap pages."""
+    import platform
+    import resource
+    from minigrad.kernels import cpu_memory
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or not cpu_memory.applied:
+        pytest.skip("malloc tuning applies to glibc only (or MINIGRAD_MALLOC_TUNING=0)")
+    layer = mg.nn.Conv2d(16, 16, 3, padding=1)
+    x = np.random.default_rng(0).standard_normal((64, 16, 32, 32), dtype=np.float32)   # 4 MiB in and out
+    dy = np.ones((64, 16, 32, 32), dtype=np.float32)
+    for _ in range(2):
+        layer(x), layer.backward(dy)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        layer(x), layer.backward(dy)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
+    assert faults < 200, f"{faults:.0f} page faults per step (about 2000 without the malloc tuning)"

@@ -25,10 +25,12 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import threads
+from .cpu_memory import tune_allocator
 
 COLUMN_BUDGET = 2 << 20        # bytes of column buffer per chunk (per thread)
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _local = threading.local()
+tune_allocator()                 # big outputs/gradients reuse heap pages instead of page-faulting each step
 _stores: list = []               # every thread's buffer dict, so release_buffers can clear them
 _stores_lock = threading.Lock()
 
