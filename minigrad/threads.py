@@ -6,8 +6,9 @@
 A kernel splits its work into at most ``get_num_threads()`` independent pieces and hands them to
 ``parallel_map``: the calling thread runs the first piece, pool workers the others. While the pieces
 run, BLAS is limited to one thread (``threadpoolctl``), so each piece's matrix multiplies run on the
-core of the thread that called them instead of fighting over both cores. With one thread, or one
-piece, everything runs inline and BLAS keeps its own threads.
+core of the thread that called them instead of fighting over both cores. A single piece runs
+inline: with ``set_num_threads(1)`` under single-threaded BLAS, otherwise (a batch smaller than
+the thread count) with BLAS's own threads.
 """
 from __future__ import annotations
 
@@ -119,7 +120,12 @@ def parallel_map(fn, items) -> list:
     Nested calls (from inside a piece) run inline.
     """
     items = list(items)
-    if len(items) <= 1 or getattr(_local, "inside", False):
+    if getattr(_local, "inside", False):
+        return [fn(item) for item in items]
+    if len(items) <= 1:
+        if get_num_threads() == 1:   # one thread means one thread: BLAS too
+            with blas_single_thread():
+                return [fn(item) for item in items]
         return [fn(item) for item in items]
     workers = _get_workers(len(items) - 1)
     jobs = [_Job() for _ in items[1:]]
