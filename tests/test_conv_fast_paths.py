@@ -26,6 +26,7 @@ CASES = {
     "stride(2,3)": (3, 4, 5, (11, 10), 3, (2, 3), (1, 2), 1, 1, cpu_conv),
     "dilation2": (3, 4, 4, (10, 9), 3, 1, 2, 2, 1, cpu_conv),
     "bigpad": (3, 2, 3, (6, 6), 3, 1, 3, 1, 1, cpu_conv),               # pads > kernel extent: scatter dx
+    "valid5x5-wide": (3, 6, 16, (14, 14), 5, 1, 0, 1, 1, cpu_conv),     # LeNet conv2: dy's columns too big, scatter dx
     "grouped": (4, 6, 4, (8, 7), 3, 1, 1, 1, 2, cpu_conv),
     "grouped-s2": (5, 6, 9, (9, 9), (3, 2), 2, (1, 0), 1, 3, cpu_conv),
     "1x1": (5, 8, 6, (7, 6), 1, 1, 0, 1, 1, cpu_pointwise),
@@ -83,6 +84,12 @@ def _assert_matches(ours, ref, dtype):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_dispatch_picks_expected_kernel(name):
     assert conv_path.cpu_kernel(_geometry(CASES[name])) is CASES[name][-1]
+
+
+def test_stride1_input_gradient_takes_gather_or_scatter_as_planned():
+    assert cpu_conv._Plan(_geometry(CASES["3x3"]), np.float64).gather_dx
+    assert not cpu_conv._Plan(_geometry(CASES["valid5x5-wide"]), np.float64).gather_dx
+    assert not cpu_conv._Plan(_geometry(CASES["bigpad"]), np.float64).gather_dx
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

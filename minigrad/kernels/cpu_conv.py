@@ -138,8 +138,10 @@ class _Plan:
         self.k2 = kh * kw * geom.group_out
         kh1, kw1 = (kh - 1) * geom.dilation[0], (kw - 1) * geom.dilation[1]
         top, bottom, left, right = geom.pads
-        # stride 1 with pads within the kernel extent: dx is a correlation of pad(dy) with flipped W
-        self.gather_dx = geom.stride == (1, 1) and max(top, bottom) <= kh1 and max(left, right) <= kw1
+        # stride 1 with pads within the kernel extent: dx is a correlation of pad(dy) with flipped W,
+        # unless its columns (H*W x kh*kw*Og) would be much bigger than col2im's (OH*OW x K)
+        self.gather_dx = (geom.stride == (1, 1) and max(top, bottom) <= kh1 and max(left, right) <= kw1
+                          and self.h * self.w * self.k2 <= 2 * self.oh * self.ow * self.k)
         self.dy_pads = (kh1 - top, kh1 - bottom, kw1 - left, kw1 - right)
         isz = np.dtype(dtype).itemsize
         per_sample = self.oh * self.ow * self.k * geom.groups * isz
