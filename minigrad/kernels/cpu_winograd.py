@@ -23,7 +23,7 @@ import numpy as np
 
 from .cpu_conv import _parallel, work_buffer
 
-BUDGET = 3 << 20   # bytes of transformed tiles (V or M) per block, per thread
+BUDGET = 2 << 20   # bytes of transformed tiles (V or M) per block, per thread (sweep: 1-4 MiB best)
 MIN_CHANNELS = 8   # fewer channels: the transforms cost more than the saved multiplies
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
