@@ -1,16 +1,18 @@
 """Depthwise convolutions (groups == in_channels == out_channels) on the CPU, without matmuls.
 
 Each channel has its own kh x kw filter, so im2col + GEMM would be C tiny matmuls. Instead, loop over
-the kh*kw kernel taps; each tap is one strided view of the padded input (planes = samples x channels):
+the kh*kw kernel taps; each tap is one view of the padded input (planes = samples x channels):
 
-    y      = sum_t  w[:, t] * tap_t(pad(x))                     (g*C, OH, OWx) -> (g, C, OH, OW)
-    dW[:,t]= sum_{n,p} dy * tap_t(pad(x))                        one dot product per plane and tap
-    dx     = stride 1: sum_t w_flipped[:, t] * tap_t(pad(dy))    (a depthwise correlation again)
-             otherwise: tap_t(dx_pad) += w[:, t] * dy            (scatter, tap by tap)
+    y       = sum_t  w[:, t] * tap_t(xs)                  (g*C, OH, Wh) -> (g, C, OH, OW)
+    dW[:, t] = sum_{n,p} dy * tap_t(xs)                    one dot product per plane and tap
+    dx      = stride 1: the same correlation of pad(dy) with the flipped filters
+              otherwise: unsplit(sum_t tap_t^T(w[:, t] * dy)), scatter-adds into the same layout
 
-With stride 1 a tap is computed over the padded width (OWx = Wp): the view of every plane is then one
-contiguous run of OH*Wp numbers, so each multiply-add is a long vector loop; the Wp - OW extra
-columns are dropped at the end (and are zeros in dy for the weight gradient).
+``xs`` is the zero-padded input split into its sh x sw stride phases: phase (a, b) holds padded rows
+a, a+sh, ... and columns b, b+sw, ... . Tap (i, j) then reads phase ((i*dh) % sh, (j*dw) % sw) at a
+fixed offset, with unit steps: computed over the phase width Wh (the Wh - OW extra columns are
+dropped, and are zeros in dy), a tap of every plane is one contiguous run of OH*Wh numbers, so every
+multiply-add, dot product and scatter is a long vector loop, for any stride and dilation.
 """
 from __future__ import annotations
 
@@ -19,94 +21,118 @@ from numpy.lib.stride_tricks import as_strided
 
 from .cpu_conv import _parallel, work_buffer
 
-PLANE_BUDGET = 2 << 20     # bytes of padded input per chunk (per thread): fewer, longer numpy calls
+PLANE_BUDGET = 2 << 20     # bytes of phase-split input per chunk (per thread): fewer, longer numpy calls
 
 
 def applies(geom) -> bool:
     return geom.groups == geom.in_channels == geom.out_channels and geom.groups > 1
 
 
-def _padded_planes(x, pads, extended, name):
-    """x: (g, C, H, W) -> (buffer (g*C, Hp, Wp) zero-bordered, + a zero tail for the extended taps)."""
-    g, c, h, w = x.shape
-    top, bottom, left, right = pads
-    hp, wp = h + top + bottom, w + left + right
-    size = g * c * hp * wp
-    flat = work_buffer(name, (size + extended,), x.dtype)
-    flat[size:] = 0
-    planes = flat[:size].reshape(g, c, hp, wp)
-    if top:
-        planes[:, :, :top] = 0
-    if bottom:
-        planes[:, :, top + h:] = 0
-    if left:
-        planes[:, :, top:top + h, :left] = 0
-    if right:
-        planes[:, :, top:top + h, left + w:] = 0
-    planes[:, :, top:top + h, left:left + w] = x
-    return flat, (g * c, hp, wp)
+class _Layout:
+    """Sizes of the phase-split planes: (planes, sh, sw, Hh, Wh) plus a zero tail."""
+
+    def __init__(self, kernel, stride, dilation, in_size, pads, out_size):
+        kh, kw = kernel
+        self.sh, self.sw = stride
+        self.dh, self.dw = dilation
+        self.h, self.w = in_size
+        self.top, self.left = pads[0], pads[2]
+        self.oh, self.ow = out_size
+        self.hh = self.oh + (kh - 1) * self.dh // self.sh
+        self.wh = self.ow + (kw - 1) * self.dw // self.sw
+        self.tail = (kw - 1) * self.dw // self.sw
+        self.sub = self.hh * self.wh                      # one phase of one plane
+
+    @classmethod
+    def of(cls, geom):
+        return cls(geom.kernel, geom.stride, geom.dilation, geom.in_size, geom.pads, geom.out_size)
+
+    def taps(self, kernel):
+        """(t, offset of tap t within a plane's phases)."""
+        kh, kw = kernel
+        for i in range(kh):
+            for j in range(kw):
+                a, r = divmod(i * self.dh, self.sh)[::-1]  # phase row a, row offset r
+                b, q = divmod(j * self.dw, self.sw)[::-1]
+                yield i * kw + j, (a * self.sw + b) * self.sub + r * self.wh + q
+
+    def view(self, flat, planes, offset, writeable=False):
+        """(planes, OH, Wh) window of the flat phase buffer starting at offset."""
+        isz = flat.itemsize
+        return as_strided(flat[offset:], shape=(planes, self.oh, self.wh),
+                          strides=(self.sh * self.sw * self.sub * isz, self.wh * isz, isz), writeable=writeable)
+
+    def phases(self, flat, planes):
+        return flat[:planes * self.sh * self.sw * self.sub].reshape(planes, self.sh, self.sw, self.hh, self.wh)
+
+    def blocks(self):
+        """(a, b, phase rows, phase cols, input rows, input cols) of every stride phase."""
+        h, w, top, left = self.h, self.w, self.top, self.left
+        for a in range(self.sh):
+            r0 = max(0, -(-(top - a) // self.sh))           # first phase row inside the input
+            y0 = r0 * self.sh + a - top
+            nr = min(self.hh - r0, len(range(y0, h, self.sh)))
+            for b in range(self.sw):
+                q0 = max(0, -(-(left - b) // self.sw))
+                x0 = q0 * self.sw + b - left
+                nq = min(self.wh - q0, len(range(x0, w, self.sw)))
+                if nr > 0 and nq > 0:
+                    yield (a, b, slice(r0, r0 + nr), slice(q0, q0 + nq),
+                           slice(y0, y0 + self.sh * (nr - 1) + 1, self.sh), slice(x0, x0 + self.sw * (nq - 1) + 1, self.sw))
 
 
-def _tap(flat, dims, i, j, stride, dilation, out_h, out_wx):
-    """View (planes, OH, OWx): element [p, r, q] = plane p at row r*sh + i*dh, column q*sw + j*dw."""
-    planes, hp, wp = dims
-    sh, sw = stride
-    dh, dw = dilation
-    isz = flat.itemsize
-    start = flat[i * dh * wp + j * dw:]
-    return as_strided(start, shape=(planes, out_h, out_wx), strides=(hp * wp * isz, sh * wp * isz, sw * isz),
-                      writeable=False)
-
-
-def _correlate(flat, dims, wt, g, kernel, stride, dilation, out_h, out_wx, acc):
-    """acc (g*C, OH, OWx) = sum over taps t of wt[:, t] * tap_t; wt: (C, kh*kw)."""
-    kh, kw = kernel
-    tmp = work_buffer("dw_tmp", acc.shape, acc.dtype)
-    wrep = np.tile(wt.T, (1, g))[:, :, None, None]                    # (kh*kw, C) -> (kh*kw, g*C, 1, 1)
-    for i in range(kh):
-        for j in range(kw):
-            t = i * kw + j
-            view = _tap(flat, dims, i, j, stride, dilation, out_h, out_wx)
-            if t == 0:
-                np.multiply(view, wrep[t], out=acc)
-            else:
-                np.multiply(view, wrep[t], out=tmp)
-                acc += tmp
-    return acc
+def _split(x, lay, name):
+    """x (g, C, H, W) -> flat zero-padded phase buffer (g*C*sh*sw*Hh*Wh + tail,)."""
+    g, c = x.shape[:2]
+    flat = work_buffer(name, (g * c * lay.sh * lay.sw * lay.sub + lay.tail,), x.dtype)
+    flat[...] = 0
+    phases = lay.phases(flat, g * c).reshape(g, c, lay.sh, lay.sw, lay.hh, lay.wh)
+    for a, b, rows, cols, ys, xs in lay.blocks():
+        phases[:, :, a, b, rows, cols] = x[:, :, ys, xs]
+    return flat
 
 
 def _samples_per_chunk(geom, itemsize):
-    h, w = geom.in_size
-    top, bottom, left, right = geom.pads
-    per_sample = geom.in_channels * (h + top + bottom) * (w + left + right) * itemsize
+    lay = _Layout.of(geom)
+    per_sample = geom.in_channels * lay.sh * lay.sw * lay.sub * itemsize
     return max(1, PLANE_BUDGET // max(per_sample, 1))
+
+
+def _correlate(src, lay, kernel, wt, out, b4):
+    """out (g, C, OH, OW) = sum_t wt[:, t] * tap_t(split(src)) (+ b4); src (g, C, H, W), wt (C, kh*kw)."""
+    g, c = src.shape[:2]
+    flat = _split(src, lay, "dw_x")
+    acc = work_buffer("dw_acc", (g * c, lay.oh, lay.wh), src.dtype)
+    tmp = work_buffer("dw_tmp", acc.shape, src.dtype)
+    wrep = np.tile(wt.T, (1, g))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, g*C, 1, 1)
+    for t, offset in lay.taps(kernel):
+        view = lay.view(flat, g * c, offset)
+        if t == 0:
+            np.multiply(view, wrep[t], out=acc)
+        else:
+            np.multiply(view, wrep[t], out=tmp)
+            acc += tmp
+    y = acc.reshape(g, c, lay.oh, lay.wh)[:, :, :, :lay.ow]          # (g*C, OH, Wh) -> (g, C, OH, OW)
+    if b4 is None:
+        out[...] = y
+    else:
+        np.add(y, b4, out=out)
 
 
 def conv_forward(x, weight, bias, geom):
     """x: (N, C, H, W), weight: (C, 1, kh, kw) -> (N, C, OH, OW)."""
     c = geom.in_channels
     kh, kw = geom.kernel
-    oh, ow = geom.out_size
+    lay = _Layout.of(geom)
     wt = weight.reshape(c, kh * kw)                                   # (C, 1, kh, kw) -> (C, kh*kw)
     out = np.empty(geom.out_shape, dtype=x.dtype)
     step = _samples_per_chunk(geom, x.itemsize)
-    extended = geom.stride == (1, 1)
-    tail = (kw - 1) * geom.dilation[1] if extended else 0
     b4 = None if bias is None else bias.reshape(1, c, 1, 1)          # (C,) -> (1, C, 1, 1)
 
     def piece(n0, n1):
         for c0 in range(n0, n1, step):
             c1 = min(c0 + step, n1)
-            g = c1 - c0
-            flat, dims = _padded_planes(x[c0:c1], geom.pads, tail, "dw_x")
-            owx = dims[2] if extended else ow
-            acc = work_buffer("dw_acc", (g * c, oh, owx), x.dtype)
-            _correlate(flat, dims, wt, g, geom.kernel, geom.stride, geom.dilation, oh, owx, acc)
-            y = acc.reshape(g, c, oh, owx)[:, :, :, :ow]             # (g*C, OH, OWx) -> (g, C, OH, OW)
-            if b4 is None:
-                out[c0:c1] = y
-            else:
-                np.add(y, b4, out=out[c0:c1])
+            _correlate(x[c0:c1], lay, geom.kernel, wt, out[c0:c1], b4)
 
     _parallel(geom.batch, piece)
     return out
@@ -116,20 +142,18 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
     """(dx, dW, db) of the depthwise convolution; each is None when not needed."""
     c = geom.in_channels
     kh, kw = geom.kernel
-    oh, ow = geom.out_size
-    h, w = geom.in_size
-    dh, dw = geom.dilation
-    sh, sw = geom.stride
-    top, bottom, left, right = geom.pads
+    lay = _Layout.of(geom)
+    oh, ow = lay.oh, lay.ow
     dtype = grad_out.dtype
     step = _samples_per_chunk(geom, grad_out.itemsize)
-    extended = geom.stride == (1, 1)
-    tail = (kw - 1) * dw if extended else 0
-    kh1, kw1 = (kh - 1) * dh, (kw - 1) * dw
-    gather = extended and max(top, bottom) <= kh1 and max(left, right) <= kw1
     dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
-    if need_input:
-        wt = weight.reshape(c, kh * kw)                               # (C, 1, kh, kw) -> (C, kh*kw)
+    wt = weight.reshape(c, kh * kw) if need_input else None           # (C, 1, kh, kw) -> (C, kh*kw)
+    top, bottom, left, right = geom.pads
+    kh1, kw1 = (kh - 1) * geom.dilation[0], (kw - 1) * geom.dilation[1]
+    gather = geom.stride == (1, 1) and max(top, bottom) <= kh1 and max(left, right) <= kw1
+    if need_input and gather:   # stride 1: dx = correlation of pad(dy) with the flipped filters
+        dy_pads = (kh1 - top, kh1 - bottom, kw1 - left, kw1 - right)
+        lay_dx = _Layout(geom.kernel, (1, 1), geom.dilation, (oh, ow), dy_pads, geom.in_size)
         wt_flipped = weight[:, :, ::-1, ::-1].reshape(c, kh * kw)
 
     def piece(n0, n1):
@@ -141,26 +165,21 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
             dy = grad_out[c0:c1]                                      # (g, C, OH, OW)
             if need_bias:
                 db_part += dy.reshape(g, c, oh * ow).sum(axis=2).sum(axis=0)
+            if need_input and gather:
+                _correlate(dy, lay_dx, geom.kernel, wt_flipped, dx[c0:c1], None)
+            if not (need_weight or (need_input and not gather)):
+                continue
+            dyx = work_buffer("dw_dy", (g * c, oh, lay.wh), dtype)    # dy, zero in the extra columns
+            dyx.reshape(g, c, oh, lay.wh)[:, :, :, :ow] = dy
+            dyx[:, :, ow:] = 0
+            dy2 = dyx.reshape(g * c, oh * lay.wh)
             if need_weight:
-                flat, dims = _padded_planes(x[c0:c1], geom.pads, tail, "dw_x")
-                owx = dims[2] if extended else ow
-                dyx = work_buffer("dw_dy", (g * c, oh, owx), dtype)   # dy, zero in the extra columns
-                dyx.reshape(g, c, oh, owx)[:, :, :, :ow] = dy
-                dyx[:, :, ow:] = 0
-                for t in range(kh * kw):
-                    view = _tap(flat, dims, t // kw, t % kw, geom.stride, geom.dilation, oh, owx)
-                    dots = np.vecdot(dyx.reshape(g * c, oh * owx) if extended else dyx,
-                                     view.reshape(g * c, oh * owx) if extended else view)
-                    dw_part[:, t] += dots.reshape(g, c, -1).sum(axis=(0, 2))
-            if need_input:
-                if gather:
-                    qt, qb, ql, qr = kh1 - top, kh1 - bottom, kw1 - left, kw1 - right
-                    flat, dims = _padded_planes(dy, (qt, qb, ql, qr), tail, "dw_x")
-                    acc = work_buffer("dw_acc", (g * c, h, dims[2]), dtype)
-                    _correlate(flat, dims, wt_flipped, g, geom.kernel, (1, 1), geom.dilation, h, dims[2], acc)
-                    dx[c0:c1] = acc.reshape(g, c, h, dims[2])[:, :, :, :w]
-                else:
-                    _dx_scatter(dy, wt, geom, dx[c0:c1])
+                flat = _split(x[c0:c1], lay, "dw_x")
+                for t, offset in lay.taps(geom.kernel):
+                    view = lay.view(flat, g * c, offset).reshape(g * c, oh * lay.wh)
+                    dw_part[:, t] += np.vecdot(dy2, view).reshape(g, c).sum(axis=0)
+            if need_input and not gather:
+                _dx_scatter(dyx, wt, lay, geom, g, dx[c0:c1])
         return dw_part, db_part
 
     results = _parallel(geom.batch, piece)
@@ -177,19 +196,18 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
     return dx, grad_w, grad_b
 
 
-def _dx_scatter(dy, wt, geom, dx):
-    """dx (g, C, H, W) = crop(sum_t tap_t^T(w[:, t] * dy)) for any stride."""
-    g, c, oh, ow = dy.shape
-    h, w = geom.in_size
-    kh, kw = geom.kernel
-    sh, sw = geom.stride
-    dh, dw = geom.dilation
-    top, bottom, left, right = geom.pads
-    dxpad = work_buffer("dw_dxpad", (g, c, h + top + bottom, w + left + right), dy.dtype)
-    dxpad[...] = 0
-    tmp = work_buffer("dw_tmp", dy.shape, dy.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            np.multiply(dy, wt[:, i * kw + j].reshape(1, c, 1, 1), out=tmp)
-            dxpad[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw] += tmp
-    dx[...] = dxpad[:, :, top:top + h, left:left + w]
+def _dx_scatter(dyx, wt, lay, geom, g, dx):
+    """dx (g, C, H, W): every tap adds w[:, t] * dy into its window of a zeroed phase buffer, then unsplit."""
+    c = geom.in_channels
+    flat = work_buffer("dw_dx", (g * c * lay.sh * lay.sw * lay.sub + lay.tail,), dyx.dtype)
+    flat[...] = 0
+    tmp = work_buffer("dw_tmp", dyx.shape, dyx.dtype)
+    wrep = np.tile(wt.T, (1, g))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, g*C, 1, 1)
+    for t, offset in lay.taps(geom.kernel):
+        np.multiply(dyx, wrep[t], out=tmp)
+        view = lay.view(flat, g * c, offset, writeable=True)
+        np.add(view, tmp, out=view)
+    phases = lay.phases(flat, g * c).reshape(g, c, lay.sh, lay.sw, lay.hh, lay.wh)
+    dx[...] = 0
+    for a, b, rows, cols, ys, xs in lay.blocks():
+        dx[:, :, ys, xs] = phases[:, :, a, b, rows, cols]
