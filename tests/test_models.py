@@ -123,3 +123,21 @@ def test_models_float64_and_repr():
     assert "(11): Linear(in_features=84, out_features=10, bias=True)" in repr(model)
     text = repr(mg.models.resnet20())
     assert "(layer1): Sequential(" in text and "(add): Add() <- bn2, x" in text and "<- flatten" in text
+
+
+@pytest.mark.parametrize("name", ["lenet5", "vgg_small", "resnet20"])
+def test_models_run_on_every_backend(name, backend, xp):
+    """Each model on NumPy and (when available) CuPy: same output and input gradient."""
+    shape = (2, 1, 28, 28) if name == "lenet5" else (2, 3, 32, 32)
+    mg.manual_seed(1)
+    reference = getattr(mg.models, name)().to("numpy")
+    mg.manual_seed(1)
+    moved = getattr(mg.models, name)().to(backend)
+    reference.eval()
+    moved.eval()
+    x = np.random.default_rng(3).standard_normal(shape).astype("float32")
+    y_ref, y = reference(x), moved(xp.asarray(x))
+    assert mg.backend.backend_of(y) == backend
+    np.testing.assert_allclose(mg.backend.to_backend(y, "numpy"), y_ref, rtol=1e-4, atol=1e-5)
+    dx_ref, dx = reference.backward(np.ones_like(y_ref)), moved.backward(xp.ones_like(y))
+    np.testing.assert_allclose(mg.backend.to_backend(dx, "numpy"), dx_ref, rtol=1e-4, atol=1e-5)

@@ -92,6 +92,8 @@ class Graph(_Container):
         check_child_name(name, where)
         if not isinstance(layer, Layer):
             raise TypeError(f"{where}: expected a minigrad Layer, got {type(layer).__name__}")
+        if any(sub is self for sub in layer.modules()):
+            raise ValueError(f"{where}: a graph cannot contain itself")
         if not inputs:
             raise ValueError(f"{where}: a node needs at least one input value")
         for i, value in enumerate(inputs):

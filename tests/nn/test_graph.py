@@ -260,6 +260,8 @@ def test_build_errors():
         g.add("z", Linear(2, 2), np.zeros(2))
     with pytest.raises(TypeError, match=r"Graph.add\('z'\): expected a minigrad Layer, got function"):
         g.add("z", lambda v: v, h)
+    with pytest.raises(ValueError, match=r"Graph.add\('z'\): a graph cannot contain itself"):
+        g.add("z", Sequential(Flatten(), g), h)
     with pytest.raises(ValueError, match=r"Graph.add\('z'\): a node needs at least one input"):
         g.add("z", Linear(2, 2))
     with pytest.raises(ValueError, match=r"invalid layer name 'a\.b'"):
@@ -458,3 +460,21 @@ def test_strict_backend_run_of_a_graph():
     assert_strict(dx, "input gradient")
     for name, p in g.named_parameters():
         assert_strict(p.grad, f"gradient of {name}")
+
+
+def test_graph_runs_on_every_backend(backend, xp):
+    """The same residual graph on NumPy and (when available) CuPy gives the same results."""
+    reference = _residual_graph()
+    moved = _residual_graph().to(backend)
+    x = np.random.default_rng(10).standard_normal((2, 2, 3, 3)).astype("float32")
+    y_ref, flat_ref = reference(x)
+    y, flat = moved(xp.asarray(x))
+    dy = np.ones(y_ref.shape, "float32")
+    dx_ref = reference.backward((dy, None))
+    dx = moved.backward((xp.asarray(dy), None))
+    for ours, ref in [(y, y_ref), (flat, flat_ref), (dx, dx_ref)]:
+        assert mg.backend.backend_of(ours) == backend
+        np.testing.assert_allclose(mg.backend.to_backend(ours, "numpy"), ref, rtol=1e-4, atol=1e-5)
+    for (name, p), (_, q) in zip(moved.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(mg.backend.to_backend(p.grad, "numpy"), q.grad, rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
