@@ -256,10 +256,10 @@ class Layer:
 
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, object]":
-        """Name -> array for every parameter and buffer, with PyTorch's names (arrays, not copies)."""
-        state = OrderedDict((name, p.data) for name, p in self.named_parameters())
-        state.update(self.named_buffers())
-        return state
+        """Name -> array for every parameter and buffer, with PyTorch's names and order (each layer's
+        parameters, then its buffers, then its sub-layers'); the arrays themselves, not copies."""
+        return OrderedDict((name, layer._parameters[attr].data if is_param else layer._buffers[attr])
+                           for name, (layer, attr, is_param) in self._state_slots().items())
 
     def _state_slots(self):
         """name -> (owner layer, attribute, is_parameter) for every state-dict entry."""

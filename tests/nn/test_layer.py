@@ -37,7 +37,7 @@ def test_parameter_holds_data_and_zero_grad():
 def test_nested_names_and_state_dict():
     block = Block()
     assert [n for n, _ in block.named_parameters()] == ["fc1.weight", "fc1.bias", "fc2.weight"]
-    assert list(block.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "steps", "mean"]
+    assert list(block.state_dict()) == ["steps", "mean", "fc1.weight", "fc1.bias", "fc2.weight"]  # torch's order
     assert block.num_parameters() == 4 * 3 + 3 + 3 * 2
     assert "fc1" in repr(block) and "Linear(in_features=4, out_features=3, bias=True)" in repr(block)
 
@@ -111,3 +111,12 @@ def test_reassigning_keeps_state_dict_order():
     block.fc2.weight = mg.nn.Parameter(np.zeros((2, 3), "float32"))
     assert list(block.state_dict()) == order
     assert int(block.steps) == 1 and not block.fc2.weight.data.any()
+
+
+def test_state_dict_order_matches_torch():
+    torch = pytest.importorskip("torch")
+    ours = mg.nn.Sequential(mg.nn.Conv2d(1, 4, 3), mg.nn.BatchNorm2d(4), mg.nn.ReLU(), mg.nn.Flatten(),
+                            mg.nn.Linear(4, 2), mg.nn.BatchNorm1d(2))
+    ref = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
+    assert list(ours.state_dict()) == list(ref.state_dict())
