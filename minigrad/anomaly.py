@@ -91,7 +91,7 @@ def checked(method, phase: str):
             _check(self, phase, _arrays(args), "input")
         out = method(self, *args, **kwargs)
         _check(self, phase, _arrays(out), "output" if phase == "forward" else "input gradient")
-        if phase == "backward":
+        if phase != "forward":
             for name, param in self._parameters.items():
                 if param is not None:
                     _check(self, phase, [param.grad], f"gradient of parameter '{name}'")

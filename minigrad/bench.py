@@ -9,7 +9,9 @@
 Protocol: the float32 GEMM peak (NumPy matmul) is measured first. Then every case is run in
 rounds: in each round each case runs once in minigrad and once in PyTorch (the order alternating
 between rounds), each turn after a ~0.25 s pause, because BLAS/OpenMP threads keep spinning for
-~0.1 s after a call and would slow the other library's next call. Medians are reported.
+~0.1 s after a call and would slow the other library's next call. After the pause a turn makes one
+untimed call (waking the idle cores) and then times 3 calls back to back (1 with --quick), the
+steady state of a training loop. Medians over all timed calls are reported.
 Peak extra memory is the largest amount traced by ``tracemalloc`` (which sees NumPy's
 allocations) during one minigrad step, minus the arrays the step returns.
 """
@@ -94,8 +96,13 @@ def extra_memory(step) -> int | None:
     return max(0, peak - returned)
 
 
-def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=time.perf_counter):
-    """Run the cases interleaved; returns one dict per case with all times (seconds) and medians."""
+def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=time.perf_counter, calls=3):
+    """Run the cases interleaved; returns one dict per case with all times (seconds) and medians.
+
+    One turn of a library: the pause, one untimed call (it wakes the cores the pause let go idle:
+    measured on the project's 2-core VMs, the first call after 0.25 s idle takes up to 2.6x longer,
+    in PyTorch as in minigrad), then `calls` timed calls back to back, each recorded.
+    """
     rows = []
     for case in cases:
         row = {"group": case.group, "name": case.name, "shape": case.shape, "flops": case.flops,
@@ -113,7 +120,8 @@ def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=tim
                 if step is None:
                     continue
                 time.sleep(pause)
-                row[key].append(_timed(step, sync, clock))
+                step()                   # untimed: the cores are awake again, as in a training loop
+                row[key].extend(_timed(step, sync, clock) for _ in range(calls))
         if progress:
             progress(r + 1, repeat)
     for row in rows:
@@ -196,7 +204,8 @@ def format_markdown(report) -> str:
              f"({v.get('torch_threads', '?')} threads), minigrad {v['minigrad']} ({report['threads']} threads), "
              f"{report.get('clock', 'wall')}-clock times; "
              f"float32 GEMM peak {report['gemm_peak_gflops']:.0f} GFLOP/s; median of {report['repeat']} "
-             f"interleaved rounds, {report['pause_s']:.2f} s pause before each turn.", "",
+             f"interleaved rounds x {report.get('calls', 1)} timed calls, {report['pause_s']:.2f} s pause and "
+             f"one untimed call before each turn.", "",
              "| group | case | shape | minigrad ms | PyTorch ms | ratio | GFLOP/s | % of GEMM peak | extra MiB |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["cases"]:
@@ -271,12 +280,12 @@ def run(args) -> int:
 
     peak = gemm_peak(xp, args.quick, sync)
     print(f"minigrad bench: backend {backend_name}, {threads.get_num_threads()} threads, {args.clock} clock, "
-          f"float32 GEMM peak {peak:.1f} GFLOP/s, {repeat} rounds, {pause:.2f} s pause")
+          f"float32 GEMM peak {peak:.1f} GFLOP/s, {repeat} rounds, {pause:.2f} s pause + 1 untimed call per turn")
     cases, skipped = build_cases(groups, args.quick, xp, backend_name)
     for note in skipped:
         print(f"skipped: {note}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    rows = measure(cases, repeat, pause, sync, use_torch,
+    rows = measure(cases, repeat, pause, sync, use_torch, calls=1 if args.quick else 3,
                    progress=lambda r, n: print(f"  round {r}/{n}", file=sys.stderr, flush=True), clock=clock)
     for row, case in zip(rows, cases):
         if row["flops"]:
@@ -292,7 +301,7 @@ def run(args) -> int:
         print(f"\nConv2d fwd+bwd ResNet shapes: geometric mean of minigrad/PyTorch time = {resnet:.3f}")
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": _machine(), "versions": _versions(backend_name), "backend": backend_name,
-              "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "pause_s": pause,
+              "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "calls": 1 if args.quick else 3, "pause_s": pause,
               "gemm_peak_gflops": peak, "geomean_resnet_conv": resnet, "skipped": skipped, "cases": rows}
     if args.json:
         with open(args.json, "w") as f:

@@ -198,7 +198,7 @@ def train_cases(quick, xp, backend):
                 def step():
                     opt.zero_grad()
                     value = loss(model(x), y)
-                    model.backward(loss.backward())
+                    model.backward_parameters(loss.backward())   # like torch: no gradient for the data
                     opt.step()
                     return (value,)
                 return step

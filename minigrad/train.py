@@ -397,7 +397,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
             optimizer.zero_grad()
             out = model(x)
             value = loss(out, y)
-            model.backward(loss.backward())
+            model.backward_parameters(loss.backward())   # the data needs no gradient
             optimizer.step()
             state.step += 1
             if interval == "step":

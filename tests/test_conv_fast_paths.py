@@ -1,5 +1,5 @@
 """Every fast CPU convolution path against PyTorch: chunked, row-blocked, threaded, 1x1, depthwise,
-Winograd 3x3, grouped, strided and dilated; float64 (rtol 1e-10) and float32 (rtol 1e-4).
+Winograd 3x3, batch-innermost for few channels, grouped, strided and dilated; float64 (rtol 1e-10) and float32 (rtol 1e-4).
 
 The dispatch test pins which kernel each geometry takes, so a path cannot silently stop being
 covered; small column budgets force several chunks whose size does not divide the batch, and
@@ -10,7 +10,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.functional.conv import conv2d_input, conv2d_weight, make_geometry
-from minigrad.kernels import conv_path, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_winograd
+from minigrad.kernels import conv_path, cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_winograd
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -18,34 +18,69 @@ F = torch.nn.functional
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-4)}
 
 # (batch, in, out, size (h, w), kernel, stride, padding, dilation, groups, expected kernel module)
+# cpu_conv cases have kw * C > cpu_batchlast.MAX_RUN (32) input numbers per window row.
 CASES = {
-    "3x3": (5, 4, 6, (9, 8), 3, 1, 1, 1, 1, cpu_conv),
-    "3x3-nopad": (3, 3, 5, (7, 7), 3, 1, 0, 1, 1, cpu_conv),
-    "5x3-asym": (4, 3, 4, (9, 10), (5, 3), 1, (2, 0), 1, 1, cpu_conv),
-    "stride2": (5, 4, 6, (9, 8), 3, 2, 1, 1, 1, cpu_conv),
-    "stride(2,3)": (3, 4, 5, (11, 10), 3, (2, 3), (1, 2), 1, 1, cpu_conv),
-    "dilation2": (3, 4, 4, (10, 9), 3, 1, 2, 2, 1, cpu_conv),
-    "bigpad": (3, 2, 3, (6, 6), 3, 1, 3, 1, 1, cpu_conv),               # pads > kernel extent: scatter dx
-    "valid5x5-wide": (3, 6, 16, (14, 14), 5, 1, 0, 1, 1, cpu_conv),     # LeNet conv2: dy's columns too big, scatter dx
+    "3x3": (5, 12, 6, (9, 8), 3, 1, 1, 1, 1, cpu_conv),
+    "3x3-nopad": (3, 11, 5, (7, 7), 3, 1, 0, 1, 1, cpu_conv),
+    "5x3-asym": (4, 11, 4, (9, 10), (5, 3), 1, (2, 0), 1, 1, cpu_conv),
+    "stride2": (5, 12, 6, (9, 8), 3, 2, 1, 1, 1, cpu_conv),
+    "stride(2,3)": (3, 12, 5, (11, 10), 3, (2, 3), (1, 2), 1, 1, cpu_conv),
+    "dilation2": (3, 12, 4, (10, 9), 3, 1, 2, 2, 1, cpu_conv),
+    "bigpad": (3, 11, 3, (6, 6), 3, 1, 3, 1, 1, cpu_conv),              # pads > kernel extent: scatter dx
+    "valid5x5-wide": (3, 7, 16, (14, 14), 5, 1, 0, 1, 1, cpu_conv),     # dy's columns too big: scatter dx
     "grouped": (4, 6, 4, (8, 7), 3, 1, 1, 1, 2, cpu_conv),
     "grouped-s2": (5, 6, 9, (9, 9), (3, 2), 2, (1, 0), 1, 3, cpu_conv),
     "1x1": (5, 8, 6, (7, 6), 1, 1, 0, 1, 1, cpu_pointwise),
     "1x1-s2": (5, 8, 6, (7, 6), 1, 2, 0, 1, 1, cpu_pointwise),
-    "1x1-padded": (3, 4, 5, (5, 5), 1, 1, 1, 1, 1, cpu_conv),
+    "1x1-padded": (3, 40, 5, (5, 5), 1, 1, 1, 1, 1, cpu_conv),
     "depthwise": (5, 6, 6, (9, 8), 3, 1, 1, 1, 6, cpu_depthwise),
     "depthwise-s2": (5, 6, 6, (9, 8), 3, 2, 1, 1, 6, cpu_depthwise),
     "depthwise-dil2": (3, 4, 4, (11, 9), 3, 1, 2, 2, 4, cpu_depthwise),
     "depthwise-5x5-asym": (3, 4, 4, (9, 9), 5, 1, (2, 0), 1, 4, cpu_depthwise),
     "depthwise-bigpad": (3, 4, 4, (6, 6), 3, (1, 2), 3, 1, 4, cpu_depthwise),
     "depthwise-x2": (3, 4, 8, (7, 7), 3, 1, 1, 1, 4, cpu_conv),          # channel multiplier 2: grouped GEMM
-    "winograd": (5, 8, 9, (9, 8), 3, 1, 1, 1, 1, cpu_winograd),
-    "winograd-even": (3, 8, 8, (8, 8), 3, 1, 1, 1, 1, cpu_winograd),
-    "winograd-nopad": (3, 9, 8, (9, 10), 3, 1, 0, 1, 1, cpu_winograd),
-    "winograd-asym": (3, 8, 10, (7, 9), 3, 1, (2, 0), 1, 1, cpu_winograd),
-    "winograd-pad2": (3, 8, 8, (6, 5), 3, 1, 2, 1, 1, cpu_winograd),
-    "winograd-pad3": (3, 8, 8, (6, 5), 3, 1, 3, 1, 1, cpu_conv),          # pads > 2: im2col (scatter dx)
+    "lenet-conv1": (4, 1, 6, (12, 11), 5, 1, 2, 1, 1, cpu_batchlast),
+    "lenet-conv2": (3, 6, 16, (14, 14), 5, 1, 0, 1, 1, cpu_batchlast),
+    "few-3x3": (5, 3, 8, (9, 8), 3, 1, 1, 1, 1, cpu_batchlast),
+    "few-stride2": (5, 4, 6, (9, 8), 3, 2, 1, 1, 1, cpu_batchlast),
+    "few-stride(2,3)-dil2": (3, 2, 5, (11, 10), 3, (2, 3), (1, 2), 2, 1, cpu_batchlast),
+    "few-5x3-asym": (4, 3, 4, (9, 10), (5, 3), 1, (2, 0), 1, 1, cpu_batchlast),
+    "few-bigpad": (3, 2, 3, (6, 6), 3, 1, 3, 1, 1, cpu_batchlast),
+    "few-1x1-padded": (3, 4, 5, (5, 5), 1, 1, 1, 1, 1, cpu_batchlast),
+    # Winograd cases run with MIN_CHANNELS 8 and any thread count (fixture below); the production
+    # rule (128 channels, one thread) has its own test.
+    "winograd": (5, 11, 12, (9, 8), 3, 1, 1, 1, 1, cpu_winograd),
+    "winograd-even": (3, 11, 8, (8, 8), 3, 1, 1, 1, 1, cpu_winograd),
+    "winograd-nopad": (3, 12, 8, (9, 10), 3, 1, 0, 1, 1, cpu_winograd),
+    "winograd-asym": (3, 11, 10, (7, 9), 3, 1, (2, 0), 1, 1, cpu_winograd),
+    "winograd-pad2": (3, 11, 8, (6, 5), 3, 1, 2, 1, 1, cpu_winograd),
+    "winograd-pad3": (3, 11, 8, (6, 5), 3, 1, 3, 1, 1, cpu_conv),          # pads > 2: im2col (scatter dx)
     "winograd-grouped": (3, 16, 16, (6, 6), 3, 1, 1, 1, 2, cpu_conv),
 }
+WINOGRAD_DEFAULTS = (cpu_winograd.MIN_CHANNELS, cpu_winograd.MAX_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _winograd_for_small_test_cases(monkeypatch):
+    monkeypatch.setattr(cpu_winograd, "MIN_CHANNELS", 8)
+    monkeypatch.setattr(cpu_winograd, "MAX_THREADS", 64)
+
+
+def test_winograd_rule_as_measured(monkeypatch):
+    """Defaults: Winograd for >= 128 channels with one thread only (docs/benchmarks.md)."""
+    monkeypatch.setattr(cpu_winograd, "MIN_CHANNELS", WINOGRAD_DEFAULTS[0])
+    monkeypatch.setattr(cpu_winograd, "MAX_THREADS", WINOGRAD_DEFAULTS[1])
+    before = mg.get_num_threads()
+    try:
+        big = make_geometry((2, 128, 8, 8), (128, 128, 3, 3), 1, 1, 1, 1)
+        mid = make_geometry((2, 64, 8, 8), (64, 64, 3, 3), 1, 1, 1, 1)
+        mg.set_num_threads(1)
+        assert conv_path.cpu_kernel(big) is cpu_winograd
+        assert conv_path.cpu_kernel(mid) is cpu_conv
+        mg.set_num_threads(2)
+        assert conv_path.cpu_kernel(big) is cpu_conv
+    finally:
+        mg.set_num_threads(before)
 
 
 def _run(case, dtype, bias=True, seed=0):
@@ -99,7 +134,7 @@ def test_fast_path_matches_torch(name, dtype):
     _assert_matches(ours, _torch_reference(*inputs), dtype)
 
 
-@pytest.mark.parametrize("name", ["3x3", "stride2", "1x1", "depthwise", "depthwise-s2", "winograd"])
+@pytest.mark.parametrize("name", ["3x3", "stride2", "1x1", "depthwise", "depthwise-s2", "winograd", "lenet-conv2"])
 def test_without_bias(name):
     inputs, ours = _run(CASES[name], np.float64, bias=False)
     assert ours[3] is None
@@ -119,6 +154,8 @@ def _samples_per_chunk(module, geom):
         return cpu_depthwise._samples_per_chunk(geom, 8)
     if module is cpu_winograd:
         return cpu_winograd._samples(geom, 8)
+    if module is cpu_batchlast:
+        return cpu_batchlast._samples_per_chunk(geom, 8)
     return cpu_conv._Plan(geom, np.float64).samples
 
 
@@ -127,11 +164,13 @@ def _set_budget(monkeypatch, budget):
     monkeypatch.setattr(cpu_pointwise, "COLUMN_BUDGET", budget)
     monkeypatch.setattr(cpu_depthwise, "PLANE_BUDGET", budget)
     monkeypatch.setattr(cpu_winograd, "BUDGET", budget)
+    monkeypatch.setattr(cpu_batchlast, "BUDGET", budget)
 
 
 @pytest.mark.parametrize("mode", ["samples", "rows"])
 @pytest.mark.parametrize("name", ["3x3", "stride2", "dilation2", "grouped-s2", "bigpad", "1x1", "1x1-s2",
-                                  "depthwise", "depthwise-s2", "winograd", "winograd-asym"])
+                                  "depthwise", "depthwise-s2", "winograd", "winograd-asym", "lenet-conv2",
+                                  "few-stride(2,3)-dil2", "few-bigpad"])
 def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
     """Batch 7 in chunks of 2 or 3 samples (a remainder chunk), or one sample in blocks of output rows."""
     case = (7,) + CASES[name][1:]
@@ -153,7 +192,8 @@ def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
     _assert_matches(ours, _torch_reference(*inputs), np.float64)
 
 
-@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped", "1x1", "depthwise", "depthwise-s2", "winograd"])
+@pytest.mark.parametrize("name", ["3x3", "stride2", "grouped", "1x1", "depthwise", "depthwise-s2", "winograd",
+                                  "lenet-conv1", "few-stride(2,3)-dil2"])
 def test_one_and_two_threads_agree(name, monkeypatch):
     _set_budget(monkeypatch, 3000)
     before = mg.get_num_threads()
@@ -170,7 +210,7 @@ def test_one_and_two_threads_agree(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["3x3", "stride2", "grouped-s2", "1x1-s2", "depthwise", "depthwise-s2",
-                                  "winograd-asym"])
+                                  "winograd-asym", "few-stride2", "few-5x3-asym"])
 def test_input_and_weight_gradient_functions(name):
     (x, w, _, dy, (s, p, d, g)), ours = _run(CASES[name], np.float64, bias=False)
     dx = conv2d_input(x.shape, w, dy, stride=s, padding=p, dilation=d, groups=g)

@@ -109,6 +109,12 @@ class DataParallel(Layer):
             self.all_reduce_gradients()
         return grad_in
 
+    def backward_parameters(self, grad_out):
+        """The model's backward_parameters (no input gradient), then the gradient average."""
+        self.module.backward_parameters(grad_out)
+        if self.sync_on_backward and self._sync_enabled:
+            self.all_reduce_gradients()
+
     @contextmanager
     def no_sync(self):
         """Inside, backward does not all-reduce (gradient accumulation: sync on the last backward)."""

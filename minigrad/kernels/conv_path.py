@@ -5,7 +5,8 @@ back to the reference im2col + matmul code. Keeping the choice in one place mean
 fast path is exercised by the same PyTorch comparison tests as the reference.
 
 CPU (plain ``numpy.ndarray``, float32/float64): ``cpu_pointwise`` for 1x1 kernels (GEMM per
-sample, no im2col), ``cpu_depthwise`` for groups == channels (tap-by-tap multiply-add),
+sample, no im2col), ``cpu_depthwise`` for groups == channels (tap-by-tap multiply-add), ``cpu_batchlast`` for few input
+channels (batch-innermost columns: long copy runs where channels-last ones would be short),
 ``cpu_winograd`` for 3x3 stride-1 (Winograd F(2x2, 3x3): 2.25x fewer multiplies), and
 ``cpu_conv`` for everything else (chunked channels-last im2col + GEMM on a thread pool).
 CuPy: ``chunked_conv`` (CUDA im2col/col2im + cuBLAS GEMM over bounded batch chunks).
@@ -14,18 +15,21 @@ Anything else (the strict test backend, other dtypes) -> None.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import chunked_conv, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_winograd
+from . import chunked_conv, cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_winograd
 from .im2col import _is_cupy
 
 enabled = True   # set False to force the reference path (benchmarks and tests compare both)
 
 
 def cpu_kernel(geom):
-    """The CPU kernel module for this geometry: cpu_pointwise, cpu_depthwise, cpu_winograd or cpu_conv."""
+    """The CPU kernel module for this geometry: cpu_pointwise, cpu_depthwise, cpu_batchlast, cpu_winograd
+    or cpu_conv."""
     if cpu_pointwise.applies(geom):
         return cpu_pointwise
     if cpu_depthwise.applies(geom):
         return cpu_depthwise
+    if cpu_batchlast.applies(geom):
+        return cpu_batchlast
     if cpu_winograd.applies(geom):
         return cpu_winograd
     return cpu_conv

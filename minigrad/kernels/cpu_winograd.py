@@ -21,10 +21,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import threads
 from .cpu_conv import _parallel, work_buffer
 
 BUDGET = 2 << 20   # bytes of transformed tiles (V or M) per block, per thread (sweep: 1-4 MiB best)
-MIN_CHANNELS = 8   # fewer channels: the transforms cost more than the saved multiplies
+# When Winograd pays (measured 2026-12-01 on the project's 2-core AMD EPYC VM, AVX2, OpenBLAS Haswell
+# kernels; docs/benchmarks.md): the transforms are passes over memory, and with 2 threads sharing the
+# memory bandwidth every ResNet shape ran 1.2-1.9x faster by im2col (cpu_conv); with 1 thread
+# Winograd won from 128 channels on (imagenet128 0.79x, imagenet256 0.70x of im2col's time) and tied
+# at 64. Machines with more bandwidth per core may raise MAX_THREADS or lower MIN_CHANNELS.
+MIN_CHANNELS = 128   # fewer channels: the transforms cost more than the saved multiplies
+MAX_THREADS = 1      # more threads: bandwidth-bound transforms lose to im2col + GEMM
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _KRON = np.einsum("xi,yj->ijxy", _G, _G).reshape(9, 16)   # W (.., 3*3) @ _KRON = G W G^T (.., 4*4)
@@ -32,7 +39,8 @@ _KRON = np.einsum("xi,yj->ijxy", _G, _G).reshape(9, 16)   # W (.., 3*3) @ _KRON 
 
 def applies(geom) -> bool:
     return (geom.kernel == (3, 3) and geom.stride == (1, 1) and geom.dilation == (1, 1) and geom.groups == 1
-            and max(geom.pads) <= 2 and min(geom.in_channels, geom.out_channels) >= MIN_CHANNELS)
+            and max(geom.pads) <= 2 and min(geom.in_channels, geom.out_channels) >= MIN_CHANNELS
+            and threads.get_num_threads() <= MAX_THREADS)
 
 
 def transform_weight(weight, flip=False):

@@ -133,3 +133,16 @@ class Sequential(_Container):
         for key, layer in reversed(self._layers.items()):
             grad_out = run_named(self._qualified(key), "in layer", layer.backward, grad_out)
         return grad_out
+
+    def backward_parameters(self, grad_out):
+        """Backward down to the first layer that has parameters, which gets ``backward_parameters``:
+        no input gradient is computed for it, and the layers before it (no parameters) are skipped."""
+        items = list(self._layers.items())
+        first = next((i for i, (_, layer) in enumerate(items) if any(True for _ in layer.parameters())), None)
+        if first is None:
+            return None
+        for key, layer in reversed(items[first + 1:]):
+            grad_out = run_named(self._qualified(key), "in layer", layer.backward, grad_out)
+        key, layer = items[first]
+        run_named(self._qualified(key), "in layer", layer.backward_parameters, grad_out)
+        return None

@@ -74,18 +74,25 @@ class Conv2d(Layer):
 
     def backward(self, grad_out):
         """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W); adds into weight.grad and bias.grad."""
+        return self._backward(grad_out, need_input=True)
+
+    def backward_parameters(self, grad_out):
+        """Like backward, without computing the input gradient (returns None)."""
+        self._backward(grad_out, need_input=False)
+
+    def _backward(self, grad_out, need_input):
         x, geom = self.take_cache()
         get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
         if tuple(grad_out.shape) != geom.out_shape:
             raise ValueError(f"{self.label}: expected grad_out of shape {geom.out_shape} (the output shape), "
                              f"got {tuple(grad_out.shape)}")
         check_same_dtype(grad_out, x, self.label, "grad_out", "input")
-        grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom,
+        grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom, need_input=need_input,
                                                need_bias=self.bias is not None)
         self.weight.accumulate(grad_w, self.label)
         if self.bias is not None:
             self.bias.accumulate(grad_b, self.label)
-        if self.padding_mode != "zeros":
+        if self.padding_mode != "zeros" and grad_x is not None:
             grad_x = pad2d_backward(grad_x, self._pads, self.padding_mode)
         return grad_x
 

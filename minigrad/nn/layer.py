@@ -96,7 +96,7 @@ class Layer:
     def __init_subclass__(cls, **kwargs):
         """Wrap each subclass's own forward/backward for mg.detect_anomaly() (one flag test when off)."""
         super().__init_subclass__(**kwargs)
-        for phase in ("forward", "backward"):
+        for phase in ("forward", "backward", "backward_parameters"):
             if phase in cls.__dict__:
                 setattr(cls, phase, anomaly.checked(cls.__dict__[phase], phase))
 
@@ -155,6 +155,16 @@ class Layer:
 
     def backward(self, grad_out):
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def backward_parameters(self, grad_out) -> None:
+        """Backward for a layer whose input needs no gradient (the first layer of a network: its input
+        is data): fills the parameter gradients like ``backward`` and returns None.
+
+        The default runs ``backward`` and drops the input gradient; Conv2d, Linear and Sequential skip
+        computing it (Caffe's ``propagate_down = false``, PyTorch's input without ``requires_grad``).
+        ``mg.train.fit`` calls this on the model.
+        """
+        self.backward(grad_out)
 
     def __call__(self, *inputs):
         out = self.forward(*inputs)

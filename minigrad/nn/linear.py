@@ -2,11 +2,13 @@
 
 Linear:  y = x @ W^T + b      x: (N, *, in) -> (N, *, out)
          dW += dy^T @ x (out, in);  db += dy.sum over rows (out,);  dx = dy @ W (N, *, in)
+         On NumPy the rows are split over minigrad's thread pool (minigrad.kernels.cpu_linear).
 Flatten: a reshape; backward reshapes back.
 """
 from __future__ import annotations
 
 from ..backend import backend_of, get_array_module
+from ..kernels import cpu_linear
 from ..utils import check_float_array, check_grad_like, check_same_dtype
 from .init import fan_in_bias, kaiming_uniform
 from .layer import Layer, Parameter
@@ -34,13 +36,24 @@ class Linear(Layer):
                              f"got input of shape {tuple(x.shape)}")
         check_same_dtype(x, self.weight.data, where, "input", "weight")
         self._cache = x
+        bias = self.bias.data if self.bias is not None else None
+        if cpu_linear.supported(x, self.weight.data):      # NumPy: rows split over minigrad's threads
+            y = cpu_linear.forward(x.reshape(-1, self.in_features), self.weight.data, bias)  # (N, *, in) -> (M, in)
+            return y.reshape(tuple(x.shape[:-1]) + (self.out_features,))   # (M, out) -> (N, *, out)
         y = x @ self.weight.data.T                        # (N, *, in) @ (in, out) -> (N, *, out)
-        if self.bias is not None:
-            y += self.bias.data
+        if bias is not None:
+            y += bias
         return y
 
     def backward(self, grad_out):
         """grad_out: (N, *, out_features) -> (N, *, in_features); adds into weight.grad, bias.grad."""
+        return self._backward(grad_out, need_input=True)
+
+    def backward_parameters(self, grad_out):
+        """Like backward, without computing the input gradient (returns None)."""
+        self._backward(grad_out, need_input=False)
+
+    def _backward(self, grad_out, need_input):
         x = self.take_cache()
         get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
         expected = tuple(x.shape[:-1]) + (self.out_features,)
@@ -49,10 +62,17 @@ class Linear(Layer):
         check_same_dtype(grad_out, x, self.label, "grad_out", "input")
         dy = grad_out.reshape(-1, self.out_features)       # (N, *, out) -> (M, out)
         x2 = x.reshape(-1, self.in_features)               # (N, *, in) -> (M, in)
-        self.weight.accumulate(dy.T @ x2, self.label)      # (out, M) @ (M, in) -> (out, in)
+        if cpu_linear.supported(x2, dy, self.weight.data):
+            dx, grad_w, grad_b = cpu_linear.backward(x2, self.weight.data, dy, need_input, self.bias is not None)
+            dx = None if dx is None else dx.reshape(x.shape)  # (M, in) -> (N, *, in)
+        else:
+            grad_w = dy.T @ x2                             # (out, M) @ (M, in) -> (out, in)
+            grad_b = dy.sum(axis=0) if self.bias is not None else None
+            dx = grad_out @ self.weight.data if need_input else None   # (N, *, out) @ (out, in) -> (N, *, in)
+        self.weight.accumulate(grad_w, self.label)
         if self.bias is not None:
-            self.bias.accumulate(dy.sum(axis=0), self.label)
-        return grad_out @ self.weight.data                 # (N, *, out) @ (out, in) -> (N, *, in)
+            self.bias.accumulate(grad_b, self.label)
+        return dx
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
