@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backend import get_array_module
+from ..kernels import cpu_pool
 from ..kernels.im2col import _is_cupy, pad_constant
 
 __all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
@@ -100,6 +101,10 @@ def max_pool2d_forward(x, geom: PoolGeometry):
         from ..kernels.cuda import max_pool_forward_gpu
         return max_pool_forward_gpu(x, geom)
     padded = pad_constant(x, geom.pads, -float("inf"))   # (N, C, H+pt+pb, W+pl+pr)
+    if cpu_pool.supported(padded):                       # in-place passes (kernels/cpu_pool.py)
+        fast = cpu_pool.max_forward(padded, list(_views(geom)))
+        if fast is not None:
+            return fast
     out = argmax = None
     index_dtype = "uint8" if geom.kernel[0] * geom.kernel[1] <= 256 else "int32"
     for k, rows, cols in _views(geom):
@@ -121,6 +126,8 @@ def max_pool2d_backward(grad_out, argmax, in_shape, geom: PoolGeometry):
         from ..kernels.cuda import max_pool_backward_gpu
         return max_pool_backward_gpu(grad_out, argmax, tuple(in_shape), geom)
     grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
+    if cpu_pool.supported(grad_out, grad) and argmax.dtype == "uint8" and type(argmax) is type(grad):
+        return _crop(cpu_pool.max_backward(grad_out, argmax, grad, list(_views(geom))), geom)
     for k, rows, cols in _views(geom):
         grad[:, :, rows, cols] += xp.where(argmax == k, grad_out, 0.0)
     return _crop(grad, geom)

@@ -21,6 +21,7 @@ import math
 
 from ..backend import get_array_module
 from ..functional.special import erfc
+from ..kernels.cpu_elementwise import select
 from ..utils import check_float_array, check_same_dtype
 from .layer import Layer
 
@@ -63,7 +64,7 @@ class ReLU(Layer):
     def backward(self, grad_out):
         positive = self.take_cache()
         _check_grad(self, grad_out, positive)
-        return get_array_module(grad_out).where(positive, grad_out, 0.0)
+        return select(positive, grad_out)          # where(positive, grad_out, 0), exactly
 
 
 class LeakyReLU(Layer):
