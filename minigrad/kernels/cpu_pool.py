@@ -7,7 +7,7 @@ new arrays at every kernel offset. Here, with K = kh*kw offsets and views v_k (N
               argmax = min over k of (k where v_k == y else 255)    the first maximum, uint8 passes
     backward  dxpad[view k] += select(argmax == k, dy)                exact where(), no allocation of dy*0
 
-When y holds a NaN (its argmax is the first NaN of the window, which v_k == y cannot find) or the
+When y holds a NaN (its argmax is the last NaN of the window, which v_k == y cannot find) or the
 window has more than 255 offsets, the forward returns None and the reference runs instead.
 """
 from __future__ import annotations
