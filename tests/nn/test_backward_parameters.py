@@ -1,5 +1,5 @@
 """Layer.backward_parameters: parameter gradients without the input gradient (the data needs none),
-and Linear's thread-pool path (minigrad.kernels.cpu_linear) against the plain formulas."""
+and Linear's NumPy path (minigrad.kernels.cpu_linear: its BLAS threading policy) against the formulas."""
 import numpy as np
 import pytest
 
@@ -122,34 +122,29 @@ def test_fit_uses_backward_parameters(monkeypatch):
     assert seen == [(4, 10), (4, 10)]
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("shape", [(5, 7), (40, 7), (100, 7), (6, 9, 7)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_pool_path_matches_formulas(threads, shape, bias):
-    before = mg.get_num_threads()
-    mg.set_num_threads(threads)
-    try:
-        mg.manual_seed(0)
-        layer = mg.nn.Linear(7, 4, bias=bias, dtype="float64")
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(shape)
-        dy = rng.standard_normal(shape[:-1] + (4,))
-        assert cpu_linear.supported(x, layer.weight.data)
-        y = layer(x)
-        w = layer.weight.data
-        expected = x @ w.T + (layer.bias.data if bias else 0)
-        np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-13)
-        dx = layer.backward(dy)
-        np.testing.assert_allclose(dx, dy @ w, rtol=1e-13, atol=1e-13)
-        np.testing.assert_allclose(layer.weight.grad, dy.reshape(-1, 4).T @ x.reshape(-1, 7), rtol=1e-12, atol=1e-12)
-        if bias:
-            np.testing.assert_allclose(layer.bias.grad, dy.reshape(-1, 4).sum(0), rtol=1e-12, atol=1e-12)
-        assert y.dtype == dx.dtype == np.float64
-    finally:
-        mg.set_num_threads(before)
+@pytest.mark.parametrize("blas_threads_min_flops", [0.0, float("inf")])    # BLAS's threads, or one thread
+def test_linear_fast_path_matches_formulas(shape, bias, blas_threads_min_flops, monkeypatch):
+    monkeypatch.setattr(cpu_linear, "BLAS_THREADS_MIN_FLOPS", blas_threads_min_flops)
+    mg.manual_seed(0)
+    layer = mg.nn.Linear(7, 4, bias=bias, dtype="float64")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    dy = rng.standard_normal(shape[:-1] + (4,))
+    assert cpu_linear.supported(x, layer.weight.data)
+    y = layer(x)
+    w = layer.weight.data
+    np.testing.assert_allclose(y, x @ w.T + (layer.bias.data if bias else 0), rtol=1e-13, atol=1e-13)
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(dx, dy @ w, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(layer.weight.grad, dy.reshape(-1, 4).T @ x.reshape(-1, 7), rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(layer.bias.grad, dy.reshape(-1, 4).sum(0), rtol=1e-12, atol=1e-12)
+    assert y.dtype == dx.dtype == np.float64
 
 
-def test_linear_pool_path_keeps_float32():
+def test_linear_fast_path_keeps_float32():
     mg.manual_seed(0)
     layer = mg.nn.Linear(5, 3)
     y = layer(np.ones((64, 5), "float32"))
