@@ -100,11 +100,11 @@ def max_pool2d_forward(x, geom: PoolGeometry):
     if _is_cupy(xp):                                     # one CUDA kernel (kernels/cuda.py)
         from ..kernels.cuda import max_pool_forward_gpu
         return max_pool_forward_gpu(x, geom)
-    padded = pad_constant(x, geom.pads, -float("inf"))   # (N, C, H+pt+pb, W+pl+pr)
-    if cpu_pool.supported(padded):                       # in-place passes (kernels/cpu_pool.py)
-        fast = cpu_pool.max_forward(padded, list(_views(geom)))
+    if cpu_pool.supported(x):                            # blocks of planes, in place (kernels/cpu_pool.py)
+        fast = cpu_pool.max_forward(x, geom.pads, list(_views(geom)), geom.out_size)
         if fast is not None:
             return fast
+    padded = pad_constant(x, geom.pads, -float("inf"))   # (N, C, H+pt+pb, W+pl+pr)
     out = argmax = None
     index_dtype = "uint8" if geom.kernel[0] * geom.kernel[1] <= 256 else "int32"
     for k, rows, cols in _views(geom):
@@ -125,9 +125,9 @@ def max_pool2d_backward(grad_out, argmax, in_shape, geom: PoolGeometry):
     if _is_cupy(xp):                                     # gather per input pixel, no atomics
         from ..kernels.cuda import max_pool_backward_gpu
         return max_pool_backward_gpu(grad_out, argmax, tuple(in_shape), geom)
+    if cpu_pool.supported(grad_out) and cpu_pool.is_uint8_array(argmax):
+        return cpu_pool.max_backward(grad_out, argmax, tuple(in_shape), geom.pads, list(_views(geom)))
     grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
-    if cpu_pool.supported(grad_out, grad) and argmax.dtype == "uint8" and type(argmax) is type(grad):
-        return _crop(cpu_pool.max_backward(grad_out, argmax, grad, list(_views(geom))), geom)
     for k, rows, cols in _views(geom):
         grad[:, :, rows, cols] += xp.where(argmax == k, grad_out, 0.0)
     return _crop(grad, geom)

@@ -1,11 +1,13 @@
-"""Max pooling on the CPU (NumPy float32/float64): in-place passes over the kh*kw window views.
+"""Max pooling on the CPU (NumPy float32/float64): in-place passes over blocks of planes.
 
-The reference (``minigrad.functional.pool``) keeps a running maximum with ``where`` and allocates
-new arrays at every kernel offset. Here, with K = kh*kw offsets and views v_k (N, C, OH, OW):
+The reference (``minigrad.functional.pool``) keeps a running maximum with ``where`` over the whole
+batch and allocates new arrays at every kernel offset. Here the N*C planes go in blocks of about
+BLOCK_BYTES of padded input, so each of the K = kh*kw passes over a block stays in cache, and with
+views v_k (planes, OH, OW) of the -inf-padded block:
 
     forward   y = v_0, then y = maximum(y, v_k) in place (NaN wins, as in PyTorch)
               argmax = min over k of (k where v_k == y else 255)    the first maximum, uint8 passes
-    backward  dxpad[view k] += select(argmax == k, dy)                exact where(), no allocation of dy*0
+    backward  dxpad[view k] += select(argmax == k, dy)                exact where(), per block
 
 When y holds a NaN (its argmax is the last NaN of the window, which v_k == y cannot find) or the
 window has more than 255 offsets, the forward returns None and the reference runs instead.
@@ -16,6 +18,7 @@ import numpy as np
 
 from .cpu_elementwise import select
 
+BLOCK_BYTES = 2 << 20       # padded input bytes per block of planes (sweep 128 KiB-2 MiB: 2 MiB best)
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -23,31 +26,75 @@ def supported(*arrays) -> bool:
     return all(type(a) is np.ndarray and a.dtype in _FLOATS for a in arrays)
 
 
-def max_forward(padded, views):
-    """padded: (N, C, Hp, Wp); views: [(k, rows, cols)] of every offset -> (y, argmax uint8) or None."""
+def is_uint8_array(a) -> bool:
+    return type(a) is np.ndarray and a.dtype == np.uint8
+
+
+def _plan(in_shape, pads, itemsize):
+    n, c, h, w = in_shape
+    top, bottom, left, right = pads
+    hp, wp = h + top + bottom, w + left + right
+    return n * c, (hp, wp), max(1, BLOCK_BYTES // (hp * wp * itemsize))
+
+
+def max_forward(x, pads, views, out_size):
+    """x: (N, C, H, W); views: [(k, rows, cols)] into the padded plane -> (y, argmax uint8) or None."""
     if len(views) > 255:
         return None
-    windows = [padded[:, :, rows, cols] for _, rows, cols in views]     # K views (N, C, OH, OW)
-    out = windows[0].copy()
-    for window in windows[1:]:
-        np.maximum(out, window, out=out)
-    if np.isnan(out).any():
-        return None
-    argmax = np.full(out.shape, 255, dtype=np.uint8)
-    equal = np.empty(out.shape, dtype=bool)
-    index = np.empty(out.shape, dtype=np.uint8)
-    for k, window in enumerate(windows):
-        np.equal(window, out, out=equal)
-        np.subtract(np.uint8(255), np.multiply(equal, np.uint8(255 - k), out=index), out=index)  # k or 255
-        np.minimum(argmax, index, out=argmax)
-    return out, argmax
+    n, c, h, w = x.shape
+    top, _, left, _ = pads
+    planes, (hp, wp), step = _plan(x.shape, pads, x.itemsize)
+    src = x.reshape(planes, h, w)                                      # (N, C, H, W) -> (N*C, H, W)
+    out = np.empty((planes,) + tuple(out_size), dtype=x.dtype)
+    argmax = np.empty(out.shape, dtype=np.uint8)
+    unpadded = not any(pads)
+    padded = None if unpadded else np.full((step, hp, wp), -np.inf, dtype=x.dtype)   # border stays -inf
+    equal = np.empty((step,) + tuple(out_size), dtype=bool)
+    index = np.empty(equal.shape, dtype=np.uint8)
+    for p0 in range(0, planes, step):
+        p1 = min(p0 + step, planes)
+        if unpadded:
+            block = src[p0:p1]
+        else:
+            block = padded[:p1 - p0]
+            block[:, top:top + h, left:left + w] = src[p0:p1]
+        windows = [block[:, rows, cols] for _, rows, cols in views]   # K views (planes, OH, OW)
+        y, am = out[p0:p1], argmax[p0:p1]
+        np.copyto(y, windows[0])
+        for window in windows[1:]:
+            np.maximum(y, window, out=y)
+        if np.isnan(y).any():
+            return None
+        am.fill(255)
+        eq, ix = equal[:p1 - p0], index[:p1 - p0]
+        for k, window in enumerate(windows):
+            np.equal(window, y, out=eq)
+            np.subtract(np.uint8(255), np.multiply(eq, np.uint8(255 - k), out=ix), out=ix)   # k, or 255
+            np.minimum(am, ix, out=am)
+    shape = (n, c) + tuple(out_size)
+    return out.reshape(shape), argmax.reshape(shape)                   # (N*C, OH, OW) -> (N, C, OH, OW)
 
 
-def max_backward(grad_out, argmax, grad_padded, views):
-    """Adds each dy into the input position its window took the maximum from; grad_padded is zeroed."""
-    mask = np.empty(argmax.shape, dtype=bool)
-    for k, rows, cols in views:
-        np.equal(argmax, k, out=mask)
-        target = grad_padded[:, :, rows, cols]
-        np.add(target, select(mask, grad_out), out=target)
-    return grad_padded
+def max_backward(grad_out, argmax, in_shape, pads, views):
+    """(N, C, H, W) gradient: each dy goes to the input position its window took the maximum from."""
+    n, c, h, w = in_shape
+    top, _, left, _ = pads
+    planes, (hp, wp), step = _plan(in_shape, pads, grad_out.itemsize)
+    out_size = grad_out.shape[2:]
+    dy = grad_out.reshape((planes,) + tuple(out_size))                # (N, C, OH, OW) -> (N*C, OH, OW)
+    am = argmax.reshape(dy.shape)
+    dx = np.empty((planes, h, w), dtype=grad_out.dtype)
+    unpadded = (hp, wp) == (h, w)
+    padded = None if unpadded else np.empty((step, hp, wp), dtype=grad_out.dtype)
+    mask = np.empty((step,) + tuple(out_size), dtype=bool)
+    for p0 in range(0, planes, step):
+        p1 = min(p0 + step, planes)
+        block, m = (dx[p0:p1] if unpadded else padded[:p1 - p0]), mask[:p1 - p0]
+        block.fill(0)
+        for k, rows, cols in views:
+            np.equal(am[p0:p1], k, out=m)
+            target = block[:, rows, cols]
+            np.add(target, select(m, dy[p0:p1]), out=target)
+        if not unpadded:
+            dx[p0:p1] = block[:, top:top + h, left:left + w]
+    return dx.reshape(in_shape)                                        # (N*C, H, W) -> (N, C, H, W)

@@ -33,8 +33,10 @@ def _geom(shape, k, s, p, d=1, ceil=False):
     return P.make_pool_geometry(shape, (k, k), (s, s), (p, p), (d, d), ceil, "MaxPool2d")
 
 
+@pytest.mark.parametrize("block_bytes", [1, 1000, 1 << 20])              # one plane, a few, all at once
 @pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 3, 0, 1), (3, 2, 1, 2)])
-def test_fast_max_pool_matches_reference(monkeypatch, k, s, p, d):
+def test_fast_max_pool_matches_reference(monkeypatch, k, s, p, d, block_bytes):
+    monkeypatch.setattr(cpu_pool, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(1)
     x = rng.integers(-3, 4, (3, 2, 9, 8)).astype(np.float64)      # many ties
     geom = _geom(x.shape, k, s, p, d)
@@ -54,7 +56,6 @@ def test_nan_window_takes_the_reference_path():
     x[0, 0, 1, 0] = np.nan
     x[0, 0, 1, 1] = np.nan
     geom = _geom(x.shape, 2, 2, 0)
-    padded = x
-    assert cpu_pool.max_forward(padded, list(P._views(geom))) is None
+    assert cpu_pool.max_forward(x, geom.pads, list(P._views(geom)), geom.out_size) is None
     y, argmax = P.max_pool2d_forward(x, geom)
     assert np.isnan(y[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 3        # the last NaN, like PyTorch (CPU)
