@@ -23,9 +23,10 @@ the weights are copied into minigrad with load_state_dict, and then:
 Tolerances are relative to each tensor's scale: |ours - ref| <= rtol * (|ref| + max|ref|); the float64
 AdamW weights get 1e-9, since dividing by sqrt(v) + eps magnifies the rounding of gradients near eps.
 
-With forcing, every step also runs a float64 minigrad model (exact to 1e-10, part 1) on the same
-weights and compares the discrete decisions (ReLU masks, max-pool argmaxes): a step where float32
-decided a near-tie the other way ends the comparison there (after at least steps 0-2 matched).
+With forcing (weights, BatchNorm buffers and optimizer state), every step also runs a float64
+minigrad model (exact to 1e-10, part 1) on the same weights and compares the discrete decisions
+(ReLU masks, max-pool argmaxes): a step where float32 decided a near-tie the other way is not
+compared (at most 2 of the 5 may be such steps).
 The seed is fixed (0). Even with forcing, a float32 train-mode step can hit such a near-tie: for two
 of the seeds 1-3 one ResNet-20 SGD step (of 5) had a gradient ~1e-2 off in float32 while our float64
 run on the same weights matched torch to 1e-14. If a kernel change ever moves float32 rounding enough to fail
@@ -172,6 +173,18 @@ def _float64_decisions(name, twin, x, mode):
     return _decisions(model)
 
 
+def _force_same_optimizer_state(model, twin, opt, opt_t, dtype):
+    """Teacher forcing of the optimizer: the twin's momentum / Adam moments, rounded to `dtype`, in both."""
+    twin_params = dict(twin.named_parameters())
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            theirs = opt_t.state.get(twin_params[name], {})
+            for key, value in theirs.items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and value.ndim > 0:
+                    value.copy_(value.to(getattr(torch, dtype)).to(value.dtype))
+                    opt.state[param][key][...] = value.numpy().astype(dtype)
+
+
 def _force_same_weights(model, twin, dtype):
     """Teacher forcing: round the twin's float64 state to `dtype` and give it to both models."""
     with torch.no_grad():
@@ -189,10 +202,11 @@ def test_weights_after_five_steps_match_torch(name, dtype, mode, optimizer):
     opt, opt_t = _optimizers(optimizer, dtype, model, twin)
     criterion = mg.nn.CrossEntropyLoss()
     forcing = dtype == "float32" and mode == "train" and name != "lenet5"
-    ours = {}
+    ours, flipped_steps, flipped = {}, [], []
     for step, (x, target) in enumerate(batches):
         if forcing:
             _force_same_weights(model, twin, dtype)
+            _force_same_optimizer_state(model, twin, opt, opt_t, dtype)
             reference = _float64_decisions(name, twin, x, mode)
         opt.zero_grad()
         opt_t.zero_grad()
@@ -205,11 +219,14 @@ def test_weights_after_five_steps_match_torch(name, dtype, mode, optimizer):
             flipped = [key for key in reference if not np.array_equal(reference[key], ours[key])]
             if flipped:
                 # A float32 ReLU input or max-pool candidate within rounding of a tie went the other
-                # way than in float64 (seen: one ReLU of vgg_small features.9, AdamW step 3). Its
-                # gradient, and the optimizer state from then on, legitimately differ: stop here,
-                # but only after enough steps were compared.
-                assert step >= 2, f"float32 decisions differ from float64 already at step {step}: {flipped}"
-                return
+                # way than in float64 (seen: a BatchNorm output of -2.2e-7 in float64, +1.3e-7 in
+                # float32, scale 5.5, at a ReLU of vgg_small). That step's gradients legitimately
+                # differ; the next step starts again from the forced state.
+                flipped_steps.append((step, flipped))
+                continue
             _compare_state(model, twin, dtype, f"after {optimizer} step {step}")
+    assert len(flipped_steps) <= 2, f"float32 decisions differ from float64 at too many steps: {flipped_steps}"
+    if flipped:
+        return                                          # the last step was one of them
     rtol = 1e-9 if dtype == "float64" and optimizer == "adamw" else None
     _compare_state(model, twin, dtype, f"after {STEPS} {optimizer} steps", rtol)

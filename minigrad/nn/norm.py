@@ -11,7 +11,8 @@ In training, running_mean/running_var move by ``momentum`` towards the batch mea
 *unbiased* batch variance (momentum=None: cumulative average, factor 1/num_batches_tracked).
 With track_running_stats=False the batch statistics are used in train and eval, as in PyTorch.
 LayerNorm is the same normalisation over the trailing ``normalized_shape`` axes of each sample.
-Cached for backward: xhat, invstd and whether batch statistics were used.
+Cached for backward: xhat, invstd and whether batch statistics were used. BatchNorm computes on the
+(N, C, L) view of its input, so its per-channel sums are contiguous reductions (and dot products).
 """
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ from ..utils import check_float_array, check_ndim, check_same_dtype
 from .layer import Layer, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+
+
+def _channel_sum(a):
+    """a: (N, C, L) -> (C,): the sum over the contiguous last axis, then over N."""
+    return a.sum(axis=2).sum(axis=0)
+
+
+def _channel_dot(xp, a, b):
+    """a, b: (N, C, L) -> (C,): sum of a * b per channel, without an (N, C, L) temporary where possible."""
+    vecdot = getattr(xp, "vecdot", None)
+    per_row = vecdot(a, b) if vecdot is not None else (a * b).sum(axis=2)   # (N, C)
+    return per_row.sum(axis=0)
 
 
 def _normalize_backward(grad_xhat, xhat, invstd, axes, count):
@@ -77,32 +90,37 @@ class _BatchNorm(Layer):
             check_same_dtype(x, reference, where, "input", "weight" if self.affine else "running_mean")
 
     def forward(self, x):
-        """x: (N, C, *) -> (N, C, *). Caches xhat, invstd (1, C, 1..) and the mode."""
+        """x: (N, C, *) -> (N, C, *). Caches xhat (N, C, L), invstd (C,) and the mode.
+
+        The math runs on the (N, C, L) view (L = the spatial size, 1 for (N, C) input), so every
+        per-channel sum is a reduction over the contiguous last axis, then over N.
+        """
         self._check(x)
         xp = get_array_module(x)
-        axes = (0,) + tuple(range(2, x.ndim))
-        channel_shape = (1, self.num_features) + (1,) * (x.ndim - 2)    # broadcast (C,) over (N, C, *)
-        count = x.size // self.num_features
+        n, c = x.shape[0], self.num_features
+        x3 = x.reshape(n, c, -1)                                          # (N, C, *) -> (N, C, L)
+        count = x3.shape[0] * x3.shape[2]
         use_batch_stats = self.training or not self.track_running_stats
         if use_batch_stats:
             if count <= 1:
                 raise ValueError(f"{self.label}: expected more than 1 value per channel when training, got "
                                  f"input of shape {tuple(x.shape)}")
-            mean = x.mean(axis=axes, keepdims=True)
-            centered = x - mean
-            var = (centered * centered).mean(axis=axes, keepdims=True)
+            mean = _channel_sum(x3) / count                               # (C,)
+            xhat = x3 - mean[:, None]
+            var = _channel_dot(xp, xhat, xhat) / count                    # biased batch variance (C,)
             if self.training and self.track_running_stats:
-                self._update_running_stats(mean.reshape(-1), var.reshape(-1), count)
+                self._update_running_stats(mean, var, count)
         else:
-            mean = self.running_mean.reshape(channel_shape)             # (C,) -> (1, C, 1..)
-            var = self.running_var.reshape(channel_shape)
-            centered = x - mean
-        invstd = 1.0 / xp.sqrt(var + self.eps)
-        xhat = centered * invstd
-        self._cache = (xhat, invstd, use_batch_stats, axes, count)
+            mean, var = self.running_mean, self.running_var
+            xhat = x3 - mean[:, None]
+        invstd = 1.0 / xp.sqrt(var + self.eps)                            # (C,)
+        xhat *= invstd[:, None]                                           # in place: centered -> xhat
+        self._cache = (xhat, invstd, use_batch_stats, tuple(x.shape), count)
         if not self.affine:
-            return xhat
-        return xhat * self.weight.data.reshape(channel_shape) + self.bias.data.reshape(channel_shape)
+            return xhat.reshape(x.shape)                                  # (N, C, L) -> (N, C, *)
+        y = xhat * self.weight.data[:, None]
+        y += self.bias.data[:, None]
+        return y.reshape(x.shape)                                         # (N, C, L) -> (N, C, *)
 
     def _update_running_stats(self, mean, var, count):
         """running = (1 - f) * running + f * batch (variance unbiased); f = momentum or 1/batches."""
@@ -117,21 +135,33 @@ class _BatchNorm(Layer):
         running_var += (factor * count / (count - 1)) * var
 
     def backward(self, grad_out):
-        """grad_out: (N, C, *) -> dx (N, C, *); adds into weight.grad and bias.grad."""
-        xhat, invstd, use_batch_stats, axes, count = self.take_cache()
+        """grad_out: (N, C, *) -> dx (N, C, *); adds into weight.grad and bias.grad.
+
+        With g = dy * weight, the per-channel sums in the train-mode formula are weight * sum(dy) and
+        weight * sum(dy * xhat), the bias and weight gradients, so
+        dx = weight * invstd * (dy - sum(dy)/n - xhat * sum(dy * xhat)/n).
+        """
+        xhat, invstd, use_batch_stats, shape, count = self.take_cache()
         get_array_module(grad_out, xhat, names=("grad_out", "input"), where=self.label)
-        if tuple(grad_out.shape) != tuple(xhat.shape):
-            raise ValueError(f"{self.label}: expected grad_out of shape {tuple(xhat.shape)} (the output shape), "
+        if tuple(grad_out.shape) != shape:
+            raise ValueError(f"{self.label}: expected grad_out of shape {shape} (the output shape), "
                              f"got {tuple(grad_out.shape)}")
         check_same_dtype(grad_out, xhat, self.label, "grad_out", "input")
-        grad_xhat = grad_out
+        xp = get_array_module(grad_out)
+        dy = grad_out.reshape(xhat.shape)                                 # (N, C, *) -> (N, C, L)
+        scale = invstd if not self.affine else invstd * self.weight.data  # (C,)
+        if self.affine or use_batch_stats:
+            sum_dy, sum_dy_xhat = _channel_sum(dy), _channel_dot(xp, dy, xhat)
         if self.affine:
-            self.weight.accumulate((grad_out * xhat).sum(axis=axes), self.label)
-            self.bias.accumulate(grad_out.sum(axis=axes), self.label)
-            grad_xhat = grad_out * self.weight.data.reshape(invstd.shape)
-        if use_batch_stats:
-            return _normalize_backward(grad_xhat, xhat, invstd, axes, count)
-        return grad_xhat * invstd
+            self.weight.accumulate(sum_dy_xhat, self.label)
+            self.bias.accumulate(sum_dy, self.label)
+        if not use_batch_stats:                                           # eval: statistics are constants
+            return (dy * scale[:, None]).reshape(shape)
+        dx = xhat * (sum_dy_xhat / count)[:, None]
+        xp.subtract(dy, dx, out=dx)
+        dx -= (sum_dy / count)[:, None]
+        dx *= scale[:, None]
+        return dx.reshape(shape)                                          # (N, C, L) -> (N, C, *)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
