@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_conv import _parallel, work_buffer
+from .cpu_conv import _parallel, sum_pieces, work_buffer
 
 BUDGET = 2 << 20         # bytes of columns per chunk, per thread (sweep 64 KiB-2 MiB: 1-2 MiB best)
 MAX_RUN = 32             # applies when channels-last runs (kw * C numbers) would be at most this long
@@ -148,15 +148,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
                 dx[c0:c1] = dxt[:, top:top + h, left:left + w].transpose(3, 0, 1, 2)
         return dw_part, db_part
 
-    results = _parallel(geom.batch, piece)
-    grad_w = grad_b = None
+    grad_w, grad_b = sum_pieces(_parallel(geom.batch, piece))
     if need_weight:
-        grad_w = results[0][0]
-        for part, _ in results[1:]:
-            grad_w += part
         grad_w = grad_w.reshape(geom.weight_shape)                      # (O, K) -> (O, C, kh, kw)
-    if need_bias:
-        grad_b = results[0][1]
-        for _, part in results[1:]:
-            grad_b += part
     return dx, grad_w, grad_b

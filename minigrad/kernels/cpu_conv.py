@@ -164,6 +164,17 @@ def _parallel(n: int, fn):
     return threads.parallel_map(lambda r: fn(*r), split_range(n, parts))
 
 
+def sum_pieces(results):
+    """[(dW part | None, db part | None), ...] of the pieces -> (dW | None, db | None), added in piece order."""
+    grad_w, grad_b = results[0]
+    for part_w, part_b in results[1:]:
+        if grad_w is not None:
+            grad_w += part_w
+        if grad_b is not None:
+            grad_b += part_b
+    return grad_w, grad_b
+
+
 # ----------------------------------------------------------------------------- general conv
 
 def weight_matrix(weight, groups):
@@ -252,19 +263,13 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
                     _dx_scatter(dyh, wkt, geom, plan, dx[c0:c1])
         return dw_part, db_part
 
-    results = _parallel(geom.batch, piece)
-    grad_w = grad_b = None
+    total, grad_b = sum_pieces(_parallel(geom.batch, piece))
+    grad_w = None
     if need_weight:
-        total = results[0][0]
-        for part, _ in results[1:]:
-            total += part
         # (G, kh*kw*Cg, Og) -> (G, kh, kw, Cg, Og) -> (O, Cg, kh, kw)
         grad_w = np.ascontiguousarray(total.reshape(G, kh, kw, cg, og).transpose(0, 4, 3, 1, 2))
         grad_w = grad_w.reshape(geom.weight_shape)
     if need_bias:
-        grad_b = results[0][1]
-        for _, part in results[1:]:
-            grad_b += part
         grad_b = grad_b.reshape(geom.out_channels)
     return (dx if need_input else None), grad_w, grad_b
 

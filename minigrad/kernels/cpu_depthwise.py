@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .cpu_conv import _parallel, work_buffer
+from .cpu_conv import _parallel, sum_pieces, work_buffer
 
 PLANE_BUDGET = 2 << 20     # bytes of phase-split input per chunk (per thread): fewer, longer numpy calls
 
@@ -182,17 +182,9 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
                 _dx_scatter(dyx, wt, lay, geom, g, dx[c0:c1])
         return dw_part, db_part
 
-    results = _parallel(geom.batch, piece)
-    grad_w = grad_b = None
+    grad_w, grad_b = sum_pieces(_parallel(geom.batch, piece))
     if need_weight:
-        grad_w = results[0][0]
-        for part, _ in results[1:]:
-            grad_w += part
         grad_w = grad_w.reshape(c, 1, kh, kw)
-    if need_bias:
-        grad_b = results[0][1]
-        for _, part in results[1:]:
-            grad_b += part
     return dx, grad_w, grad_b
 
 

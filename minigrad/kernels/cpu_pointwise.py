@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_conv import COLUMN_BUDGET, _parallel, work_buffer
+from .cpu_conv import COLUMN_BUDGET, _parallel, sum_pieces, work_buffer
 
 
 def applies(geom) -> bool:
@@ -94,11 +94,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
                     dst[:, :, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw] = res.reshape(g, c, oh, ow)
         return dw_part, db_part
 
-    results = _parallel(n, piece)
-    grad_w = grad_b = None
+    grad_w, grad_b = sum_pieces(_parallel(n, piece))
     if need_weight:
-        grad_w = sum(r[0] for r in results[1:]) + results[0][0] if len(results) > 1 else results[0][0]
         grad_w = grad_w.reshape(o, c, 1, 1)
-    if need_bias:
-        grad_b = sum(r[1] for r in results[1:]) + results[0][1] if len(results) > 1 else results[0][1]
     return dx, grad_w, grad_b

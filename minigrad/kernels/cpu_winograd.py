@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import threads
-from .cpu_conv import _parallel, work_buffer
+from .cpu_conv import _parallel, sum_pieces, work_buffer
 
 BUDGET = 2 << 20   # bytes of transformed tiles (V or M) per block, per thread (sweep: 1-4 MiB best)
 # When Winograd pays (measured 2026-12-01 on the project's 2-core AMD EPYC VM, AVX2, OpenBLAS Haswell
@@ -221,16 +221,9 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
                 _conv_chunk(dy, dy_pads, u_t, dx[c0:c1], None)
         return du, db
 
-    results = _parallel(geom.batch, piece)
-    grad_w = grad_b = None
+    du, grad_b = sum_pieces(_parallel(geom.batch, piece))
+    grad_w = None
     if need_weight:
-        du = results[0][0]
-        for part, _ in results[1:]:
-            du += part
         # dW[o, c] = G^T dU[:, :, o, c] G: (16, O*C)^T (O*C, 16) @ (16, 3*3) -> (O, C, 3, 3)
         grad_w = np.matmul(du.reshape(16, o * c).T, _KRON.T.astype(dtype)).reshape(o, c, 3, 3)
-    if need_bias:
-        grad_b = results[0][1]
-        for _, part in results[1:]:
-            grad_b += part
     return dx, grad_w, grad_b
