@@ -200,6 +200,23 @@ class Graph(_Container):
 
         Returns the gradient of the input (or a tuple, one per input; zeros for an unused input).
         """
+        return self._backward(grad_out, need_inputs=True)
+
+    def backward_parameters(self, grad_out):
+        """Parameter gradients only: no gradient is computed for the graph's inputs. A node none of
+        whose inputs depends on a parameter gets ``backward_parameters`` (or is skipped if it has no
+        parameters); the others run ``backward`` as usual. Returns None."""
+        self._backward(grad_out, need_inputs=False)
+
+    def _values_needing_grad(self) -> set:
+        """Values that depend on some parameter of the graph (their gradient reaches a parameter)."""
+        needing = set()
+        for node in self._nodes:
+            if any(v in needing for v in node.inputs) or any(True for _ in node.layer.parameters()):
+                needing.add(node.output)
+        return needing
+
+    def _backward(self, grad_out, need_inputs):
         saved, meta, input_meta = self.take_cache()
         n_out = len(self._outputs)
         if n_out == 1:
@@ -218,6 +235,7 @@ class Graph(_Container):
                 raise ValueError(f"{self.label}: the gradient for output {value.name!r} has shape "
                                  f"{tuple(getattr(grad, 'shape', ()))}, expected {info[0]} (the output's shape)")
             self._accumulate(grads, value, grad)
+        needing = None if need_inputs else self._values_needing_grad()
         for index in range(len(self._nodes) - 1, -1, -1):
             node = self._nodes[index]
             grad = grads.pop(node.output, None)
@@ -226,6 +244,12 @@ class Graph(_Container):
                 node.layer.clear_cache()
                 continue
             node.layer.restore_caches(caches)
+            if needing is not None and not any(v in needing for v in node.inputs):
+                if any(True for _ in node.layer.parameters()):   # e.g. the first conv: no dx for the data
+                    self._run(node, node.layer.backward_parameters, grad)
+                else:
+                    node.layer.clear_cache()
+                continue
             in_grads = self._run(node, node.layer.backward, grad)
             if len(node.inputs) == 1:
                 in_grads = (in_grads,)
@@ -234,8 +258,10 @@ class Graph(_Container):
                                 f"backward returned {type(in_grads).__name__} instead of a tuple of "
                                 f"{len(node.inputs)} gradients")
             for value, g in zip(node.inputs, in_grads):
-                if g is not None:
+                if g is not None and (needing is None or value in needing):
                     self._accumulate(grads, value, g)
+        if not need_inputs:
+            return None
         result = []
         for value, (shape, dtype, xp) in zip(self._inputs, input_meta):
             g = grads.get(value)

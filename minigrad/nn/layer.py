@@ -160,7 +160,7 @@ class Layer:
         """Backward for a layer whose input needs no gradient (the first layer of a network: its input
         is data): fills the parameter gradients like ``backward`` and returns None.
 
-        The default runs ``backward`` and drops the input gradient; Conv2d, Linear and Sequential skip
+        The default runs ``backward`` and drops the input gradient; Conv2d, Linear, Sequential and Graph skip
         computing it (Caffe's ``propagate_down = false``, PyTorch's input without ``requires_grad``).
         ``mg.train.fit`` calls this on the model.
         """

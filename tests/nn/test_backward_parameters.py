@@ -150,3 +150,47 @@ def test_linear_fast_path_keeps_float32():
     y = layer(np.ones((64, 5), "float32"))
     dx = layer.backward(np.ones((64, 3), "float32"))
     assert y.dtype == dx.dtype == layer.weight.grad.dtype == layer.bias.grad.dtype == np.float32
+
+
+def test_graph_backward_parameters_matches_backward(monkeypatch):
+    mg.manual_seed(0)
+    model = mg.models.resnet20(dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16))
+    dy = np.random.default_rng(1).standard_normal((2, 10))
+    model(x)
+    assert model.backward(dy).shape == x.shape
+    full = _grads(model)
+    model.zero_grad()
+    calls = []
+    original = mg.nn.conv.conv_backward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("need_input", True))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mg.nn.conv, "conv_backward", spy)
+    model(x)
+    assert model.backward_parameters(dy) is None
+    assert calls.count(False) == 1 and calls[-1] is False    # only the stem conv skips its input gradient
+    for name, grad in _grads(model).items():
+        np.testing.assert_allclose(grad, full[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_graph_backward_parameters_with_a_residual_on_the_input():
+    mg.manual_seed(0)
+    g = mg.nn.Graph()
+    x = g.input("x")
+    h = g.add("relu", mg.nn.ReLU(), x)                      # parameter-free on the input: skipped
+    h = g.add("fc", mg.nn.Linear(4, 4, dtype="float64"), h)
+    y = g.add("sum", mg.nn.Add(), h, x)                      # the input also feeds the sum directly
+    g.output(y)
+    data = np.random.default_rng(0).standard_normal((3, 4))
+    dy = np.random.default_rng(1).standard_normal((3, 4))
+    g(data)
+    g.backward(dy)
+    full = _grads(g)
+    g.zero_grad()
+    g(data)
+    assert g.backward_parameters(dy) is None
+    for name, grad in _grads(g).items():
+        np.testing.assert_allclose(grad, full[name], rtol=1e-13, err_msg=name)
