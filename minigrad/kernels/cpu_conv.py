@@ -19,6 +19,7 @@ The result buffers of each call are fresh arrays; work buffers are per thread an
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -60,7 +61,7 @@ def work_buffer(name: str, shape, dtype):
         with _stores_lock:
             _stores.append(store)
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
+    size = math.prod(shape) * dtype.itemsize
     raw = store.get(name)
     if raw is None or raw.size < size:
         store.pop(name, None)   # free the old one before allocating the bigger one
@@ -281,7 +282,10 @@ def _dx_gather(dyh, w2k, geom, plan, dx):
     h, w = plan.h, plan.w
     qt, qb, ql, qr = plan.dy_pads
     dypad = work_buffer("dypad", (g, oh + qt + qb, ow + ql + qr, G * og), dyh.dtype)
-    dypad[...] = 0
+    dypad[:, :qt] = 0                                                # zero border only: the interior is
+    dypad[:, qt + oh:] = 0                                           # overwritten just below
+    dypad[:, qt:qt + oh, :ql] = 0
+    dypad[:, qt:qt + oh, ql + ow:] = 0
     # (G, g, OH, OW, Og) -> (g, OH, OW, G, Og)
     dypad[:, qt:qt + oh, ql:ql + ow].reshape(g, oh, ow, G, og)[...] = dyh.transpose(1, 2, 3, 0, 4)
     k2 = plan.k2
