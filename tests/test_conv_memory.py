@@ -48,6 +48,8 @@ def test_tracemalloc_sees_numpy_allocations():
     ((64, 64, 3, 1, 1, 1), (16, 64, 56, 56)),        # ImageNet stage 1: one sample's columns > budget
     ((256, 64, 1, 1, 0, 1), (16, 256, 28, 28)),      # 1x1
     ((64, 64, 3, 1, 1, 64), (128, 64, 32, 32)),      # depthwise, 32 MiB input
+    ((3, 16, 3, 1, 1, 1), (512, 3, 32, 32)),         # few input channels (batch-innermost columns)
+    ((1, 6, 5, 1, 2, 1), (2048, 1, 28, 28)),         # LeNet conv1, batch 2048
 ])
 def test_conv2d_extra_memory_under_64_mib(layer_args, shape):
     c, o, k, s, p, g = layer_args
