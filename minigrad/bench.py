@@ -287,7 +287,8 @@ def run(args) -> int:
     for note in skipped:
         print(f"skipped: {note}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    rows = measure(cases, repeat, pause, sync, use_torch, calls=1 if args.quick else 3,
+    calls = 1 if args.quick else 3
+    rows = measure(cases, repeat, pause, sync, use_torch, calls=calls,
                    progress=lambda r, n: print(f"  round {r}/{n}", file=sys.stderr, flush=True), clock=clock)
     for row, case in zip(rows, cases):
         if row["flops"]:
@@ -303,7 +304,7 @@ def run(args) -> int:
         print(f"\nConv2d fwd+bwd ResNet shapes: geometric mean of minigrad/PyTorch time = {resnet:.3f}")
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": _machine(), "versions": _versions(backend_name), "backend": backend_name,
-              "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "calls": 1 if args.quick else 3, "pause_s": pause,
+              "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "calls": calls, "pause_s": pause,
               "gemm_peak_gflops": peak, "geomean_resnet_conv": resnet, "skipped": skipped, "cases": rows}
     if args.json:
         with open(args.json, "w") as f:

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cpu_conv import supported   # plain numpy.ndarray, float32/float64
 from .cpu_elementwise import select
 
+__all__ = ["supported", "is_uint8_array", "max_forward", "max_backward"]
+
 BLOCK_BYTES = 2 << 20       # padded input bytes per block of planes (sweep 128 KiB-2 MiB: 2 MiB best)
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def supported(*arrays) -> bool:
-    return all(type(a) is np.ndarray and a.dtype in _FLOATS for a in arrays)
 
 
 def is_uint8_array(a) -> bool:

@@ -138,7 +138,7 @@ class Sequential(_Container):
         """Backward down to the first layer that has parameters, which gets ``backward_parameters``:
         no input gradient is computed for it, and the layers before it (no parameters) are skipped."""
         items = list(self._layers.items())
-        first = next((i for i, (_, layer) in enumerate(items) if any(True for _ in layer.parameters())), None)
+        first = next((i for i, (_, layer) in enumerate(items) if layer.num_parameters()), None)
         if first is None:
             return None
         for key, layer in reversed(items[first + 1:]):

@@ -2,7 +2,7 @@
 
 Linear:  y = x @ W^T + b      x: (N, *, in) -> (N, *, out)
          dW += dy^T @ x (out, in);  db += dy.sum over rows (out,);  dx = dy @ W (N, *, in)
-         On NumPy the rows are split over minigrad's thread pool (minigrad.kernels.cpu_linear).
+         Small NumPy products run on one BLAS thread (minigrad.kernels.cpu_linear).
 Flatten: a reshape; backward reshapes back.
 """
 from __future__ import annotations
@@ -36,14 +36,12 @@ class Linear(Layer):
                              f"got input of shape {tuple(x.shape)}")
         check_same_dtype(x, self.weight.data, where, "input", "weight")
         self._cache = x
-        bias = self.bias.data if self.bias is not None else None
-        if cpu_linear.supported(x, self.weight.data):      # NumPy: rows split over minigrad's threads
-            y = cpu_linear.forward(x.reshape(-1, self.in_features), self.weight.data, bias)  # (N, *, in) -> (M, in)
-            return y.reshape(tuple(x.shape[:-1]) + (self.out_features,))   # (M, out) -> (N, *, out)
-        y = x @ self.weight.data.T                        # (N, *, in) @ (in, out) -> (N, *, out)
-        if bias is not None:
-            y += bias
-        return y
+        x2 = x.reshape(-1, self.in_features)                 # (N, *, in) -> (M, in)
+        with cpu_linear.blas_policy(x2, self.weight.data):
+            y = x2 @ self.weight.data.T                      # (M, in) @ (in, out) -> (M, out)
+        if self.bias is not None:
+            y += self.bias.data
+        return y.reshape(tuple(x.shape[:-1]) + (self.out_features,))   # (M, out) -> (N, *, out)
 
     def backward(self, grad_out):
         """grad_out: (N, *, out_features) -> (N, *, in_features); adds into weight.grad, bias.grad."""
@@ -62,13 +60,10 @@ class Linear(Layer):
         check_same_dtype(grad_out, x, self.label, "grad_out", "input")
         dy = grad_out.reshape(-1, self.out_features)       # (N, *, out) -> (M, out)
         x2 = x.reshape(-1, self.in_features)               # (N, *, in) -> (M, in)
-        if cpu_linear.supported(x2, dy, self.weight.data):
-            dx, grad_w, grad_b = cpu_linear.backward(x2, self.weight.data, dy, need_input, self.bias is not None)
-            dx = None if dx is None else dx.reshape(x.shape)  # (M, in) -> (N, *, in)
-        else:
-            grad_w = dy.T @ x2                             # (out, M) @ (M, in) -> (out, in)
-            grad_b = dy.sum(axis=0) if self.bias is not None else None
-            dx = grad_out @ self.weight.data if need_input else None   # (N, *, out) @ (out, in) -> (N, *, in)
+        with cpu_linear.blas_policy(x2, self.weight.data):
+            grad_w = dy.T @ x2                               # (out, M) @ (M, in) -> (out, in)
+            dx = (dy @ self.weight.data).reshape(x.shape) if need_input else None   # (M, in) -> (N, *, in)
+        grad_b = dy.sum(axis=0) if self.bias is not None else None
         self.weight.accumulate(grad_w, self.label)
         if self.bias is not None:
             self.bias.accumulate(grad_b, self.label)

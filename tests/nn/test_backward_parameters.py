@@ -11,6 +11,19 @@ def _grads(model):
     return {name: p.grad.copy() for name, p in model.named_parameters()}
 
 
+def _spy_need_input(monkeypatch):
+    """Record, for every Conv2d backward from now on, whether it asked for the input gradient."""
+    calls = []
+    original = mg.nn.conv.conv_backward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("need_input", True))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mg.nn.conv, "conv_backward", spy)
+    return calls
+
+
 def _lenet_and_batch(dtype="float64"):
     mg.manual_seed(0)
     model = mg.models.lenet5(dtype=dtype)
@@ -34,14 +47,7 @@ def test_sequential_backward_parameters_matches_backward():
 
 def test_first_layer_gets_no_input_gradient(monkeypatch):
     model, x = _lenet_and_batch()
-    calls = []
-    original = mg.nn.conv.conv_backward
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("need_input", True))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(mg.nn.conv, "conv_backward", spy)
+    calls = _spy_need_input(monkeypatch)
     model(x)
     model.backward_parameters(np.ones((6, 10)))
     assert calls == [True, False]          # conv2 passes dx down; conv1 (the first layer) does not
@@ -161,14 +167,7 @@ def test_graph_backward_parameters_matches_backward(monkeypatch):
     assert model.backward(dy).shape == x.shape
     full = _grads(model)
     model.zero_grad()
-    calls = []
-    original = mg.nn.conv.conv_backward
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("need_input", True))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(mg.nn.conv, "conv_backward", spy)
+    calls = _spy_need_input(monkeypatch)
     model(x)
     assert model.backward_parameters(dy) is None
     assert calls.count(False) == 1 and calls[-1] is False    # only the stem conv skips its input gradient
@@ -194,3 +193,15 @@ def test_graph_backward_parameters_with_a_residual_on_the_input():
     assert g.backward_parameters(dy) is None
     for name, grad in _grads(g).items():
         np.testing.assert_allclose(grad, full[name], rtol=1e-13, err_msg=name)
+
+
+def test_backward_parameters_on_the_strict_backend():
+    from strict_backend import assert_strict, strict_layer, to_strict
+    mg.manual_seed(0)
+    model = strict_layer(mg.nn.Sequential(mg.nn.Conv2d(2, 3, 3, padding=1), mg.nn.ReLU(), mg.nn.Flatten(),
+                                          mg.nn.Linear(3 * 4 * 4, 2)))
+    y = model(to_strict(np.random.default_rng(0).standard_normal((2, 2, 4, 4)).astype("float32")))
+    assert model.backward_parameters(to_strict(np.ones(y.shape, "float32"))) is None
+    for name, param in model.named_parameters():
+        assert_strict(param.grad, f"gradient of {name}")
+        assert param.grad.any(), name

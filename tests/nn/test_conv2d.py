@@ -170,3 +170,13 @@ def test_backward_errors():
     conv.backward(np.zeros((1, 2, 2, 2), "float32"))
     with pytest.raises(RuntimeError, match="twice after one forward"):
         conv.backward(np.zeros((1, 2, 2, 2), "float32"))
+
+
+def test_conv2d_few_channels_finite_differences():
+    """Few input channels take the batch-innermost kernel (kernels/cpu_batchlast)."""
+    from minigrad.functional.conv import make_geometry
+    from minigrad.kernels import conv_path, cpu_batchlast
+    conv = mg.nn.Conv2d(3, 4, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(1, 2), dtype="float64")
+    x = np.random.default_rng(3).standard_normal((2, 3, 5, 6))
+    assert conv_path.cpu_kernel(make_geometry(x.shape, conv.weight.shape, (1, 2), (2, 1), (1, 2), 1)) is cpu_batchlast
+    assert mg.gradcheck(conv, x)
