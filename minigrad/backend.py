@@ -48,6 +48,11 @@ def _normalize(name) -> str:
     return _ALIASES[name.lower()]
 
 
+_GPU_HINT = ("Check the NVIDIA driver (nvidia-smi) and that the CuPy package matches the CUDA version it "
+             "supports: pip install \"minigrad[cuda12]\" (CUDA 12) or pip install \"minigrad[cuda13]\" (CUDA 13); "
+             "or use the 'numpy' backend on this machine")
+
+
 def _import_cupy():
     """Import CuPy and check a GPU is visible; raise BackendUnavailableError saying what to do."""
     try:
@@ -61,11 +66,9 @@ def _import_cupy():
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
         raise BackendUnavailableError(
-            f"CuPy is installed but no CUDA GPU is usable ({type(exc).__name__}: {exc}); "
-            "use the 'numpy' backend on this machine") from exc
+            f"CuPy is installed but no CUDA GPU is usable ({type(exc).__name__}: {exc}). " + _GPU_HINT) from exc
     if count < 1:
-        raise BackendUnavailableError(
-            "CuPy is installed but no CUDA GPU is visible; use the 'numpy' backend on this machine")
+        raise BackendUnavailableError("CuPy is installed but no CUDA GPU is visible. " + _GPU_HINT)
     return cupy
 
 

@@ -10,6 +10,12 @@ import minigrad as mg
 # Test helpers (strict_backend, ...) import as top-level modules from any test folder.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# MINIGRAD_TEST_CUPY=sim: the cupy cases run on the simulated CuPy (tests/sim_cupy.py), on the CPU.
+SIMULATED_CUPY = os.environ.get("MINIGRAD_TEST_CUPY") == "sim"
+if SIMULATED_CUPY:
+    import sim_cupy
+    sim_cupy.install()
+
 
 @pytest.fixture
 def rng():
@@ -35,7 +41,7 @@ def _cupy_skip_reason():
         backend.module_for("cupy")
         return None
     except mg.BackendUnavailableError as exc:
-        return str(exc).split(";")[0].split(". Install")[0]
+        return str(exc).split(". Check")[0].split(". Install")[0]
 
 
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])

@@ -151,3 +151,170 @@ def test_moving_model_moves_everything_and_saving_keeps_it_there(backend, tmp_pa
     assert all(p.backend == backend for p in model.parameters())   # saving never moves the model
     loaded = mg.load(tmp_path / "ckpt.npz", backend="numpy")
     assert all(mg.backend.backend_of(v) == "numpy" for v in loaded["model"].values())
+
+
+# The same layers in PyTorch, run on CUDA when the backend under test is cupy and PyTorch has a
+# GPU (on the CPU otherwise: the simulated CuPy, or a CPU-only PyTorch on a GPU machine).
+def _torch_layers():
+    import torch
+    from torch import nn as tnn
+
+    import torch_twins
+    return {
+        "conv2d": lambda: tnn.Conv2d(3, 4, 3, stride=2, padding=1),
+        "conv2d_grouped_reflect": lambda: tnn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect"),
+        "conv2d_depthwise": lambda: tnn.Conv2d(4, 4, 3, groups=4, padding=1),
+        "conv2d_1x1": lambda: tnn.Conv2d(4, 6, 1),
+        "conv2d_dilated": lambda: tnn.Conv2d(2, 3, (3, 2), dilation=(2, 3), padding=2),
+        "conv_transpose2d": lambda: tnn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1),
+        "linear": lambda: tnn.Linear(6, 3),
+        "flatten": lambda: tnn.Flatten(),
+        "maxpool": lambda: tnn.MaxPool2d(3, stride=2, padding=1),
+        "maxpool_ceil_dilated": lambda: tnn.MaxPool2d(2, stride=2, dilation=2, ceil_mode=True),
+        "avgpool": lambda: tnn.AvgPool2d(3, stride=2, padding=1),
+        "avgpool_no_pad_count": lambda: tnn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False,
+                                                      ceil_mode=True),
+        "adaptive_avgpool": lambda: tnn.AdaptiveAvgPool2d((2, 3)),
+        "global_avgpool": lambda: tnn.AdaptiveAvgPool2d(1),
+        "batchnorm2d": lambda: tnn.BatchNorm2d(3),
+        "batchnorm1d": lambda: tnn.BatchNorm1d(5),
+        "layernorm": lambda: tnn.LayerNorm(6),
+        "relu": lambda: tnn.ReLU(),
+        "leaky_relu": lambda: tnn.LeakyReLU(0.1),
+        "gelu": lambda: tnn.GELU(),
+        "gelu_tanh": lambda: tnn.GELU(approximate="tanh"),
+        "sigmoid": lambda: tnn.Sigmoid(),
+        "tanh": lambda: tnn.Tanh(),
+        "softmax": lambda: tnn.Softmax(dim=1),
+        "log_softmax": lambda: tnn.LogSoftmax(dim=1),
+        "lenet5": torch_twins.lenet5,
+    }, torch
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_matches_pytorch_on_the_device(name, backend):
+    """Forward, input gradient, parameter gradients and buffers against PyTorch (float32, train mode)."""
+    pytest.importorskip("torch")
+    from minigrad.torch_compat import to_torch_state_dict
+    twins, torch = _torch_layers()
+    assert set(twins) == set(LAYERS), "a layer was added without its PyTorch twin"
+    device = "cuda" if backend == "cupy" and torch.cuda.is_available() else "cpu"
+    make, shape = LAYERS[name]
+    mg.set_backend("numpy")
+    ours = make().to(backend)
+    theirs = twins[name]().to(device)
+    theirs.load_state_dict(to_torch_state_dict(ours))
+    x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    y = ours(to_backend(x, backend))
+    tx = torch.tensor(x, device=device, requires_grad=True)
+    ty = theirs(tx)
+    dy = np.random.default_rng(1).standard_normal(ty.shape).astype("float32")
+    dx = ours.backward(to_backend(dy, backend))
+    ty.backward(torch.tensor(dy, device=device))
+    np.testing.assert_allclose(_host(y), ty.detach().cpu().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_host(dx), tx.grad.cpu().numpy(), rtol=1e-4, atol=1e-5)
+    torch_params = dict(theirs.named_parameters())
+    for pname, p in ours.named_parameters():
+        np.testing.assert_allclose(_host(p.grad), torch_params[pname].grad.cpu().numpy(), rtol=1e-3, atol=1e-4,
+                                   err_msg=pname)
+    torch_buffers = dict(theirs.named_buffers())
+    for bname, b in ours.named_buffers():
+        np.testing.assert_allclose(_host(b), torch_buffers[bname].cpu().numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=bname)
+
+
+TORCH_LOSSES = {
+    "cross_entropy": lambda tnn: tnn.CrossEntropyLoss(),
+    "cross_entropy_ignore": lambda tnn: tnn.CrossEntropyLoss(ignore_index=2),
+    "cross_entropy_sum": lambda tnn: tnn.CrossEntropyLoss(reduction="sum"),
+    "cross_entropy_smooth": lambda tnn: tnn.CrossEntropyLoss(label_smoothing=0.1),
+    "nll": lambda tnn: tnn.NLLLoss(),
+    "mse": lambda tnn: tnn.MSELoss(),
+    "bce_logits": lambda tnn: tnn.BCEWithLogitsLoss(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_matches_pytorch_on_the_device(name, backend):
+    torch = pytest.importorskip("torch")
+    assert set(TORCH_LOSSES) == set(LOSSES), "a loss was added without its PyTorch twin"
+    device = "cuda" if backend == "cupy" and torch.cuda.is_available() else "cpu"
+    make, kind = LOSSES[name]
+    rng = np.random.default_rng(2)
+    pred = (rng.standard_normal((8, 5)) * 4).astype("float32")
+    target = {"index": rng.integers(0, 5, 8), "float": rng.standard_normal((8, 5)).astype("float32"),
+              "binary": (rng.random((8, 5)) > 0.5).astype("float32")}[kind]
+    value = make()
+    ours = value(to_backend(pred, backend), to_backend(target, backend))
+    grad = value.backward()
+    tpred = torch.tensor(pred, device=device, requires_grad=True)
+    theirs = TORCH_LOSSES[name](torch.nn)(tpred, torch.tensor(target, device=device))
+    theirs.backward()
+    np.testing.assert_allclose(float(_host(ours)), theirs.item(), rtol=1e-5)
+    np.testing.assert_allclose(_host(grad), tpred.grad.cpu().numpy(), rtol=1e-4, atol=1e-6)
+
+
+TORCH_OPTIMIZERS = {
+    "sgd": lambda optim, p: optim.SGD(p, lr=0.1),
+    "sgd_nesterov_wd": lambda optim, p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
+    "adam": lambda optim, p: optim.Adam(p, lr=1e-2),
+    "adamw": lambda optim, p: optim.AdamW(p, lr=1e-2),
+    "adam_amsgrad": lambda optim, p: optim.Adam(p, lr=1e-2, amsgrad=True),
+    "rmsprop": lambda optim, p: optim.RMSprop(p, lr=1e-2, momentum=0.5, centered=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_matches_pytorch_on_the_device(name, backend):
+    torch = pytest.importorskip("torch")
+    from minigrad.torch_compat import to_torch_state_dict
+    assert set(TORCH_OPTIMIZERS) == set(OPTIMIZERS), "an optimizer was added without its PyTorch twin"
+    device = "cuda" if backend == "cupy" and torch.cuda.is_available() else "cpu"
+    mg.set_backend("numpy")
+    ours = nn.Linear(6, 3).to(backend)
+    theirs = torch.nn.Linear(6, 3).to(device)
+    theirs.load_state_dict(to_torch_state_dict(ours))
+    opt, torch_opt = OPTIMIZERS[name](ours.parameters()), TORCH_OPTIMIZERS[name](torch.optim, theirs.parameters())
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        for p, tp in zip(ours.parameters(), theirs.parameters()):
+            grad = rng.standard_normal(tp.shape).astype("float32")
+            p.grad[...] = to_backend(grad, backend)
+            tp.grad = torch.tensor(grad, device=device)
+        opt.step()
+        torch_opt.step()
+    for p, tp in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(_host(p.data), tp.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_float64_results_match_numpy_to_1e10(name, backend):
+    """In double precision the backend gives NumPy's forward and gradients to ~1e-10 relative
+    (only the summation order of its kernels and GEMMs differs)."""
+    make, shape = LAYERS[name]
+    mg.set_backend("numpy")
+    reference = make().to(dtype="float64")
+    moved = make().to(dtype="float64")
+    moved.load_state_dict(reference.state_dict())
+    moved.to(backend)
+    x = np.random.default_rng(5).standard_normal(shape)
+    y_ref = reference(x)
+    y = moved(to_backend(x, backend))
+    assert y.dtype == np.float64
+    dy = np.random.default_rng(6).standard_normal(y_ref.shape)
+    dx_ref = reference.backward(dy)
+    dx = moved.backward(to_backend(dy, backend))
+    scale = max(float(np.abs(y_ref).max()), 1.0)
+    np.testing.assert_allclose(_host(y), y_ref, rtol=1e-10, atol=1e-12 * scale)
+    np.testing.assert_allclose(_host(dx), dx_ref, rtol=1e-10, atol=1e-12 * float(np.abs(dx_ref).max()))
+    for (pname, p_ref), (_, p) in zip(reference.named_parameters(), moved.named_parameters()):
+        np.testing.assert_allclose(_host(p.grad), p_ref.grad, rtol=1e-10,
+                                   atol=1e-12 * float(np.abs(p_ref.grad).max()), err_msg=pname)
+
+
+def test_numpy_input_to_a_moved_layer_fails_loudly(backend):
+    if backend == "numpy":
+        pytest.skip("needs a second backend")
+    layer = nn.Conv2d(1, 2, 3).to(backend)
+    with pytest.raises(mg.BackendMismatchError, match="Conv2d.*numpy.*cupy|Conv2d.*cupy.*numpy"):
+        layer(np.zeros((1, 1, 5, 5), dtype="float32"))

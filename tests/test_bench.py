@@ -59,9 +59,23 @@ def test_cupy_backend_fails_clearly_without_a_gpu(capsys):
         pytest.skip("a GPU is present")
     assert bench.run(_args("--backend", "cupy", "--quick")) == 2
     err = capsys.readouterr().err
-    assert "cupy" in err and "install" in err.lower()
+    assert "cupy" in err.lower() and "install" in err.lower()  # not installed, or installed without a GPU
 
 
 def test_unknown_case_group(capsys):
     assert bench.run(_args("--cases", "conv,nope")) == 2
     assert "unknown case group" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cupy_run_synchronizes_and_reports(tmp_path):
+    from minigrad.backend import cupy_available
+    if not cupy_available():
+        pytest.skip("needs CuPy and a CUDA GPU")
+    out = tmp_path / "r.json"
+    assert bench.run(_args("--backend", "cupy", "--quick", "--cases", "conv,train", "--repeat", "1",
+                           "--pause", "0", "--json", str(out))) == 0
+    report = json.loads(out.read_text())
+    assert report["backend"] == "cupy" and len(report["cases"]) == 12
+    for case in report["cases"]:
+        assert case["minigrad_ms"] > 0

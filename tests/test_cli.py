@@ -141,3 +141,22 @@ def test_examples_graph_training_and_gpu_switch():
         assert "test accuracy on cupy" in gpu.stdout
     else:
         assert gpu.returncode == 1 and "No GPU available" in gpu.stderr and "train_graph.py" in gpu.stderr
+
+
+@pytest.mark.gpu
+@needs_mnist
+def test_train_and_evaluate_on_cupy(tmp_path, capsys):
+    """`minigrad train --backend cupy` then `evaluate` on it (in process, so the simulated CuPy counts)."""
+    if not mg.backend.cupy_available():
+        pytest.skip("needs CuPy and a CUDA GPU")
+    out = tmp_path / "run"
+    assert main(["train", "--backend", "cupy", *SMALL, "--json", "--out", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["backend"] == "cupy" and metrics["test_images"] == 256
+    assert main(["train", "--backend", "numpy", *SMALL, "--json", "--out", str(tmp_path / "cpu")]) == 0
+    on_cpu = json.loads(capsys.readouterr().out)       # same seed and data: float32 rounding apart, same run
+    assert abs(metrics["test_accuracy"] - on_cpu["test_accuracy"]) <= 0.03
+    assert abs(metrics["train_loss"] - on_cpu["train_loss"]) <= 0.02 * on_cpu["train_loss"]
+    assert main(["evaluate", str(out / "checkpoint.npz"), "--backend", "cupy", "--limit-test", "256",
+                 "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["test_accuracy"]

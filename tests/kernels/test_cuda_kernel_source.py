@@ -6,9 +6,6 @@ called through ctypes on NumPy arrays and compared with minigrad's NumPy impleme
 On a GPU machine the backend-parity tests run the real kernels.
 """
 import ctypes
-import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,57 +15,26 @@ from minigrad.functional import pool as P
 from minigrad.kernels.cuda import KERNELS
 from minigrad.kernels.im2col import col2im, conv_out_size, im2col
 
-C_TYPES = {"T": ("double", ctypes.c_double), "int32": ("int", ctypes.c_int),
-           "int64": ("long long", ctypes.c_longlong), "bool": ("bool", ctypes.c_bool)}
+import cuda_host
+
 # Non-raw input parameters that are arrays (the rest are scalars); outputs are always arrays.
 ARRAY_INPUTS = {"sgd_momentum": {"grad"}, "adam": {"grad"}}
-
-
-def _params(spec):
-    for part in spec.split(","):
-        words = part.split()
-        raw = words[0] == "raw"
-        yield raw, words[-2], words[-1]
-
-
-def _host_source(name):
-    in_spec, out_spec, body = KERNELS[name]
-    args, prologue = [], []
-    for raw, ctype, pname in _params(in_spec):
-        c = C_TYPES[ctype][0]
-        if raw:
-            args.append(f"const {c}* {pname}")
-        elif pname in ARRAY_INPUTS.get(name, ()):
-            args.append(f"const {c}* {pname}_array")
-            prologue.append(f"const {c} {pname} = {pname}_array[i];")
-        else:
-            args.append(f"{c} {pname}")
-    for _, ctype, pname in _params(out_spec):
-        c = C_TYPES[ctype][0]
-        args.append(f"{c}* {pname}_array")
-        prologue.append(f"{c}& {pname} = {pname}_array[i];")
-    return (f'extern "C" void k_{name}({", ".join(args)}, long long count) {{\n'
-            f"  for (long long i = 0; i < count; ++i) {{\n    {' '.join(prologue)}\n{body}\n  }}\n}}\n")
+C_VALUE = {"T": ctypes.c_double, **{name: c for name, (_, c) in cuda_host.C_TYPES.items()}}
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    if shutil.which("g++") is None:
+    if not cuda_host.compiler_available():
         pytest.skip("g++ is not installed")
-    folder = tmp_path_factory.mktemp("kernels")
-    source = ("#include <cmath>\n#include <algorithm>\nusing std::min; using std::max; using std::exp;\n"
-              "using std::log; using std::sqrt;\ntypedef double T;\n" + "".join(_host_source(n) for n in KERNELS))
-    (folder / "k.cpp").write_text(source)
-    result = subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(folder / "k.so"),
-                             str(folder / "k.cpp")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return ctypes.CDLL(str(folder / "k.so"))
+    source = "".join(cuda_host.host_function(f"k_{name}", *KERNELS[name], "double", ARRAY_INPUTS.get(name, ()))
+                     for name in KERNELS)
+    return cuda_host.build(source, str(tmp_path_factory.mktemp("kernels")))
 
 
 def run(lib, name, *args, count):
     """Call kernel `name`; numpy arrays go by pointer, Python numbers by value in the declared type."""
     in_spec, out_spec, _ = KERNELS[name]
-    declared = [ctype for _, ctype, _ in _params(in_spec)] + [ctype for _, ctype, _ in _params(out_spec)]
+    declared = [t for _, t, _ in cuda_host.params(in_spec) + cuda_host.params(out_spec)]
     assert len(args) == len(declared), f"{name}: {len(args)} args for {len(declared)} params"
     converted = []
     for value, ctype in zip(args, declared):
@@ -76,7 +42,7 @@ def run(lib, name, *args, count):
             assert value.flags.c_contiguous
             converted.append(value.ctypes.data_as(ctypes.c_void_p))
         else:
-            converted.append(C_TYPES[ctype][1](value))
+            converted.append(C_VALUE[ctype](value))
     getattr(lib, f"k_{name}")(*converted, ctypes.c_longlong(count))
 
 

@@ -1,0 +1,88 @@
+"""Host C++ builds of CuPy ElementwiseKernel bodies, for machines without a GPU.
+
+A kernel ``(in_params, out_params, body)`` in CuPy's syntax becomes one C function that
+runs ``body`` once per output element ``i`` -- the loop a CUDA grid would run. ``raw``
+arrays and non-raw array inputs arrive as pointers, scalars by value, outputs as
+references into their arrays. Used by the kernel-source tests and the simulated CuPy.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+C_TYPES = {"float32": ("float", ctypes.c_float), "float64": ("double", ctypes.c_double),
+           "int32": ("int", ctypes.c_int), "int64": ("long long", ctypes.c_longlong),
+           "bool": ("bool", ctypes.c_bool)}
+
+PRELUDE = ("#include <cmath>\n#include <algorithm>\n"
+           "using std::min; using std::max; using std::exp; using std::log; using std::sqrt;\n")
+
+
+def params(spec: str):
+    """[(raw, type name, param name)] of a CuPy parameter list such as 'raw T x, int32 h'."""
+    out = []
+    for part in spec.split(","):
+        words = part.split()
+        out.append((words[0] == "raw", words[-2], words[-1]))
+    return out
+
+
+def host_function(symbol: str, in_spec: str, out_spec: str, body: str, type_T: str, array_inputs=()) -> str:
+    """C source of ``extern "C" void symbol(args..., long long count)`` running body for i < count.
+
+    type_T: the C type T stands for ('float' or 'double'); array_inputs: names of the
+    non-raw input parameters that are arrays (read at element i) rather than scalars.
+    """
+    def ctype(name):
+        return type_T if name == "T" else C_TYPES[name][0]
+
+    args, prologue = [], []
+    for raw, type_name, name in params(in_spec):
+        c = ctype(type_name)
+        if raw:
+            args.append(f"const {c}* {name}")
+        elif name in array_inputs:
+            args.append(f"const {c}* {name}_array")
+            prologue.append(f"const {c} {name} = {name}_array[i];")
+        else:
+            args.append(f"{c} {name}")
+    for _, type_name, name in params(out_spec):
+        c = ctype(type_name)
+        args.append(f"{c}* {name}_array")
+        prologue.append(f"{c}& {name} = {name}_array[i];")
+    return (f'extern "C" void {symbol}({", ".join(args)}, long long count) {{\n'
+            f"  typedef {type_T} T;\n"
+            f"  for (long long i = 0; i < count; ++i) {{\n    {' '.join(prologue)}\n{body}\n  }}\n}}\n")
+
+
+def compiler_available() -> bool:
+    return shutil.which("g++") is not None
+
+
+def build(functions: str, folder: str | None = None) -> ctypes.CDLL:
+    """Compile host_function sources (one string) into a shared library and load it.
+
+    Libraries are cached by source hash in ``folder`` (default: a per-user temp folder).
+    Raises RuntimeError with the compiler's message when the source does not compile.
+    """
+    source = PRELUDE + functions
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    folder = folder or os.path.join(tempfile.gettempdir(), f"minigrad-host-kernels-{os.getuid()}")
+    os.makedirs(folder, exist_ok=True)
+    library = os.path.join(folder, f"k{digest}.so")
+    if not os.path.exists(library):
+        cpp = os.path.join(folder, f"k{digest}-{os.getpid()}.cpp")
+        with open(cpp, "w") as f:
+            f.write(source)
+        partial = f"{library}.{os.getpid()}"
+        result = subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", partial, cpp],
+                                capture_output=True, text=True)
+        os.remove(cpp)
+        if result.returncode != 0:
+            raise RuntimeError(f"host build of a CUDA kernel failed:\n{result.stderr}")
+        os.replace(partial, library)  # atomic: parallel test processes never load a half-written file
+    return ctypes.CDLL(library)

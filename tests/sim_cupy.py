@@ -1,0 +1,455 @@
+"""Simulated CuPy: runs minigrad's CuPy code paths on the CPU, for machines without a GPU.
+
+    MINIGRAD_TEST_CUPY=sim python -m pytest -m gpu      # every cupy-parametrized test
+
+``install()`` puts a module named ``cupy`` (and ``cupyx.scipy.special``) in ``sys.modules``.
+It is *not* a GPU and proves nothing about speed or about CUDA itself; it proves that the
+Python side of the GPU path -- kernel wrappers, argument types, device moves, checkpoint
+round trips, optimizer state, the training loop -- does what the NumPy path does, and that
+it only uses what real CuPy 14 offers:
+
+- ``ndarray`` wraps a NumPy array in a distinct type, as a device array is. Like CuPy it
+  refuses implicit conversion (``numpy.asarray(x)`` raises; use ``x.get()``) and refuses
+  NumPy arrays as operands or arguments (only ``cupy.asarray`` / ``array`` copy host data
+  in), so a hidden host round trip or a stray ``numpy.zeros`` fails here as on a GPU.
+- Module functions, array methods, ``cupy.random`` and ``cupy.cuda`` names exist only when
+  real CuPy 14 has them (``sim_cupy_names.json``, read off cupy-cuda13x 14.2.0).
+- ``ElementwiseKernel`` compiles the kernel body as host C++ (``cuda_host``) for the dtype
+  bound to ``T`` and runs it once per output element, with CuPy's argument rules (arity,
+  one dtype per type placeholder, scalars cast to the declared type).
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import sys
+import types
+
+import numpy
+
+import cuda_host
+
+_NAMES = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim_cupy_names.json")))
+_MODULE_NAMES = set(_NAMES["cupy"])
+_METHOD_NAMES = set(_NAMES["ndarray"])
+_HOST_INPUT = "Unsupported type {}: a NumPy array cannot be an operand of a CuPy (device) operation"
+
+
+class SimulatedDeviceError(TypeError):
+    """Code did something real CuPy would refuse (host array in a device op, missing API)."""
+
+
+# ----------------------------------------------------------------------------- arrays
+
+def _unwrap(obj):
+    """Device arrays -> their NumPy storage; NumPy arrays are refused, as CuPy refuses them."""
+    if isinstance(obj, ndarray):
+        return obj._a
+    if isinstance(obj, numpy.ndarray):
+        raise SimulatedDeviceError(_HOST_INPUT.format(type(obj)))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_unwrap(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _unwrap(v) for k, v in obj.items()}
+    return obj
+
+
+def _wrap(obj):
+    """NumPy results -> device arrays (a NumPy scalar result is a 0-d array, as in CuPy)."""
+    if isinstance(obj, numpy.ndarray):
+        return ndarray._of(obj)
+    if isinstance(obj, numpy.generic):
+        return ndarray._of(numpy.asarray(obj))
+    if isinstance(obj, tuple):
+        return tuple(_wrap(o) for o in obj)
+    if isinstance(obj, list):
+        return [_wrap(o) for o in obj]
+    return obj
+
+
+def _device_call(fn, *args, **kwargs):
+    return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
+
+
+class ndarray:
+    """A device array (NumPy storage). ``get()`` copies it to the host."""
+
+    __slots__ = ("_a",)
+    __array_priority__ = 100
+
+    def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        self._a = numpy.empty(shape, dtype=dtype, order=order)
+
+    @classmethod
+    def _of(cls, array):
+        obj = object.__new__(cls)
+        obj._a = array
+        return obj
+
+    # --- host transfers: explicit only
+    def get(self, stream=None, order="C", out=None, blocking=True):
+        return numpy.array(self._a, order=order)
+
+    def set(self, arr, stream=None):
+        if not isinstance(arr, numpy.ndarray) or arr.shape != self.shape:
+            raise ValueError(f"set() needs a NumPy array of shape {self.shape}")
+        self._a[...] = arr
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
+                        "Please use `.get()` to construct a NumPy array explicitly.")
+
+    # --- attributes
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: ndarray._of(self._a.T))
+    mT = property(lambda self: ndarray._of(self._a.mT))
+    real = property(lambda self: ndarray._of(self._a.real))
+    imag = property(lambda self: ndarray._of(self._a.imag))
+    device = property(lambda self: cuda.Device(0))
+    data = property(lambda self: types.SimpleNamespace(ptr=self._a.ctypes.data, device_id=0))
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name not in _METHOD_NAMES or not hasattr(numpy.ndarray, name):
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
+        method = getattr(self._a, name)
+        return lambda *args, **kwargs: _device_call(method, *args, **kwargs)
+
+    # --- numpy protocol: numpy functions on device arrays run "on the device"
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc.__name__ not in _MODULE_NAMES:
+            raise SimulatedDeviceError(f"CuPy has no ufunc {ufunc.__name__}")
+        out = kwargs.get("out")
+        result = _device_call(getattr(ufunc, method), *inputs, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return result
+
+    def __array_function__(self, func, types_, args, kwargs):
+        if func.__module__ != "numpy" or func.__name__ not in _MODULE_NAMES:
+            raise SimulatedDeviceError(f"CuPy has no {func.__module__}.{func.__name__}")
+        return _device_call(func, *args, **kwargs)
+
+    # --- indexing, iteration, conversion
+    def __getitem__(self, key):
+        return _wrap(self._a[_unwrap(key)])
+
+    def __setitem__(self, key, value):
+        self._a[_unwrap(key)] = _unwrap(value)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (ndarray._of(row) for row in self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __complex__(self):
+        return complex(self._a)
+
+    def __repr__(self):
+        return repr(self._a).replace("array(", "array(device=sim, ", 1)
+
+    __str__ = __repr__
+    __hash__ = None
+
+    def __format__(self, spec):
+        return format(self._a, spec)
+
+    def __copy__(self):
+        return ndarray._of(self._a.copy())
+
+    def __deepcopy__(self, memo):
+        return ndarray._of(self._a.copy())
+
+    def __reduce__(self):  # CuPy pickles a device array as a device array
+        return (_from_pickle, (self._a.copy(),))
+
+
+def _from_pickle(array):
+    return ndarray._of(array)
+
+
+def _operator(name):
+    numpy_op = getattr(numpy.ndarray, name)
+    in_place = name.startswith("__i")
+
+    def op(self, *others):
+        result = numpy_op(self._a, *_unwrap(others))
+        if result is NotImplemented:
+            return NotImplemented
+        return self if in_place else _wrap(result)
+    op.__name__ = name
+    return op
+
+
+for _name in ("add sub mul truediv floordiv mod pow matmul divmod and or xor lshift rshift "
+              "radd rsub rmul rtruediv rfloordiv rmod rpow rmatmul rdivmod rand ror rxor rlshift rrshift "
+              "iadd isub imul itruediv ifloordiv imod ipow iand ior ixor ilshift irshift "
+              "eq ne lt le gt ge neg pos abs invert").split():
+    setattr(ndarray, f"__{_name}__", _operator(f"__{_name}__"))
+ndarray.__module__ = "cupy"
+
+
+# ----------------------------------------------------------------------------- kernels
+
+class ElementwiseKernel:
+    """cupy.ElementwiseKernel: the body runs as host C++ once per output element ``i``."""
+
+    def __init__(self, in_params, out_params, operation, name="kernel", **kwargs):
+        self.in_params, self.out_params, self.operation, self.name = in_params, out_params, operation, name
+        self._ins, self._outs = cuda_host.params(in_params), cuda_host.params(out_params)
+        self._libraries = {}
+
+    def __call__(self, *args, size=None):
+        declared = self._ins + self._outs
+        if len(args) != len(declared):
+            raise TypeError(f"{self.name}: wrong number of arguments ({len(args)} given, {len(declared)} declared)")
+        bound = {}
+        for value, (_, type_name, pname) in zip(args, declared):
+            if isinstance(value, numpy.ndarray):
+                raise SimulatedDeviceError(f"{self.name}: argument {pname} is a NumPy (host) array")
+            if type_name == "T" and isinstance(value, ndarray):
+                if bound.setdefault("T", value.dtype) != value.dtype:
+                    raise TypeError(f"{self.name}: Type is mismatched. {pname} {value.dtype} {bound['T']}")
+        if bound.get("T") not in (numpy.dtype("float32"), numpy.dtype("float64")):
+            raise SimulatedDeviceError(f"{self.name}: the simulator runs T = float32/float64, got {bound.get('T')}")
+        type_T = cuda_host.C_TYPES[bound["T"].name][0]
+        outputs = args[len(self._ins):]
+        for value, (raw, _, pname) in zip(outputs, self._outs):
+            if not isinstance(value, ndarray) or raw:
+                raise TypeError(f"{self.name}: output {pname} must be a device array")
+        count = outputs[0].size
+        array_inputs = tuple(pname for value, (raw, _, pname) in zip(args, self._ins)
+                             if isinstance(value, ndarray) and not raw)
+        converted, copies = [], []
+        for value, (raw, type_name, pname) in zip(args, declared):
+            dtype = bound["T"] if type_name == "T" else numpy.dtype(type_name)
+            if isinstance(value, ndarray):
+                if value.dtype != dtype:
+                    raise TypeError(f"{self.name}: {pname} is {value.dtype}, declared {type_name} ({dtype})")
+                storage = value._a
+                if not raw and storage.shape != outputs[0].shape:   # CuPy broadcasts non-raw arrays
+                    try:
+                        storage = numpy.broadcast_to(storage, outputs[0].shape)
+                    except ValueError:
+                        raise ValueError(f"{self.name}: operands could not be broadcast together: {pname} "
+                                         f"{value.shape}, output {outputs[0].shape}") from None
+                if not storage.flags.c_contiguous:
+                    storage = numpy.ascontiguousarray(storage)
+                if storage is not value._a:
+                    copies.append((value, storage))
+                converted.append(storage.ctypes.data_as(ctypes.c_void_p))
+            else:
+                converted.append(cuda_host.C_TYPES[dtype.name][1](dtype.type(value).item()))
+        key = (type_T, array_inputs)
+        if key not in self._libraries:
+            source = cuda_host.host_function("kernel", self.in_params, self.out_params, self.operation,
+                                             type_T, array_inputs)
+            self._libraries[key] = cuda_host.build(source).kernel
+        self._libraries[key](*converted, ctypes.c_longlong(count))
+        for value, storage in copies:   # outputs that were not contiguous
+            if any(value is out for out in outputs):
+                value._a[...] = storage
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+# ----------------------------------------------------------------------------- module
+
+def asarray(a, dtype=None, order=None, *, blocking=False):
+    """Host (or device) data -> device array; a device array of the right dtype is returned as is."""
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == numpy.dtype(dtype) else a.astype(dtype)
+    return ndarray._of(numpy.array(a, dtype=dtype, order=order or "K", copy=True))
+
+
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    host = obj._a if isinstance(obj, ndarray) else obj
+    return ndarray._of(numpy.array(host, dtype=dtype, copy=True, order=order, ndmin=ndmin))
+
+
+def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    return a.get(order=order) if isinstance(a, ndarray) else numpy.asarray(a, order=order)
+
+
+class _MemoryPool:
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return 0
+
+    def free_all_blocks(self):
+        pass
+
+
+_POOL = _MemoryPool()
+
+
+class _Module(types.ModuleType):
+    def __getattr__(self, name):
+        if name.startswith("__") or name not in _MODULE_NAMES:
+            raise AttributeError(f"module 'cupy' has no attribute {name!r}")
+        if not hasattr(numpy, name):
+            raise AttributeError(f"simulated cupy does not provide cupy.{name}")
+        value = getattr(numpy, name)
+        if isinstance(value, type) or not callable(value):   # dtypes, constants
+            return value
+        return lambda *args, **kwargs: _device_call(value, *args, **kwargs)
+
+
+# --- cupy.cuda
+class _Device:
+    def __init__(self, device=0):
+        self.id = int(device)
+        self.compute_capability = "90"
+
+    def use(self):
+        return self
+
+    def synchronize(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __eq__(self, other):
+        return isinstance(other, _Device) and other.id == self.id
+
+    def __hash__(self):
+        return self.id
+
+    def __repr__(self):
+        return f"<CUDA Device {self.id} (simulated)>"
+
+
+class _Stream:
+    ptr = 0
+    null = None
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Event:
+    def __init__(self, *args, **kwargs):
+        self.time = None
+
+    def record(self, stream=None):
+        import time
+        self.time = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+
+def _get_elapsed_time(start, end):
+    return (end.time - start.time) * 1e3
+
+
+_runtime = types.SimpleNamespace(
+    getDeviceCount=lambda: 1, getDevice=lambda: 0, deviceSynchronize=lambda: None,
+    getDeviceProperties=lambda device: {"name": b"simulated CUDA device (CPU)", "totalGlobalMem": 1 << 34,
+                                        "major": 9, "minor": 0, "multiProcessorCount": 1},
+    memGetInfo=lambda: (1 << 34, 1 << 34))
+cuda = types.SimpleNamespace(
+    Device=_Device, Stream=_Stream, Event=_Event, runtime=_runtime, get_elapsed_time=_get_elapsed_time,
+    get_current_stream=lambda: _Stream(), curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=161),
+    is_available=lambda: True)
+_Stream.null = _Stream()
+for _name in vars(cuda):
+    assert _name in _NAMES["cuda"] or _name == "curand", _name   # cupy.cuda.curand is a lazy attribute
+
+
+# --- cupy.random
+class RandomState:
+    """cupy.random.RandomState(seed, method): a NumPy PCG64 stream (not CuPy's numbers)."""
+
+    def __init__(self, seed=None, method=None):
+        self._generator = numpy.random.Generator(numpy.random.PCG64(seed))
+
+    def random_sample(self, size=None, dtype=float):
+        return ndarray._of(numpy.asarray(self._generator.random(size, dtype=numpy.float64).astype(dtype)))
+
+    def standard_normal(self, size=None, dtype=float):
+        return ndarray._of(numpy.asarray(self._generator.standard_normal(size).astype(dtype)))
+
+    def normal(self, loc=0.0, scale=1.0, size=None, dtype=float):
+        return ndarray._of(numpy.asarray(self._generator.normal(loc, scale, size).astype(dtype)))
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
+        return ndarray._of(numpy.asarray(self._generator.uniform(low, high, size).astype(dtype)))
+
+
+for _name in ("random_sample", "standard_normal", "normal", "uniform"):
+    assert _name in _NAMES["RandomState"], _name
+_global_random = RandomState()
+random = types.SimpleNamespace(RandomState=RandomState, seed=lambda seed=None: _global_random.__init__(seed),
+                               random_sample=_global_random.random_sample,
+                               standard_normal=_global_random.standard_normal)
+
+
+# --- cupyx.scipy.special
+def _elementwise_math(fn):
+    vectorized = numpy.vectorize(fn)
+
+    def apply(x, out=None):
+        result = ndarray._of(vectorized(_unwrap(x)).astype(x.dtype))
+        if out is not None:
+            out[...] = result
+            return out
+        return result
+    return apply
+
+
+special = types.SimpleNamespace(erf=_elementwise_math(math.erf), erfc=_elementwise_math(math.erfc))
+
+
+def install():
+    """Make ``import cupy`` / ``from cupyx.scipy import special`` give the simulator."""
+    module = _Module("cupy", "Simulated CuPy (CPU); see tests/sim_cupy.py")
+    module.__version__ = f"{_NAMES['version']}+simulated"
+    for name, value in {"ndarray": ndarray, "ElementwiseKernel": ElementwiseKernel, "asarray": asarray,
+                        "array": array, "asnumpy": asnumpy, "cuda": cuda, "random": random,
+                        "get_default_memory_pool": lambda: _POOL,
+                        "get_default_pinned_memory_pool": lambda: _POOL}.items():
+        assert name in _MODULE_NAMES, name
+        setattr(module, name, value)
+    module.get_array_module = lambda *args: module if any(isinstance(a, ndarray) for a in args) else numpy
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")
+    for name, fn in vars(special).items():
+        assert name in _NAMES["cupyx.scipy.special"], name
+        setattr(cupyx.scipy.special, name, fn)
+    sys.modules.update({"cupy": module, "cupyx": cupyx, "cupyx.scipy": cupyx.scipy,
+                        "cupyx.scipy.special": cupyx.scipy.special})
+    return module
