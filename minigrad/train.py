@@ -22,6 +22,7 @@ and one per logging interval (``steps``: ``step``, ``loss``, ``acc``, ``lr``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -219,7 +220,7 @@ def evaluate(model, loader, loss=None, progress=False) -> dict:
     start = time.perf_counter()
     meter = None
     try:
-        with no_grad():
+        with no_grad(), _deferred_target_checks(loss):
             bar = _progress_bar(len(loader), 0, "evaluate", progress)
             for x, y in loader:
                 out = model(x)
@@ -229,6 +230,7 @@ def evaluate(model, loader, loss=None, progress=False) -> dict:
                 meter.add(value, out, y, -1)
                 bar.update(1)
             bar.close()
+            _check_targets(loss)
     finally:
         model.train(was_training)
     if meter is None:
@@ -239,6 +241,26 @@ def evaluate(model, loader, loss=None, progress=False) -> dict:
     return {"loss": values["loss_sum"] / n if loss is not None else None,
             "accuracy": values["correct"] / n if meter.has_accuracy else None,
             "n": n, "seconds": seconds, "images_per_s": n / seconds if seconds > 0 else None}
+
+
+@contextlib.contextmanager
+def _deferred_target_checks(loss):
+    """While a loop runs, a class-index loss counts out-of-range targets on the device instead of
+    reading a check back every batch (a device-to-host sync); _check_targets reads the count."""
+    if not hasattr(loss, "defer_checks"):
+        yield
+        return
+    previous, loss.defer_checks = loss.defer_checks, True
+    try:
+        yield
+    finally:
+        loss.defer_checks = previous
+
+
+def _check_targets(loss):
+    check = getattr(loss, "check_deferred", None)
+    if check is not None:
+        check()
 
 
 def _progress_bar(total, initial, desc, enabled):
@@ -300,6 +322,7 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
     log = _open_log(log_path, state.records)
 
     def save_checkpoint(meter, seconds):
+        _check_targets(loss)
         values = meter.read() if meter is not None else None
         if values is not None and values["bad_step"] >= 0:  # never checkpoint a diverged model
             raise _nonfinite_error(values["bad_step"], state.epoch, steps_per_epoch, checkpoint)
@@ -310,13 +333,14 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
     for c in callbacks:
         c.on_train_begin(state)
     try:
-        while state.epoch < epochs and not state.stop_training:
-            finished = _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, progress,
-                                  log_every, checkpoint_every if checkpoint else None, save_checkpoint, meter_values,
-                                  epoch_seconds, steps_per_epoch, checkpoint)
-            meter_values, epoch_seconds = None, 0.0
-            if checkpoint and finished:
-                save_checkpoint(None, 0.0)
+        with _deferred_target_checks(loss):        # no per-batch sync for the label check
+            while state.epoch < epochs and not state.stop_training:
+                finished = _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, progress,
+                                      log_every, checkpoint_every if checkpoint else None, save_checkpoint,
+                                      meter_values, epoch_seconds, steps_per_epoch, checkpoint)
+                meter_values, epoch_seconds = None, 0.0
+                if checkpoint and finished:
+                    save_checkpoint(None, 0.0)
     finally:
         if log is not None:
             log.close()
@@ -360,6 +384,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
     clock = {"time": time.perf_counter(), "count": first_count}
 
     def read_and_log(final=False):
+        _check_targets(loss)       # a bad label first: it can also make the loss non-finite
         values = meter.read()
         if values["bad_step"] >= 0:
             raise _nonfinite_error(values["bad_step"], epoch, steps_per_epoch, checkpoint)

@@ -56,7 +56,7 @@ def host_function(symbol: str, in_spec: str, out_spec: str, body: str, type_T: s
         prologue.append(f"{c}& {name} = {name}_array[i];")
     return (f'extern "C" void {symbol}({", ".join(args)}, long long count) {{\n'
             f"  typedef {type_T} T;\n"
-            f"  for (long long i = 0; i < count; ++i) {{\n    {' '.join(prologue)}\n{body}\n  }}\n}}\n")
+            f"  for (long long i = 0; i < count; ++i) {{\n    {' '.join(prologue)}\n{body};\n  }}\n}}\n")  # CuPy adds the ;
 
 
 def compiler_available() -> bool:

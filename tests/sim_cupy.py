@@ -37,6 +37,16 @@ _METHOD_NAMES = set(_NAMES["ndarray"])
 _HOST_INPUT = "Unsupported type {}: a NumPy array cannot be an operand of a CuPy (device) operation"
 
 
+# Device-to-host reads so far (get, item, float/int/bool of an array, printing): what a GPU would
+# have to wait for. Tests count them, e.g. the training loop reads only every ``log_every`` steps.
+host_reads = 0
+
+
+def _host_read():
+    global host_reads
+    host_reads += 1
+
+
 class SimulatedDeviceError(TypeError):
     """Code did something real CuPy would refuse (host array in a device op, missing API)."""
 
@@ -90,6 +100,7 @@ class ndarray:
 
     # --- host transfers: explicit only
     def get(self, stream=None, order="C", out=None, blocking=True):
+        _host_read()
         return numpy.array(self._a, order=order)
 
     def set(self, arr, stream=None):
@@ -121,6 +132,8 @@ class ndarray:
         if name.startswith("__") or name not in _METHOD_NAMES or not hasattr(numpy.ndarray, name):
             raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
         method = getattr(self._a, name)
+        if name in ("item", "tolist", "tobytes"):
+            _host_read()
         return lambda *args, **kwargs: _device_call(method, *args, **kwargs)
 
     # --- numpy protocol: numpy functions on device arrays run "on the device"
@@ -152,24 +165,30 @@ class ndarray:
         return (ndarray._of(row) for row in self._a)
 
     def __bool__(self):
+        _host_read()
         return bool(self._a)
 
     def __float__(self):
+        _host_read()
         return float(self._a)
 
     def __int__(self):
+        _host_read()
         return int(self._a)
 
     def __complex__(self):
+        _host_read()
         return complex(self._a)
 
     def __repr__(self):
+        _host_read()
         return repr(self._a).replace("array(", "array(device=sim, ", 1)
 
     __str__ = __repr__
     __hash__ = None
 
     def __format__(self, spec):
+        _host_read()
         return format(self._a, spec)
 
     def __copy__(self):
@@ -219,8 +238,10 @@ class ElementwiseKernel:
 
     def __call__(self, *args, size=None):
         declared = self._ins + self._outs
-        if len(args) != len(declared):
+        if len(args) not in (len(self._ins), len(declared)):
             raise TypeError(f"{self.name}: wrong number of arguments ({len(args)} given, {len(declared)} declared)")
+        if len(args) == len(self._ins):     # outputs omitted: CuPy allocates them
+            args = args + self._allocate_outputs(args, size)
         bound = {}
         for value, (_, type_name, pname) in zip(args, declared):
             if isinstance(value, numpy.ndarray):
@@ -268,6 +289,23 @@ class ElementwiseKernel:
             if any(value is out for out in outputs):
                 value._a[...] = storage
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+    def _allocate_outputs(self, args, size):
+        """Outputs of the broadcast shape of the non-raw array inputs (or ``size``), typed by T."""
+        shapes = [a.shape for a, (raw, _, _) in zip(args, self._ins) if isinstance(a, ndarray) and not raw]
+        if not shapes and size is None:
+            raise ValueError(f"{self.name}: loop size is undecided (pass the outputs or size=)")
+        shape = numpy.broadcast_shapes(*shapes) if shapes else (size,)
+        bound_T = next((a.dtype for a, (_, t, _) in zip(args, self._ins) if t == "T" and isinstance(a, ndarray)),
+                       None)
+        outputs = []
+        for _, type_name, pname in self._outs:
+            dtype = bound_T if type_name == "T" else numpy.dtype(type_name)
+            if dtype is None:
+                raise TypeError(f"{self.name}: cannot decide the dtype of output {pname}")
+            outputs.append(ndarray(shape, dtype=dtype))
+        return tuple(outputs)
 
 
 # ----------------------------------------------------------------------------- module

@@ -75,3 +75,12 @@ def test_elementwise_kernel_checks_arguments_like_cupy():
     sgd(grad64, 0.1, 0.9, 0.0, 0.0, False, False, True, param, buf)
     np.testing.assert_allclose(param.get(), 0.9)      # param - lr * grad on the first step
     np.testing.assert_allclose(buf.get(), 1.0)
+
+
+@pytest.mark.skipif(not cuda_host.compiler_available(), reason="g++ is not installed")
+def test_elementwise_kernel_allocates_omitted_outputs_like_cupy():
+    square = sim_cupy.ElementwiseKernel("T x, T k", "T y", "y = k * x * x", "square")
+    x = sim_cupy.asarray(np.arange(4, dtype="float32"))
+    y = square(x, 2.0)
+    assert isinstance(y, sim_cupy.ndarray) and y.dtype == np.float32 and y.shape == (4,)
+    np.testing.assert_array_equal(y.get(), [0, 2, 8, 18])

@@ -196,3 +196,43 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
     history_a = [json.loads(line) for line in (reference / "history.jsonl").read_text().splitlines()]
     history_b = [json.loads(line) for line in (killed / "history.jsonl").read_text().splitlines()]
     assert without_timing(history_a) == without_timing(history_b)
+
+
+@pytest.mark.gpu
+def test_training_loop_reads_the_device_only_every_log_every_steps(backend):
+    """No hidden device-to-host syncs: metrics are read once per log_every steps and once per epoch.
+
+    Counted on the simulated CuPy, which records every read of device memory by the host.
+    """
+    sim = sys.modules.get("sim_cupy")
+    if backend != "cupy" or sim is None or sys.modules["cupy"].ndarray is not sim.ndarray:
+        pytest.skip("device-to-host reads are counted on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)")
+    reads = {}
+    for log_every in (1, 4, 16):
+        model, loss, optimizer, loader = setup()      # 8 batches per epoch
+        model.to(backend)
+        before = sim.host_reads
+        mg.train.fit(model, loss, optimizer, loader, 2, progress=False, log_every=log_every)
+        reads[log_every] = sim.host_reads - before
+    steps, epochs = 16, 2
+    per_metric_read = 4    # pending bad-label count, loss sum, correct count, first non-finite step
+    for log_every, count in reads.items():
+        assert count <= per_metric_read * (steps // log_every + epochs), reads
+    assert reads[16] < steps, reads          # fewer reads than steps: nothing is read back per step
+
+
+def test_fit_reports_an_out_of_range_label_at_the_next_metric_read(backend):
+    """The label check is deferred inside fit (no per-batch sync on a GPU) but never skipped."""
+    model, loss, optimizer, _ = setup()
+    model.to(backend)
+    x, y = blobs(64)
+    y[40] = 7                                 # 2 classes
+    loader = DataLoader(ArrayDataset(x, y), batch_size=16)
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss.*\[0, C\).*1 target\(s\) out of range|"
+                                         r"CrossEntropyLoss.*class indices in \[0, 2\).*got 7"):
+        mg.train.fit(model, loss, optimizer, loader, 1, progress=False, log_every=2)
+    assert loss.defer_checks is False         # restored after fit
+    with pytest.raises(ValueError, match="got 7"):  # called directly the loss checks at once
+        loss(model(mg.backend.to_backend(x[32:48], backend)), mg.backend.to_backend(y[32:48], backend))
+    with pytest.raises(ValueError, match="class indices"):
+        mg.train.evaluate(model, loader, loss)

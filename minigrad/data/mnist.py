@@ -24,7 +24,7 @@ import os
 
 import numpy
 
-__all__ = ["MNIST", "load_mnist", "read_idx", "mnist_zarr_path", "DatasetNotFoundError",
+__all__ = ["MNIST", "load_mnist", "read_idx", "write_idx", "export_idx", "mnist_zarr_path", "DatasetNotFoundError",
            "MNIST_MEAN", "MNIST_STD", "IDX_FILES"]
 
 MNIST_MEAN = 0.1307
@@ -85,6 +85,37 @@ def read_idx(path) -> numpy.ndarray:
                          f"found {len(raw) - header} (truncated or wrong file?)")
     data = numpy.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
+
+
+def write_idx(path, array) -> None:
+    """Write a uint8 array as one IDX file (gzip-compressed when the name ends in .gz); read_idx reads it."""
+    array = numpy.ascontiguousarray(array)
+    if array.dtype != numpy.uint8 or array.ndim < 1:
+        raise ValueError(f"write_idx: expected a uint8 array with at least one dimension, got {array.dtype} "
+                         f"of shape {array.shape}")
+    header = bytes([0, 0, 0x08, array.ndim]) + numpy.asarray(array.shape, dtype=">u4").tobytes()
+    path = os.fspath(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def export_idx(directory, compress: bool = True) -> list[str]:
+    """Write the packaged MNIST (``minigrad[data]``) as the four standard IDX files in ``directory``.
+
+    For a machine without zarr (e.g. a GPU box with no network): copy the folder there and
+    use ``MNIST(split, root=directory)`` or ``minigrad train --data-root directory``.
+    Labels are stored as uint8, as in the original files. Returns the paths written.
+    """
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    for split, (images_stem, labels_stem) in IDX_FILES.items():
+        images, labels = load_mnist(split)
+        for stem, array in ((images_stem, images), (labels_stem, labels.astype(numpy.uint8))):
+            path = os.path.join(directory, stem + (".gz" if compress else ""))
+            write_idx(path, array)
+            written.append(path)
+    return written
 
 
 def _find_idx(root: str, stem: str) -> str | None:

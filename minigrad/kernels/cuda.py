@@ -141,7 +141,9 @@ KERNELS = {
         for (int c = 0; c < classes; ++c) total += exp(row[c] - peak);
         lse = peak + log(total);
         long long t = target[i];
-        loss = (t == ignore_index) ? (T)0 : lse - row[t];
+        // ignored rows give 0; so do out-of-range targets (never read out of bounds), which the
+        // loss reports itself (at once, or deferred to the training loop's next metric read)
+        loss = (t == ignore_index || t < 0 || t >= classes) ? (T)0 : lse - row[t];
         """),
     # d loss / d logits = scale * (softmax - onehot), 0 for ignored rows
     "softmax_xent_backward": ("raw T logits, raw T lse, raw int64 target, int32 classes, "
@@ -149,7 +151,8 @@ KERNELS = {
         long long r = i / classes;
         int c = i % classes;
         long long t = target[r];
-        grad = (t == ignore_index) ? (T)0 : scale * (exp(logits[i] - lse[r]) - (c == t ? (T)1 : (T)0));
+        grad = (t == ignore_index || t < 0 || t >= classes) ? (T)0
+             : scale * (exp(logits[i] - lse[r]) - (c == t ? (T)1 : (T)0));
         """),
     # torch.optim.SGD with momentum, fused: one pass over param, grad and momentum buffer
     "sgd_momentum": ("T grad, T lr, T momentum, T dampening, T weight_decay, bool nesterov, bool maximize, "

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy
+
 from ..backend import backend_of, get_array_module, is_array, to_backend
 from ..kernels.im2col import _is_cupy
 from ..utils import check_float_array, check_same_dtype
@@ -97,6 +99,19 @@ class _ClassIndexLoss(_Loss):
             raise ValueError(f"{type(self).__name__}: weight must be a 1-D array of one weight per class, got "
                              f"shape {tuple(weight.shape)}")
         self.register_buffer("weight", weight)
+        # Range check of device targets: reading its result is a device-to-host sync. With
+        # defer_checks (set by mg.train.fit) the count of bad targets stays on the device until
+        # check_deferred(), which the loop calls with its other metric reads.
+        self.defer_checks = False
+        self._invalid_targets = None
+
+    def check_deferred(self) -> None:
+        """Raise the out-of-range target error deferred since the last call (one device read), if any."""
+        invalid, self._invalid_targets = self._invalid_targets, None
+        if invalid is not None and int(invalid):
+            raise ValueError(f"{self.label}: target values must be class indices in [0, C) or ignore_index="
+                             f"{self.ignore_index}; {int(invalid)} target(s) out of range in the batches since "
+                             "the last metric read")
 
     def _batched(self, x, target, allow_probabilities):
         """Check shapes/dtypes; return (x as (N, C, *), target, unbatched, is_probability)."""
@@ -128,7 +143,10 @@ class _ClassIndexLoss(_Loss):
                              f"of the input, without the class dimension), got target of shape {shown}")
         kept = target != self.ignore_index
         out_of_range = kept & ((target < 0) | (target >= classes))
-        if bool(out_of_range.any()):                          # the only value read back to the host
+        if self.defer_checks and not isinstance(target, numpy.ndarray):   # device: count now, read later
+            count = out_of_range.sum()
+            self._invalid_targets = count if self._invalid_targets is None else self._invalid_targets + count
+        elif bool(out_of_range.any()):                        # the only value read back to the host
             example = int(target[out_of_range].reshape(-1)[0])
             raise ValueError(f"{where}: target values must be class indices in [0, {classes}) or ignore_index="
                              f"{self.ignore_index}; got {example}")
@@ -145,7 +163,7 @@ class _ClassIndexLoss(_Loss):
         """(safe target, kept mask, w[t] (0 where ignored), x[i, t_i], onehot(t) as bool (N, C, *))."""
         xp = get_array_module(x)
         kept = target != self.ignore_index
-        safe = xp.where(kept, target, 0)                      # (N, *) valid indices everywhere
+        safe = xp.where(kept & (target >= 0) & (target < x.shape[1]), target, 0)   # (N, *) valid indices
         picked = xp.take_along_axis(x, safe[:, None], axis=1)[:, 0]   # (N, 1, *) -> (N, *)
         classes = xp.arange(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))  # (1, C, 1, ...)
         onehot = classes == safe[:, None]                    # (N, C, *)

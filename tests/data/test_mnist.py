@@ -160,3 +160,24 @@ def test_bad_arguments():
         mg.data.MNIST("test", limit=0)
     with pytest.raises(ValueError, match="std must be positive"):
         mg.data.MNIST("test", std=0.0)
+
+
+def test_write_idx_round_trips(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    for name in ("a-idx3-ubyte", "b-idx3-ubyte.gz"):
+        mg.data.write_idx(tmp_path / name, images)
+        np.testing.assert_array_equal(mg.data.read_idx(tmp_path / name), images)
+    with pytest.raises(ValueError, match="uint8"):
+        mg.data.write_idx(tmp_path / "c", images.astype(np.float32))
+
+
+@needs_mnist
+def test_export_idx_gives_the_same_dataset(tmp_path):
+    paths = mg.data.export_idx(tmp_path)
+    assert sorted(p.split("/")[-1] for p in paths) == sorted(
+        f"{stem}.gz" for pair in mnist_module.IDX_FILES.values() for stem in pair)
+    for split in ("train", "test"):
+        exported = mg.data.load_mnist(split, root=tmp_path)
+        packaged = mg.data.load_mnist(split)
+        np.testing.assert_array_equal(exported[0], packaged[0])
+        np.testing.assert_array_equal(exported[1], packaged[1])

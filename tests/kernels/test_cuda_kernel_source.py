@@ -159,6 +159,19 @@ def test_softmax_cross_entropy(lib):
     np.testing.assert_allclose(grad, scale * (softmax - onehot) * kept[:, None], rtol=1e-12, atol=1e-15)
 
 
+def test_softmax_cross_entropy_out_of_range_targets_read_nothing_out_of_bounds(lib):
+    """Targets outside [0, C) give 0 (the loss layer reports them); the row is never indexed with them."""
+    logits = np.ones((3, 5))
+    target = np.array([5, -3, 2], np.int64)
+    loss, lse = np.full(3, np.nan), np.empty(3)
+    run(lib, "softmax_xent_forward", logits, target, 5, -100, loss, lse, count=3)
+    np.testing.assert_allclose(loss, [0.0, 0.0, np.log(5.0)], rtol=1e-14)
+    grad = np.full_like(logits, np.nan)
+    run(lib, "softmax_xent_backward", logits, lse, target, 5, -100, 1.0, grad, count=grad.size)
+    np.testing.assert_array_equal(grad[:2], 0.0)
+    np.testing.assert_allclose(grad[2], [0.2, 0.2, -0.8, 0.2, 0.2], rtol=1e-14)
+
+
 @pytest.mark.parametrize("nesterov,wd,dampening,maximize", [(True, 5e-4, 0.0, False), (False, 0.0, 0.1, False),
                                                             (False, 1e-2, 0.0, True)])
 def test_sgd_momentum_matches_optimizer(lib, nesterov, wd, dampening, maximize):
