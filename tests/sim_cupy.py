@@ -164,22 +164,6 @@ class ndarray:
     def __iter__(self):
         return (ndarray._of(row) for row in self._a)
 
-    def __bool__(self):
-        _host_read()
-        return bool(self._a)
-
-    def __float__(self):
-        _host_read()
-        return float(self._a)
-
-    def __int__(self):
-        _host_read()
-        return int(self._a)
-
-    def __complex__(self):
-        _host_read()
-        return complex(self._a)
-
     def __repr__(self):
         _host_read()
         return repr(self._a).replace("array(", "array(device=sim, ", 1)
@@ -223,6 +207,18 @@ for _name in ("add sub mul truediv floordiv mod pow matmul divmod and or xor lsh
               "iadd isub imul itruediv ifloordiv imod ipow iand ior ixor ilshift irshift "
               "eq ne lt le gt ge neg pos abs invert").split():
     setattr(ndarray, f"__{_name}__", _operator(f"__{_name}__"))
+
+
+def _host_conversion(convert):
+    def method(self):
+        _host_read()          # a Python number from device memory: the host waits for the device
+        return convert(self._a)
+    method.__name__ = f"__{convert.__name__}__"
+    return method
+
+
+for _convert in (bool, float, int, complex):
+    setattr(ndarray, f"__{_convert.__name__}__", _host_conversion(_convert))
 ndarray.__module__ = "cupy"
 
 
@@ -353,13 +349,8 @@ class _Module(types.ModuleType):
 
 
 # --- cupy.cuda
-class _Device:
-    def __init__(self, device=0):
-        self.id = int(device)
-        self.compute_capability = "90"
-
-    def use(self):
-        return self
+class _Synchronous:
+    """Devices and streams: everything already happened on the host, so waiting is free."""
 
     def synchronize(self):
         pass
@@ -369,6 +360,15 @@ class _Device:
 
     def __exit__(self, *exc):
         return False
+
+
+class _Device(_Synchronous):
+    def __init__(self, device=0):
+        self.id = int(device)
+        self.compute_capability = "90"
+
+    def use(self):
+        return self
 
     def __eq__(self, other):
         return isinstance(other, _Device) and other.id == self.id
@@ -380,21 +380,12 @@ class _Device:
         return f"<CUDA Device {self.id} (simulated)>"
 
 
-class _Stream:
+class _Stream(_Synchronous):
     ptr = 0
     null = None
 
     def __init__(self, *args, **kwargs):
         pass
-
-    def synchronize(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _Event:
