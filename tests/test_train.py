@@ -199,14 +199,16 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
 
 
 @pytest.mark.gpu
-def test_training_loop_reads_the_device_only_every_log_every_steps(backend):
+def test_training_loop_reads_the_device_only_every_log_every_steps():
     """No hidden device-to-host syncs: metrics are read once per log_every steps and once per epoch.
 
     Counted on the simulated CuPy, which records every read of device memory by the host.
     """
     sim = sys.modules.get("sim_cupy")
-    if backend != "cupy" or sim is None or sys.modules["cupy"].ndarray is not sim.ndarray:
+    if sim is None or sys.modules.get("cupy") is None or sys.modules["cupy"].ndarray is not sim.ndarray:
         pytest.skip("device-to-host reads are counted on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)")
+    backend = "cupy"
+    mg.set_backend(backend)                       # the DataLoader puts batches on the device
     reads = {}
     for log_every in (1, 4, 16):
         model, loss, optimizer, loader = setup()      # 8 batches per epoch
