@@ -37,7 +37,8 @@ _METHOD_NAMES = set(_NAMES["ndarray"])
 _HOST_INPUT = "Unsupported type {}: a NumPy array cannot be an operand of a CuPy (device) operation"
 
 
-# Device-to-host reads so far (get, item, float/int/bool of an array, printing): what a GPU would
+# Device-to-host reads so far (get, item, float/int/bool of an array, printing, boolean-mask
+# indexing and other results whose size depends on the data): what a GPU would
 # have to wait for. Tests count them, e.g. the training loop reads only every ``log_every`` steps.
 host_reads = 0
 
@@ -153,7 +154,10 @@ class ndarray:
 
     # --- indexing, iteration, conversion
     def __getitem__(self, key):
-        return _wrap(self._a[_unwrap(key)])
+        key = _unwrap(key)
+        if any(isinstance(k, numpy.ndarray) and k.dtype == bool for k in (key if isinstance(key, tuple) else (key,))):
+            _host_read()      # a boolean mask: CuPy reads the number of selected elements back first
+        return _wrap(self._a[key])
 
     def __setitem__(self, key, value):
         self._a[_unwrap(key)] = _unwrap(value)
@@ -336,6 +340,9 @@ class _MemoryPool:
 _POOL = _MemoryPool()
 
 
+_SIZE_FROM_DATA = {"nonzero", "unique", "argwhere", "flatnonzero", "compress", "extract"}
+
+
 class _Module(types.ModuleType):
     def __getattr__(self, name):
         if name.startswith("__") or name not in _MODULE_NAMES:
@@ -345,6 +352,11 @@ class _Module(types.ModuleType):
         value = getattr(numpy, name)
         if isinstance(value, type) or not callable(value):   # dtypes, constants
             return value
+        if name in _SIZE_FROM_DATA:
+            def call(*args, **kwargs):
+                _host_read()  # the output size depends on the data: CuPy reads it back first
+                return _device_call(value, *args, **kwargs)
+            return call
         return lambda *args, **kwargs: _device_call(value, *args, **kwargs)
 
 

@@ -84,3 +84,15 @@ def test_elementwise_kernel_allocates_omitted_outputs_like_cupy():
     y = square(x, 2.0)
     assert isinstance(y, sim_cupy.ndarray) and y.dtype == np.float32 and y.shape == (4,)
     np.testing.assert_array_equal(y.get(), [0, 2, 8, 18])
+
+
+def test_host_reads_are_counted():
+    x = sim_cupy.asarray(np.arange(6, dtype="float32"))
+    before = sim_cupy.host_reads
+    y = x * 2 + 1                                      # device work: no read
+    assert sim_cupy.host_reads == before
+    float(y.sum())
+    y.get()
+    y[y > 3]                                           # boolean mask: the size is read back
+    cp.nonzero(y > 3)
+    assert sim_cupy.host_reads == before + 4

@@ -4,6 +4,7 @@ PyTorch; on a GPU the same code runs with the CUDA im2col/col2im kernels."""
 import numpy as np
 import pytest
 
+from minigrad.backend import backend_of, to_backend
 from minigrad.functional.conv import make_geometry
 from minigrad.kernels import chunked_conv
 
@@ -45,3 +46,21 @@ def test_float32_in_float32_out():
     y = chunked_conv.conv_forward(x, w, None, geom, budget=1)
     assert y.dtype == np.float32
     assert all(g.dtype == np.float32 for g in chunked_conv.conv_backward(x, w, y, geom, budget=1))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,args", CASES)
+def test_chunked_conv_same_on_every_backend(x_shape, w_shape, args, backend):
+    """Uneven chunks through the backend's im2col/col2im (the CUDA kernels on cupy), float64."""
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    geom = make_geometry(x.shape, w.shape, args["stride"], args["padding"], args["dilation"], args["groups"])
+    per_sample = geom.in_channels * geom.kernel[0] * geom.kernel[1] * geom.out_size[0] * geom.out_size[1] * 8
+    budget = 2 * per_sample                                  # chunks of 2 samples, the last one shorter
+    dev = [to_backend(a, backend) for a in (x, w, b)]
+    y = chunked_conv.conv_forward(*dev, geom, budget=budget)
+    dy = rng.standard_normal(y.shape)
+    grads = chunked_conv.conv_backward(dev[0], dev[1], to_backend(dy, backend), geom, budget=budget)
+    expected = [chunked_conv.conv_forward(x, w, b, geom)] + list(chunked_conv.conv_backward(x, w, dy, geom))
+    for ours, ref in zip([y, *grads], expected):
+        assert backend_of(ours) == backend
+        np.testing.assert_allclose(to_backend(ours, "numpy"), ref, rtol=1e-12, atol=1e-12)
