@@ -15,6 +15,8 @@ SIMULATED_CUPY = os.environ.get("MINIGRAD_TEST_CUPY") == "sim"
 if SIMULATED_CUPY:
     import sim_cupy
     sim_cupy.install()
+    _site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim_site")   # child processes too
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_site, os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Simulated CuPy: runs minigrad's CuPy code paths on the CPU, for machines without a GPU.
 
-    MINIGRAD_TEST_CUPY=sim python -m pytest -m gpu      # every cupy-parametrized test
+    MINIGRAD_TEST_CUPY=sim python -m pytest             # the suite, cupy cases included
+    MINIGRAD_TEST_CUPY=sim python -m pytest -m gpu      # only the cupy cases
 
 ``install()`` puts a module named ``cupy`` (and ``cupyx.scipy.special``) in ``sys.modules``.
 It is *not* a GPU and proves nothing about speed or about CUDA itself; it proves that the

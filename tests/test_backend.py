@@ -51,7 +51,8 @@ def test_env_var_selects_default_backend():
 def test_importing_minigrad_never_imports_cupy():
     code = ("import sys, numpy as np, minigrad as mg; import minigrad.nn, minigrad.functional;"
             "mg.nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 4, 4), 'float32')); print('cupy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "MINIGRAD_TEST_CUPY"}   # no simulated CuPy either
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"
 
 
