@@ -49,6 +49,9 @@ def _host_read():
     host_reads += 1
 
 
+host_copies = 0    # host-to-device copies (cupy.asarray / cupy.array of host data)
+
+
 class SimulatedDeviceError(TypeError):
     """Code did something real CuPy would refuse (host array in a device op, missing API)."""
 
@@ -315,10 +318,15 @@ def asarray(a, dtype=None, order=None, *, blocking=False):
     """Host (or device) data -> device array; a device array of the right dtype is returned as is."""
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == numpy.dtype(dtype) else a.astype(dtype)
+    global host_copies
+    host_copies += 1
     return ndarray._of(numpy.array(a, dtype=dtype, order=order or "K", copy=True))
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    if not isinstance(obj, ndarray):
+        global host_copies
+        host_copies += 1
     host = obj._a if isinstance(obj, ndarray) else obj
     return ndarray._of(numpy.array(host, dtype=dtype, copy=True, order=order, ndmin=ndmin))
 

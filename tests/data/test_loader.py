@@ -110,3 +110,25 @@ def test_bad_arguments():
         DataLoader(make_dataset(3), batch_size=4, drop_last=True)
     with pytest.raises(TypeError, match="transform must be callable"):
         DataLoader(make_dataset(), transform="flip")
+
+
+@pytest.mark.gpu
+def test_each_batch_is_copied_to_the_device_once():
+    """Inputs and labels: one host-to-device copy each per batch, the transform runs on the device, and
+    nothing is read back. Counted on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)."""
+    import sys
+    sim = sys.modules.get("sim_cupy")
+    if sim is None or sys.modules.get("cupy") is None or sys.modules["cupy"].ndarray is not sim.ndarray:
+        pytest.skip("host-device copies are counted on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)")
+    mg.set_backend("cupy")
+    transform = mg.data.Compose([mg.data.RandomHorizontalFlip(), mg.data.Normalize(0.5, 2.0)])
+    x = np.random.default_rng(0).random((10, 1, 4, 4)).astype(np.float32)
+    loader = DataLoader(ArrayDataset(x, np.arange(10)), batch_size=4, shuffle=True, seed=0, transform=transform)
+    copies, reads = sim.host_copies, sim.host_reads
+    batches = list(loader)
+    # per batch: inputs, labels, and the flip decisions (drawn on the host, so that a seed gives the same
+    # augmentation on every backend); once: Normalize's mean and std
+    assert sim.host_copies - copies == 3 * len(batches) + 2 == 11
+    assert sim.host_reads == reads
+    list(loader)
+    assert sim.host_copies - copies == 11 + 3 * len(batches)
