@@ -141,6 +141,9 @@ def _versions(backend):
         import torch
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
+        if backend == "cupy":   # the bench turns TF32 off (bench_cases.full_fp32): recorded with the figures
+            info["torch_tf32"] = {"cudnn": torch.backends.cudnn.allow_tf32,
+                                  "matmul": torch.backends.cuda.matmul.allow_tf32}
     except ImportError:
         pass
     try:

@@ -41,8 +41,17 @@ CONV_SPECS = [
 
 
 def _torch():
+    """PyTorch in full float32, like minigrad: on Ampere and newer GPUs it would otherwise run float32
+    convolutions (cuDNN) in TF32, with a 10-bit mantissa, and the comparison would not be like for like."""
     import torch
+    full_fp32(torch)
     return torch
+
+
+def full_fp32(torch) -> None:
+    """Turn TF32 off for cuDNN convolutions and cuBLAS matmuls (no effect on the CPU)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def _data(xp, shape, seed):

@@ -243,18 +243,11 @@ def evaluate(model, loader, loss=None, progress=False) -> dict:
             "n": n, "seconds": seconds, "images_per_s": n / seconds if seconds > 0 else None}
 
 
-@contextlib.contextmanager
 def _deferred_target_checks(loss):
     """While a loop runs, a class-index loss counts out-of-range targets on the device instead of
     reading a check back every batch (a device-to-host sync); _check_targets reads the count."""
-    if not hasattr(loss, "defer_checks"):
-        yield
-        return
-    previous, loss.defer_checks = loss.defer_checks, True
-    try:
-        yield
-    finally:
-        loss.defer_checks = previous
+    deferred = getattr(loss, "deferred_checks", None)
+    return deferred() if deferred is not None else contextlib.nullcontext()
 
 
 def _check_targets(loss):

@@ -137,7 +137,7 @@ class ndarray:
         if name.startswith("__") or name not in _METHOD_NAMES or not hasattr(numpy.ndarray, name):
             raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
         method = getattr(self._a, name)
-        if name in ("item", "tolist", "tobytes"):
+        if name in ("item", "tolist", "tobytes", "nonzero"):
             _host_read()
         return lambda *args, **kwargs: _device_call(method, *args, **kwargs)
 
@@ -159,9 +159,13 @@ class ndarray:
     # --- indexing, iteration, conversion
     def __getitem__(self, key):
         key = _unwrap(key)
-        if any(isinstance(k, numpy.ndarray) and k.dtype == bool for k in (key if isinstance(key, tuple) else (key,))):
+        keys = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, numpy.ndarray) and k.dtype == bool for k in keys):
             _host_read()      # a boolean mask: CuPy reads the number of selected elements back first
-        return _wrap(self._a[key])
+        result = self._a[key]
+        if isinstance(result, numpy.generic):  # CuPy: a 0-d view into the array, not a copy
+            result = self._a[keys + (Ellipsis,)]
+        return _wrap(result)
 
     def __setitem__(self, key, value):
         self._a[_unwrap(key)] = _unwrap(value)
@@ -202,6 +206,9 @@ def _operator(name):
     in_place = name.startswith("__i")
 
     def op(self, *others):
+        for other in others:
+            if isinstance(other, (list, tuple)):
+                raise TypeError(f"Unsupported type {type(other)}")    # CuPy operands: arrays and scalars
         result = numpy_op(self._a, *_unwrap(others))
         if result is NotImplemented:
             return NotImplemented
@@ -276,6 +283,10 @@ class ElementwiseKernel:
                     except ValueError:
                         raise ValueError(f"{self.name}: operands could not be broadcast together: {pname} "
                                          f"{value.shape}, output {outputs[0].shape}") from None
+                if raw and not storage.flags.c_contiguous:
+                    # CuPy would index it through its strides, but minigrad's kernels take pointers into
+                    # rows (&logits[...]) and assume C order: the wrappers must pass contiguous arrays
+                    raise SimulatedDeviceError(f"{self.name}: raw argument {pname} is not C-contiguous")
                 if not storage.flags.c_contiguous:
                     storage = numpy.ascontiguousarray(storage)
                 if storage is not value._a:
@@ -349,7 +360,8 @@ class _MemoryPool:
 _POOL = _MemoryPool()
 
 
-_SIZE_FROM_DATA = {"nonzero", "unique", "argwhere", "flatnonzero", "compress", "extract"}
+_SIZE_FROM_DATA = {"nonzero", "unique", "argwhere", "flatnonzero", "compress", "extract", "where"}
+_ZERO_D_RESULTS = {"allclose", "array_equal", "array_equiv"}
 
 
 class _Module(types.ModuleType):
@@ -363,9 +375,12 @@ class _Module(types.ModuleType):
             return value
         if name in _SIZE_FROM_DATA:
             def call(*args, **kwargs):
-                _host_read()  # the output size depends on the data: CuPy reads it back first
+                if name != "where" or len(args) + len(kwargs) == 1:
+                    _host_read()  # the output size depends on the data: CuPy reads it back first
                 return _device_call(value, *args, **kwargs)
             return call
+        if name in _ZERO_D_RESULTS:          # a 0-d device array in CuPy, not a Python bool
+            return lambda *args, **kwargs: ndarray._of(numpy.asarray(value(*_unwrap(args), **_unwrap(kwargs))))
         return lambda *args, **kwargs: _device_call(value, *args, **kwargs)
 
 

@@ -191,10 +191,20 @@ def _torch_layers():
     }, torch
 
 
+@pytest.fixture
+def torch_fp32():
+    """PyTorch without TF32 (its default for float32 convolutions on Ampere+ GPUs), restored afterwards."""
+    torch = pytest.importorskip("torch")
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    from minigrad.bench_cases import full_fp32
+    full_fp32(torch)
+    yield torch
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layer_matches_pytorch_on_the_device(name, backend):
+def test_layer_matches_pytorch_on_the_device(name, backend, torch_fp32):
     """Forward, input gradient, parameter gradients and buffers against PyTorch (float32, train mode)."""
-    pytest.importorskip("torch")
     from minigrad.torch_compat import to_torch_state_dict
     twins, torch = _torch_layers()
     assert set(twins) == set(LAYERS), "a layer was added without its PyTorch twin"
@@ -235,8 +245,8 @@ TORCH_LOSSES = {
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_loss_matches_pytorch_on_the_device(name, backend):
-    torch = pytest.importorskip("torch")
+def test_loss_matches_pytorch_on_the_device(name, backend, torch_fp32):
+    torch = torch_fp32
     assert set(TORCH_LOSSES) == set(LOSSES), "a loss was added without its PyTorch twin"
     device = "cuda" if backend == "cupy" and torch.cuda.is_available() else "cpu"
     make, kind = LOSSES[name]
@@ -265,8 +275,8 @@ TORCH_OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_optimizer_matches_pytorch_on_the_device(name, backend):
-    torch = pytest.importorskip("torch")
+def test_optimizer_matches_pytorch_on_the_device(name, backend, torch_fp32):
+    torch = torch_fp32
     from minigrad.torch_compat import to_torch_state_dict
     assert set(TORCH_OPTIMIZERS) == set(OPTIMIZERS), "an optimizer was added without its PyTorch twin"
     device = "cuda" if backend == "cupy" and torch.cuda.is_available() else "cpu"

@@ -68,7 +68,7 @@ def test_unknown_case_group(capsys):
 
 
 @pytest.mark.gpu
-def test_cupy_run_synchronizes_and_reports(tmp_path):
+def test_cupy_run_reports_every_case(tmp_path):
     from minigrad.backend import cupy_available
     if not cupy_available():
         pytest.skip("needs CuPy and a CUDA GPU")

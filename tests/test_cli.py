@@ -148,7 +148,8 @@ def test_examples_graph_training_and_gpu_switch():
 
 @pytest.mark.gpu
 def test_train_and_evaluate_on_cupy(tmp_path, capsys):
-    """`minigrad train --backend cupy` then `evaluate` on it (in process, so the simulated CuPy counts)."""
+    """`minigrad train --backend cupy` then `evaluate` on it, against the same run on NumPy (in process,
+    so that it also runs on the simulated CuPy)."""
     if not mg.backend.cupy_available():
         pytest.skip("needs CuPy and a CUDA GPU")
     if mnist_zarr_path() is None and not MNIST_ROOT:

@@ -96,3 +96,13 @@ def test_host_reads_are_counted():
     y[y > 3]                                           # boolean mask: the size is read back
     cp.nonzero(y > 3)
     assert sim_cupy.host_reads == before + 4
+
+
+def test_stricter_where_cupy_is_stricter():
+    x = sim_cupy.asarray(np.arange(3, dtype="float32"))
+    with pytest.raises(TypeError, match="Unsupported type"):
+        x + [1, 2, 3]                                   # CuPy ufuncs take arrays and scalars only
+    v = x[0]                                            # a 0-d view, as in CuPy
+    v += 10
+    assert float(x[0]) == 10.0
+    assert isinstance(cp.allclose(x, x), sim_cupy.ndarray)

@@ -224,17 +224,48 @@ def test_training_loop_reads_the_device_only_every_log_every_steps():
 
 
 def test_fit_reports_an_out_of_range_label_at_the_next_metric_read(backend):
-    """The label check is deferred inside fit (no per-batch sync on a GPU) but never skipped."""
+    """On a device the label check is deferred to the loop's next metric read (no per-batch sync); on
+    NumPy it costs nothing and runs at once. It is never skipped."""
     model, loss, optimizer, _ = setup()
     model.to(backend)
     x, y = blobs(64)
-    y[40] = 7                                 # 2 classes
+    y[40] = 7                                 # 2 classes; batch 3 of 4
     loader = DataLoader(ArrayDataset(x, y), batch_size=16)
-    with pytest.raises(ValueError, match=r"CrossEntropyLoss.*\[0, C\).*1 target\(s\) out of range|"
-                                         r"CrossEntropyLoss.*class indices in \[0, 2\).*got 7"):
-        mg.train.fit(model, loss, optimizer, loader, 1, progress=False, log_every=2)
+    steps = []
+    deferred = backend != "numpy"
+    message = r"1 target\(s\) out of range in the batches since the last metric read" if deferred else "got 7"
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss.*class indices in \[0, .*" + message):
+        mg.train.fit(model, loss, optimizer, loader, 1, progress=False, log_every=2,
+                     callbacks=[_StepRecorder(steps)])
+    assert steps == ([1, 2, 3, 4] if deferred else [1, 2])   # deferred: raised at the read after step 4
     assert loss.defer_checks is False         # restored after fit
     with pytest.raises(ValueError, match="got 7"):  # called directly the loss checks at once
         loss(model(mg.backend.to_backend(x[32:48], backend)), mg.backend.to_backend(y[32:48], backend))
     with pytest.raises(ValueError, match="class indices"):
         mg.train.evaluate(model, loader, loss)
+
+
+class _StepRecorder(mg.train.Callback):
+    def __init__(self, steps):
+        self.steps = steps
+
+    def on_step_end(self, state):
+        self.steps.append(state.step)
+
+
+def test_deferred_label_check_is_neither_lost_nor_blamed_on_later_calls(backend):
+    loss = mg.nn.CrossEntropyLoss()
+    xp = mg.backend.module_for(backend)
+    logits = xp.zeros((2, 3), dtype="float32")
+    bad, good = xp.asarray(np.array([0, 5])), xp.asarray(np.array([0, 2]))
+    with pytest.raises(ValueError, match="out of range|got 5"):
+        with loss.deferred_checks():          # leaving the block checks what is still pending
+            loss(logits, bad)
+    failure = RuntimeError if backend != "numpy" else ValueError      # NumPy: checked at once
+    with pytest.raises(failure):
+        with loss.deferred_checks():
+            loss(logits, bad)
+            raise RuntimeError("the loop failed for another reason")
+    with loss.deferred_checks():              # the dropped count does not surface here
+        loss(logits, good)
+    assert loss.defer_checks is False

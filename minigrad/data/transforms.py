@@ -58,7 +58,7 @@ class Normalize:
             raise ValueError(f"Normalize: mean has {len(self.mean)} values but std has {len(self.std)}")
         if min(self.std) <= 0:
             raise ValueError(f"Normalize: std must be positive, got {self.std}")
-        self._constants = {}    # (array module, dtype) -> (mean, std) arrays: one copy to a GPU, not per batch
+        self._constants = {}    # (module, GPU, dtype, values) -> (mean, std) arrays: one copy to a GPU, not per batch
 
     def __call__(self, x, rng=None):
         where = "Normalize"
@@ -68,7 +68,7 @@ class Normalize:
             raise ValueError(f"{where}: {len(self.mean)} mean/std values for an input with {channels} channels "
                              f"(shape {tuple(x.shape)}); give 1 or {channels}")
         xp = get_array_module(x)
-        key = (xp.__name__, x.dtype.str)
+        key = (xp.__name__, getattr(getattr(x, "device", None), "id", None), x.dtype.str, self.mean, self.std)
         if key not in self._constants:
             self._constants[key] = (xp.asarray(self.mean, dtype=x.dtype).reshape(1, -1, 1, 1),  # (C,) -> (1, C, 1, 1)
                                     xp.asarray(self.std, dtype=x.dtype).reshape(1, -1, 1, 1))

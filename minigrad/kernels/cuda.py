@@ -115,13 +115,14 @@ KERNELS = {
                           "T dx", """
         long long plane = i / ((long long)h * w);
         int y = i / w % h, x = i % w;
+        // windows oy with oy*sh - ph <= y < oy*sh - ph + kh, i.e. (y+ph-kh)/sh < oy <= (y+ph)/sh
+        int oy_first = y + ph - kh < 0 ? 0 : (y + ph - kh) / sh + 1, oy_last = min((y + ph) / sh, out_h - 1);
+        int ox_first = x + pw - kw < 0 ? 0 : (x + pw - kw) / sw + 1, ox_last = min((x + pw) / sw, out_w - 1);
         T total = 0;
-        for (int oy = 0; oy < out_h; ++oy) {
+        for (int oy = oy_first; oy <= oy_last; ++oy) {
             int y0 = oy * sh - ph;
-            if (y < y0 || y >= y0 + kh) continue;
-            for (int ox = 0; ox < out_w; ++ox) {
+            for (int ox = ox_first; ox <= ox_last; ++ox) {
                 int x0 = ox * sw - pw;
-                if (x < x0 || x >= x0 + kw) continue;
                 int y1 = min(y0 + kh, h + ph), x1 = min(x0 + kw, w + pw);
                 T divisor = (T)((y1 - y0) * (x1 - x0));
                 if (!include_pad) divisor = (T)((min(y1, h) - max(y0, 0)) * (min(x1, w) - max(x0, 0)));

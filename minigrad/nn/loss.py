@@ -19,6 +19,7 @@ Targets are validated on both backends with array ops; a range check reads back 
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 
 import numpy
@@ -99,11 +100,32 @@ class _ClassIndexLoss(_Loss):
             raise ValueError(f"{type(self).__name__}: weight must be a 1-D array of one weight per class, got "
                              f"shape {tuple(weight.shape)}")
         self.register_buffer("weight", weight)
-        # Range check of device targets: reading its result is a device-to-host sync. With
-        # defer_checks (set by mg.train.fit) the count of bad targets stays on the device until
-        # check_deferred(), which the loop calls with its other metric reads.
+        # Range check of device targets: reading its result is a device-to-host sync. Inside
+        # deferred_checks() (mg.train.fit and evaluate) the count of bad targets stays on the device
+        # until check_deferred(), which the loop calls with its other metric reads.
         self.defer_checks = False
         self._invalid_targets = None
+
+    @contextlib.contextmanager
+    def deferred_checks(self):
+        """Within the block, out-of-range targets on a device are counted there instead of read back per
+        call; check_deferred() raises for them, and so does leaving the block normally. (Leaving it by an
+        exception drops the count, so a later call is not blamed for it.) Nested blocks share the count."""
+        outermost = not self.defer_checks
+        if outermost:
+            self._invalid_targets = None
+        self.defer_checks = True
+        try:
+            yield self
+        except BaseException:
+            if outermost:
+                self._invalid_targets = None
+            raise
+        finally:
+            if outermost:
+                self.defer_checks = False
+        if outermost:
+            self.check_deferred()
 
     def check_deferred(self) -> None:
         """Raise the out-of-range target error deferred since the last call (one device read), if any."""

@@ -21,6 +21,9 @@ NDIM = {"im2col": {"img": 4, "col": 6}, "col2im": {"col": 6, "img": 4},
         "avg_pool_forward": {"x": 4, "y": 4}, "avg_pool_backward": {"dy": 4, "dx": 4},
         "softmax_xent_forward": {"logits": 2}, "softmax_xent_backward": {"logits": 2, "grad": 2}}
 ARRAY_INPUTS = {"sgd_momentum": {"grad"}, "adam": {"grad"}}   # non-raw inputs that are arrays
+# ... or may be: CrossEntropyLoss passes its scale 1/count as a 0-d device array, which CuPy
+# broadcasts to the output's shape (stride 0, so not contiguous).
+BROADCAST_INPUTS = {"softmax_xent_backward": {"scale"}}
 ARRAY, INDEXER, SCALAR = 1, 2, 3                              # CuPy's _ArgInfo kinds
 
 
@@ -44,7 +47,7 @@ def _cupy_codegen():
     return cupy, _kernel, _carray, core
 
 
-def _kernel_source(cupy, K, carray, name, dtype, index_32_bits):
+def _kernel_source(cupy, K, carray, name, dtype, index_32_bits, broadcast=frozenset()):
     in_params, out_params, body = KERNELS[name]
     kernel = K.ElementwiseKernel(in_params, out_params, body, f"minigrad_{name}")
     infos, out_ndim = [], 1
@@ -54,14 +57,16 @@ def _kernel_source(cupy, K, carray, name, dtype, index_32_bits):
             infos.append(K._ArgInfo(INDEXER, carray.Indexer, None, out_ndim, True, index_32_bits))
             continue
         p_dtype = np.dtype(dtype) if p.ctype == "T" else p.dtype
-        if p.raw or not p.is_const or p.name in ARRAY_INPUTS.get(name, ()):
+        if p.name in broadcast:       # a 0-d array broadcast to the output: its ndim, not contiguous
+            infos.append(K._ArgInfo(ARRAY, cupy.ndarray, p_dtype, NDIM[name].get("grad", 1), False, index_32_bits))
+        elif p.raw or not p.is_const or p.name in ARRAY_INPUTS.get(name, ()):
             ndim = ndims.get(p.name, 1)
             if not p.is_const:
                 out_ndim = ndim
             infos.append(K._ArgInfo(ARRAY, cupy.ndarray, p_dtype, ndim, True, index_32_bits))
         else:
             infos.append(K._ArgInfo(SCALAR, p_dtype.type, p_dtype, 0, True, index_32_bits))
-    symbol = f"minigrad_{name}_{np.dtype(dtype).name}_{32 if index_32_bits else 64}"
+    symbol = f"minigrad_{name}_{np.dtype(dtype).name}_{32 if index_32_bits else 64}{'_bcast' if broadcast else ''}"
     return K._get_elementwise_kernel_code(tuple(infos), K._TypeMap((("T", np.dtype(dtype)),)), kernel.params,
                                           kernel.operation, symbol, kernel.preamble)
 
@@ -76,11 +81,12 @@ def test_every_kernel_compiles_for_sm90(tmp_path):
     for name in KERNELS:
         for dtype in ("float32", "float64"):
             for index_32_bits in (True, False):
-                source = _kernel_source(cupy, K, carray, name, dtype, index_32_bits)
-                assert f"minigrad_{name}" in source and "CUPY_FOR" in source
-                # each kernel in its own namespace: CuPy's code starts with its own typedef of T
-                parts.append(f"namespace variant{variants} {{\n{source}\n}}")
-                variants += 1
+                for broadcast in {frozenset(), frozenset(BROADCAST_INPUTS.get(name, ()))}:
+                    source = _kernel_source(cupy, K, carray, name, dtype, index_32_bits, broadcast)
+                    assert f"minigrad_{name}" in source and "CUPY_FOR" in source
+                    # each kernel in its own namespace: CuPy's code starts with its own typedef of T
+                    parts.append(f"namespace variant{variants} {{\n{source}\n}}")
+                    variants += 1
     (tmp_path / "kernels.cu").write_text("\n".join(parts))
     include = os.path.join(os.path.dirname(cupy.__file__), "_core", "include")
     cccl = [f"-I{os.path.join(include, 'cupy', '_cccl', lib)}" for lib in ("cub", "thrust", "libcudacxx")]
@@ -90,7 +96,7 @@ def test_every_kernel_compiles_for_sm90(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     symbols = subprocess.run(["nm", str(tmp_path / "kernels.o")], capture_output=True, text=True).stdout \
         if shutil.which("nm") else ""
-    assert variants == 4 * len(KERNELS)
+    assert variants == 4 * (len(KERNELS) + len(BROADCAST_INPUTS))
     if symbols:
         for name in KERNELS:
             assert f"minigrad_{name}_float32_32" in symbols, name

@@ -122,7 +122,21 @@ AVG_CASES = [((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), False, True, None),
              ((1, 1, 6, 6), (3, 3), (2, 2), (1, 0), False, True, 5)]
 
 
-@pytest.mark.parametrize("shape,kernel,stride,padding,ceil_mode,include_pad,override", AVG_CASES)
+def _random_avg_cases(count, seed=11):
+    """Random geometries (PyTorch's limits: padding at most half the kernel), odd sizes and ceil mode."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        kernel = tuple(int(k) for k in rng.integers(1, 5, 2))
+        stride = tuple(int(s) for s in rng.integers(1, 4, 2))
+        padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+        shape = (1, 2, int(rng.integers(kernel[0], 13)), int(rng.integers(kernel[1], 13)))
+        cases.append((shape, kernel, stride, padding, bool(rng.integers(2)), bool(rng.integers(2)), None))
+    return cases
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,ceil_mode,include_pad,override",
+                         AVG_CASES + _random_avg_cases(24))
 def test_avg_pool(lib, shape, kernel, stride, padding, ceil_mode, include_pad, override):
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape)
