@@ -19,7 +19,12 @@ C_TYPES = {"float32": ("float", ctypes.c_float), "float64": ("double", ctypes.c_
            "bool": ("bool", ctypes.c_bool)}
 
 PRELUDE = ("#include <cmath>\n#include <algorithm>\n"
-           "using std::min; using std::max; using std::exp; using std::log; using std::sqrt;\n")
+           "using std::min; using std::max; using std::exp; using std::log; using std::sqrt;\n"
+           "template <typename V> struct Raw {\n"
+           "  const V* data; long long size; int* fault;\n"
+           "  const V& operator[](long long k) const {\n"
+           "    if (k < 0 || k >= size) { *fault = 1; return data[0]; }\n"
+           "    return data[k];\n  }\n};\n")
 
 
 def params(spec: str):
@@ -32,19 +37,23 @@ def params(spec: str):
 
 
 def host_function(symbol: str, in_spec: str, out_spec: str, body: str, type_T: str, array_inputs=()) -> str:
-    """C source of ``extern "C" void symbol(args..., long long count)`` running body for i < count.
+    """C source of ``extern "C" void symbol(args..., long long count, int* fault)`` running body for i < count.
 
     type_T: the C type T stands for ('float' or 'double'); array_inputs: names of the
     non-raw input parameters that are arrays (read at element i) rather than scalars.
+    Each ``raw`` array arrives as (pointer, element count) and is read through a bounds check:
+    an index outside the array sets ``*fault`` (and reads element 0 instead), so the tests see
+    any out-of-bounds read a GPU would make silently.
     """
     def ctype(name):
         return type_T if name == "T" else C_TYPES[name][0]
 
-    args, prologue = [], []
+    args, setup, prologue = [], [], []
     for raw, type_name, name in params(in_spec):
         c = ctype(type_name)
         if raw:
-            args.append(f"const {c}* {name}")
+            args.append(f"const {c}* {name}_data, long long {name}_size")
+            setup.append(f"const Raw<{c}> {name} = {{{name}_data, {name}_size, fault}};")
         elif name in array_inputs:
             args.append(f"const {c}* {name}_array")
             prologue.append(f"const {c} {name} = {name}_array[i];")
@@ -54,9 +63,29 @@ def host_function(symbol: str, in_spec: str, out_spec: str, body: str, type_T: s
         c = ctype(type_name)
         args.append(f"{c}* {name}_array")
         prologue.append(f"{c}& {name} = {name}_array[i];")
-    return (f'extern "C" void {symbol}({", ".join(args)}, long long count) {{\n'
-            f"  typedef {type_T} T;\n"
+    return (f'extern "C" void {symbol}({", ".join(args)}, long long count, int* fault) {{\n'
+            f"  typedef {type_T} T;\n  {' '.join(setup)}\n"
             f"  for (long long i = 0; i < count; ++i) {{\n    {' '.join(prologue)}\n{body};\n  }}\n}}\n")  # CuPy adds the ;
+
+
+def call(function, in_spec: str, out_spec: str, args, c_value, count: int) -> None:
+    """Call a host_function: arrays by pointer (raw ones with their size), the rest by value via
+    ``c_value(type name, value)``. Raises IndexError when the kernel indexed a raw array out of bounds."""
+    import numpy
+    declared = params(in_spec) + params(out_spec)
+    converted = []
+    for value, (raw, type_name, name) in zip(args, declared):
+        if isinstance(value, numpy.ndarray):
+            assert value.flags.c_contiguous, name
+            converted.append(value.ctypes.data_as(ctypes.c_void_p))
+            if raw:
+                converted.append(ctypes.c_longlong(value.size))
+        else:
+            converted.append(c_value(type_name, value))
+    fault = ctypes.c_int(0)
+    function(*converted, ctypes.c_longlong(count), ctypes.byref(fault))
+    if fault.value:
+        raise IndexError("the kernel indexed a raw array out of bounds")
 
 
 def compiler_available() -> bool:

@@ -21,7 +21,6 @@ it only uses what real CuPy 14 offers:
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
@@ -291,15 +290,20 @@ class ElementwiseKernel:
                     storage = numpy.ascontiguousarray(storage)
                 if storage is not value._a:
                     copies.append((value, storage))
-                converted.append(storage.ctypes.data_as(ctypes.c_void_p))
+                converted.append(storage)
             else:
-                converted.append(cuda_host.C_TYPES[dtype.name][1](dtype.type(value).item()))
+                converted.append(dtype.type(value).item())
         key = (type_T, array_inputs)
         if key not in self._libraries:
             source = cuda_host.host_function("kernel", self.in_params, self.out_params, self.operation,
                                              type_T, array_inputs)
             self._libraries[key] = cuda_host.build(source).kernel
-        self._libraries[key](*converted, ctypes.c_longlong(count))
+        try:
+            cuda_host.call(self._libraries[key], self.in_params, self.out_params, converted,
+                           lambda type_name, v: cuda_host.C_TYPES[_type_name(type_name, bound)][1](v), count)
+        except IndexError:
+            raise SimulatedDeviceError(f"{self.name}: the kernel read a raw array out of bounds "
+                                       "(silent garbage or a crash on a GPU)") from None
         for value, storage in copies:   # outputs that were not contiguous
             if any(value is out for out in outputs):
                 value._a[...] = storage
@@ -321,6 +325,11 @@ class ElementwiseKernel:
                 raise TypeError(f"{self.name}: cannot decide the dtype of output {pname}")
             outputs.append(ndarray(shape, dtype=dtype))
         return tuple(outputs)
+
+
+def _type_name(type_name, bound):
+    """The dtype name a declared parameter type stands for (T: the dtype bound to it)."""
+    return bound["T"].name if type_name == "T" else type_name
 
 
 # ----------------------------------------------------------------------------- module

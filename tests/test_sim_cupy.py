@@ -106,3 +106,14 @@ def test_stricter_where_cupy_is_stricter():
     v += 10
     assert float(x[0]) == 10.0
     assert isinstance(cp.allclose(x, x), sim_cupy.ndarray)
+
+
+@pytest.mark.skipif(not cuda_host.compiler_available(), reason="g++ is not installed")
+def test_out_of_bounds_reads_of_raw_arrays_are_caught():
+    shift = sim_cupy.ElementwiseKernel("raw T x", "T y", "y = x[i + 1]", "shift")
+    x = sim_cupy.asarray(np.arange(4, dtype="float32"))
+    with pytest.raises(sim_cupy.SimulatedDeviceError, match="out of bounds"):
+        shift(x, sim_cupy.ndarray((4,), dtype="float32"))
+    y = sim_cupy.ndarray((3,), dtype="float32")
+    shift(x, y)                                         # i + 1 < 4: in bounds
+    np.testing.assert_array_equal(y.get(), [1, 2, 3])

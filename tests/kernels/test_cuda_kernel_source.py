@@ -32,18 +32,12 @@ def lib(tmp_path_factory):
 
 
 def run(lib, name, *args, count):
-    """Call kernel `name`; numpy arrays go by pointer, Python numbers by value in the declared type."""
+    """Call kernel `name`; numpy arrays go by pointer, Python numbers by value in the declared type.
+    Fails (IndexError) if the kernel reads a raw array out of bounds."""
     in_spec, out_spec, _ = KERNELS[name]
-    declared = [t for _, t, _ in cuda_host.params(in_spec) + cuda_host.params(out_spec)]
+    declared = cuda_host.params(in_spec) + cuda_host.params(out_spec)
     assert len(args) == len(declared), f"{name}: {len(args)} args for {len(declared)} params"
-    converted = []
-    for value, ctype in zip(args, declared):
-        if isinstance(value, np.ndarray):
-            assert value.flags.c_contiguous
-            converted.append(value.ctypes.data_as(ctypes.c_void_p))
-        else:
-            converted.append(C_VALUE[ctype](value))
-    getattr(lib, f"k_{name}")(*converted, ctypes.c_longlong(count))
+    cuda_host.call(getattr(lib, f"k_{name}"), in_spec, out_spec, args, lambda t, v: C_VALUE[t](v), count)
 
 
 def test_every_kernel_compiles_and_is_covered(lib):
