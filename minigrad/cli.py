@@ -339,6 +339,8 @@ def collect_info() -> dict:
     info["active_backend"] = backends["active"]
     info["backends"] = ["numpy"] + (["cupy"] if backends.get("cupy") else [])
     info["gpu"] = backends.get("gpu")
+    if info["cupy"] is None and backends.get("cupy"):   # importable without package metadata (a source build)
+        info["cupy"] = backends["cupy"]
     if not backends.get("cupy"):
         info["cupy_unavailable"] = backends.get("cupy_unavailable")
     info["cpu_count"] = os.cpu_count()
