@@ -322,9 +322,10 @@ def test_float64_results_match_numpy_to_1e10(name, backend):
                                    atol=1e-12 * float(np.abs(p_ref.grad).max()), err_msg=pname)
 
 
-def test_numpy_input_to_a_moved_layer_fails_loudly(backend):
-    if backend == "numpy":
-        pytest.skip("needs a second backend")
-    layer = nn.Conv2d(1, 2, 3).to(backend)
+@pytest.mark.gpu
+def test_numpy_input_to_a_moved_layer_fails_loudly():
+    if not mg.backend.cupy_available():
+        pytest.skip("needs CuPy and a CUDA GPU")
+    layer = nn.Conv2d(1, 2, 3).to("cupy")
     with pytest.raises(mg.BackendMismatchError, match="Conv2d.*numpy.*cupy|Conv2d.*cupy.*numpy"):
         layer(np.zeros((1, 1, 5, 5), dtype="float32"))
