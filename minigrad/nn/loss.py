@@ -104,7 +104,8 @@ class _ClassIndexLoss(_Loss):
         # deferred_checks() (mg.train.fit and evaluate) the count of bad targets stays on the device
         # until check_deferred(), which the loop calls with its other metric reads.
         self.defer_checks = False
-        self._invalid_targets = None
+        self._invalid_targets = None      # device count of out-of-range targets, and the class count C
+        self._deferred_classes = None
 
     @contextlib.contextmanager
     def deferred_checks(self):
@@ -131,9 +132,9 @@ class _ClassIndexLoss(_Loss):
         """Raise the out-of-range target error deferred since the last call (one device read), if any."""
         invalid, self._invalid_targets = self._invalid_targets, None
         if invalid is not None and int(invalid):
-            raise ValueError(f"{self.label}: target values must be class indices in [0, C) or ignore_index="
-                             f"{self.ignore_index}; {int(invalid)} target(s) out of range in the batches since "
-                             "the last metric read")
+            raise ValueError(f"{self.label}: target values must be class indices in [0, {self._deferred_classes}) "
+                             f"or ignore_index={self.ignore_index}; {int(invalid)} target(s) out of range in the "
+                             "batches since the last metric read")
 
     def _batched(self, x, target, allow_probabilities):
         """Check shapes/dtypes; return (x as (N, C, *), target, unbatched, is_probability)."""
@@ -168,6 +169,7 @@ class _ClassIndexLoss(_Loss):
         if self.defer_checks and not isinstance(target, numpy.ndarray):   # device: count now, read later
             count = out_of_range.sum()
             self._invalid_targets = count if self._invalid_targets is None else self._invalid_targets + count
+            self._deferred_classes = classes
         elif bool(out_of_range.any()):                        # the only value read back to the host
             example = int(target[out_of_range].reshape(-1)[0])
             raise ValueError(f"{where}: target values must be class indices in [0, {classes}) or ignore_index="
