@@ -250,8 +250,6 @@ class ElementwiseKernel:
         declared = self._ins + self._outs
         if len(args) not in (len(self._ins), len(declared)):
             raise TypeError(f"{self.name}: wrong number of arguments ({len(args)} given, {len(declared)} declared)")
-        if len(args) == len(self._ins):     # outputs omitted: CuPy allocates them
-            args = args + self._allocate_outputs(args, size)
         bound = {}
         for value, (_, type_name, pname) in zip(args, declared):
             if isinstance(value, numpy.ndarray):
@@ -261,6 +259,8 @@ class ElementwiseKernel:
                     raise TypeError(f"{self.name}: Type is mismatched. {pname} {value.dtype} {bound['T']}")
         if bound.get("T") not in (numpy.dtype("float32"), numpy.dtype("float64")):
             raise SimulatedDeviceError(f"{self.name}: the simulator runs T = float32/float64, got {bound.get('T')}")
+        if len(args) == len(self._ins):     # outputs omitted: CuPy allocates them
+            args = args + self._allocate_outputs(args, size, bound["T"])
         type_T = cuda_host.C_TYPES[bound["T"].name][0]
         outputs = args[len(self._ins):]
         for value, (raw, _, pname) in zip(outputs, self._outs):
@@ -292,7 +292,7 @@ class ElementwiseKernel:
                     copies.append((value, storage))
                 converted.append(storage)
             else:
-                converted.append(dtype.type(value).item())
+                converted.append(cuda_host.C_TYPES[dtype.name][1](dtype.type(value).item()))
         key = (type_T, array_inputs)
         if key not in self._libraries:
             source = cuda_host.host_function("kernel", self.in_params, self.out_params, self.operation,
@@ -300,7 +300,7 @@ class ElementwiseKernel:
             self._libraries[key] = cuda_host.build(source).kernel
         try:
             cuda_host.call(self._libraries[key], self.in_params, self.out_params, converted,
-                           lambda type_name, v: cuda_host.C_TYPES[_type_name(type_name, bound)][1](v), count)
+                           lambda type_name, c_value: c_value, count)      # scalars already converted
         except IndexError:
             raise SimulatedDeviceError(f"{self.name}: the kernel read a raw array out of bounds "
                                        "(silent garbage or a crash on a GPU)") from None
@@ -309,27 +309,14 @@ class ElementwiseKernel:
                 value._a[...] = storage
         return outputs[0] if len(outputs) == 1 else outputs
 
-
-    def _allocate_outputs(self, args, size):
-        """Outputs of the broadcast shape of the non-raw array inputs (or ``size``), typed by T."""
+    def _allocate_outputs(self, args, size, dtype_T):
+        """Outputs of the broadcast shape of the non-raw array inputs (or ``size``), T typed as dtype_T."""
         shapes = [a.shape for a, (raw, _, _) in zip(args, self._ins) if isinstance(a, ndarray) and not raw]
         if not shapes and size is None:
             raise ValueError(f"{self.name}: loop size is undecided (pass the outputs or size=)")
         shape = numpy.broadcast_shapes(*shapes) if shapes else (size,)
-        bound_T = next((a.dtype for a, (_, t, _) in zip(args, self._ins) if t == "T" and isinstance(a, ndarray)),
-                       None)
-        outputs = []
-        for _, type_name, pname in self._outs:
-            dtype = bound_T if type_name == "T" else numpy.dtype(type_name)
-            if dtype is None:
-                raise TypeError(f"{self.name}: cannot decide the dtype of output {pname}")
-            outputs.append(ndarray(shape, dtype=dtype))
-        return tuple(outputs)
-
-
-def _type_name(type_name, bound):
-    """The dtype name a declared parameter type stands for (T: the dtype bound to it)."""
-    return bound["T"].name if type_name == "T" else type_name
+        return tuple(ndarray(shape, dtype=dtype_T if type_name == "T" else numpy.dtype(type_name))
+                     for _, type_name, _ in self._outs)
 
 
 # ----------------------------------------------------------------------------- module
@@ -507,8 +494,13 @@ def _elementwise_math(fn):
 special = types.SimpleNamespace(erf=_elementwise_math(math.erf), erfc=_elementwise_math(math.erfc))
 
 
-def install():
-    """Make ``import cupy`` / ``from cupyx.scipy import special`` give the simulator."""
+def installed() -> bool:
+    """True when ``import cupy`` gives this simulator (MINIGRAD_TEST_CUPY=sim)."""
+    return getattr(sys.modules.get("cupy"), "ndarray", None) is ndarray
+
+
+def make_module() -> types.ModuleType:
+    """The simulated ``cupy`` module (not installed: see install)."""
     module = _Module("cupy", "Simulated CuPy (CPU); see tests/sim_cupy.py")
     module.__version__ = f"{_NAMES['version']}+simulated"
     for name, value in {"ndarray": ndarray, "ElementwiseKernel": ElementwiseKernel, "asarray": asarray,
@@ -518,6 +510,12 @@ def install():
         assert name in _MODULE_NAMES, name
         setattr(module, name, value)
     module.get_array_module = lambda *args: module if any(isinstance(a, ndarray) for a in args) else numpy
+    return module
+
+
+def install():
+    """Make ``import cupy`` / ``from cupyx.scipy import special`` give the simulator."""
+    module = make_module()
     cupyx = types.ModuleType("cupyx")
     cupyx.scipy = types.ModuleType("cupyx.scipy")
     cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")

@@ -13,6 +13,7 @@ import minigrad as mg
 from minigrad import distributed as dist
 
 import distributed_worker as worker
+import sim_cupy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "distributed_worker.py")
@@ -268,7 +269,7 @@ def test_nccl_all_reduce_and_broadcast_on_gpus():
         pytest.skip(f"NCCL needs CuPy and a CUDA GPU: {str(exc).split(';')[0]}")
     if MPIRUN is None or not HAVE_MPI4PY:
         pytest.skip("NCCL ranks are bootstrapped over MPI: needs mpirun and mpi4py")
-    if os.environ.get("MINIGRAD_TEST_CUPY") == "sim":
+    if sim_cupy.installed():
         pytest.skip("NCCL needs real GPUs: the simulated CuPy does not reach MPI ranks or provide cupy.cuda.nccl")
     n = min(2, count)
     proc = subprocess.run([MPIRUN, "-np", str(n), sys.executable, "-c", NCCL_SCRIPT], env=_mpi_env(),

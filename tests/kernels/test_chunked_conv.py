@@ -16,14 +16,19 @@ CASES = [((5, 4, 9, 8), (6, 2, 3, 3), dict(stride=1, padding=1, dilation=1, grou
          ((4, 2, 5, 5), (3, 2, 1, 1), dict(stride=1, padding=0, dilation=1, groups=1))]
 
 
-@pytest.mark.parametrize("samples_per_chunk", [1, 2, 3, 100])
-@pytest.mark.parametrize("x_shape,w_shape,args", CASES)
-def test_chunked_conv_matches_torch(x_shape, w_shape, args, samples_per_chunk):
-    rng = np.random.default_rng(0)
+def _case(x_shape, w_shape, args, samples_per_chunk, seed):
+    """(rng, float64 x, w, b, geometry, column budget for samples_per_chunk samples per chunk)."""
+    rng = np.random.default_rng(seed)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     geom = make_geometry(x.shape, w.shape, args["stride"], args["padding"], args["dilation"], args["groups"])
     per_sample = geom.in_channels * geom.kernel[0] * geom.kernel[1] * geom.out_size[0] * geom.out_size[1] * 8
-    budget = per_sample * samples_per_chunk
+    return rng, x, w, b, geom, per_sample * samples_per_chunk
+
+
+@pytest.mark.parametrize("samples_per_chunk", [1, 2, 3, 100])
+@pytest.mark.parametrize("x_shape,w_shape,args", CASES)
+def test_chunked_conv_matches_torch(x_shape, w_shape, args, samples_per_chunk):
+    rng, x, w, b, geom, budget = _case(x_shape, w_shape, args, samples_per_chunk, seed=0)
     assert chunked_conv.chunk_size(geom, 8, budget) == samples_per_chunk
     y = chunked_conv.conv_forward(x, w, b, geom, budget=budget)
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
@@ -51,11 +56,7 @@ def test_float32_in_float32_out():
 @pytest.mark.parametrize("x_shape,w_shape,args", CASES)
 def test_chunked_conv_same_on_every_backend(x_shape, w_shape, args, backend):
     """Uneven chunks through the backend's im2col/col2im (the CUDA kernels on cupy), float64."""
-    rng = np.random.default_rng(1)
-    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
-    geom = make_geometry(x.shape, w.shape, args["stride"], args["padding"], args["dilation"], args["groups"])
-    per_sample = geom.in_channels * geom.kernel[0] * geom.kernel[1] * geom.out_size[0] * geom.out_size[1] * 8
-    budget = 2 * per_sample                                  # chunks of 2 samples, the last one shorter
+    rng, x, w, b, geom, budget = _case(x_shape, w_shape, args, 2, seed=1)   # chunks of 2, the last shorter
     dev = [to_backend(a, backend) for a in (x, w, b)]
     y = chunked_conv.conv_forward(*dev, geom, budget=budget)
     dy = rng.standard_normal(y.shape)

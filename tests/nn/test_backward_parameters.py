@@ -11,6 +11,20 @@ def _grads(model):
     return {name: p.grad.copy() for name, p in model.named_parameters()}
 
 
+def _check_against_backward(model, x, dy, rtol, atol=0.0):
+    """backward, then backward_parameters on the same input: it returns None and leaves the same
+    parameter gradients. Returns the input gradient backward gave."""
+    model(x)
+    dx = model.backward(dy)
+    full = _grads(model)
+    model.zero_grad()
+    model(x)
+    assert model.backward_parameters(dy) is None
+    for name, grad in _grads(model).items():
+        np.testing.assert_allclose(grad, full[name], rtol=rtol, atol=atol, err_msg=name)
+    return dx
+
+
 def _spy_need_input(monkeypatch):
     """Record, for every Conv2d backward from now on, whether it asked for the input gradient."""
     calls = []
@@ -34,15 +48,7 @@ def _lenet_and_batch(dtype="float64"):
 def test_sequential_backward_parameters_matches_backward():
     model, x = _lenet_and_batch()
     dy = np.random.default_rng(2).standard_normal((6, 10))
-    model(x)
-    dx = model.backward(dy)
-    assert dx.shape == x.shape
-    full = _grads(model)
-    model.zero_grad()
-    model(x)
-    assert model.backward_parameters(dy) is None
-    for name, grad in _grads(model).items():
-        np.testing.assert_allclose(grad, full[name], rtol=1e-13, atol=1e-13, err_msg=name)
+    assert _check_against_backward(model, x, dy, rtol=1e-13, atol=1e-13).shape == x.shape
 
 
 def test_first_layer_gets_no_input_gradient(monkeypatch):
@@ -76,14 +82,7 @@ def test_conv2d_backward_parameters(padding_mode):
     conv = mg.nn.Conv2d(3, 4, 3, padding=1, padding_mode=padding_mode, dtype="float64")
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 5))
     dy = np.random.default_rng(1).standard_normal((2, 4, 6, 5))
-    conv(x)
-    conv.backward(dy)
-    full = _grads(conv)
-    conv.zero_grad()
-    conv(x)
-    assert conv.backward_parameters(dy) is None
-    for name, grad in _grads(conv).items():
-        np.testing.assert_allclose(grad, full[name], rtol=1e-13, atol=1e-13)
+    _check_against_backward(conv, x, dy, rtol=1e-13, atol=1e-13)
 
 
 def test_custom_layer_default_runs_backward():
@@ -163,16 +162,9 @@ def test_graph_backward_parameters_matches_backward(monkeypatch):
     model = mg.models.resnet20(dtype="float64")
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16))
     dy = np.random.default_rng(1).standard_normal((2, 10))
-    model(x)
-    assert model.backward(dy).shape == x.shape
-    full = _grads(model)
-    model.zero_grad()
     calls = _spy_need_input(monkeypatch)
-    model(x)
-    assert model.backward_parameters(dy) is None
+    assert _check_against_backward(model, x, dy, rtol=1e-12, atol=1e-12).shape == x.shape
     assert calls.count(False) == 1 and calls[-1] is False    # only the stem conv skips its input gradient
-    for name, grad in _grads(model).items():
-        np.testing.assert_allclose(grad, full[name], rtol=1e-12, atol=1e-12, err_msg=name)
 
 
 def test_graph_backward_parameters_with_a_residual_on_the_input():
@@ -185,14 +177,7 @@ def test_graph_backward_parameters_with_a_residual_on_the_input():
     g.output(y)
     data = np.random.default_rng(0).standard_normal((3, 4))
     dy = np.random.default_rng(1).standard_normal((3, 4))
-    g(data)
-    g.backward(dy)
-    full = _grads(g)
-    g.zero_grad()
-    g(data)
-    assert g.backward_parameters(dy) is None
-    for name, grad in _grads(g).items():
-        np.testing.assert_allclose(grad, full[name], rtol=1e-13, err_msg=name)
+    _check_against_backward(g, data, dy, rtol=1e-13)
 
 
 def test_backward_parameters_on_the_strict_backend():
