@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from minigrad.bench_cases import build_cases
+from minigrad.bench.cases import build_cases
 
 QUICK = os.environ.get("MINIGRAD_BENCH_QUICK", "") not in ("", "0")
 

@@ -4,7 +4,7 @@ Run it with:
 
     python -m pytest benchmarks --benchmark-only          # MINIGRAD_BENCH_QUICK=1 for small shapes
 
-Each case of ``minigrad.bench_cases`` runs twice, as ``impl=minigrad`` and ``impl=torch`` (when
+Each case of ``minigrad.bench.cases`` runs twice, as ``impl=minigrad`` and ``impl=torch`` (when
 PyTorch is installed). For the careful protocol (interleaved turns, pauses, medians, ratios,
 GFLOP/s, memory), use ``minigrad bench`` instead; ``MINIGRAD_BENCH_QUICK=1`` makes both use the
 small shapes of ``--quick``.

@@ -21,7 +21,7 @@ import numpy
 __all__ = [
     "BackendMismatchError", "BackendUnavailableError", "set_backend", "get_backend",
     "get_array_module", "active_module", "to_backend", "backend_of", "is_array",
-    "register_array_module", "cupy_available", "describe",
+    "register_array_module", "cupy_available", "describe", "is_gpu_array",
 ]
 
 _ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
@@ -141,6 +141,12 @@ def _classify(obj):
 def is_array(obj) -> bool:
     """True for a NumPy or CuPy array (or a registered array type)."""
     return _classify(obj) is not None
+
+
+def is_gpu_array(obj) -> bool:
+    """True for a CuPy array (it takes the CUDA kernels of minigrad.kernels); False for anything else."""
+    entry = _classify(obj)
+    return entry is not None and entry[0] == "cupy"
 
 
 def backend_of(array) -> str:

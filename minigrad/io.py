@@ -292,6 +292,16 @@ def _check_model(path, model, state):
                                   f"{current.dtype} in {type(model).__name__}; the model was not changed")
 
 
+def _check_saved_kind(path, ckpt, what: str, obj) -> None:
+    """Raise unless the checkpoint holds `what` ('optimizer' or 'scheduler') state of obj's class."""
+    article = "an" if what[0] in "aeiou" else "a"
+    if ckpt[what] is None:
+        raise CheckpointError(f"{path}: the checkpoint holds no {what} state (saved without {article} {what})")
+    if ckpt[f"{what}_type"] != type(obj).__name__:
+        raise CheckpointError(f"{path}: the checkpoint holds {ckpt[f'{what}_type']} state but the {what} "
+                              f"is {type(obj).__name__}")
+
+
 def load_into(path, model, optimizer=None, backend=None, *, scheduler=None, restore_rng=False) -> Checkpoint:
     """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``): all or nothing.
 
@@ -307,21 +317,13 @@ def load_into(path, model, optimizer=None, backend=None, *, scheduler=None, rest
     _check_model(path, model, ckpt["model"])
     prepared = None
     if optimizer is not None:
-        if ckpt["optimizer"] is None:
-            raise CheckpointError(f"{path}: the checkpoint holds no optimizer state (saved without an optimizer)")
-        if ckpt["optimizer_type"] != type(optimizer).__name__:
-            raise CheckpointError(f"{path}: the checkpoint holds {ckpt['optimizer_type']} state but the optimizer "
-                                  f"is {type(optimizer).__name__}")
+        _check_saved_kind(path, ckpt, "optimizer", optimizer)
         try:
             prepared = optimizer._prepare_state_dict(ckpt["optimizer"])
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"{path}: the optimizer state does not fit: {exc}") from exc
     if scheduler is not None:
-        if ckpt["scheduler"] is None:
-            raise CheckpointError(f"{path}: the checkpoint holds no scheduler state (saved without a scheduler)")
-        if ckpt["scheduler_type"] != type(scheduler).__name__:
-            raise CheckpointError(f"{path}: the checkpoint holds {ckpt['scheduler_type']} state but the scheduler "
-                                  f"is {type(scheduler).__name__}")
+        _check_saved_kind(path, ckpt, "scheduler", scheduler)
     if restore_rng and not isinstance(ckpt["rng"], dict):
         raise CheckpointError(f"{path}: the checkpoint holds no random-generator state")
     # Everything fits: apply.

@@ -7,16 +7,22 @@ import pytest
 
 import minigrad as mg
 
-# Test helpers (strict_backend, ...) import as top-level modules from any test folder.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-# MINIGRAD_TEST_CUPY=sim: the cupy cases run on the simulated CuPy (tests/sim_cupy.py), on the CPU.
+# MINIGRAD_TEST_CUPY=sim: the cupy cases run on the simulated CuPy (tests/support/sim_cupy.py), on the CPU.
 SIMULATED_CUPY = os.environ.get("MINIGRAD_TEST_CUPY") == "sim"
 if SIMULATED_CUPY:
-    import sim_cupy
+    from support import sim_cupy
     sim_cupy.install()
-    _site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim_site")   # child processes too
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_site, os.environ.get("PYTHONPATH")) if p)
+    _tests = os.path.dirname(os.path.abspath(__file__))
+    _site = os.path.join(_tests, "support", "sim_site")   # child processes too: sitecustomize imports support
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_site, _tests, os.environ.get("PYTHONPATH")) if p)
+
+
+@pytest.fixture
+def conv_algorithm():
+    """mg.set_conv_algorithm for one test; the setting before it is restored afterwards."""
+    before = mg.get_conv_algorithm()
+    yield mg.set_conv_algorithm
+    mg.set_conv_algorithm(before)
 
 
 @pytest.fixture

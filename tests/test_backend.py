@@ -8,7 +8,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend
-from strict_backend import StrictArray, strict, to_strict
+from support.strict_backend import StrictArray, strict, to_strict
 
 
 def test_default_backend_is_numpy():

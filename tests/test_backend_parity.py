@@ -159,7 +159,7 @@ def _torch_layers():
     import torch
     from torch import nn as tnn
 
-    import torch_twins
+    from support import torch_twins
     return {
         "conv2d": lambda: tnn.Conv2d(3, 4, 3, stride=2, padding=1),
         "conv2d_grouped_reflect": lambda: tnn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect"),
@@ -196,7 +196,7 @@ def torch_fp32():
     """PyTorch without TF32 (its default for float32 convolutions on Ampere+ GPUs), restored afterwards."""
     torch = pytest.importorskip("torch")
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    from minigrad.bench_cases import full_fp32
+    from minigrad.bench.cases import full_fp32
     full_fp32(torch)
     yield torch
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

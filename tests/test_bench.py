@@ -5,7 +5,7 @@ import json
 import pytest
 
 from minigrad import bench
-from minigrad.bench_cases import GROUPS, build_cases
+from minigrad.bench.cases import GROUPS, build_cases
 
 
 def _args(*argv):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.kernels.cpu_conv import release_buffers
+from minigrad.kernels.cpu_runtime import release_buffers
 
 LIMIT = 64 * 2 ** 20
 

@@ -12,11 +12,11 @@ import pytest
 import minigrad as mg
 from minigrad import distributed as dist
 
-import distributed_worker as worker
-import sim_cupy
+from support import distributed_worker as worker
+from support import sim_cupy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "distributed_worker.py")
+WORKER = os.path.join(HERE, "support", "distributed_worker.py")
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 MPIRUN = shutil.which("mpirun")
 

@@ -2,7 +2,7 @@
 (its node name inside a Graph/Sequential), what was expected and what was given.
 
 Never a raw NumPy error, never silent garbage. The "other backend" is the strict test backend
-(tests/strict_backend.py), which stands in for CuPy on a machine without a GPU.
+(tests/support/strict_backend.py), which stands in for CuPy on a machine without a GPU.
 Each case is one entry of CASES: (id, function making the mistake, exception type, key words).
 """
 import re
@@ -13,7 +13,7 @@ import pytest
 import minigrad as mg
 from minigrad import nn
 from minigrad.data import ArrayDataset, DataLoader
-from strict_backend import strict_layer, to_strict
+from support.strict_backend import strict_layer, to_strict
 
 R = np.random.default_rng(0)
 

@@ -11,7 +11,7 @@ import pytest
 import minigrad as mg
 from minigrad import io as mg_io
 from minigrad import optim
-from strict_backend import StrictArray, assert_strict, strict_layer, to_strict
+from support.strict_backend import StrictArray, assert_strict, strict_layer, to_strict
 
 
 class Counter(mg.nn.Layer):

@@ -9,7 +9,7 @@
   checkpoint in place, and resuming from it still ends identical to an uninterrupted run.
   (mg.save's own atomic-write cases, disk full / interrupt / rename / fsync failures, are in test_io.py.)
 
-The run (tests/kill_resume_script.py) is an MLP on 2-D blobs: 3 epochs of 8 steps, a checkpoint
+The run (tests/support/kill_resume_script.py) is an MLP on 2-D blobs: 3 epochs of 8 steps, a checkpoint
 after every step, SGD with momentum, StepLR, a shuffling DataLoader.
 """
 import errno
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-import kill_resume_script as script
+from support import kill_resume_script as script
 
 HERE = Path(__file__).resolve().parent
 TOTAL_STEPS = script.EPOCHS * script.STEPS_PER_EPOCH
@@ -63,7 +63,7 @@ def test_sigkill_at_a_random_point_then_resume_is_bitwise_identical(tmp_path, re
     out = tmp_path / "run"
     checkpoint = out / "checkpoint.npz"
     env = dict(os.environ, MINIGRAD_BACKEND="numpy")
-    proc = subprocess.Popen([sys.executable, str(HERE / "kill_resume_script.py"), str(out), "--delay", str(DELAY)],
+    proc = subprocess.Popen([sys.executable, str(HERE / "support" / "kill_resume_script.py"), str(out), "--delay", str(DELAY)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

@@ -6,7 +6,7 @@ import pytest
 import minigrad as mg
 
 torch = pytest.importorskip("torch")
-import torch_twins  # noqa: E402  (tests/torch_twins.py)
+from support import torch_twins  # noqa: E402  (tests/support/torch_twins.py)
 
 
 def _names(model):

@@ -1,7 +1,7 @@
 """End-to-end parity with PyTorch (issue 4, "Done when").
 
 LeNet-5, vgg_small (BatchNorm, Dropout off) and ResNet-20 (a Graph of residual-block Graphs) have
-PyTorch twins (tests/torch_twins.py) with the same state-dict names. Torch initialises the twin
+PyTorch twins (tests/support/torch_twins.py) with the same state-dict names. Torch initialises the twin
 (BatchNorm affine parameters and running statistics randomised so eval mode is not an identity),
 the weights are copied into minigrad with load_state_dict, and then:
 
@@ -38,7 +38,7 @@ import pytest
 import minigrad as mg
 
 torch = pytest.importorskip("torch")
-import torch_twins  # noqa: E402  (tests/torch_twins.py)
+from support import torch_twins  # noqa: E402  (tests/support/torch_twins.py)
 
 F = torch.nn.functional
 RTOL = {"float64": 1e-10, "float32": 1e-4}

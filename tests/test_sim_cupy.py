@@ -1,4 +1,4 @@
-"""The simulated CuPy (tests/sim_cupy.py) refuses what real CuPy refuses and runs the CUDA kernels.
+"""The simulated CuPy (tests/support/sim_cupy.py) refuses what real CuPy refuses and runs the CUDA kernels.
 
 These run on every machine, without installing the simulator as ``cupy``; the cupy cases of
 the suite run on it with ``MINIGRAD_TEST_CUPY=sim`` (see docs/backends.md, "Testing the GPU path without a GPU").
@@ -6,8 +6,8 @@ the suite run on it with ``MINIGRAD_TEST_CUPY=sim`` (see docs/backends.md, "Test
 import numpy as np
 import pytest
 
-import cuda_host
-import sim_cupy
+from support import cuda_host
+from support import sim_cupy
 from minigrad.kernels.cuda import KERNELS
 from minigrad.kernels.im2col import col2im, im2col
 

@@ -7,7 +7,7 @@ import pytest
 import minigrad as mg
 from minigrad import optim
 from minigrad.torch_compat import from_torch_state_dict, to_torch_state_dict
-from strict_backend import strict_layer
+from support.strict_backend import strict_layer
 
 torch = pytest.importorskip("torch")
 

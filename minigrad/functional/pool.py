@@ -1,7 +1,9 @@
 """2-D max, average and adaptive-average pooling with their gradients, over any array module.
 
-Like im2col, every pool is a loop over the kh*kw kernel offsets: offset (i, j) is the
-strided view ``xpad[:, :, i*dh : ... : sh, j*dw : ... : sw]`` of shape (N, C, OH, OW).
+This module holds the geometry (output sizes, pads, divisors) and the public functions; the
+passes themselves run in the kernel ``minigrad.kernels.dispatch.pool_kernel`` picks: one CUDA kernel
+per pass on CuPy, in-place passes over blocks of planes for NumPy max pooling (``cpu_pool``), else
+the reference loop over the kh*kw kernel offsets (``pool_reference``):
 
     max  forward   running elementwise maximum over the offsets; ``argmax`` keeps the offset
                    of the first maximum (a later one wins only if strictly greater, or NaN),
@@ -20,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backend import get_array_module
-from ..kernels import cpu_pool
-from ..kernels.im2col import _is_cupy, pad_constant
+from ..kernels.dispatch import pool_kernel
 
 __all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
            "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -71,66 +72,17 @@ def make_pool_geometry(in_shape, kernel, stride, padding, dilation, ceil_mode, w
     return PoolGeometry((h, w), kernel, stride, padding, dilation, (out_h, out_w), (ph, bottom, pw, right))
 
 
-def _views(geom: PoolGeometry):
-    """(offset index, row slice, column slice) of each kernel offset into the padded array."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_size
-    for i in range(kh):
-        rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
-        for j in range(kw):
-            yield i * kw + j, rows, slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-
-
-def _padded_zeros(xp, shape, geom, dtype):
-    top, bottom, left, right = geom.pads
-    n, c, h, w = shape
-    return xp.zeros((n, c, h + top + bottom, w + left + right), dtype=dtype)
-
-
-def _crop(padded, geom):
-    top, _, left, _ = geom.pads
-    h, w = geom.in_size
-    return padded[:, :, top:top + h, left:left + w]
-
-
 # ----------------------------------------------------------------------------- max pooling
 
 def max_pool2d_forward(x, geom: PoolGeometry):
     """x: (N, C, H, W) -> (y (N, C, OH, OW), argmax offset (N, C, OH, OW) in [0, kh*kw))."""
-    xp = get_array_module(x)
-    if _is_cupy(xp):                                     # one CUDA kernel (kernels/cuda.py)
-        from ..kernels.cuda import max_pool_forward_gpu
-        return max_pool_forward_gpu(x, geom)
-    if cpu_pool.supported(x):                            # blocks of planes, in place (kernels/cpu_pool.py)
-        fast = cpu_pool.max_forward(x, geom.pads, list(_views(geom)), geom.out_size)
-        if fast is not None:
-            return fast
-    padded = pad_constant(x, geom.pads, -float("inf"))   # (N, C, H+pt+pb, W+pl+pr)
-    out = argmax = None
-    index_dtype = "uint8" if geom.kernel[0] * geom.kernel[1] <= 256 else "int32"
-    for k, rows, cols in _views(geom):
-        view = padded[:, :, rows, cols]                  # (N, C, OH, OW)
-        if out is None:
-            out = view.copy()
-            argmax = xp.zeros(out.shape, dtype=index_dtype)
-            continue
-        better = (view > out) | (view != view)           # strictly greater, or NaN (PyTorch's rule)
-        out = xp.where(better, view, out)
-        argmax = xp.where(better, k, argmax).astype(index_dtype, copy=False)
-    return out, argmax
+    return pool_kernel("max", geom, x).max_forward(x, geom)
 
 
 def max_pool2d_backward(grad_out, argmax, in_shape, geom: PoolGeometry):
     """Route each dy to the input element that was the maximum. Returns (N, C, H, W)."""
-    xp = get_array_module(grad_out, argmax)
-    if _is_cupy(xp):                                     # gather per input pixel, no atomics
-        from ..kernels.cuda import max_pool_backward_gpu
-        return max_pool_backward_gpu(grad_out, argmax, tuple(in_shape), geom)
-    if cpu_pool.supported(grad_out) and cpu_pool.is_uint8_array(argmax):
-        return cpu_pool.max_backward(grad_out, argmax, tuple(in_shape), geom.pads, list(_views(geom)))
-    grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
-    for k, rows, cols in _views(geom):
-        grad[:, :, rows, cols] += xp.where(argmax == k, grad_out, 0.0)
-    return _crop(grad, geom)
+    get_array_module(grad_out, argmax, names=("grad_out", "argmax"), where="max_pool2d_backward")
+    return pool_kernel("max", geom, grad_out, argmax).max_backward(grad_out, argmax, tuple(in_shape), geom)
 
 
 # ----------------------------------------------------------------------------- average pooling
@@ -161,28 +113,12 @@ def avg_divisor(xp, geom: PoolGeometry, count_include_pad: bool, divisor_overrid
 
 def avg_pool2d_forward(x, geom: PoolGeometry, divisor):
     """x: (N, C, H, W) -> (N, C, OH, OW): sum of each zero-padded window / divisor."""
-    if _is_cupy(get_array_module(x)):                    # window sums in one CUDA kernel
-        from ..kernels.cuda import avg_pool_forward_gpu
-        return avg_pool_forward_gpu(x, geom, True, 1.0) / divisor
-    padded = pad_constant(x, geom.pads, 0.0)             # (N, C, H+pt+pb, W+pl+pr)
-    total = None
-    for _, rows, cols in _views(geom):
-        view = padded[:, :, rows, cols]
-        total = view.copy() if total is None else total + view
-    return total / divisor
+    return pool_kernel("avg", geom, x).avg_forward(x, geom, divisor)
 
 
 def avg_pool2d_backward(grad_out, in_shape, geom: PoolGeometry, divisor):
     """Spread dy / divisor evenly over each window. Returns (N, C, H, W)."""
-    xp = get_array_module(grad_out)
-    share = grad_out / divisor
-    if _is_cupy(xp):                                     # gather the shares per input pixel
-        from ..kernels.cuda import avg_pool_backward_gpu
-        return avg_pool_backward_gpu(xp.ascontiguousarray(share), tuple(in_shape), geom, True, 1.0)
-    grad = _padded_zeros(xp, in_shape, geom, grad_out.dtype)
-    for _, rows, cols in _views(geom):
-        grad[:, :, rows, cols] += share
-    return _crop(grad, geom)
+    return pool_kernel("avg", geom, grad_out).avg_backward(grad_out, tuple(in_shape), geom, divisor)
 
 
 # ----------------------------------------------------------------------------- adaptive average

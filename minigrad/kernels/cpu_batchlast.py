@@ -2,28 +2,27 @@
 
 Channels-last columns (``cpu_conv``) copy runs of kw*C contiguous numbers; with few input channels
 (LeNet's 1 and 6, an RGB stem's 3) those runs are 3-30 numbers long and the copies, not the GEMM,
-take the time. Here the samples of a chunk go innermost instead (g samples, K = C*kh*kw, M = OH*OW*g):
+take the time. Here the samples of a chunk go innermost instead (m samples, K = C*kh*kw, M = OH*OW*m):
 
-    xt    = pad(x[chunk]) as (C, Hp, Wp, g)                         one transposing copy
-    cols  = (C, kh, kw, OH, OW, g), cols[c, i, j, oh, ow] = xt[c, oh*sh + i*dh, ow*sw + j*dw]
-            kh*kw slice copies, each over all C at once, in runs of OW*g (stride 1) or g numbers
-    y     = W (O, K) @ cols (K, M)                                  (O, OH, OW, g) -> (g, O, OH, OW)
-    dW   += dyt (O, M) @ cols^T (M, K)                              dyt = dy[chunk] as (O, OH, OW, g)
-    dx    = col2im(W^T (K, O) @ dyt (O, M)): kh*kw strided adds of (C, OH, OW, g) blocks into
-            a zeroed (C, Hp, Wp, g) buffer, then the interior back to (g, C, H, W)
+    xt    = pad(x[chunk]) as (C, Hp, Wp, m)                         one transposing copy
+    cols  = (C, kh, kw, OH, OW, m), cols[c, i, j, oh, ow] = xt[c, oh*sh + i*dh, ow*sw + j*dw]
+            kh*kw slice copies, each over all C at once, in runs of OW*m (stride 1) or m numbers
+    y     = W (O, K) @ cols (K, M)                                  (O, OH, OW, m) -> (m, O, OH, OW)
+    dW   += dyt (O, M) @ cols^T (M, K)                              dyt = dy[chunk] as (O, OH, OW, m)
+    dx    = col2im(W^T (K, O) @ dyt (O, M)): kh*kw strided adds of (C, OH, OW, m) blocks into
+            a zeroed (C, Hp, Wp, m) buffer, then the interior back to (m, C, H, W)
 
 The rows of the columns come in (c, i, j) order, the weight's own memory order, so W is a
 (O, K) view and dW comes out in the weight's layout: no weight transposes. The scatter for dx adds
-whole blocks with long runs (no np.add.at). Chunks of g samples keep the columns within BUDGET
-bytes and run on the thread pool like ``cpu_conv``; work buffers are per thread and reused.
+whole blocks with long runs (no np.add.at). Chunks of m samples keep the columns within the
+runtime's budget and run on its thread pool (``cpu_runtime``); work buffers are per thread and reused.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .cpu_conv import _parallel, sum_pieces, work_buffer
+from .cpu_runtime import batch_chunks, run_chunks, work_buffer
 
-BUDGET = 2 << 20         # bytes of columns per chunk, per thread (sweep 64 KiB-2 MiB: 1-2 MiB best)
 MAX_RUN = 32             # applies when channels-last runs (kw * C numbers) would be at most this long
 MAX_SAMPLE_BYTES = 4 << 20   # ... and one sample's float64 columns fit here (no row blocks: big images
                              # with few channels, e.g. a 224x224 stem, go to cpu_conv)
@@ -36,33 +35,28 @@ def applies(geom) -> bool:
     return geom.groups == 1 and geom.in_channels * kw <= MAX_RUN and per_sample <= MAX_SAMPLE_BYTES
 
 
-def _samples_per_chunk(geom, itemsize) -> int:
+def chunks(geom, dtype):
+    """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
     kh, kw = geom.kernel
-    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * itemsize
-    return max(1, BUDGET // max(per_sample, 1))
-
-
-def _chunks(geom, itemsize, n0, n1):
-    step = _samples_per_chunk(geom, itemsize)
-    for c0 in range(n0, n1, step):
-        yield c0, min(c0 + step, n1)
+    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * np.dtype(dtype).itemsize
+    return batch_chunks(geom.batch, per_sample)
 
 
 def _padded_batch_last(x, pads, name):
-    """x: (g, C, H, W) -> per-thread buffer (C, H+pt+pb, W+pl+pr, g) with a zero border."""
-    g, c, h, w = x.shape
+    """x: (m, C, H, W) -> per-thread buffer (C, H+pt+pb, W+pl+pr, m) with a zero border."""
+    m, c, h, w = x.shape
     top, bottom, left, right = pads
-    buf = work_buffer(name, (c, h + top + bottom, w + left + right, g), x.dtype)
+    buf = work_buffer(name, (c, h + top + bottom, w + left + right, m), x.dtype)
     buf[:, :top] = 0
     buf[:, top + h:] = 0
     buf[:, top:top + h, :left] = 0
     buf[:, top:top + h, left + w:] = 0
-    buf[:, top:top + h, left:left + w] = x.transpose(1, 2, 3, 0)      # (g, C, H, W) -> (C, H, W, g)
+    buf[:, top:top + h, left:left + w] = x.transpose(1, 2, 3, 0)      # (m, C, H, W) -> (C, H, W, m)
     return buf
 
 
 def _window(buf, geom, i, j):
-    """The (C, OH, OW, g) view of buf (C, Hp, Wp, g) that kernel tap (i, j) meets."""
+    """The (C, OH, OW, m) view of buf (C, Hp, Wp, m) that kernel tap (i, j) meets."""
     oh, ow = geom.out_size
     sh, sw = geom.stride
     r, q = i * geom.dilation[0], j * geom.dilation[1]
@@ -70,15 +64,15 @@ def _window(buf, geom, i, j):
 
 
 def _columns(xt, geom):
-    """xt: (C, Hp, Wp, g) -> per-thread columns (K, M) in (c, i, j) x (oh, ow, n) order."""
-    c, _, _, g = xt.shape
+    """xt: (C, Hp, Wp, m) -> per-thread columns (K, M) in (c, i, j) x (oh, ow, n) order."""
+    c, _, _, m = xt.shape
     kh, kw = geom.kernel
     oh, ow = geom.out_size
-    cols = work_buffer("bl_cols", (c, kh, kw, oh, ow, g), xt.dtype)
+    cols = work_buffer("bl_cols", (c, kh, kw, oh, ow, m), xt.dtype)
     for i in range(kh):
         for j in range(kw):
             cols[:, i, j] = _window(xt, geom, i, j)
-    return cols.reshape(c * kh * kw, oh * ow * g)                       # (C, kh, kw, OH, OW, g) -> (K, M)
+    return cols.reshape(c * kh * kw, oh * ow * m)                       # (C, kh, kw, OH, OW, m) -> (K, M)
 
 
 def _weight_matrix(weight):
@@ -94,18 +88,17 @@ def conv_forward(x, weight, bias, geom):
     out = np.empty(geom.out_shape, dtype=x.dtype)
     bias4 = None if bias is None else bias.reshape(1, o, 1, 1)          # (O,) -> (1, O, 1, 1)
 
-    def piece(n0, n1):
-        for c0, c1 in _chunks(geom, x.itemsize, n0, n1):
-            g = c1 - c0
-            cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
-            y = np.matmul(wmat, cols, out=work_buffer("bl_y", (o, oh * ow * g), x.dtype))
-            y = y.reshape(o, oh, ow, g).transpose(3, 0, 1, 2)           # (O, M) -> (g, O, OH, OW)
-            if bias4 is None:
-                out[c0:c1] = y
-            else:
-                np.add(y, bias4, out=out[c0:c1])
+    def per_chunk(c0, c1):
+        m = c1 - c0
+        cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
+        y = np.matmul(wmat, cols, out=work_buffer("bl_y", (o, oh * ow * m), x.dtype))
+        y = y.reshape(o, oh, ow, m).transpose(3, 0, 1, 2)               # (O, M) -> (m, O, OH, OW)
+        if bias4 is None:
+            out[c0:c1] = y
+        else:
+            np.add(y, bias4, out=out[c0:c1])
 
-    _parallel(geom.batch, piece)
+    run_chunks(chunks(geom, x.dtype), per_chunk)
     return out
 
 
@@ -121,34 +114,31 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
     dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
     wmat_t = _weight_matrix(weight).T if need_input else None           # (O, K) -> (K, O)
 
-    def piece(n0, n1):
-        dw_part = np.zeros((o, k), dtype=dtype) if need_weight else None
-        db_part = np.zeros(o, dtype=dtype) if need_bias else None
-        for c0, c1 in _chunks(geom, dtype.itemsize, n0, n1):
-            g = c1 - c0
-            m = oh * ow * g
-            dyt = work_buffer("bl_dy", (o, oh, ow, g), dtype)
-            dyt[...] = grad_out[c0:c1].transpose(1, 2, 3, 0)           # (g, O, OH, OW) -> (O, OH, OW, g)
-            dym = dyt.reshape(o, m)                                     # (O, OH, OW, g) -> (O, M)
-            if need_bias:
-                db_part += dym.sum(axis=1)
-            if need_weight:
-                cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
-                dw_part += np.matmul(dym, cols.T, out=work_buffer("bl_dw", (o, k), dtype))
-            if need_input:
-                dcols = np.matmul(wmat_t, dym, out=work_buffer("bl_dcols", (k, m), dtype))
-                dcols = dcols.reshape(c, kh, kw, oh, ow, g)             # (K, M) -> (C, kh, kw, OH, OW, g)
-                dxt = work_buffer("bl_dx", (c, h + top + bottom, w + left + right, g), dtype)
-                dxt[...] = 0
-                for i in range(kh):
-                    for j in range(kw):
-                        window = _window(dxt, geom, i, j)
-                        np.add(window, dcols[:, i, j], out=window)
-                # (C, H, W, g) interior -> (g, C, H, W)
-                dx[c0:c1] = dxt[:, top:top + h, left:left + w].transpose(3, 0, 1, 2)
+    def per_chunk(c0, c1):
+        m = c1 - c0
+        M = oh * ow * m
+        dyt = work_buffer("bl_dy", (o, oh, ow, m), dtype)
+        dyt[...] = grad_out[c0:c1].transpose(1, 2, 3, 0)               # (m, O, OH, OW) -> (O, OH, OW, m)
+        dym = dyt.reshape(o, M)                                         # (O, OH, OW, m) -> (O, M)
+        db_part = dym.sum(axis=1) if need_bias else None
+        dw_part = None
+        if need_weight:
+            cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
+            dw_part = np.matmul(dym, cols.T)                            # (O, K), this chunk's own
+        if need_input:
+            dcols = np.matmul(wmat_t, dym, out=work_buffer("bl_dcols", (k, M), dtype))
+            dcols = dcols.reshape(c, kh, kw, oh, ow, m)                 # (K, M) -> (C, kh, kw, OH, OW, m)
+            dxt = work_buffer("bl_dx", (c, h + top + bottom, w + left + right, m), dtype)
+            dxt[...] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    window = _window(dxt, geom, i, j)
+                    np.add(window, dcols[:, i, j], out=window)
+            # (C, H, W, m) interior -> (m, C, H, W)
+            dx[c0:c1] = dxt[:, top:top + h, left:left + w].transpose(3, 0, 1, 2)
         return dw_part, db_part
 
-    grad_w, grad_b = sum_pieces(_parallel(geom.batch, piece))
+    grad_w, grad_b = run_chunks(chunks(geom, dtype), per_chunk)
     if need_weight:
         grad_w = grad_w.reshape(geom.weight_shape)                      # (O, K) -> (O, C, kh, kw)
     return dx, grad_w, grad_b

@@ -3,7 +3,7 @@
 Each channel has its own kh x kw filter, so im2col + GEMM would be C tiny matmuls. Instead, loop over
 the kh*kw kernel taps; each tap is one view of the padded input (planes = samples x channels):
 
-    y       = sum_t  w[:, t] * tap_t(xs)                  (g*C, OH, Wh) -> (g, C, OH, OW)
+    y       = sum_t  w[:, t] * tap_t(xs)                  (m*C, OH, Wh) -> (m, C, OH, OW)
     dW[:, t] = sum_{n,p} dy * tap_t(xs)                    one dot product per plane and tap
     dx      = stride 1: the same correlation of pad(dy) with the flipped filters
               otherwise: unsplit(sum_t tap_t^T(w[:, t] * dy)), scatter-adds into the same layout
@@ -19,12 +19,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .cpu_conv import _parallel, sum_pieces, work_buffer
-
-PLANE_BUDGET = 2 << 20     # bytes of phase-split input per chunk (per thread): fewer, longer numpy calls
+from .cpu_runtime import batch_chunks, run_chunks, work_buffer
 
 
 def applies(geom) -> bool:
+    """groups == in_channels == out_channels > 1 (one filter per channel)."""
     return geom.groups == geom.in_channels == geom.out_channels and geom.groups > 1
 
 
@@ -82,37 +81,38 @@ class _Layout:
 
 
 def _split(x, lay, name):
-    """x (g, C, H, W) -> flat zero-padded phase buffer (g*C*sh*sw*Hh*Wh + tail,)."""
-    g, c = x.shape[:2]
-    flat = work_buffer(name, (g * c * lay.sh * lay.sw * lay.sub + lay.tail,), x.dtype)
+    """x (m, C, H, W) -> flat zero-padded phase buffer (m*C*sh*sw*Hh*Wh + tail,)."""
+    m, c = x.shape[:2]
+    flat = work_buffer(name, (m * c * lay.sh * lay.sw * lay.sub + lay.tail,), x.dtype)
     flat[...] = 0
-    phases = lay.phases(flat, g * c).reshape(g, c, lay.sh, lay.sw, lay.hh, lay.wh)
+    phases = lay.phases(flat, m * c).reshape(m, c, lay.sh, lay.sw, lay.hh, lay.wh)
     for a, b, rows, cols, ys, xs in lay.blocks():
         phases[:, :, a, b, rows, cols] = x[:, :, ys, xs]
     return flat
 
 
-def _samples_per_chunk(geom, itemsize):
+def chunks(geom, dtype):
+    """[(n0, n1), ...]: the batch cut so that a chunk's phase-split input fits the budget."""
     lay = _Layout.of(geom)
-    per_sample = geom.in_channels * lay.sh * lay.sw * lay.sub * itemsize
-    return max(1, PLANE_BUDGET // max(per_sample, 1))
+    per_sample = geom.in_channels * lay.sh * lay.sw * lay.sub * np.dtype(dtype).itemsize
+    return batch_chunks(geom.batch, per_sample)
 
 
 def _correlate(src, lay, kernel, wt, out, b4):
-    """out (g, C, OH, OW) = sum_t wt[:, t] * tap_t(split(src)) (+ b4); src (g, C, H, W), wt (C, kh*kw)."""
-    g, c = src.shape[:2]
+    """out (m, C, OH, OW) = sum_t wt[:, t] * tap_t(split(src)) (+ b4); src (m, C, H, W), wt (C, kh*kw)."""
+    m, c = src.shape[:2]
     flat = _split(src, lay, "dw_x")
-    acc = work_buffer("dw_acc", (g * c, lay.oh, lay.wh), src.dtype)
+    acc = work_buffer("dw_acc", (m * c, lay.oh, lay.wh), src.dtype)
     tmp = work_buffer("dw_tmp", acc.shape, src.dtype)
-    wrep = np.tile(wt.T, (1, g))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, g*C, 1, 1)
+    wrep = np.tile(wt.T, (1, m))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, m*C, 1, 1)
     for t, offset in lay.taps(kernel):
-        view = lay.view(flat, g * c, offset)
+        view = lay.view(flat, m * c, offset)
         if t == 0:
             np.multiply(view, wrep[t], out=acc)
         else:
             np.multiply(view, wrep[t], out=tmp)
             acc += tmp
-    y = acc.reshape(g, c, lay.oh, lay.wh)[:, :, :, :lay.ow]          # (g*C, OH, Wh) -> (g, C, OH, OW)
+    y = acc.reshape(m, c, lay.oh, lay.wh)[:, :, :, :lay.ow]          # (m*C, OH, Wh) -> (m, C, OH, OW)
     if b4 is None:
         out[...] = y
     else:
@@ -126,15 +126,12 @@ def conv_forward(x, weight, bias, geom):
     lay = _Layout.of(geom)
     wt = weight.reshape(c, kh * kw)                                   # (C, 1, kh, kw) -> (C, kh*kw)
     out = np.empty(geom.out_shape, dtype=x.dtype)
-    step = _samples_per_chunk(geom, x.itemsize)
     b4 = None if bias is None else bias.reshape(1, c, 1, 1)          # (C,) -> (1, C, 1, 1)
 
-    def piece(n0, n1):
-        for c0 in range(n0, n1, step):
-            c1 = min(c0 + step, n1)
-            _correlate(x[c0:c1], lay, geom.kernel, wt, out[c0:c1], b4)
+    def per_chunk(c0, c1):
+        _correlate(x[c0:c1], lay, geom.kernel, wt, out[c0:c1], b4)
 
-    _parallel(geom.batch, piece)
+    run_chunks(chunks(geom, x.dtype), per_chunk)
     return out
 
 
@@ -145,7 +142,6 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
     lay = _Layout.of(geom)
     oh, ow = lay.oh, lay.ow
     dtype = grad_out.dtype
-    step = _samples_per_chunk(geom, grad_out.itemsize)
     dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
     wt = weight.reshape(c, kh * kw) if need_input else None           # (C, 1, kh, kw) -> (C, kh*kw)
     top, bottom, left, right = geom.pads
@@ -156,50 +152,46 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         lay_dx = _Layout(geom.kernel, (1, 1), geom.dilation, (oh, ow), dy_pads, geom.in_size)
         wt_flipped = weight[:, :, ::-1, ::-1].reshape(c, kh * kw)
 
-    def piece(n0, n1):
-        dw_part = np.zeros((c, kh * kw), dtype=dtype) if need_weight else None
-        db_part = np.zeros(c, dtype=dtype) if need_bias else None
-        for c0 in range(n0, n1, step):
-            c1 = min(c0 + step, n1)
-            g = c1 - c0
-            dy = grad_out[c0:c1]                                      # (g, C, OH, OW)
-            if need_bias:
-                db_part += dy.reshape(g, c, oh * ow).sum(axis=2).sum(axis=0)
-            if need_input and gather:
-                _correlate(dy, lay_dx, geom.kernel, wt_flipped, dx[c0:c1], None)
-            if not (need_weight or (need_input and not gather)):
-                continue
-            dyx = work_buffer("dw_dy", (g * c, oh, lay.wh), dtype)    # dy, zero in the extra columns
-            dyx.reshape(g, c, oh, lay.wh)[:, :, :, :ow] = dy
-            dyx[:, :, ow:] = 0
-            dy2 = dyx.reshape(g * c, oh * lay.wh)
-            if need_weight:
-                flat = _split(x[c0:c1], lay, "dw_x")
-                for t, offset in lay.taps(geom.kernel):
-                    view = lay.view(flat, g * c, offset).reshape(g * c, oh * lay.wh)
-                    dw_part[:, t] += np.vecdot(dy2, view).reshape(g, c).sum(axis=0)
-            if need_input and not gather:
-                _dx_scatter(dyx, wt, lay, geom, g, dx[c0:c1])
+    def per_chunk(c0, c1):
+        m = c1 - c0
+        dy = grad_out[c0:c1]                                          # (m, C, OH, OW)
+        db_part = dy.reshape(m, c, oh * ow).sum(axis=2).sum(axis=0) if need_bias else None
+        dw_part = np.empty((c, kh * kw), dtype=dtype) if need_weight else None   # this chunk's own
+        if need_input and gather:
+            _correlate(dy, lay_dx, geom.kernel, wt_flipped, dx[c0:c1], None)
+        if not (need_weight or (need_input and not gather)):
+            return dw_part, db_part
+        dyx = work_buffer("dw_dy", (m * c, oh, lay.wh), dtype)        # dy, zero in the extra columns
+        dyx.reshape(m, c, oh, lay.wh)[:, :, :, :ow] = dy
+        dyx[:, :, ow:] = 0
+        dy2 = dyx.reshape(m * c, oh * lay.wh)
+        if need_weight:
+            flat = _split(x[c0:c1], lay, "dw_x")
+            for t, offset in lay.taps(geom.kernel):
+                view = lay.view(flat, m * c, offset).reshape(m * c, oh * lay.wh)
+                dw_part[:, t] = np.vecdot(dy2, view).reshape(m, c).sum(axis=0)
+        if need_input and not gather:
+            _dx_scatter(dyx, wt, lay, geom, m, dx[c0:c1])
         return dw_part, db_part
 
-    grad_w, grad_b = sum_pieces(_parallel(geom.batch, piece))
+    grad_w, grad_b = run_chunks(chunks(geom, dtype), per_chunk)
     if need_weight:
         grad_w = grad_w.reshape(c, 1, kh, kw)
     return dx, grad_w, grad_b
 
 
-def _dx_scatter(dyx, wt, lay, geom, g, dx):
-    """dx (g, C, H, W): every tap adds w[:, t] * dy into its window of a zeroed phase buffer, then unsplit."""
+def _dx_scatter(dyx, wt, lay, geom, m, dx):
+    """dx (m, C, H, W): every tap adds w[:, t] * dy into its window of a zeroed phase buffer, then unsplit."""
     c = geom.in_channels
-    flat = work_buffer("dw_dx", (g * c * lay.sh * lay.sw * lay.sub + lay.tail,), dyx.dtype)
+    flat = work_buffer("dw_dx", (m * c * lay.sh * lay.sw * lay.sub + lay.tail,), dyx.dtype)
     flat[...] = 0
     tmp = work_buffer("dw_tmp", dyx.shape, dyx.dtype)
-    wrep = np.tile(wt.T, (1, g))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, g*C, 1, 1)
+    wrep = np.tile(wt.T, (1, m))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, m*C, 1, 1)
     for t, offset in lay.taps(geom.kernel):
         np.multiply(dyx, wrep[t], out=tmp)
-        view = lay.view(flat, g * c, offset, writeable=True)
+        view = lay.view(flat, m * c, offset, writeable=True)
         np.add(view, tmp, out=view)
-    phases = lay.phases(flat, g * c).reshape(g, c, lay.sh, lay.sw, lay.hh, lay.wh)
+    phases = lay.phases(flat, m * c).reshape(m, c, lay.sh, lay.sw, lay.hh, lay.wh)
     dx[...] = 0
     for a, b, rows, cols, ys, xs in lay.blocks():
         dx[:, :, ys, xs] = phases[:, :, a, b, rows, cols]

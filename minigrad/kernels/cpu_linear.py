@@ -1,26 +1,20 @@
 """Linear layers on the CPU: who threads the matrix multiplies.
 
 OpenBLAS's worker threads keep spinning for about 0.1 s after each multi-threaded call, and in a
-training step they then fight minigrad's own convolution threads for the cores. Measured on the
-project's 2-core machine (2026-12-01, medians of 20 steps):
-
-    step (SGD momentum)       BLAS threads for Linear   one BLAS thread (below 32 MFLOP)
-    LeNet-5, batch 256        73.0 ms                   64.4 ms
-    MLP 784-256-10, batch 64  2.19 ms                   2.65 ms
-    (64, 784) @ (784, 256)    340 us (2 threads)        411 us (1 thread)
-
-Small products gain little from a second BLAS thread and cost the convolutions more, so a product
-of fewer than BLAS_THREADS_MIN_FLOPS runs with one BLAS thread; bigger ones (an MLP with batch 256:
-103 MFLOP per product) keep BLAS's own threads. Splitting the rows over minigrad's thread pool was
-measured too and was slower for every MLP case (2.19 -> 3.36 ms): waking the pool costs ~0.1 ms.
-``Linear`` wraps its products in ``blas_policy``; the formulas stay in the layer.
+training step they then fight minigrad's own convolution threads for the cores. Small products gain
+little from a second BLAS thread and cost the convolutions more, so a product of fewer than
+BLAS_THREADS_MIN_FLOPS runs with one BLAS thread; bigger ones (an MLP with batch 256: 103 MFLOP per
+product) keep BLAS's own threads. Splitting the rows over minigrad's thread pool instead loses: waking
+the pool costs more than such a product. The measurements behind the threshold are in
+docs/benchmarks.md ("Linear layers and BLAS threads"). ``Linear`` wraps its products in
+``blas_policy``; the formulas stay in the layer.
 """
 from __future__ import annotations
 
 import contextlib
 
 from .. import threads
-from .cpu_conv import supported
+from .cpu_runtime import supported
 
 __all__ = ["supported", "blas_policy", "BLAS_THREADS_MIN_FLOPS"]
 

@@ -9,23 +9,26 @@ views v_k (planes, OH, OW) of the -inf-padded block:
               argmax = min over k of (k where v_k == y else 255)    the first maximum, uint8 passes
     backward  dxpad[view k] += select(argmax == k, dy)                exact where(), per block
 
-When y holds a NaN (its argmax is the last NaN of the window, which v_k == y cannot find) or the
-window has more than 255 offsets, the forward returns None and the reference runs instead.
+Windows of more than 255 offsets are not taken (``applies``); when y holds a NaN (its argmax is the
+last NaN of the window, which v_k == y cannot find) the forward hands the batch to ``pool_reference``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .cpu_conv import supported   # plain numpy.ndarray, float32/float64
+from . import pool_reference
 from .cpu_elementwise import select
+from .cpu_runtime import supported
 
-__all__ = ["supported", "is_uint8_array", "max_forward", "max_backward"]
+__all__ = ["applies", "max_forward", "max_backward"]
 
-BLOCK_BYTES = 2 << 20       # padded input bytes per block of planes (sweep 128 KiB-2 MiB: 2 MiB best)
+BLOCK_BYTES = 2 << 20       # padded input bytes per block of planes
 
 
-def is_uint8_array(a) -> bool:
-    return type(a) is np.ndarray and a.dtype == np.uint8
+def applies(op, geom, x, argmax=None) -> bool:
+    """Max pooling of plain NumPy float32/float64 with at most 255 offsets per window (uint8 argmax)."""
+    return (op == "max" and supported(x) and geom.kernel[0] * geom.kernel[1] <= 255
+            and (argmax is None or (type(argmax) is np.ndarray and argmax.dtype == np.uint8)))
 
 
 def _plan(in_shape, pads, itemsize):
@@ -35,10 +38,9 @@ def _plan(in_shape, pads, itemsize):
     return n * c, (hp, wp), max(1, BLOCK_BYTES // (hp * wp * itemsize))
 
 
-def max_forward(x, pads, views, out_size):
-    """x: (N, C, H, W); views: [(k, rows, cols)] into the padded plane -> (y, argmax uint8) or None."""
-    if len(views) > 255:
-        return None
+def max_forward(x, geom):
+    """x: (N, C, H, W) -> (y, argmax uint8), both (N, C, OH, OW)."""
+    pads, out_size, views = geom.pads, geom.out_size, list(pool_reference.offsets(geom))
     n, c, h, w = x.shape
     top, _, left, _ = pads
     planes, (hp, wp), step = _plan(x.shape, pads, x.itemsize)
@@ -62,7 +64,7 @@ def max_forward(x, pads, views, out_size):
         for window in windows[1:]:
             np.maximum(y, window, out=y)
         if np.isnan(y).any():
-            return None
+            return pool_reference.max_forward(x, geom)
         am.fill(255)
         eq, ix = equal[:p1 - p0], index[:p1 - p0]
         for k, window in enumerate(windows):
@@ -73,8 +75,9 @@ def max_forward(x, pads, views, out_size):
     return out.reshape(shape), argmax.reshape(shape)                   # (N*C, OH, OW) -> (N, C, OH, OW)
 
 
-def max_backward(grad_out, argmax, in_shape, pads, views):
+def max_backward(grad_out, argmax, in_shape, geom):
     """(N, C, H, W) gradient: each dy goes to the input position its window took the maximum from."""
+    pads, views = geom.pads, list(pool_reference.offsets(geom))
     n, c, h, w = in_shape
     top, _, left, _ = pads
     planes, (hp, wp), step = _plan(in_shape, pads, grad_out.itemsize)

@@ -4,15 +4,11 @@ Each kernel offset (i, j) is one strided slice of the padded input, so the loop 
 kh*kw iterations of whole-array copies: no index arrays and no ``np.add.at`` (which is
 4-15x slower for col2im). The layout matches ``torch.nn.functional.unfold``:
 ``cols[n, c, i, j, oh, ow] = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]``.
+On CuPy arrays both are one CUDA kernel each (kernels/cuda.py) with the same layout.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
-
-
-def _is_cupy(xp) -> bool:
-    """True for the CuPy module: those arrays take the CUDA kernels in kernels/cuda.py."""
-    return getattr(xp, "__name__", "") == "cupy"
+from ..backend import get_array_module, is_gpu_array
 
 
 def conv_out_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
@@ -36,7 +32,16 @@ def pad_constant(x, pads, value=0.0):
     return padded
 
 
-def im2col(x, kernel, stride, pads, dilation, pad_value=0.0):
+def kernel_offsets(kernel, stride, dilation, out_size):
+    """(i, j, rows, cols) for every kernel offset: the slices of the padded input that offset reads."""
+    (kh, kw), (sh, sw), (dh, dw), (out_h, out_w) = kernel, stride, dilation, out_size
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh)
+        for j in range(kw):
+            yield i, j, rows, slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw)
+
+
+def im2col(x, kernel, stride, pads, dilation):
     """Unfold sliding windows.
 
     x: (N, C, H, W); kernel, stride, dilation: (kh, kw) pairs; pads: (top, bottom, left, right).
@@ -45,22 +50,15 @@ def im2col(x, kernel, stride, pads, dilation, pad_value=0.0):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     kh, kw = kernel
-    sh, sw = stride
-    dh, dw = dilation
-    out_h = conv_out_size(h, kh, sh, pads[0], pads[1], dh)
-    out_w = conv_out_size(w, kw, sw, pads[2], pads[3], dw)
-    if _is_cupy(xp) and pad_value == 0.0:
+    out_h = conv_out_size(h, kh, stride[0], pads[0], pads[1], dilation[0])
+    out_w = conv_out_size(w, kw, stride[1], pads[2], pads[3], dilation[1])
+    if is_gpu_array(x):
         from .cuda import im2col_gpu
         return im2col_gpu(x, kernel, stride, pads, dilation, (out_h, out_w))
-    padded = pad_constant(x, pads, pad_value)
+    padded = pad_constant(x, pads)
     cols = xp.empty((n, c, kh, kw, out_h, out_w), dtype=x.dtype)
-    for i in range(kh):
-        row = i * dh
-        row_end = row + sh * (out_h - 1) + 1
-        for j in range(kw):
-            col = j * dw
-            col_end = col + sw * (out_w - 1) + 1
-            cols[:, :, i, j] = padded[:, :, row:row_end:sh, col:col_end:sw]
+    for i, j, rows, columns in kernel_offsets(kernel, stride, dilation, (out_h, out_w)):
+        cols[:, :, i, j] = padded[:, :, rows, columns]
     return cols
 
 
@@ -70,23 +68,16 @@ def col2im(cols, input_size, stride, pads, dilation):
     cols: (N, C, kh, kw, OH, OW); input_size: (H, W) of the unpadded input.
     Returns (N, C, H, W) with the padding cropped away.
     """
+    if is_gpu_array(cols):
+        from .cuda import col2im_gpu
+        return col2im_gpu(cols, input_size, stride, pads, dilation)
     xp = get_array_module(cols)
     n, c, kh, kw, out_h, out_w = cols.shape
     h, w = input_size
-    sh, sw = stride
-    dh, dw = dilation
     top, bottom, left, right = pads
-    if _is_cupy(xp):
-        from .cuda import col2im_gpu
-        return col2im_gpu(cols, input_size, stride, pads, dilation)
-    padded_h = max(h + top + bottom, (kh - 1) * dh + sh * (out_h - 1) + 1)
-    padded_w = max(w + left + right, (kw - 1) * dw + sw * (out_w - 1) + 1)
+    padded_h = max(h + top + bottom, (kh - 1) * dilation[0] + stride[0] * (out_h - 1) + 1)
+    padded_w = max(w + left + right, (kw - 1) * dilation[1] + stride[1] * (out_w - 1) + 1)
     padded = xp.zeros((n, c, padded_h, padded_w), dtype=cols.dtype)
-    for i in range(kh):
-        row = i * dh
-        row_end = row + sh * (out_h - 1) + 1
-        for j in range(kw):
-            col = j * dw
-            col_end = col + sw * (out_w - 1) + 1
-            padded[:, :, row:row_end:sh, col:col_end:sw] += cols[:, :, i, j]
+    for i, j, rows, columns in kernel_offsets((kh, kw), stride, dilation, (out_h, out_w)):
+        padded[:, :, rows, columns] += cols[:, :, i, j]
     return padded[:, :, top:top + h, left:left + w]

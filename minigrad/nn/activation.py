@@ -185,34 +185,9 @@ def softmax(x, dim: int):
     return e / e.sum(axis=dim, keepdims=True)
 
 
-class Softmax(Layer):
-    """Softmax along ``dim`` (dim=None: PyTorch's legacy choice, 0 for 0/1/3-D inputs else 1)."""
-
-    def __init__(self, dim=None):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, x):
-        """x: any shape -> same shape, rows along dim sum to 1. Caches y."""
-        check_float_array(x, self.label)
-        dim = _softmax_dim(self.dim, x.ndim, self.label)
-        y = softmax(x, dim) if x.ndim else get_array_module(x).ones_like(x)
-        self._cache = (y, dim)
-        return y
-
-    def backward(self, grad_out):
-        y, dim = self.take_cache()
-        _check_grad(self, grad_out, y)
-        if y.ndim == 0:
-            return get_array_module(grad_out).zeros_like(grad_out)
-        return y * (grad_out - (grad_out * y).sum(axis=dim, keepdims=True))
-
-    def extra_repr(self):
-        return f"dim={self.dim}"
-
-
-class LogSoftmax(Layer):
-    """log(softmax(x)) along ``dim``, computed stably (never log of an underflowed 0)."""
+class _SoftmaxAlongDim(Layer):
+    """Softmax and LogSoftmax: ``dim`` (None: PyTorch's legacy choice, 0 for 0/1/3-D inputs else 1),
+    forward caches the output y, backward needs only y."""
 
     def __init__(self, dim=None):
         super().__init__()
@@ -222,7 +197,7 @@ class LogSoftmax(Layer):
         """x: any shape -> same shape. Caches y."""
         check_float_array(x, self.label)
         dim = _softmax_dim(self.dim, x.ndim, self.label)
-        y = log_softmax(x, dim) if x.ndim else get_array_module(x).zeros_like(x)
+        y = self._function(x, dim) if x.ndim else self._of_scalar(get_array_module(x), x)
         self._cache = (y, dim)
         return y
 
@@ -231,8 +206,39 @@ class LogSoftmax(Layer):
         _check_grad(self, grad_out, y)
         if y.ndim == 0:
             return get_array_module(grad_out).zeros_like(grad_out)
-        xp = get_array_module(y)
-        return grad_out - xp.exp(y) * grad_out.sum(axis=dim, keepdims=True)
+        return self._gradient(y, grad_out, dim)
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+class Softmax(_SoftmaxAlongDim):
+    """Softmax along ``dim``: exp(x - max) / sum(exp(x - max)); rows along dim sum to 1."""
+
+    @staticmethod
+    def _function(x, dim):
+        return softmax(x, dim)
+
+    @staticmethod
+    def _of_scalar(xp, x):
+        return xp.ones_like(x)
+
+    @staticmethod
+    def _gradient(y, grad_out, dim):
+        return y * (grad_out - (grad_out * y).sum(axis=dim, keepdims=True))
+
+
+class LogSoftmax(_SoftmaxAlongDim):
+    """log(softmax(x)) along ``dim``, computed stably (never log of an underflowed 0)."""
+
+    @staticmethod
+    def _function(x, dim):
+        return log_softmax(x, dim)
+
+    @staticmethod
+    def _of_scalar(xp, x):
+        return xp.zeros_like(x)
+
+    @staticmethod
+    def _gradient(y, grad_out, dim):
+        return grad_out - get_array_module(y).exp(y) * grad_out.sum(axis=dim, keepdims=True)

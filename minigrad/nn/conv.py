@@ -4,9 +4,11 @@ forward:  y = conv(pad(x), W) + b                 x: (N, C, H, W) -> y: (N, O, O
 backward: dW += conv2d_weight(pad(x), dy)          (O, C/groups, kh, kw)
           db += dy.sum((0, 2, 3))                  (O,)
           dx  = pad_backward(conv2d_input(W, dy))  (N, C, H, W)
-Cached for backward: the (padded) input.
+Cached for backward: the (padded) input. ``ConvBase`` holds what Conv2d and ConvTranspose2d share.
 """
 from __future__ import annotations
+
+import numbers
 
 from ..functional.conv import conv_backward, conv_forward, make_geometry, resolve_padding
 from ..functional.padding import PADDING_MODES, check_padding, pad2d, pad2d_backward
@@ -16,7 +18,49 @@ from .layer import Layer, Parameter
 from ..backend import get_array_module
 
 
-class Conv2d(Layer):
+class ConvBase(Layer):
+    """What Conv2d and ConvTranspose2d share: argument checks, the weight and bias, and the repr.
+
+    weight: (weight_channels[0], weight_channels[1] / groups, kh, kw); bias: (out_channels,).
+    """
+
+    def __init__(self, where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
+                 weight_channels, fan_in_channels, dtype):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+        if in_channels % groups:
+            raise ValueError(f"{where}: in_channels={in_channels} is not divisible by groups={groups}")
+        if out_channels % groups:
+            raise ValueError(f"{where}: out_channels={out_channels} is not divisible by groups={groups}")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = positive_pair(kernel_size, "kernel_size", where)
+        self.stride = positive_pair(stride, "stride", where)
+        self.dilation = positive_pair(dilation, "dilation", where)
+        fan_in = (fan_in_channels // groups) * self.kernel_size[0] * self.kernel_size[1]
+        first, second = weight_channels
+        self.weight = Parameter(kaiming_uniform((first, second // groups) + self.kernel_size, fan_in, dtype=dtype))
+        self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype)) if bias else None
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding not in ((0, 0), "valid"):
+            s += f", padding={self.padding}"
+        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+
+class Conv2d(ConvBase):
     """2-D convolution over (N, C, H, W) inputs, with PyTorch's signature and default init.
 
     weight: (out_channels, in_channels/groups, kh, kw); bias: (out_channels,).
@@ -25,28 +69,14 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", dtype="float32"):
-        super().__init__()
         where = "Conv2d"
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-        if in_channels % groups:
-            raise ValueError(f"{where}: in_channels={in_channels} is not divisible by groups={groups}")
-        if out_channels % groups:
-            raise ValueError(f"{where}: out_channels={out_channels} is not divisible by groups={groups}")
+        super().__init__(where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
+                         weight_channels=(out_channels, in_channels), fan_in_channels=in_channels, dtype=dtype)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"{where}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = positive_pair(kernel_size, "kernel_size", where)
-        self.stride = positive_pair(stride, "stride", where)
-        self.dilation = positive_pair(dilation, "dilation", where)
         self.padding = padding if isinstance(padding, str) else positive_pair(padding, "padding", where, True)
         self._pads = resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation, where)
         self.padding_mode = padding_mode
-        fan_in = (in_channels // groups) * self.kernel_size[0] * self.kernel_size[1]
-        self.weight = Parameter(kaiming_uniform((out_channels, in_channels // groups) + self.kernel_size,
-                                                fan_in, dtype=dtype))
-        self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype)) if bias else None
 
     def _geometry(self, x):
         where = self.label
@@ -72,21 +102,10 @@ class Conv2d(Layer):
         self._cache = (x, geom)
         return conv_forward(x, self.weight.data, bias, geom)
 
-    def backward(self, grad_out):
-        """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W); adds into weight.grad and bias.grad."""
-        return self._backward(grad_out, need_input=True)
-
-    def backward_parameters(self, grad_out):
-        """Like backward, without computing the input gradient (returns None)."""
-        self._backward(grad_out, need_input=False)
-
     def _backward(self, grad_out, need_input):
+        """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W) or None; adds into weight.grad, bias.grad."""
         x, geom = self.take_cache()
-        get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
-        if tuple(grad_out.shape) != geom.out_shape:
-            raise ValueError(f"{self.label}: expected grad_out of shape {geom.out_shape} (the output shape), "
-                             f"got {tuple(grad_out.shape)}")
-        check_same_dtype(grad_out, x, self.label, "grad_out", "input")
+        self.check_grad_out(grad_out, geom.out_shape, x)
         grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom, need_input=need_input,
                                                need_bias=self.bias is not None)
         self.weight.accumulate(grad_w, self.label)
@@ -95,17 +114,3 @@ class Conv2d(Layer):
         if self.padding_mode != "zeros" and grad_x is not None:
             grad_x = pad2d_backward(grad_x, self._pads, self.padding_mode)
         return grad_x
-
-    def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding not in ((0, 0), "valid"):
-            s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode!r}"
-        return s

@@ -16,19 +16,16 @@ Cached for backward: the (padded) input and the geometry.
 """
 from __future__ import annotations
 
-import numbers
-
 from ..backend import get_array_module
 from ..functional.conv import conv_backward, conv_forward, make_geometry
 from ..kernels.im2col import pad_constant
 from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
-from .init import fan_in_bias, kaiming_uniform
-from .layer import Layer, Parameter
+from .conv import ConvBase
 
 __all__ = ["ConvTranspose2d"]
 
 
-class ConvTranspose2d(Layer):
+class ConvTranspose2d(ConvBase):
     """2-D transposed convolution over (N, C, H, W) inputs, PyTorch's signature and default init.
 
     weight: (in_channels, out_channels/groups, kh, kw); bias: (out_channels,).
@@ -37,23 +34,14 @@ class ConvTranspose2d(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  groups=1, bias=True, dilation=1, padding_mode="zeros", dtype="float32"):
-        super().__init__()
         where = "ConvTranspose2d"
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-        if in_channels % groups:
-            raise ValueError(f"{where}: in_channels={in_channels} is not divisible by groups={groups}")
-        if out_channels % groups:
-            raise ValueError(f"{where}: out_channels={out_channels} is not divisible by groups={groups}")
+        # torch's fan-in is weight.size(1) * kh * kw = out_channels/groups * kh * kw
+        super().__init__(where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
+                         weight_channels=(in_channels, out_channels), fan_in_channels=out_channels, dtype=dtype)
         if padding_mode != "zeros":
             raise ValueError(f"{where}: only padding_mode='zeros' is supported (as in PyTorch), "
                              f"got {padding_mode!r}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = positive_pair(kernel_size, "kernel_size", where)
-        self.stride = positive_pair(stride, "stride", where)
         self.padding = positive_pair(padding, "padding", where, allow_zero=True)
-        self.dilation = positive_pair(dilation, "dilation", where)
         self.output_padding = positive_pair(output_padding, "output_padding", where, allow_zero=True)
         for op, s, d in zip(self.output_padding, self.stride, self.dilation):
             if op >= s and op >= d:
@@ -61,10 +49,6 @@ class ConvTranspose2d(Layer):
                                  f"got output_padding={self.output_padding}, stride={self.stride}, "
                                  f"dilation={self.dilation}")
         self.padding_mode = padding_mode
-        fan_in = (out_channels // groups) * self.kernel_size[0] * self.kernel_size[1]  # torch: weight.size(1)*k*k
-        self.weight = Parameter(kaiming_uniform((in_channels, out_channels // groups) + self.kernel_size,
-                                                fan_in, dtype=dtype))
-        self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype)) if bias else None
 
     def _min_size(self, size, axis):
         return ((size - 1) * self.stride[axis] - 2 * self.padding[axis]
@@ -116,34 +100,18 @@ class ConvTranspose2d(Layer):
         self._cache = (x, geom, (h, w))
         return y
 
-    def backward(self, grad_out):
-        """grad_out: (N, O, OH, OW) -> dx (N, I, H, W); adds into weight.grad and bias.grad."""
+    def _backward(self, grad_out, need_input):
+        """grad_out: (N, O, OH, OW) -> dx (N, I, H, W) or None; adds into weight.grad and bias.grad."""
         x, geom, (h, w) = self.take_cache()
-        get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
-        if tuple(grad_out.shape) != geom.in_shape:
-            raise ValueError(f"{self.label}: expected grad_out of shape {geom.in_shape} (the output shape), "
-                             f"got {tuple(grad_out.shape)}")
-        check_same_dtype(grad_out, x, self.label, "grad_out", "input")
+        self.check_grad_out(grad_out, geom.in_shape, x)
         _, grad_w, _ = conv_backward(grad_out, None, x, geom, need_input=False, need_weight=True,
                                      need_bias=False)
         self.weight.accumulate(grad_w, self.label)
         if self.bias is not None:
             self.bias.accumulate(grad_out.sum(axis=(0, 2, 3)), self.label)
+        if not need_input:
+            return None
         grad_x = conv_forward(grad_out, self.weight.data, None, geom)   # (N, I, H', W')
         if grad_x.shape[2:] != (h, w):
             grad_x = grad_x[:, :, :h, :w]                    # crop the zero-padded rows/columns
         return grad_x
-
-    def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.output_padding != (0, 0):
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s

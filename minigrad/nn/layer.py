@@ -10,31 +10,15 @@ several nodes: it saves the cache after each use and restores it before that use
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
-from contextlib import contextmanager
 
 from .. import anomaly
 from ..backend import backend_of, get_array_module, is_array, to_backend
+from ..utils import check_same_dtype
+from .grad_mode import is_grad_enabled, no_grad
 
 __all__ = ["Parameter", "Layer", "no_grad", "is_grad_enabled"]
 
-_grad_enabled = True
-
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-
-@contextmanager
-def no_grad():
-    """Inside this block, calling a layer keeps no cache for backward (inference saves memory)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-def is_grad_enabled() -> bool:
-    return _grad_enabled
 
 
 class Parameter:
@@ -91,6 +75,8 @@ class Layer:
     Subclasses implement ``forward(x)`` and ``backward(grad_out)`` and assign
     Parameters, sub-layers and buffers (``register_buffer``) as attributes; names
     become the state-dict keys, nested as PyTorch does (``0.weight``, ``block.bn.running_mean``).
+    A layer whose input gradient can be skipped implements ``_backward(grad_out, need_input)``
+    instead of ``backward``: ``backward`` and ``backward_parameters`` then both call it.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -154,21 +140,42 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, grad_out):
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+        """grad_out (the output's shape) -> gradient of the input; adds the parameter gradients into
+        ``param.grad``. Runs ``_backward(grad_out, need_input=True)`` when the layer has one."""
+        if type(self)._backward is Layer._backward:
+            raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+        return self._backward(grad_out, need_input=True)
 
     def backward_parameters(self, grad_out) -> None:
         """Backward for a layer whose input needs no gradient (the first layer of a network: its input
         is data): fills the parameter gradients like ``backward`` and returns None.
 
-        The default runs ``backward`` and drops the input gradient; Conv2d, Linear, Sequential and Graph skip
-        computing it (Caffe's ``propagate_down = false``, PyTorch's input without ``requires_grad``).
-        ``mg.train.fit`` calls this on the model.
+        Layers with ``_backward`` (Conv2d, ConvTranspose2d, Linear) skip computing the input gradient, and so
+        do Sequential and Graph (Caffe's ``propagate_down = false``, PyTorch's input without
+        ``requires_grad``); other layers run ``backward`` and drop it. ``mg.train.fit`` calls this on the model.
         """
-        self.backward(grad_out)
+        if type(self)._backward is Layer._backward:
+            self.backward(grad_out)
+        else:
+            self._backward(grad_out, need_input=False)
+
+    def _backward(self, grad_out, need_input: bool):
+        """Parameter gradients, and the input gradient when need_input (else return None)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def check_grad_out(self, grad_out, shape, like, like_name: str = "input"):
+        """Raise unless grad_out is an array of `shape`, on the backend and of the dtype of `like`."""
+        if not is_array(grad_out):
+            raise TypeError(f"{self.label}: expected grad_out to be a NumPy or CuPy array, got "
+                            f"{type(grad_out).__name__}")
+        get_array_module(grad_out, like, names=("grad_out", like_name), where=self.label)
+        if tuple(grad_out.shape) != tuple(shape):
+            raise ValueError(f"{self.label}: expected grad_out of shape {tuple(shape)}, got {tuple(grad_out.shape)}")
+        check_same_dtype(grad_out, like, self.label, "grad_out", like_name)
 
     def __call__(self, *inputs):
         out = self.forward(*inputs)
-        if not _grad_enabled:
+        if not is_grad_enabled():
             self.clear_cache()
         return out
 
@@ -361,3 +368,8 @@ class Layer:
             body = repr(layer).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         return "\n".join(lines) + "\n)"
+
+
+# Layer's own backward and backward_parameters run the subclasses' _backward: check them in anomaly mode too.
+Layer.backward = anomaly.checked(Layer.backward, "backward")
+Layer.backward_parameters = anomaly.checked(Layer.backward_parameters, "backward_parameters")

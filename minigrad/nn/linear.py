@@ -43,21 +43,10 @@ class Linear(Layer):
             y += self.bias.data
         return y.reshape(tuple(x.shape[:-1]) + (self.out_features,))   # (M, out) -> (N, *, out)
 
-    def backward(self, grad_out):
-        """grad_out: (N, *, out_features) -> (N, *, in_features); adds into weight.grad, bias.grad."""
-        return self._backward(grad_out, need_input=True)
-
-    def backward_parameters(self, grad_out):
-        """Like backward, without computing the input gradient (returns None)."""
-        self._backward(grad_out, need_input=False)
-
     def _backward(self, grad_out, need_input):
+        """grad_out: (N, *, out_features) -> (N, *, in_features) or None; adds into weight.grad, bias.grad."""
         x = self.take_cache()
-        get_array_module(grad_out, x, names=("grad_out", "input"), where=self.label)
-        expected = tuple(x.shape[:-1]) + (self.out_features,)
-        if tuple(grad_out.shape) != expected:
-            raise ValueError(f"{self.label}: expected grad_out of shape {expected}, got {tuple(grad_out.shape)}")
-        check_same_dtype(grad_out, x, self.label, "grad_out", "input")
+        self.check_grad_out(grad_out, tuple(x.shape[:-1]) + (self.out_features,), x)
         dy = grad_out.reshape(-1, self.out_features)       # (N, *, out) -> (M, out)
         x2 = x.reshape(-1, self.in_features)               # (N, *, in) -> (M, in)
         with cpu_linear.blas_policy(x2, self.weight.data):

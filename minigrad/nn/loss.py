@@ -25,7 +25,7 @@ import numbers
 import numpy
 
 from ..backend import backend_of, get_array_module, is_array, to_backend
-from ..kernels.im2col import _is_cupy
+from ..kernels.dispatch import gpu_kernels
 from ..utils import check_float_array, check_same_dtype
 from .activation import log_softmax
 from .layer import Layer
@@ -217,10 +217,10 @@ class CrossEntropyLoss(_ClassIndexLoss):
         xp = get_array_module(x)
         weight = self._class_weight(x)
         eps, classes = self.label_smoothing, x.shape[1]
-        if (_is_cupy(xp) and not soft and x.ndim == 2 and weight is None and not eps
+        gpu = gpu_kernels(x)
+        if (gpu is not None and not soft and x.ndim == 2 and weight is None and not eps
                 and self.reduction != "none"):           # fused CUDA kernels (kernels/cuda.py)
-            from ..kernels.cuda import softmax_xent_forward_gpu
-            per, lse = softmax_xent_forward_gpu(x, target, self.ignore_index)  # (N,), (N,)
+            per, lse = gpu.softmax_xent_forward_gpu(x, target, self.ignore_index)  # (N,), (N,)
             normaliser = (target != self.ignore_index).sum().astype(x.dtype)
             self._cache = (x, ("fused", lse, target), per.shape, normaliser, unbatched)
             return self._reduce(per, normaliser)
@@ -252,8 +252,7 @@ class CrossEntropyLoss(_ClassIndexLoss):
             grad = grad[None]                                 # () -> (1,)
         a = self._upstream(grad, per_shape, normaliser, logp)
         if extra[0] == "fused":                               # logp holds the logits here
-            from ..kernels.cuda import softmax_xent_backward_gpu
-            grad_x = softmax_xent_backward_gpu(logp, extra[1], extra[2], self.ignore_index, a)
+            grad_x = gpu_kernels(logp).softmax_xent_backward_gpu(logp, extra[1], extra[2], self.ignore_index, a)
             return grad_x[0] if unbatched else grad_x
         a = a[:, None] if is_array(a) and a.ndim else a       # (N, *) -> (N, 1, *)
         p = xp.exp(logp)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backend import active_module, get_array_module
-from .layer import Layer, no_grad
+from .grad_mode import no_grad
 
 __all__ = ["Summary", "summary"]
 
@@ -61,7 +61,7 @@ def _shape_of(out):
     return tuple(int(d) for d in out.shape) if hasattr(out, "shape") else type(out).__name__
 
 
-def summary(model: Layer, input_shape, dtype=None, verbose: bool = True) -> Summary:
+def summary(model: "Layer", input_shape, dtype=None, verbose: bool = True) -> Summary:
     """Run ``model`` on zeros of ``input_shape`` (a tuple, or a list of tuples for several
     inputs) and tabulate name, type, output shape and parameter count of every layer.
 

@@ -16,7 +16,7 @@ State: ``step`` (int), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..kernels.im2col import _is_cupy
+from ..kernels.dispatch import gpu_kernels
 from .optimizer import Optimizer
 
 
@@ -65,11 +65,11 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = xp.zeros(p.shape, dtype=p.dtype)
         state["step"] += 1
         step = state["step"]
-        if _is_cupy(xp) and not group["amsgrad"]:       # one fused CUDA kernel (kernels/cuda.py)
-            from ..kernels.cuda import kernel
-            kernel("adam")(grad, lr, beta1, beta2, eps, wd, 1 - beta1 ** step, (1 - beta2 ** step) ** 0.5,
-                           self._decoupled, bool(group["maximize"]), p.data, state["exp_avg"],
-                           state["exp_avg_sq"])
+        gpu = gpu_kernels(p.data, grad)
+        if gpu is not None and not group["amsgrad"]:   # one fused CUDA kernel (kernels/cuda.py)
+            gpu.kernel("adam")(grad, lr, beta1, beta2, eps, wd, 1 - beta1 ** step, (1 - beta2 ** step) ** 0.5,
+                               self._decoupled, bool(group["maximize"]), p.data, state["exp_avg"],
+                               state["exp_avg_sq"])
             return
         if group["maximize"]:
             grad = -grad

@@ -13,7 +13,7 @@ State: ``momentum_buffer`` (same shape, dtype and backend as p) when momentum !=
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..kernels.im2col import _is_cupy
+from ..kernels.dispatch import gpu_kernels
 from .optimizer import Optimizer, required
 
 
@@ -37,13 +37,13 @@ class SGD(Optimizer):
     def _update(self, group, p, grad, state):
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
         xp = get_array_module(p.data)
-        if momentum != 0 and _is_cupy(xp):               # one fused CUDA kernel (kernels/cuda.py)
-            from ..kernels.cuda import kernel
+        gpu = gpu_kernels(p.data, grad)
+        if momentum != 0 and gpu is not None:          # one fused CUDA kernel (kernels/cuda.py)
             first = state.get("momentum_buffer") is None
             if first:
                 state["momentum_buffer"] = xp.empty_like(p.data)
-            kernel("sgd_momentum")(grad, lr, momentum, group["dampening"], wd, bool(group["nesterov"]),
-                                   bool(group["maximize"]), first, p.data, state["momentum_buffer"])
+            gpu.kernel("sgd_momentum")(grad, lr, momentum, group["dampening"], wd, bool(group["nesterov"]),
+                                       bool(group["maximize"]), first, p.data, state["momentum_buffer"])
             return
         if group["maximize"]:
             grad = -grad

@@ -116,7 +116,7 @@ def test_bad_arguments():
 def test_each_batch_is_copied_to_the_device_once():
     """Inputs and labels: one host-to-device copy each per batch, the transform runs on the device, and
     nothing is read back. Counted on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)."""
-    import sim_cupy as sim
+    from support import sim_cupy as sim
     if not sim.installed():
         pytest.skip("host-device copies are counted on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)")
     mg.set_backend("cupy")

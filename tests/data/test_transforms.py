@@ -1,7 +1,7 @@
 """Array transforms: results against a per-example reference, reproducibility, strict backend, errors."""
 import numpy as np
 import pytest
-from strict_backend import assert_strict, to_strict
+from support.strict_backend import assert_strict, to_strict
 
 import minigrad as mg
 from minigrad.data import Compose, Normalize, RandomCrop, RandomHorizontalFlip

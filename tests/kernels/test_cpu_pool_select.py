@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minigrad.functional import pool as P
-from minigrad.kernels import cpu_pool
+from minigrad.kernels import cpu_pool, pool_reference
 from minigrad.kernels.cpu_elementwise import select
 
 
@@ -56,6 +56,9 @@ def test_nan_window_takes_the_reference_path():
     x[0, 0, 1, 0] = np.nan
     x[0, 0, 1, 1] = np.nan
     geom = _geom(x.shape, 2, 2, 0)
-    assert cpu_pool.max_forward(x, geom.pads, list(P._views(geom)), geom.out_size) is None
+    y_ref, argmax_ref = pool_reference.max_forward(x, geom)
+    y, argmax = cpu_pool.max_forward(x, geom)                         # hands the NaN batch to the reference
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
     y, argmax = P.max_pool2d_forward(x, geom)
     assert np.isnan(y[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 3        # the last NaN, like PyTorch (CPU)

@@ -15,7 +15,7 @@ import pytest
 
 from minigrad.kernels.cuda import KERNELS
 
-import sim_cupy
+from support import sim_cupy
 
 # Dimensions of the arrays the wrappers in kernels/cuda.py pass, per kernel and parameter.
 NDIM = {"im2col": {"img": 4, "col": 6}, "col2im": {"col": 6, "img": 4},

@@ -15,7 +15,7 @@ from minigrad.functional import pool as P
 from minigrad.kernels.cuda import KERNELS
 from minigrad.kernels.im2col import col2im, conv_out_size, im2col
 
-import cuda_host
+from support import cuda_host
 
 # Non-raw input parameters that are arrays (the rest are scalars); outputs are always arrays.
 ARRAY_INPUTS = {"sgd_momentum": {"grad"}, "adam": {"grad"}}

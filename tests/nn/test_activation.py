@@ -7,7 +7,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.functional.special import erf, erfc
-from zoo_checks import assert_close, strict_run, torch_run
+from support.zoo_checks import assert_close, strict_run, torch_run
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -181,7 +181,7 @@ def test_graph_backward_parameters_with_a_residual_on_the_input():
 
 
 def test_backward_parameters_on_the_strict_backend():
-    from strict_backend import assert_strict, strict_layer, to_strict
+    from support.strict_backend import assert_strict, strict_layer, to_strict
     mg.manual_seed(0)
     model = strict_layer(mg.nn.Sequential(mg.nn.Conv2d(2, 3, 3, padding=1), mg.nn.ReLU(), mg.nn.Flatten(),
                                           mg.nn.Linear(3 * 4 * 4, 2)))

@@ -7,7 +7,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.nn import Conv2d, Flatten, Layer, Linear, Sequential
-from strict_backend import assert_strict, strict_layer, to_strict
+from support.strict_backend import assert_strict, strict_layer, to_strict
 
 torch = pytest.importorskip("torch")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from strict_backend import assert_strict, strict_layer, to_strict
+from support.strict_backend import assert_strict, strict_layer, to_strict
 
 torch = pytest.importorskip("torch")
 
@@ -175,8 +175,8 @@ def test_backward_errors():
 def test_conv2d_few_channels_finite_differences():
     """Few input channels take the batch-innermost kernel (kernels/cpu_batchlast)."""
     from minigrad.functional.conv import make_geometry
-    from minigrad.kernels import conv_path, cpu_batchlast
+    from minigrad.kernels import cpu_batchlast, dispatch
     conv = mg.nn.Conv2d(3, 4, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(1, 2), dtype="float64")
     x = np.random.default_rng(3).standard_normal((2, 3, 5, 6))
-    assert conv_path.cpu_kernel(make_geometry(x.shape, conv.weight.shape, (1, 2), (2, 1), (1, 2), 1)) is cpu_batchlast
+    assert dispatch.cpu_kernel(make_geometry(x.shape, conv.weight.shape, (1, 2), (2, 1), (1, 2), 1)) is cpu_batchlast
     assert mg.gradcheck(conv, x)

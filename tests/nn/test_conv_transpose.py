@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from zoo_checks import assert_close, strict_run
+from support.zoo_checks import assert_close, strict_run
 
 torch = pytest.importorskip("torch")
 
@@ -37,9 +37,8 @@ def test_conv_transpose_matches_torch(case, dtype):
 
 
 @pytest.mark.parametrize("case", CASES[1:3] + CASES[4:5], ids=str)
-def test_conv_transpose_reference_conv_path_matches_torch(case, monkeypatch):
-    from minigrad.kernels import conv_path
-    monkeypatch.setattr(conv_path, "enabled", False)  # the plain im2col + matmul kernels
+def test_conv_transpose_reference_conv_path_matches_torch(case, conv_algorithm):
+    conv_algorithm("reference")  # the plain im2col + matmul kernels
     _check_against_torch(case, "float64")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.nn import Add, Concat, Conv2d, Flatten, Graph, Layer, Linear, Mul, Sequential
-from strict_backend import assert_strict, strict_layer, to_strict
+from support.strict_backend import assert_strict, strict_layer, to_strict
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from strict_backend import assert_strict, strict_layer, to_strict
+from support.strict_backend import assert_strict, strict_layer, to_strict
 
 torch = pytest.importorskip("torch")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from zoo_checks import strict_run
+from support.zoo_checks import strict_run
 
 torch = pytest.importorskip("torch")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from zoo_checks import assert_close, strict_run
+from support.zoo_checks import assert_close, strict_run
 
 torch = pytest.importorskip("torch")
 

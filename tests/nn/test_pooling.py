@@ -6,7 +6,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.functional.pool import adaptive_bins, pool_out_size
-from zoo_checks import assert_close, strict_run, torch_run
+from support.zoo_checks import assert_close, strict_run, torch_run
 
 torch = pytest.importorskip("torch")
 

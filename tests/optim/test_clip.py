@@ -7,7 +7,7 @@ import pytest
 import minigrad as mg
 from minigrad.nn import Parameter
 from minigrad.optim import clip_grad_norm_, clip_grad_value_
-from strict_backend import assert_strict, strict_layer
+from support.strict_backend import assert_strict, strict_layer
 
 torch = pytest.importorskip("torch")
 

@@ -6,7 +6,7 @@ import pytest
 import minigrad as mg
 from minigrad import optim
 from minigrad.nn import Parameter
-from strict_backend import StrictArray, assert_strict, strict_layer, to_strict
+from support.strict_backend import StrictArray, assert_strict, strict_layer, to_strict
 
 torch = pytest.importorskip("torch")
 

@@ -29,7 +29,7 @@ import tracemalloc
 
 import numpy as np
 
-from .bench_cases import GROUPS, build_cases
+from .cases import GROUPS, build_cases
 
 __all__ = ["add_arguments", "run", "main", "gemm_peak"]
 
@@ -84,7 +84,7 @@ def _timed(step, sync, clock=time.perf_counter) -> float:
 
 def extra_memory(step) -> int | None:
     """Peak bytes traced during one call of step, minus the arrays it returns (NumPy only)."""
-    from .kernels.cpu_conv import release_buffers
+    from ..kernels.cpu_runtime import release_buffers
     release_buffers()               # work buffers count: measure them being allocated
     tracemalloc.start()
     try:
@@ -135,13 +135,13 @@ def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=tim
 
 def _versions(backend):
     info = {"python": platform.python_version(), "numpy": np.__version__, "minigrad": None, "torch": None}
-    from . import __version__
+    from .. import __version__
     info["minigrad"] = __version__
     try:
         import torch
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
-        if backend == "cupy":   # the bench turns TF32 off (bench_cases.full_fp32): recorded with the figures
+        if backend == "cupy":   # the bench turns TF32 off (cases.full_fp32): recorded with the figures
             info["torch_tf32"] = {"cudnn": torch.backends.cudnn.allow_tf32,
                                   "matmul": torch.backends.cuda.matmul.allow_tf32}
     except ImportError:
@@ -245,8 +245,8 @@ def plot_ratios(rows, path, title) -> None:
 
 def run(args) -> int:
     """Run the benchmark described by parsed ``args``; returns the exit status."""
-    from . import backend as mg_backend
-    from . import threads
+    from .. import backend as mg_backend
+    from .. import threads
     groups = [g.strip() for g in args.cases.split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
@@ -329,6 +329,3 @@ def main(argv=None) -> int:
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

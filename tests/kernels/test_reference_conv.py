@@ -1,12 +1,12 @@
-"""The chunked im2col + GEMM convolution (the CuPy path), run here on NumPy with tiny column
-budgets so every chunking case (chunks of 1, uneven last chunk, one chunk) is compared with
-PyTorch; on a GPU the same code runs with the CUDA im2col/col2im kernels."""
+"""The reference convolution (kernels/reference_conv: chunked im2col + GEMM, the CuPy path), run here
+on NumPy with tiny column budgets so every chunking case (chunks of 1, uneven last chunk, one chunk) is
+compared with PyTorch; on a GPU the same code runs with the CUDA im2col/col2im kernels."""
 import numpy as np
 import pytest
 
 from minigrad.backend import backend_of, to_backend
 from minigrad.functional.conv import make_geometry
-from minigrad.kernels import chunked_conv
+from minigrad.kernels import reference_conv as chunked_conv
 
 torch = pytest.importorskip("torch")
 

@@ -29,7 +29,7 @@ import types
 
 import numpy
 
-import cuda_host
+from . import cuda_host
 
 _NAMES = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim_cupy_names.json")))
 _MODULE_NAMES = set(_NAMES["cupy"])
@@ -501,7 +501,7 @@ def installed() -> bool:
 
 def make_module() -> types.ModuleType:
     """The simulated ``cupy`` module (not installed: see install)."""
-    module = _Module("cupy", "Simulated CuPy (CPU); see tests/sim_cupy.py")
+    module = _Module("cupy", "Simulated CuPy (CPU); see tests/support/sim_cupy.py")
     module.__version__ = f"{_NAMES['version']}+simulated"
     for name, value in {"ndarray": ndarray, "ElementwiseKernel": ElementwiseKernel, "asarray": asarray,
                         "array": array, "asnumpy": asnumpy, "cuda": cuda, "random": random,

@@ -1,6 +1,6 @@
 """Run by tests/test_distributed.py under ``mpirun -np 2`` (and alone): collectives + data-parallel SGD.
 
-    mpirun -np 2 python tests/distributed_worker.py OUT_DIR
+    mpirun -np 2 python tests/support/distributed_worker.py OUT_DIR
 
 Each rank writes OUT_DIR/rank{r}_{dtype}.npz (final weights, comm counters) and rank 0 writes
 OUT_DIR/checkpoint_{dtype}.npz; OUT_DIR/collectives_rank{r}.txt says "ok" when the collective

@@ -9,7 +9,7 @@ import copy
 import numpy as np
 import torch
 
-from strict_backend import assert_strict, strict_layer, to_strict
+from .strict_backend import assert_strict, strict_layer, to_strict
 
 TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-5)}
 

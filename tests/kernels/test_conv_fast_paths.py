@@ -2,15 +2,16 @@
 Winograd 3x3, batch-innermost for few channels, grouped, strided and dilated; float64 (rtol 1e-10) and float32 (rtol 1e-4).
 
 The dispatch test pins which kernel each geometry takes, so a path cannot silently stop being
-covered; small column budgets force several chunks whose size does not divide the batch, and
-row blocks inside one sample.
+covered; small work budgets (kernels/cpu_runtime.BUDGET) force several chunks whose size does not
+divide the batch, and row blocks inside one sample.
 """
 import numpy as np
 import pytest
 
 import minigrad as mg
 from minigrad.functional.conv import conv2d_input, conv2d_weight, make_geometry
-from minigrad.kernels import conv_path, cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_winograd
+from minigrad.kernels import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_runtime, cpu_winograd,
+                              dispatch, reference_conv)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -47,8 +48,8 @@ CASES = {
     "few-5x3-asym": (4, 3, 4, (9, 10), (5, 3), 1, (2, 0), 1, 1, cpu_batchlast),
     "few-bigpad": (3, 2, 3, (6, 6), 3, 1, 3, 1, 1, cpu_batchlast),
     "few-1x1-padded": (3, 4, 5, (5, 5), 1, 1, 1, 1, 1, cpu_batchlast),
-    # Winograd cases run with MIN_CHANNELS 8 and any thread count (fixture below); the production
-    # rule (128 channels, one thread) has its own test.
+    # Winograd cases run with mg.set_conv_algorithm("winograd") and MIN_CHANNELS 8 (fixture below); the
+    # default selection has its own test.
     "winograd": (5, 11, 12, (9, 8), 3, 1, 1, 1, 1, cpu_winograd),
     "winograd-even": (3, 11, 8, (8, 8), 3, 1, 1, 1, 1, cpu_winograd),
     "winograd-nopad": (3, 12, 8, (9, 10), 3, 1, 0, 1, 1, cpu_winograd),
@@ -57,30 +58,40 @@ CASES = {
     "winograd-pad3": (3, 11, 8, (6, 5), 3, 1, 3, 1, 1, cpu_conv),          # pads > 2: im2col (scatter dx)
     "winograd-grouped": (3, 16, 16, (6, 6), 3, 1, 1, 1, 2, cpu_conv),
 }
-WINOGRAD_DEFAULTS = (cpu_winograd.MIN_CHANNELS, cpu_winograd.MAX_THREADS)
+WINOGRAD_MIN_CHANNELS = cpu_winograd.MIN_CHANNELS
 
 
 @pytest.fixture(autouse=True)
-def _winograd_for_small_test_cases(monkeypatch):
+def _winograd_for_small_test_cases(monkeypatch, conv_algorithm):
     monkeypatch.setattr(cpu_winograd, "MIN_CHANNELS", 8)
-    monkeypatch.setattr(cpu_winograd, "MAX_THREADS", 64)
+    conv_algorithm("winograd")
 
 
-def test_winograd_rule_as_measured(monkeypatch):
-    """Defaults: Winograd for >= 128 channels with one thread only (docs/benchmarks.md)."""
-    monkeypatch.setattr(cpu_winograd, "MIN_CHANNELS", WINOGRAD_DEFAULTS[0])
-    monkeypatch.setattr(cpu_winograd, "MAX_THREADS", WINOGRAD_DEFAULTS[1])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_selection_depends_on_geometry_and_setting_only(monkeypatch, conv_algorithm, n_threads):
+    """Winograd serves >= 128 channels when chosen, never by default; the thread count changes nothing."""
+    monkeypatch.setattr(cpu_winograd, "MIN_CHANNELS", WINOGRAD_MIN_CHANNELS)
     before = mg.get_num_threads()
     try:
         big = make_geometry((2, 128, 8, 8), (128, 128, 3, 3), 1, 1, 1, 1)
         mid = make_geometry((2, 64, 8, 8), (64, 64, 3, 3), 1, 1, 1, 1)
-        mg.set_num_threads(1)
-        assert conv_path.cpu_kernel(big) is cpu_winograd
-        assert conv_path.cpu_kernel(mid) is cpu_conv
-        mg.set_num_threads(2)
-        assert conv_path.cpu_kernel(big) is cpu_conv
+        mg.set_num_threads(n_threads)
+        conv_algorithm("winograd")
+        assert dispatch.cpu_kernel(big) is cpu_winograd
+        assert dispatch.cpu_kernel(mid) is cpu_conv
+        conv_algorithm("auto")
+        assert dispatch.cpu_kernel(big) is cpu_conv
+        x = np.ones((2, 128, 8, 8))
+        assert dispatch.conv_kernel(big, x, x) is cpu_conv
+        conv_algorithm("reference")
+        assert dispatch.conv_kernel(big, x, x) is reference_conv
     finally:
         mg.set_num_threads(before)
+
+
+def test_conv_algorithm_setting_is_checked(conv_algorithm):
+    with pytest.raises(ValueError, match="set_conv_algorithm: expected one of"):
+        mg.set_conv_algorithm("fastest")
 
 
 def _run(case, dtype, bias=True, seed=0):
@@ -118,13 +129,13 @@ def _assert_matches(ours, ref, dtype):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_dispatch_picks_expected_kernel(name):
-    assert conv_path.cpu_kernel(_geometry(CASES[name])) is CASES[name][-1]
+    assert dispatch.cpu_kernel(_geometry(CASES[name])) is CASES[name][-1]
 
 
 def test_stride1_input_gradient_takes_gather_or_scatter_as_planned():
-    assert cpu_conv._Plan(_geometry(CASES["3x3"]), np.float64).gather_dx
-    assert not cpu_conv._Plan(_geometry(CASES["valid5x5-wide"]), np.float64).gather_dx
-    assert not cpu_conv._Plan(_geometry(CASES["bigpad"]), np.float64).gather_dx
+    assert cpu_conv.Plan(_geometry(CASES["3x3"]), np.float64).gather_dx
+    assert not cpu_conv.Plan(_geometry(CASES["valid5x5-wide"]), np.float64).gather_dx
+    assert not cpu_conv.Plan(_geometry(CASES["bigpad"]), np.float64).gather_dx
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -147,24 +158,12 @@ def _geometry(case, batch=None):
     return make_geometry((batch or n, c) + size, (o, c // g) + k, s, p, d, g)
 
 
-def _samples_per_chunk(module, geom):
-    if module is cpu_pointwise:
-        return cpu_pointwise._samples_per_chunk(geom, 8)
-    if module is cpu_depthwise:
-        return cpu_depthwise._samples_per_chunk(geom, 8)
-    if module is cpu_winograd:
-        return cpu_winograd._samples(geom, 8)
-    if module is cpu_batchlast:
-        return cpu_batchlast._samples_per_chunk(geom, 8)
-    return cpu_conv._Plan(geom, np.float64).samples
+def _chunk_sizes(module, geom):
+    return [n1 - n0 for n0, n1 in module.chunks(geom, np.float64)]
 
 
 def _set_budget(monkeypatch, budget):
-    monkeypatch.setattr(cpu_conv, "COLUMN_BUDGET", budget)
-    monkeypatch.setattr(cpu_pointwise, "COLUMN_BUDGET", budget)
-    monkeypatch.setattr(cpu_depthwise, "PLANE_BUDGET", budget)
-    monkeypatch.setattr(cpu_winograd, "BUDGET", budget)
-    monkeypatch.setattr(cpu_batchlast, "BUDGET", budget)
+    monkeypatch.setattr(cpu_runtime, "BUDGET", budget)
 
 
 @pytest.mark.parametrize("mode", ["samples", "rows"])
@@ -172,41 +171,45 @@ def _set_budget(monkeypatch, budget):
                                   "depthwise", "depthwise-s2", "winograd", "winograd-asym", "lenet-conv2",
                                   "few-stride(2,3)-dil2", "few-bigpad"])
 def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
-    """Batch 7 in chunks of 2 or 3 samples (a remainder chunk), or one sample in blocks of output rows."""
+    """Batch 7 in uneven chunks of up to 2 or 3 samples, or one sample in blocks of output rows."""
     case = (7,) + CASES[name][1:]
     module = case[-1]
     geom = _geometry(case)
     if mode == "rows":
         _set_budget(monkeypatch, 64)
-        assert _samples_per_chunk(module, geom) == 1
+        assert _chunk_sizes(module, geom) == [1] * 7
         if module is cpu_conv:
-            assert cpu_conv._Plan(geom, np.float64).rows < geom.out_size[0]
+            assert cpu_conv.Plan(geom, np.float64).rows < geom.out_size[0]
     else:
         budget = 64
         _set_budget(monkeypatch, budget)
-        while _samples_per_chunk(module, geom) < 2:
+        while max(_chunk_sizes(module, geom)) < 2:
             budget *= 2
             _set_budget(monkeypatch, budget)
-        assert _samples_per_chunk(module, geom) in (2, 3)
+        sizes = _chunk_sizes(module, geom)
+        assert sum(sizes) == 7 and max(sizes) in (2, 3) and len(set(sizes)) > 1
     inputs, ours = _run(case, np.float64)
     _assert_matches(ours, _torch_reference(*inputs), np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", ["3x3", "stride2", "grouped", "1x1", "depthwise", "depthwise-s2", "winograd",
                                   "lenet-conv1", "few-stride(2,3)-dil2"])
-def test_one_and_two_threads_agree(name, monkeypatch):
+def test_one_two_and_three_threads_agree_bit_for_bit(name, dtype, monkeypatch):
+    """Chunks are cut by sizes only and their partial sums added in chunk order (kernels/cpu_runtime)."""
     _set_budget(monkeypatch, 3000)
     before = mg.get_num_threads()
     try:
         results = {}
         for n_threads in (1, 2, 3):
             mg.set_num_threads(n_threads)
-            results[n_threads] = _run(CASES[name], np.float64)[1]
+            results[n_threads] = _run(CASES[name], dtype)[1]
     finally:
         mg.set_num_threads(before)
     for n_threads in (2, 3):
         for a, b in zip(results[1], results[n_threads]):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+            assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", ["3x3", "stride2", "grouped-s2", "1x1-s2", "depthwise", "depthwise-s2",
@@ -221,9 +224,9 @@ def test_input_and_weight_gradient_functions(name):
     np.testing.assert_allclose(dw, tdw, **TOL[np.float64])
 
 
-def test_fast_and_reference_paths_agree(monkeypatch):
+def test_fast_and_reference_paths_agree(conv_algorithm):
     inputs, fast = _run(CASES["grouped-s2"], np.float64)
-    monkeypatch.setattr(conv_path, "enabled", False)
+    conv_algorithm("reference")
     _, ref = _run(CASES["grouped-s2"], np.float64)
     for a, b in zip(fast, ref):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -233,13 +236,12 @@ def test_only_plain_float32_float64_numpy_takes_the_fast_path():
     x = np.ones((2, 3, 5, 5))
     w = np.ones((4, 3, 3, 3))
     geom = make_geometry(x.shape, w.shape, 1, 1, 1, 1)
-    assert conv_path.forward(x, w, None, geom) is not None
-    assert conv_path.forward(x.astype(np.float16), w.astype(np.float16), None, geom) is None
-    assert conv_path.forward(x.astype(np.float32), w, None, geom) is None              # mixed dtypes
-    from strict_backend import to_strict
-    assert conv_path.forward(to_strict(x), to_strict(w), None, geom) is None
-    assert conv_path.backward(to_strict(x), to_strict(w), to_strict(np.ones(geom.out_shape)), geom,
-                              True, True, True) is None
+    assert dispatch.conv_kernel(geom, x, w, None) is not reference_conv
+    assert dispatch.conv_kernel(geom, x.astype(np.float16), w.astype(np.float16), None) is reference_conv
+    assert dispatch.conv_kernel(geom, x.astype(np.float32), w, None) is reference_conv       # mixed dtypes
+    from support.strict_backend import to_strict
+    assert dispatch.conv_kernel(geom, to_strict(x), to_strict(w), None) is reference_conv
+    assert dispatch.conv_kernel(geom, to_strict(x), to_strict(w), to_strict(np.ones(geom.out_shape))) is reference_conv
 
 
 def test_conv2d_layer_float32_matches_torch():

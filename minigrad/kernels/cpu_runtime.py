@@ -1,0 +1,142 @@
+"""The runtime every CPU kernel shares: which arrays qualify, work buffers, chunks, the thread pool
+and the partial-sum reduction.
+
+A CPU kernel is its shape algebra plus one function that handles a chunk of the batch::
+
+    chunks = batch_chunks(geom.batch, per_sample_bytes)      # [(n0, n1), ...], fixed by sizes only
+    total = run_chunks(chunks, per_chunk)                    # per_chunk(n0, n1) -> partial sums or None
+
+``batch_chunks`` cuts the batch into nearly equal chunks whose work buffers fit ``BUDGET`` bytes
+(they stay in cache between the copy that writes them and the GEMM that reads them), and into at
+least ``MIN_CHUNKS`` when the batch allows, so every thread of a small pool has work. The cut depends
+on the batch size and the bytes per sample only, never on the thread count.
+
+``run_chunks`` hands chunk k to thread k mod T (the calling thread runs its share too; BLAS runs
+single-threaded inside) and adds what each chunk returns (its weight- and bias-gradient partial sums)
+in chunk order, ((p0 + p1) + p2) + ..., whichever thread finishes first. So a kernel's result is the
+same, bit for bit, with 1, 2 or 16 threads.
+
+Work buffers are per thread and reused from call to call (``work_buffer``); a kernel's outputs are
+fresh arrays.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .. import threads
+from .cpu_memory import tune_allocator
+
+__all__ = ["BUDGET", "MIN_CHUNKS", "supported", "work_buffer", "release_buffers", "split_range",
+           "batch_chunks", "row_block", "run_chunks"]
+
+BUDGET = 2 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
+MIN_CHUNKS = 4          # cut a batch into at least this many chunks when it has that many samples
+FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_local = threading.local()
+_stores: list = []               # every thread's buffer dict, so release_buffers can clear them
+_stores_lock = threading.Lock()
+tune_allocator()                 # big outputs/gradients reuse heap pages instead of page-faulting each step
+
+
+def supported(*arrays) -> bool:
+    """True when every non-None array is a plain numpy.ndarray of one float32/float64 dtype."""
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or a.dtype not in FAST_DTYPES:
+            return False
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype != dtype:
+            return False
+    return dtype is not None
+
+
+def work_buffer(name: str, shape, dtype):
+    """A per-thread reusable array (contents undefined), grown as needed, never shrunk."""
+    store = getattr(_local, "buffers", None)
+    if store is None:
+        store = _local.buffers = {}
+        with _stores_lock:
+            _stores.append(store)
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    raw = store.get(name)
+    if raw is None or raw.size < size:
+        store.pop(name, None)   # free the old one before allocating the bigger one
+        raw = store[name] = np.empty(max(size, 64), dtype=np.uint8)
+    return raw[:size].view(dtype).reshape(shape)
+
+
+def release_buffers() -> None:
+    """Free every thread's work buffers (call while no kernel runs; they regrow on the next call)."""
+    with _stores_lock:
+        for store in _stores:
+            store.clear()
+
+
+def split_range(n: int, parts: int):
+    """[(start, stop), ...]: n items in at most `parts` contiguous, nearly equal, non-empty ranges."""
+    parts = max(1, min(parts, n))
+    return [(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+
+
+def batch_chunks(batch: int, per_sample_bytes: int, budget: int | None = None):
+    """The batch cut into nearly equal chunks of at most budget // per_sample_bytes samples (at least 1),
+    and into at least MIN_CHUNKS chunks (a multiple of it) when the batch is that large."""
+    budget = BUDGET if budget is None else budget
+    per_chunk = max(1, budget // max(per_sample_bytes, 1))
+    count = -(-batch // per_chunk)
+    count = MIN_CHUNKS * -(-count // MIN_CHUNKS)        # a multiple of MIN_CHUNKS: even shares for 2 or 4 threads
+    return split_range(batch, count)
+
+
+def row_block(rows_total: int, row_bytes: int, budget: int | None = None) -> int:
+    """Rows per block when one sample is bigger than the budget: as many as fit, at least 1."""
+    budget = BUDGET if budget is None else budget
+    return max(1, min(rows_total, budget // max(row_bytes, 1)))
+
+
+class _OrderedSum:
+    """Adds the chunks' partial results in chunk order, whichever thread delivers them first."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._next = 0
+        self.total = None
+
+    def add(self, index: int, parts) -> None:
+        with self._lock:
+            self._pending[index] = parts
+            while self._next in self._pending:
+                parts = self._pending.pop(self._next)
+                self._next += 1
+                if self.total is None:
+                    self.total = parts
+                elif parts is not None:
+                    for total, part in zip(self.total, parts):
+                        if total is not None:
+                            total += part
+
+
+def run_chunks(chunks, per_chunk):
+    """Run per_chunk(n0, n1) for every chunk on the thread pool; return the sum of what the chunks
+    returned (tuples of arrays or None, each chunk's own fresh arrays), added in chunk order.
+
+    Thread t of T runs chunks t, t + T, ...; with one chunk, or one thread, everything runs inline.
+    """
+    summed = _OrderedSum()
+    count = min(threads.get_num_threads(), len(chunks))
+
+    def share(t):
+        for index in range(t, len(chunks), count):
+            summed.add(index, per_chunk(*chunks[index]))
+
+    threads.parallel_map(share, range(count))
+    return summed.total
