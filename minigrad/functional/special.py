@@ -16,7 +16,7 @@ On CuPy, ``cupyx.scipy.special.erf/erfc`` is used instead.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_gpu_array
 
 __all__ = ["erf", "erfc"]
 
@@ -40,9 +40,9 @@ _Q = (2.56852019228982242e00, 1.87295284992346725e00, 5.27905102951428412e-1,
       6.05183413124413191e-2, 2.33520497626869185e-3)
 
 
-def _cupy_special(xp, name):
-    """cupyx.scipy.special.<name> when xp is CuPy, else None."""
-    if getattr(xp, "__name__", "") != "cupy":
+def _gpu_special(x, name):
+    """cupyx.scipy.special.<name> when x is a CuPy array, else None."""
+    if not is_gpu_array(x):
         return None
     try:
         from cupyx.scipy import special
@@ -98,7 +98,7 @@ def _erfc_of_abs(xp, y):
 def erf(x):
     """The error function, elementwise, same shape/dtype/backend as the float array x."""
     xp = get_array_module(x)
-    fast = _cupy_special(xp, "erf")
+    fast = _gpu_special(x, "erf")
     if fast is not None:
         return fast(x)
     y = xp.abs(x)
@@ -111,7 +111,7 @@ def erf(x):
 def erfc(x):
     """The complementary error function 1 - erf(x), accurate in the tails, same dtype as x."""
     xp = get_array_module(x)
-    fast = _cupy_special(xp, "erfc")
+    fast = _gpu_special(x, "erfc")
     if fast is not None:
         return fast(x)
     y = xp.abs(x)

@@ -40,7 +40,7 @@ def run_named(name: str, kind: str, fn, *args):
         raise renamed.with_traceback(exc.__traceback__) from exc
 
 
-class _Container(Layer):
+class Container(Layer):
     """A layer whose children are named by their position in it: naming the container renames them.
 
     A child's ``name`` (used by errors via ``label``) is its qualified key, e.g. ``features.0``.
@@ -64,7 +64,7 @@ class _Container(Layer):
             child.name = self._qualified(key)
 
 
-class Sequential(_Container):
+class Sequential(Container):
     """Sequential(*layers) or Sequential(OrderedDict(name=layer, ...)), like ``torch.nn.Sequential``.
 
     ``model[i]`` is a layer, ``model[a:b]`` a Sequential sharing the layers (keys kept);

@@ -21,7 +21,7 @@ a shared layer's under its first node.
 from __future__ import annotations
 
 from ..backend import get_array_module, is_array
-from .container import _Container, check_child_name, run_named
+from .container import Container, check_child_name, run_named
 from .layer import Layer
 
 __all__ = ["Graph", "Value"]
@@ -47,7 +47,7 @@ class _Node:
         self.name, self.layer, self.inputs, self.output = name, layer, inputs, output
 
 
-class Graph(_Container):
+class Graph(Container):
     """A DAG of layers with one or more inputs and outputs.
 
     forward(*inputs) returns one array (one output) or a tuple (several outputs);

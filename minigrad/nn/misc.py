@@ -13,7 +13,7 @@ from __future__ import annotations
 import numbers
 
 from .. import random as mg_random
-from ..backend import backend_of, get_array_module, is_array, to_backend
+from ..backend import backend_of, get_array_module, is_array, is_gpu_array, to_backend
 from ..utils import check_float_array, check_grad_like
 from .layer import Layer
 
@@ -24,7 +24,7 @@ def _uniform_like(x):
     """Uniform [0, 1) samples of x's shape, on x's backend, driven by minigrad's global generator."""
     generator = mg_random.generator()
     backend = backend_of(x)
-    if backend == "cupy":
+    if is_gpu_array(x):
         xp = get_array_module(x)
         seed = int(generator.integers(0, 2**63 - 1))
         method = getattr(getattr(xp.cuda, "curand", None), "CURAND_RNG_PSEUDO_PHILOX4_32_10", None)
