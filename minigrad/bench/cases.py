@@ -6,6 +6,7 @@ Groups: conv (Conv2d forward+backward on ResNet shapes, depthwise, 1x1), pool, l
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +24,7 @@ class Case:
     minigrad: Callable[[], Callable]
     torch: Callable[[], Callable] | None
     note: str = ""
+    floor: Callable[[], Callable] | None = None    # the design's limit (conv cases on NumPy), see conv_floor
 
 
 # name, batch (full, quick), in, out, size, kernel, stride, padding, groups
@@ -94,7 +96,54 @@ def conv_case(spec, quick, xp, backend) -> Case:
         return step
 
     shape = f"{n}x{c}x{size}x{size} k{k} s{stride} -> {o}" + (f" g{groups}" if groups > 1 else "")
-    return Case("conv", name, shape, flops, minigrad_step, torch_step)
+    floor = None
+    if backend == "numpy" and groups == 1:
+        def floor():
+            return conv_floor(n, c, o, out * out, k * k)
+    return Case("conv", name, shape, flops, minigrad_step, torch_step, floor=floor)
+
+
+def conv_floor(n, c, o, length, taps):
+    """The limit of any unfold + GEMM convolution of this geometry, as a step to time: the three GEMMs
+    with the exact unfold shapes (y = W cols, dW = dy cols^T, dcols = W^T dy; M = n*length rows,
+    K = c*taps) into preallocated outputs, plus one write and one read-modify-write of the column
+    buffer (the im2col copy and the col2im accumulation); GEMMs only for 1x1 (taps == 1: no columns).
+    Of the two layouts (columns (M, K) channels-last, or (K, M)) the faster one is used."""
+    rng = np.random.default_rng(7)
+    m, k = n * length, c * taps
+
+    def make(layout):
+        a = lambda *shape: rng.standard_normal(shape, dtype=np.float32)   # noqa: E731
+        if layout == "MK":                # cols (M, K), weights (K, O), dy (M, O)
+            cols, w, dy = a(m, k), a(k, o), a(m, o)
+            y, dw, dcols = a(m, o), a(k, o), a(m, k)
+            products = ((cols, w, y), (cols.T, dy, dw), (dy, w.T, dcols))
+        else:                             # cols (K, M), weights (O, K), dy (O, M)
+            cols, w, dy = a(k, m), a(o, k), a(o, m)
+            y, dw, dcols = a(o, m), a(o, k), a(k, m)
+            products = ((w, cols, y), (dy, cols.T, dw), (w.T, dy, dcols))
+
+        def step():
+            if taps > 1:
+                cols.fill(0.5)            # the im2col write
+            for left, right, result in products:
+                np.matmul(left, right, out=result)
+            if taps > 1:
+                np.add(dcols, 1.0, out=dcols)   # the col2im read-modify-write
+            return y, dw, dcols
+        return step
+
+    best, best_time = None, float("inf")
+    for layout in ("MK", "KM"):
+        step = make(layout)
+        step()
+        start = time.perf_counter()
+        for _ in range(3):
+            step()
+        elapsed = time.perf_counter() - start
+        if elapsed < best_time:
+            best, best_time = step, elapsed
+    return best
 
 
 def pool_cases(quick, xp, backend):

@@ -7,8 +7,10 @@
     python -m minigrad.bench ...        # the same, without the CLI
 
 Protocol: the float32 GEMM peak (NumPy matmul) is measured first. Then every case is run in
-rounds: in each round each case runs once in minigrad and once in PyTorch (the order alternating
-between rounds), each turn after a ~0.25 s pause, because BLAS/OpenMP threads keep spinning for
+rounds: in each round each case runs once in minigrad, once in PyTorch and, for the Conv2d cases on
+NumPy, once as the *floor* (``cases.conv_floor``: the three GEMMs of the exact unfold shapes plus one
+write and one read-modify-write of the column buffer, the limit of any unfold + GEMM design), the
+order rotating between rounds, each turn after a ~0.25 s pause, because BLAS/OpenMP threads keep spinning for
 ~0.1 s after a call and would slow the other library's next call. After the pause a turn makes one
 untimed call (waking the idle cores) and then times 3 calls back to back (1 with --quick), the
 steady state of a training loop. Medians over all timed calls are reported.
@@ -38,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the bench options to an argparse parser (used by ``minigrad bench``)."""
     parser.add_argument("--quick", action="store_true",
                         help="smoke run in seconds: small batches, 2 repeats, short pauses (no timing claims)")
-    parser.add_argument("--cases", default=",".join(GROUPS),
-                        help=f"comma-separated case groups out of {','.join(GROUPS)} (default: all)")
+    parser.add_argument("--cases", default=None,
+                        help=f"comma-separated case groups out of {','.join(GROUPS)} (default: all, or none with --train)")
     parser.add_argument("--repeat", type=int, default=None, help="rounds per case (default 7, quick 2)")
     parser.add_argument("--pause", type=float, default=None,
                         help="seconds of idle before each timed turn (default 0.25, quick 0.01)")
@@ -54,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the minigrad/PyTorch time ratios")
     parser.add_argument("--markdown", metavar="FILE.md", help="write the tables as Markdown (for docs/benchmarks.md)")
+    parser.add_argument("--train", action="store_true",
+                        help="also train LeNet-5 on MNIST end to end in minigrad and in PyTorch with `minigrad train`'s "
+                             "defaults (4 epochs, --quick: 1) and compare training time and accuracy (needs the "
+                             "data extra); without --cases only this runs")
 
 
 def gemm_peak(xp=np, quick=False, sync=lambda: None) -> float:
@@ -108,17 +114,19 @@ def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=tim
     rows = []
     for case in cases:
         row = {"group": case.group, "name": case.name, "shape": case.shape, "flops": case.flops,
-               "note": case.note, "minigrad_s": [], "torch_s": []}
+               "note": case.note, "minigrad_s": [], "torch_s": [], "floor_s": []}
         row["_mg"] = case.minigrad()
         row["_th"] = case.torch() if (use_torch and case.torch is not None) else None
-        row["_mg"]()                     # warm-up (work buffers, BLAS threads, caches)
-        if row["_th"] is not None:
-            row["_th"]()
+        row["_fl"] = case.floor() if case.floor is not None else None
+        for step in (row["_mg"], row["_th"], row["_fl"]):   # warm-up (work buffers, BLAS threads, caches)
+            if step is not None:
+                step()
         rows.append(row)
     for r in range(repeat):
         for row in rows:
-            turns = [("minigrad_s", row["_mg"]), ("torch_s", row["_th"])]
-            for key, step in (turns if r % 2 == 0 else turns[::-1]):
+            turns = [("minigrad_s", row["_mg"]), ("torch_s", row["_th"]), ("floor_s", row["_fl"])]
+            shift = r % len(turns)        # every competitor goes first, second and last in turn
+            for key, step in turns[shift:] + turns[:shift]:
                 if step is None:
                     continue
                 time.sleep(pause)
@@ -130,6 +138,8 @@ def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=tim
         row["minigrad_ms"] = 1e3 * float(np.median(row["minigrad_s"]))
         row["torch_ms"] = 1e3 * float(np.median(row["torch_s"])) if row["torch_s"] else None
         row["ratio"] = row["minigrad_ms"] / row["torch_ms"] if row["torch_ms"] else None
+        row["floor_ms"] = 1e3 * float(np.median(row["floor_s"])) if row["floor_s"] else None
+        row["floor_ratio"] = row["minigrad_ms"] / row["floor_ms"] if row["floor_ms"] else None
     return rows
 
 
@@ -189,14 +199,17 @@ def format_table(rows, peak) -> str:
             continue
         lines.append(f"\n== {group} ==")
         lines.append(f"{'case':<16} {'shape':<34} {'minigrad ms':>11} {'torch ms':>9} {'ratio':>6} "
-                     f"{'GFLOP/s':>8} {'%peak':>6} {'extra MiB':>9}")
+                     f"{'floor ms':>9} {'/floor':>6} {'GFLOP/s':>8} {'%peak':>6} {'extra MiB':>9}")
         for r in grows:
             torch_ms = f"{r['torch_ms']:9.2f}" if r["torch_ms"] else f"{'-':>9}"
             ratio = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6}"
+            floor_ms = f"{r['floor_ms']:9.2f}" if r.get("floor_ms") else f"{'-':>9}"
+            floor_ratio = f"{r['floor_ratio']:6.2f}" if r.get("floor_ratio") else f"{'-':>6}"
             gf = f"{r['gflops']:8.1f}" if r.get("gflops") else f"{'-':>8}"
             pct = f"{r['pct_peak']:5.0f}%" if r.get("pct_peak") else f"{'-':>6}"
             mem = f"{r['extra_mib']:9.1f}" if r.get("extra_mib") is not None else f"{'-':>9}"
-            lines.append(f"{r['name']:<16} {r['shape']:<34} {r['minigrad_ms']:11.2f} {torch_ms} {ratio} {gf} {pct} {mem}"
+            lines.append(f"{r['name']:<16} {r['shape']:<34} {r['minigrad_ms']:11.2f} {torch_ms} {ratio} "
+                         f"{floor_ms} {floor_ratio} {gf} {pct} {mem}"
                          + (f"  ({r['note']})" if r["note"] else ""))
     return "\n".join(lines)
 
@@ -211,17 +224,22 @@ def format_markdown(report) -> str:
              f"float32 GEMM peak {report['gemm_peak_gflops']:.0f} GFLOP/s; median of {report['repeat']} "
              f"interleaved rounds x {report.get('calls', 1)} timed calls, {report['pause_s']:.2f} s pause and "
              f"one untimed call before each turn.", "",
-             "| group | case | shape | minigrad ms | PyTorch ms | ratio | GFLOP/s | % of GEMM peak | extra MiB |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| group | case | shape | minigrad ms | PyTorch ms | ratio | floor ms | minigrad/floor | GFLOP/s | "
+             "% of GEMM peak | extra MiB |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["cases"]:
         def fmt(value, spec):
             return format(value, spec) if value is not None else "-"
         lines.append(f"| {r['group']} | {r['name']} | {r['shape']} | {r['minigrad_ms']:.2f} | "
-                     f"{fmt(r['torch_ms'], '.2f')} | {fmt(r['ratio'], '.2f')} | {fmt(r.get('gflops'), '.0f')} | "
+                     f"{fmt(r['torch_ms'], '.2f')} | {fmt(r['ratio'], '.2f')} | {fmt(r.get('floor_ms'), '.2f')} | "
+                     f"{fmt(r.get('floor_ratio'), '.2f')} | {fmt(r.get('gflops'), '.0f')} | "
                      f"{fmt(r.get('pct_peak'), '.0f')} | {fmt(r.get('extra_mib'), '.1f')} |")
     if report.get("geomean_resnet_conv"):
         lines += ["", f"Geometric mean of the minigrad/PyTorch time ratio over the 8 ResNet Conv2d shapes: "
                       f"**{report['geomean_resnet_conv']:.3f}**."]
+    if report.get("geomean_resnet_floor"):
+        lines += ["", f"Geometric mean of minigrad/floor over the same shapes: **{report['geomean_resnet_floor']:.3f}** "
+                      f"(floor/PyTorch: {report['geomean_floor_vs_torch']:.3f})."]
     return "\n".join(lines) + "\n"
 
 
@@ -247,7 +265,9 @@ def run(args) -> int:
     """Run the benchmark described by parsed ``args``; returns the exit status."""
     from .. import backend as mg_backend
     from .. import threads
-    groups = [g.strip() for g in args.cases.split(",") if g.strip()]
+    train_e2e = getattr(args, "train", False)
+    cases_arg = args.cases if args.cases is not None else ("" if train_e2e else ",".join(GROUPS))
+    groups = [g.strip() for g in cases_arg.split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         print(f"minigrad bench: error: unknown case group(s) {unknown}; choose from {','.join(GROUPS)}",
@@ -298,17 +318,33 @@ def run(args) -> int:
             row["gflops"] = row["flops"] / (row["minigrad_ms"] * 1e-3) / 1e9
             row["pct_peak"] = 100.0 * row["gflops"] / peak
         row["extra_mib"] = extra_memory(row["_mg"]) / 2 ** 20 if backend_name == "numpy" else None
-        del row["_mg"], row["_th"]
+        del row["_mg"], row["_th"], row["_fl"]
     if blas_limit is not None:
         blas_limit.restore_original_limits()
     print(format_table(rows, peak))
-    resnet = geometric_mean([r["ratio"] for r in rows if r["name"].startswith(("cifar", "imagenet"))])
+    training = None
+    if train_e2e:
+        from .training import format_training, run_training
+        if backend_name != "numpy":
+            print("minigrad bench: --train runs on the numpy backend only", file=sys.stderr)
+            return 2
+        training = run_training(quick=args.quick, pause=pause, use_torch=use_torch)
+        print(format_training(training))
+    resnet_rows = [r for r in rows if r["name"].startswith(("cifar", "imagenet"))]
+    resnet = geometric_mean([r["ratio"] for r in resnet_rows])
+    resnet_floor = geometric_mean([r["floor_ratio"] for r in resnet_rows])
+    floor_vs_torch = geometric_mean([r["floor_ms"] / r["torch_ms"] for r in resnet_rows
+                                     if r.get("floor_ms") and r.get("torch_ms")])
     if resnet:
         print(f"\nConv2d fwd+bwd ResNet shapes: geometric mean of minigrad/PyTorch time = {resnet:.3f}")
+    if resnet_floor:
+        print(f"Conv2d fwd+bwd ResNet shapes: geometric mean of minigrad/floor = {resnet_floor:.3f}"
+              + (f" (floor/PyTorch = {floor_vs_torch:.3f})" if floor_vs_torch else ""))
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": _machine(), "versions": _versions(backend_name), "backend": backend_name,
               "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "calls": calls, "pause_s": pause,
-              "gemm_peak_gflops": peak, "geomean_resnet_conv": resnet, "skipped": skipped, "cases": rows}
+              "gemm_peak_gflops": peak, "geomean_resnet_conv": resnet, "geomean_resnet_floor": resnet_floor,
+              "geomean_floor_vs_torch": floor_vs_torch, "skipped": skipped, "cases": rows, "train_e2e": training}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
