@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_runtime import batch_chunks, run_chunks, work_buffer
+from .cpu_runtime import batch_chunks, matmul_long, matmul_wide, run_chunks, work_buffer
 
 MAX_RUN = 32             # applies when channels-last runs (kw * C numbers) would be at most this long
+BUDGET = 8 << 20         # column bytes per chunk: few, long NumPy calls (the products are blocked anyway)
 MAX_SAMPLE_BYTES = 4 << 20   # ... and one sample's float64 columns fit here (no row blocks: big images
                              # with few channels, e.g. a 224x224 stem, go to cpu_conv)
 
@@ -39,7 +40,7 @@ def chunks(geom, dtype):
     """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
     kh, kw = geom.kernel
     per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * np.dtype(dtype).itemsize
-    return batch_chunks(geom.batch, per_sample)
+    return batch_chunks(geom.batch, per_sample, BUDGET)
 
 
 def _padded_batch_last(x, pads, name):
@@ -91,7 +92,7 @@ def conv_forward(x, weight, bias, geom):
     def per_chunk(c0, c1):
         m = c1 - c0
         cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
-        y = np.matmul(wmat, cols, out=work_buffer("bl_y", (o, oh * ow * m), x.dtype))
+        y = matmul_wide(wmat, cols, work_buffer("bl_y", (o, oh * ow * m), x.dtype))
         y = y.reshape(o, oh, ow, m).transpose(3, 0, 1, 2)               # (O, M) -> (m, O, OH, OW)
         if bias4 is None:
             out[c0:c1] = y
@@ -124,9 +125,9 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         dw_part = None
         if need_weight:
             cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
-            dw_part = np.matmul(dym, cols.T)                            # (O, K), this chunk's own
+            dw_part = matmul_long(cols, dym).T                          # (K, O) -> (O, K), this chunk's own
         if need_input:
-            dcols = np.matmul(wmat_t, dym, out=work_buffer("bl_dcols", (k, M), dtype))
+            dcols = matmul_wide(wmat_t, dym, work_buffer("bl_dcols", (k, M), dtype))
             dcols = dcols.reshape(c, kh, kw, oh, ow, m)                 # (K, M) -> (C, kh, kw, OH, OW, m)
             dxt = work_buffer("bl_dx", (c, h + top + bottom, w + left + right, m), dtype)
             dxt[...] = 0

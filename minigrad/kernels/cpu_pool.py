@@ -1,13 +1,15 @@
 """Max pooling on the CPU (NumPy float32/float64): in-place passes over blocks of planes.
 
-The reference (``minigrad.functional.pool``) keeps a running maximum with ``where`` over the whole
-batch and allocates new arrays at every kernel offset. Here the N*C planes go in blocks of about
-BLOCK_BYTES of padded input, so each of the K = kh*kw passes over a block stays in cache, and with
+The reference (``pool_reference``) keeps a running maximum with ``where`` over the whole batch and
+allocates new arrays at every kernel offset. Here the N*C planes go in blocks of about BLOCK_BYTES of
+padded input, run on the thread pool (``cpu_runtime``), so each of the K = kh*kw passes over a block
+stays in cache, and with
 views v_k (planes, OH, OW) of the -inf-padded block:
 
     forward   y = v_0, then y = maximum(y, v_k) in place (NaN wins, as in PyTorch)
               argmax = min over k of (k where v_k == y else 255)    the first maximum, uint8 passes
     backward  dxpad[view k] += select(argmax == k, dy)                exact where(), per block
+              (windows that tile the input, as MaxPool2d(2) on even sizes: dx[view k] = ..., no fill)
 
 Windows of more than 255 offsets are not taken (``applies``); when y holds a NaN (its argmax is the
 last NaN of the window, which v_k == y cannot find) the forward hands the batch to ``pool_reference``.
@@ -18,7 +20,7 @@ import numpy as np
 
 from . import pool_reference
 from .cpu_elementwise import select
-from .cpu_runtime import supported
+from .cpu_runtime import batch_chunks, run_chunks, supported, work_buffer
 
 __all__ = ["applies", "max_forward", "max_backward"]
 
@@ -31,32 +33,31 @@ def applies(op, geom, x, argmax=None) -> bool:
             and (argmax is None or (type(argmax) is np.ndarray and argmax.dtype == np.uint8)))
 
 
-def _plan(in_shape, pads, itemsize):
+def _blocks(in_shape, pads, itemsize):
+    """(N*C planes, padded plane size, [(p0, p1), ...] blocks of planes of about BLOCK_BYTES each)."""
     n, c, h, w = in_shape
     top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
-    return n * c, (hp, wp), max(1, BLOCK_BYTES // (hp * wp * itemsize))
+    return n * c, (hp, wp), batch_chunks(n * c, hp * wp * itemsize, BLOCK_BYTES)
 
 
 def max_forward(x, geom):
-    """x: (N, C, H, W) -> (y, argmax uint8), both (N, C, OH, OW)."""
-    pads, out_size, views = geom.pads, geom.out_size, list(pool_reference.offsets(geom))
+    """x: (N, C, H, W) -> (y, argmax uint8), both (N, C, OH, OW). Blocks of planes run on the thread pool."""
+    pads, out_size, views = geom.pads, tuple(geom.out_size), list(pool_reference.offsets(geom))
     n, c, h, w = x.shape
     top, _, left, _ = pads
-    planes, (hp, wp), step = _plan(x.shape, pads, x.itemsize)
+    planes, (hp, wp), blocks = _blocks(x.shape, pads, x.itemsize)
     src = x.reshape(planes, h, w)                                      # (N, C, H, W) -> (N*C, H, W)
-    out = np.empty((planes,) + tuple(out_size), dtype=x.dtype)
+    out = np.empty((planes,) + out_size, dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=np.uint8)
     unpadded = not any(pads)
-    padded = None if unpadded else np.full((step, hp, wp), -np.inf, dtype=x.dtype)   # border stays -inf
-    equal = np.empty((step,) + tuple(out_size), dtype=bool)
-    index = np.empty(equal.shape, dtype=np.uint8)
-    for p0 in range(0, planes, step):
-        p1 = min(p0 + step, planes)
+
+    def per_block(p0, p1):
         if unpadded:
             block = src[p0:p1]
         else:
-            block = padded[:p1 - p0]
+            block = work_buffer("pool_x", (p1 - p0, hp, wp), x.dtype)
+            block.fill(-np.inf)                                        # the padding is -inf
             block[:, top:top + h, left:left + w] = src[p0:p1]
         windows = [block[:, rows, cols] for _, rows, cols in views]   # K views (planes, OH, OW)
         y, am = out[p0:p1], argmax[p0:p1]
@@ -64,38 +65,70 @@ def max_forward(x, geom):
         for window in windows[1:]:
             np.maximum(y, window, out=y)
         if np.isnan(y).any():
-            return pool_reference.max_forward(x, geom)
+            return (np.ones(1),)                                       # a NaN: the reference decides ties
         am.fill(255)
-        eq, ix = equal[:p1 - p0], index[:p1 - p0]
+        eq = work_buffer("pool_eq", y.shape, bool)
+        ix = work_buffer("pool_ix", y.shape, np.uint8)
         for k, window in enumerate(windows):
             np.equal(window, y, out=eq)
             np.subtract(np.uint8(255), np.multiply(eq, np.uint8(255 - k), out=ix), out=ix)   # k, or 255
             np.minimum(am, ix, out=am)
-    shape = (n, c) + tuple(out_size)
+        return (np.zeros(1),)
+
+    if run_chunks(blocks, per_block)[0][0] > 0:
+        return pool_reference.max_forward(x, geom)
+    shape = (n, c) + out_size
     return out.reshape(shape), argmax.reshape(shape)                   # (N*C, OH, OW) -> (N, C, OH, OW)
+
+
+def _tiles_input(geom) -> bool:
+    """The windows tile the input exactly: kernel == stride, no padding or dilation, sizes divisible."""
+    (kh, kw), (oh, ow), (h, w) = geom.kernel, geom.out_size, geom.in_size
+    return (tuple(geom.stride) == (kh, kw) and tuple(geom.dilation) == (1, 1) and not any(geom.pads)
+            and (oh * kh, ow * kw) == (h, w))
+
+
+def _max_backward_tiled(grad_out, argmax, in_shape, geom):
+    """Windows that tile the input: every input element belongs to one window, so each offset's share is
+    written, not added (no zero fill, no read-back). dx viewed as (N*C, OH, kh, OW, kw)."""
+    n, c, h, w = in_shape
+    (kh, kw), (oh, ow) = geom.kernel, geom.out_size
+    dx = np.empty(in_shape, dtype=grad_out.dtype)
+    tiles = dx.reshape(n * c, oh, kh, ow, kw)                          # (N, C, H, W) -> (N*C, OH, kh, OW, kw)
+    dy = grad_out.reshape(n * c, oh, ow)                               # (N, C, OH, OW) -> (N*C, OH, OW)
+    am = argmax.reshape(dy.shape)
+    mask = np.empty(dy.shape, dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            np.equal(am, i * kw + j, out=mask)
+            tiles[:, :, i, :, j] = select(mask, dy)
+    return dx
 
 
 def max_backward(grad_out, argmax, in_shape, geom):
     """(N, C, H, W) gradient: each dy goes to the input position its window took the maximum from."""
+    if _tiles_input(geom):
+        return _max_backward_tiled(grad_out, argmax, in_shape, geom)
     pads, views = geom.pads, list(pool_reference.offsets(geom))
     n, c, h, w = in_shape
     top, _, left, _ = pads
-    planes, (hp, wp), step = _plan(in_shape, pads, grad_out.itemsize)
-    out_size = grad_out.shape[2:]
-    dy = grad_out.reshape((planes,) + tuple(out_size))                # (N, C, OH, OW) -> (N*C, OH, OW)
+    planes, (hp, wp), blocks = _blocks(in_shape, pads, grad_out.itemsize)
+    out_size = tuple(grad_out.shape[2:])
+    dy = grad_out.reshape((planes,) + out_size)                       # (N, C, OH, OW) -> (N*C, OH, OW)
     am = argmax.reshape(dy.shape)
     dx = np.empty((planes, h, w), dtype=grad_out.dtype)
     unpadded = (hp, wp) == (h, w)
-    padded = None if unpadded else np.empty((step, hp, wp), dtype=grad_out.dtype)
-    mask = np.empty((step,) + tuple(out_size), dtype=bool)
-    for p0 in range(0, planes, step):
-        p1 = min(p0 + step, planes)
-        block, m = (dx[p0:p1] if unpadded else padded[:p1 - p0]), mask[:p1 - p0]
+
+    def per_block(p0, p1):
+        block = dx[p0:p1] if unpadded else work_buffer("pool_dx", (p1 - p0, hp, wp), grad_out.dtype)
+        mask = work_buffer("pool_eq", (p1 - p0,) + out_size, bool)
         block.fill(0)
         for k, rows, cols in views:
-            np.equal(am[p0:p1], k, out=m)
+            np.equal(am[p0:p1], k, out=mask)
             target = block[:, rows, cols]
-            np.add(target, select(m, dy[p0:p1]), out=target)
+            np.add(target, select(mask, dy[p0:p1]), out=target)
         if not unpadded:
             dx[p0:p1] = block[:, top:top + h, left:left + w]
+
+    run_chunks(blocks, per_block)
     return dx.reshape(in_shape)                                        # (N*C, H, W) -> (N, C, H, W)

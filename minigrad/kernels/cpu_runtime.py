@@ -29,11 +29,12 @@ import numpy as np
 from .. import threads
 from .cpu_memory import tune_allocator
 
-__all__ = ["BUDGET", "MIN_CHUNKS", "supported", "work_buffer", "release_buffers", "split_range",
-           "batch_chunks", "row_block", "run_chunks"]
+__all__ = ["BUDGET", "MIN_CHUNKS", "GEMM_COLUMNS", "supported", "work_buffer", "release_buffers", "split_range",
+           "batch_chunks", "row_block", "run_chunks", "matmul_wide", "matmul_long"]
 
 BUDGET = 2 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
-MIN_CHUNKS = 4          # cut a batch into at least this many chunks when it has that many samples
+MIN_CHUNKS = 2          # cut a batch into at least this many chunks when it has that many samples
+GEMM_COLUMNS = 4096     # columns of a long operand per BLAS call in matmul_wide / matmul_long
 FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _local = threading.local()
@@ -100,6 +101,30 @@ def row_block(rows_total: int, row_bytes: int, budget: int | None = None) -> int
     """Rows per block when one sample is bigger than the budget: as many as fit, at least 1."""
     budget = BUDGET if budget is None else budget
     return max(1, min(rows_total, budget // max(row_bytes, 1)))
+
+
+def matmul_wide(a, b, out):
+    """out (P, N) = a (P, Q) @ b (Q, N) for a wide b, GEMM_COLUMNS columns per BLAS call.
+
+    With few rows P and a short Q (a convolution's few filters over its columns), OpenBLAS runs a
+    product over a block of a few thousand columns several times faster per column than over tens of
+    thousands at once (docs/benchmarks.md, "Short, wide products").
+    """
+    n = b.shape[1]
+    for start in range(0, n, GEMM_COLUMNS):
+        stop = min(start + GEMM_COLUMNS, n)
+        np.matmul(a, b[:, start:stop], out=out[:, start:stop])
+    return out
+
+
+def matmul_long(a, b):
+    """a (P, N) @ b (Q, N)^T -> a new (P, Q) array, for a long shared dimension N: the products of
+    GEMM_COLUMNS-long slices, added in order (same reason as matmul_wide)."""
+    n = a.shape[1]
+    total = np.matmul(a[:, :GEMM_COLUMNS], b[:, :GEMM_COLUMNS].T)
+    for start in range(GEMM_COLUMNS, n, GEMM_COLUMNS):
+        total += np.matmul(a[:, start:start + GEMM_COLUMNS], b[:, start:start + GEMM_COLUMNS].T)
+    return total
 
 
 class _OrderedSum:

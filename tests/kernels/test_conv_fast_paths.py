@@ -164,6 +164,7 @@ def _chunk_sizes(module, geom):
 
 def _set_budget(monkeypatch, budget):
     monkeypatch.setattr(cpu_runtime, "BUDGET", budget)
+    monkeypatch.setattr(cpu_batchlast, "BUDGET", budget)
 
 
 @pytest.mark.parametrize("mode", ["samples", "rows"])
@@ -187,7 +188,7 @@ def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
             budget *= 2
             _set_budget(monkeypatch, budget)
         sizes = _chunk_sizes(module, geom)
-        assert sum(sizes) == 7 and max(sizes) in (2, 3) and len(set(sizes)) > 1
+        assert sum(sizes) == 7 and max(sizes) in (2, 3, 4) and len(set(sizes)) > 1
     inputs, ours = _run(case, np.float64)
     _assert_matches(ours, _torch_reference(*inputs), np.float64)
 

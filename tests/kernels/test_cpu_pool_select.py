@@ -62,3 +62,18 @@ def test_nan_window_takes_the_reference_path():
     np.testing.assert_array_equal(argmax, argmax_ref)
     y, argmax = P.max_pool2d_forward(x, geom)
     assert np.isnan(y[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 3        # the last NaN, like PyTorch (CPU)
+
+
+@pytest.mark.parametrize("shape,k", [((3, 2, 8, 8), 2), ((2, 3, 9, 6), 3), ((2, 2, 6, 8), 2)])
+def test_windows_that_tile_the_input_write_the_gradient_without_a_fill(monkeypatch, shape, k):
+    """MaxPool2d(k) on sizes divisible by k: the tiled backward equals the reference (ties: first maximum)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(-2, 3, shape).astype(np.float64)                 # many ties
+    geom = _geom(x.shape, k, k, 0)
+    assert cpu_pool._tiles_input(geom)
+    y, argmax = P.max_pool2d_forward(x, geom)
+    dy = rng.standard_normal(y.shape)
+    dx = P.max_pool2d_backward(dy, argmax, x.shape, geom)
+    dx_ref = pool_reference.max_backward(dy, argmax, x.shape, geom)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert not cpu_pool._tiles_input(_geom((3, 2, 9, 8), 2, 2, 0))   # 9 rows: the last one is in no window

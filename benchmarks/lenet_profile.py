@@ -1,0 +1,109 @@
+"""Per-layer time of a LeNet-5 training step in minigrad, and PyTorch's whole step, on the same batch.
+
+    python benchmarks/lenet_profile.py [--batch 128] [--steps 30] [--threads N]
+
+Each layer's forward and backward are timed inside real training steps (forward, cross-entropy,
+backward_parameters, Adam), medians over the steps after a warm-up; the first layer's backward computes
+no input gradient, like PyTorch's. Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import minigrad as mg
+
+
+def profile_minigrad(batch, steps):
+    mg.manual_seed(0)
+    model = mg.models.lenet5()
+    layers = list(model.children())
+    loss = mg.nn.CrossEntropyLoss()
+    opt = mg.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(layers)]
+    fwd = {n: [] for n in names}
+    bwd = {n: [] for n in names}
+    other = {"loss f+b": [], "optimizer": [], "step": []}
+    for step in range(steps + 5):
+        t_step = time.perf_counter()
+        opt.zero_grad()
+        h = x
+        for name, layer in zip(names, layers):
+            t = time.perf_counter()
+            h = layer(h)
+            fwd[name].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loss(h, y)
+        g = loss.backward()
+        other["loss f+b"].append(time.perf_counter() - t)
+        for i in range(len(layers) - 1, -1, -1):
+            t = time.perf_counter()
+            if i == 0:
+                layers[i].backward_parameters(g)
+            else:
+                g = layers[i].backward(g)
+            bwd[names[i]].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        opt.step()
+        other["optimizer"].append(time.perf_counter() - t)
+        other["step"].append(time.perf_counter() - t_step)
+        if step == 4:                      # drop the warm-up steps
+            for table in (fwd, bwd, other):
+                for v in table.values():
+                    v.clear()
+    med = lambda v: 1e3 * statistics.median(v)   # noqa: E731
+    return [(n, med(fwd[n]), med(bwd[n])) for n in names], {k: med(v) for k, v in other.items()}
+
+
+def profile_torch(batch, steps):
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
+                          nn.ReLU(), nn.Linear(84, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 10, batch))
+    times = []
+    for step in range(steps + 5):
+        t = time.perf_counter()
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        if step >= 5:
+            times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        mg.set_num_threads(args.threads)
+        import torch
+        torch.set_num_threads(args.threads)
+    rows, other = profile_minigrad(args.batch, args.steps)
+    time.sleep(0.25)
+    torch_ms = profile_torch(args.batch, args.steps)
+    print(f"LeNet-5 training step, batch {args.batch}, {mg.get_num_threads()} threads, medians of {args.steps} steps (ms)\n")
+    print("| layer | forward | backward |\n|---|---:|---:|")
+    for name, f, b in rows:
+        print(f"| {name} | {f:.2f} | {b:.2f} |")
+    print(f"| loss (forward + backward) | {other['loss f+b']:.2f} | |")
+    print(f"| Adam step | {other['optimizer']:.2f} | |")
+    print(f"\nminigrad step {other['step']:.2f} ms, PyTorch step {torch_ms:.2f} ms: ratio {other['step'] / torch_ms:.2f}")
+
+
+if __name__ == "__main__":
+    main()
