@@ -24,7 +24,6 @@ import numpy as np
 from .cpu_runtime import batch_chunks, matmul_long, matmul_wide, run_chunks, work_buffer
 
 MAX_RUN = 32             # applies when channels-last runs (kw * C numbers) would be at most this long
-BUDGET = 8 << 20         # column bytes per chunk: few, long NumPy calls (the products are blocked anyway)
 MAX_SAMPLE_BYTES = 4 << 20   # ... and one sample's float64 columns fit here (no row blocks: big images
                              # with few channels, e.g. a 224x224 stem, go to cpu_conv)
 
@@ -40,7 +39,7 @@ def chunks(geom, dtype):
     """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
     kh, kw = geom.kernel
     per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * np.dtype(dtype).itemsize
-    return batch_chunks(geom.batch, per_sample, BUDGET)
+    return batch_chunks(geom.batch, per_sample)
 
 
 def _padded_batch_last(x, pads, name):

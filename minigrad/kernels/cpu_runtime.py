@@ -32,7 +32,7 @@ from .cpu_memory import tune_allocator
 __all__ = ["BUDGET", "MIN_CHUNKS", "GEMM_COLUMNS", "supported", "work_buffer", "release_buffers", "split_range",
            "batch_chunks", "row_block", "run_chunks", "matmul_wide", "matmul_long"]
 
-BUDGET = 2 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
+BUDGET = 8 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
 MIN_CHUNKS = 2          # cut a batch into at least this many chunks when it has that many samples
 GEMM_COLUMNS = 4096     # columns of a long operand per BLAS call in matmul_wide / matmul_long
 FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -164,7 +164,6 @@ def _chunk_sizes(module, geom):
 
 def _set_budget(monkeypatch, budget):
     monkeypatch.setattr(cpu_runtime, "BUDGET", budget)
-    monkeypatch.setattr(cpu_batchlast, "BUDGET", budget)
 
 
 @pytest.mark.parametrize("mode", ["samples", "rows"])
