@@ -25,8 +25,8 @@ from __future__ import annotations
 import os
 
 from ..backend import is_gpu_array
-from . import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool, cpu_runtime, cpu_winograd,
-               gpu_pool, pool_reference, reference_conv)
+from . import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool, cpu_runtime, cpu_samplemajor,
+               cpu_winograd, gpu_pool, pool_reference, reference_conv)
 
 __all__ = ["CONV_ALGORITHMS", "set_conv_algorithm", "get_conv_algorithm", "CONV_KERNELS", "cpu_kernel", "conv_kernel",
            "POOL_KERNELS", "pool_kernel", "gpu_kernels"]
@@ -62,6 +62,7 @@ def _winograd_chosen(geom) -> bool:
 CONV_KERNELS = (
     (cpu_pointwise, cpu_pointwise.applies),    # 1x1, no padding: a GEMM per sample, no columns
     (cpu_depthwise, cpu_depthwise.applies),    # one filter per channel: tap-by-tap multiply-adds
+    (cpu_samplemajor, cpu_samplemajor.applies),   # few input channels, wide outputs: columns per sample
     (cpu_batchlast, cpu_batchlast.applies),    # few input channels: batch-innermost columns
     (cpu_winograd, _winograd_chosen),          # 3x3 stride 1, when chosen: 2.25x fewer multiplies
     (cpu_conv, cpu_conv.applies),              # everything else: channels-last columns + GEMM

@@ -10,8 +10,8 @@ import pytest
 
 import minigrad as mg
 from minigrad.functional.conv import conv2d_input, conv2d_weight, make_geometry
-from minigrad.kernels import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_runtime, cpu_winograd,
-                              dispatch, reference_conv)
+from minigrad.kernels import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_runtime, cpu_samplemajor,
+                              cpu_winograd, dispatch, reference_conv)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -48,6 +48,10 @@ CASES = {
     "few-5x3-asym": (4, 3, 4, (9, 10), (5, 3), 1, (2, 0), 1, 1, cpu_batchlast),
     "few-bigpad": (3, 2, 3, (6, 6), 3, 1, 3, 1, 1, cpu_batchlast),
     "few-1x1-padded": (3, 4, 5, (5, 5), 1, 1, 1, 1, 1, cpu_batchlast),
+    "wide-lenet-conv1": (4, 1, 6, (28, 28), 5, 1, 2, 1, 1, cpu_samplemajor),
+    "wide-rgb-3x3": (5, 3, 8, (12, 18), 3, 1, 1, 1, 1, cpu_samplemajor),
+    "wide-5x3-asym-dil2": (3, 2, 4, (11, 22), (5, 3), 1, (2, 0), 2, 1, cpu_samplemajor),
+    "wide-nopad": (3, 4, 5, (9, 20), 3, 1, 0, 1, 1, cpu_samplemajor),
     # Winograd cases run with mg.set_conv_algorithm("winograd") and MIN_CHANNELS 8 (fixture below); the
     # default selection has its own test.
     "winograd": (5, 11, 12, (9, 8), 3, 1, 1, 1, 1, cpu_winograd),
@@ -145,7 +149,8 @@ def test_fast_path_matches_torch(name, dtype):
     _assert_matches(ours, _torch_reference(*inputs), dtype)
 
 
-@pytest.mark.parametrize("name", ["3x3", "stride2", "1x1", "depthwise", "depthwise-s2", "winograd", "lenet-conv2"])
+@pytest.mark.parametrize("name", ["3x3", "stride2", "1x1", "depthwise", "depthwise-s2", "winograd", "lenet-conv2",
+                                  "wide-rgb-3x3"])
 def test_without_bias(name):
     inputs, ours = _run(CASES[name], np.float64, bias=False)
     assert ours[3] is None
@@ -169,7 +174,7 @@ def _set_budget(monkeypatch, budget):
 @pytest.mark.parametrize("mode", ["samples", "rows"])
 @pytest.mark.parametrize("name", ["3x3", "stride2", "dilation2", "grouped-s2", "bigpad", "1x1", "1x1-s2",
                                   "depthwise", "depthwise-s2", "winograd", "winograd-asym", "lenet-conv2",
-                                  "few-stride(2,3)-dil2", "few-bigpad"])
+                                  "few-stride(2,3)-dil2", "few-bigpad", "wide-lenet-conv1", "wide-5x3-asym-dil2"])
 def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
     """Batch 7 in uneven chunks of up to 2 or 3 samples, or one sample in blocks of output rows."""
     case = (7,) + CASES[name][1:]
@@ -194,7 +199,7 @@ def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", ["3x3", "stride2", "grouped", "1x1", "depthwise", "depthwise-s2", "winograd",
-                                  "lenet-conv1", "few-stride(2,3)-dil2"])
+                                  "lenet-conv1", "few-stride(2,3)-dil2", "wide-rgb-3x3"])
 def test_one_two_and_three_threads_agree_bit_for_bit(name, dtype, monkeypatch):
     """Chunks are cut by sizes only and their partial sums added in chunk order (kernels/cpu_runtime)."""
     _set_budget(monkeypatch, 3000)
@@ -213,7 +218,7 @@ def test_one_two_and_three_threads_agree_bit_for_bit(name, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["3x3", "stride2", "grouped-s2", "1x1-s2", "depthwise", "depthwise-s2",
-                                  "winograd-asym", "few-stride2", "few-5x3-asym"])
+                                  "winograd-asym", "few-stride2", "few-5x3-asym", "wide-nopad"])
 def test_input_and_weight_gradient_functions(name):
     (x, w, _, dy, (s, p, d, g)), ours = _run(CASES[name], np.float64, bias=False)
     dx = conv2d_input(x.shape, w, dy, stride=s, padding=p, dilation=d, groups=g)

@@ -180,3 +180,13 @@ def test_conv2d_few_channels_finite_differences():
     x = np.random.default_rng(3).standard_normal((2, 3, 5, 6))
     assert dispatch.cpu_kernel(make_geometry(x.shape, conv.weight.shape, (1, 2), (2, 1), (1, 2), 1)) is cpu_batchlast
     assert mg.gradcheck(conv, x)
+
+
+def test_conv2d_few_channels_wide_output_finite_differences():
+    """Few input channels and outputs at least 16 wide take the sample-major kernel (kernels/cpu_samplemajor)."""
+    from minigrad.functional.conv import make_geometry
+    from minigrad.kernels import cpu_samplemajor, dispatch
+    conv = mg.nn.Conv2d(2, 3, (3, 2), padding=(1, 1), dilation=(1, 2), dtype="float64")
+    x = np.random.default_rng(4).standard_normal((2, 2, 4, 17))
+    assert dispatch.cpu_kernel(make_geometry(x.shape, conv.weight.shape, 1, 1, (1, 2), 1)) is cpu_samplemajor
+    assert mg.gradcheck(conv, x)

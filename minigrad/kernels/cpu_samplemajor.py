@@ -1,0 +1,123 @@
+"""Few input channels and wide outputs on the CPU: sample-major im2col + a batched GEMM straight into NCHW.
+
+LeNet's first layer (1 channel, 28 wide) or an RGB stem (3 channels, 32 wide): the columns are small
+(K = C*kh*kw is 25 or 27) and each window row is a run of OW >= MIN_WIDTH numbers, long enough to copy
+well, so the batch-innermost layout of ``cpu_batchlast`` buys nothing and its transposes of the output
+and of dy back and forth cost more than the products. Here the samples of a chunk stay outermost
+(m samples, K = C*kh*kw, L = OH*OW):
+
+    xpad  = pad(x[chunk])                                  (m, C, Hp, Wp), zero border
+    cols  = kh*kw slice copies of xpad                     (m, C, kh, kw, OH, OW) = (m, K, L)
+    y     = W (O, K) @ cols (m, K, L)                      (m, O, L), written into the NCHW output
+    dW   += sum_n dy[n] (O, L) @ cols[n]^T (L, K)          (O, K) = the weight's own layout
+    dx    = col2im(W^T (K, O) @ dy (m, O, L))              kh*kw strided adds into a zeroed padded chunk
+
+These are the reference kernel's own products (kernels/reference_conv.py), run in cache-sized chunks
+on the thread pool with per-thread buffers (``cpu_runtime``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .cpu_batchlast import MAX_RUN, MAX_SAMPLE_BYTES
+from .cpu_runtime import batch_chunks, run_chunks, work_buffer
+from .im2col import kernel_offsets
+
+MIN_WIDTH = 16      # output columns per window row from which sample-major copies beat batch-innermost ones
+
+
+def applies(geom) -> bool:
+    """Few input channels (kw * C <= MAX_RUN), groups 1, stride 1, outputs at least MIN_WIDTH wide, and one
+    sample's float64 columns within MAX_SAMPLE_BYTES."""
+    kh, kw = geom.kernel
+    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * 8
+    return (geom.groups == 1 and geom.in_channels * kw <= MAX_RUN and geom.stride == (1, 1)
+            and geom.out_size[1] >= MIN_WIDTH and per_sample <= MAX_SAMPLE_BYTES)
+
+
+def chunks(geom, dtype):
+    """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
+    kh, kw = geom.kernel
+    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * np.dtype(dtype).itemsize
+    return batch_chunks(geom.batch, per_sample)
+
+
+def _padded(x, pads, name):
+    """x: (m, C, H, W) -> per-thread buffer (m, C, H+pt+pb, W+pl+pr) with a zero border."""
+    m, c, h, w = x.shape
+    top, bottom, left, right = pads
+    buf = work_buffer(name, (m, c, h + top + bottom, w + left + right), x.dtype)
+    buf[:, :, :top] = 0
+    buf[:, :, top + h:] = 0
+    buf[:, :, top:top + h, :left] = 0
+    buf[:, :, top:top + h, left + w:] = 0
+    buf[:, :, top:top + h, left:left + w] = x
+    return buf
+
+
+def _columns(x, geom):
+    """x: (m, C, H, W) -> per-thread columns (m, K, L), rows in the weight's (c, i, j) order."""
+    m, c = x.shape[:2]
+    kh, kw = geom.kernel
+    oh, ow = geom.out_size
+    xpad = _padded(x, geom.pads, "sm_x")
+    cols = work_buffer("sm_cols", (m, c, kh, kw, oh, ow), x.dtype)
+    for i, j, rows, columns in kernel_offsets(geom.kernel, geom.stride, geom.dilation, geom.out_size):
+        cols[:, :, i, j] = xpad[:, :, rows, columns]
+    return cols.reshape(m, c * kh * kw, oh * ow)                      # (m, C, kh, kw, OH, OW) -> (m, K, L)
+
+
+def conv_forward(x, weight, bias, geom):
+    """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW)."""
+    o = geom.out_channels
+    length = geom.out_size[0] * geom.out_size[1]
+    wmat = np.ascontiguousarray(weight).reshape(o, -1)                # (O, C, kh, kw) -> (O, K)
+    out = np.empty(geom.out_shape, dtype=x.dtype)
+    bias2 = None if bias is None else bias.reshape(o, 1)              # (O,) -> (O, 1)
+
+    def per_chunk(c0, c1):
+        y = out[c0:c1].reshape(c1 - c0, o, length)                    # (m, O, OH, OW) -> (m, O, L)
+        np.matmul(wmat, _columns(x[c0:c1], geom), out=y)
+        if bias2 is not None:
+            y += bias2
+
+    run_chunks(chunks(geom, x.dtype), per_chunk)
+    return out
+
+
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True):
+    """(dx (N, C, H, W) | None, dW (O, C, kh, kw) | None, db (O,) | None) of conv_forward."""
+    dtype = grad_out.dtype
+    c, o = geom.in_channels, geom.out_channels
+    kh, kw = geom.kernel
+    h, w = geom.in_size
+    oh, ow = geom.out_size
+    top, bottom, left, right = geom.pads
+    k, length = c * kh * kw, oh * ow
+    dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
+    wmat_t = np.ascontiguousarray(weight).reshape(o, k).T if need_input else None   # (O, K) -> (K, O)
+    offsets = list(kernel_offsets(geom.kernel, geom.stride, geom.dilation, geom.out_size))
+
+    def per_chunk(c0, c1):
+        m = c1 - c0
+        dy = grad_out[c0:c1].reshape(m, o, length)                    # (m, O, OH, OW) -> (m, O, L)
+        db_part = dy.sum(axis=2).sum(axis=0) if need_bias else None
+        dw_part = None
+        if need_weight:
+            cols = _columns(x[c0:c1], geom)                           # (m, K, L)
+            dw_part = np.matmul(dy, cols.transpose(0, 2, 1)).sum(axis=0)   # (m, O, K) -> (O, K), this chunk's own
+        if need_input:
+            dcols = np.matmul(wmat_t, dy, out=work_buffer("sm_dcols", (m, k, length), dtype))   # (m, K, L)
+            dcols = dcols.reshape(m, c, kh, kw, oh, ow)
+            dxpad = work_buffer("sm_dx", (m, c, h + top + bottom, w + left + right), dtype)
+            dxpad[...] = 0
+            for i, j, rows, columns in offsets:
+                window = dxpad[:, :, rows, columns]
+                np.add(window, dcols[:, :, i, j], out=window)
+            dx[c0:c1] = dxpad[:, :, top:top + h, left:left + w]
+        return dw_part, db_part
+
+    grad_w, grad_b = run_chunks(chunks(geom, dtype), per_chunk)
+    if need_weight:
+        grad_w = grad_w.reshape(geom.weight_shape)                    # (O, K) -> (O, C, kh, kw)
+    return dx, grad_w, grad_b
