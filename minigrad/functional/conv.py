@@ -182,23 +182,24 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
 
 # ----------------------------------------------------------------------------- the kernels
 
-def conv_forward(x, weight, bias, geom: ConvGeometry):
+def conv_forward(x, weight, bias, geom: ConvGeometry, saved=None):
     """y = conv(x, W) + b.  x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) or None -> (N, O, OH, OW).
 
     Runs the kernel the dispatch table picks (kernels/dispatch.py): a CPU fast path, or the reference
-    im2col + matmul (kernels/reference_conv.py), which is the formula above written out.
+    im2col + matmul (kernels/reference_conv.py), which is the formula above written out. ``saved``: a
+    dict in which the kernel may keep what conv_backward can reuse (its columns), handed back to it.
     """
-    return conv_kernel(geom, x, weight, bias).conv_forward(x, weight, bias, geom)
+    return conv_kernel(geom, x, weight, bias).conv_forward(x, weight, bias, geom, saved)
 
 
 def conv_backward(x, weight, grad_out, geom: ConvGeometry, need_input=True, need_weight=True,
-                  need_bias=True):
+                  need_bias=True, saved=None):
     """Gradients of conv_forward: returns (dx (N,C,H,W) | None, dW (O,Cg,kh,kw) | None, db (O,) | None).
 
     x may be None when only the input gradient is needed, weight None when only dW and db are.
     """
     kernel = conv_kernel(geom, x, weight, grad_out)
-    return kernel.conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias)
+    return kernel.conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias, saved)
 
 
 # ----------------------------------------------------------------------------- public functions

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_runtime import batch_chunks, matmul_long, matmul_wide, run_chunks, work_buffer
+from .cpu_runtime import (batch_chunks, column_buffer, keeps_columns, matmul_long, matmul_wide, run_chunks,
+                          work_buffer)
 
 MAX_RUN = 32             # applies when channels-last runs (kw * C numbers) would be at most this long
 MAX_SAMPLE_BYTES = 4 << 20   # ... and one sample's float64 columns fit here (no row blocks: big images
@@ -37,9 +38,7 @@ def applies(geom) -> bool:
 
 def chunks(geom, dtype):
     """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
-    kh, kw = geom.kernel
-    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * np.dtype(dtype).itemsize
-    return batch_chunks(geom.batch, per_sample)
+    return batch_chunks(geom.batch, _column_bytes(geom, dtype, 1))
 
 
 def _padded_batch_last(x, pads, name):
@@ -63,12 +62,18 @@ def _window(buf, geom, i, j):
     return buf[:, r:r + sh * (oh - 1) + 1:sh, q:q + sw * (ow - 1) + 1:sw]
 
 
-def _columns(xt, geom):
-    """xt: (C, Hp, Wp, m) -> per-thread columns (K, M) in (c, i, j) x (oh, ow, n) order."""
+def _column_bytes(geom, dtype, samples):
+    kh, kw = geom.kernel
+    return geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * samples * np.dtype(dtype).itemsize
+
+
+def _columns(xt, geom, saved=None, chunk=None):
+    """xt: (C, Hp, Wp, m) -> columns (K, M) in (c, i, j) x (oh, ow, n) order: the thread's work buffer, or
+    a fresh array kept in ``saved`` for backward."""
     c, _, _, m = xt.shape
     kh, kw = geom.kernel
     oh, ow = geom.out_size
-    cols = work_buffer("bl_cols", (c, kh, kw, oh, ow, m), xt.dtype)
+    cols = column_buffer(saved, chunk, (c, kh, kw, oh, ow, m), xt.dtype, "bl_cols")
     for i in range(kh):
         for j in range(kw):
             cols[:, i, j] = _window(xt, geom, i, j)
@@ -80,9 +85,13 @@ def _weight_matrix(weight):
     return np.ascontiguousarray(weight).reshape(o, -1)                 # (O, C, kh, kw) -> (O, K), a view
 
 
-def conv_forward(x, weight, bias, geom):
-    """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW)."""
+def conv_forward(x, weight, bias, geom, saved=None):
+    """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW).
+
+    saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit SAVED_COLUMNS_MAX.
+    """
     o = geom.out_channels
+    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch))
     oh, ow = geom.out_size
     wmat = _weight_matrix(weight)
     out = np.empty(geom.out_shape, dtype=x.dtype)
@@ -90,7 +99,7 @@ def conv_forward(x, weight, bias, geom):
 
     def per_chunk(c0, c1):
         m = c1 - c0
-        cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
+        cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom, saved, (c0, c1))
         y = matmul_wide(wmat, cols, work_buffer("bl_y", (o, oh * ow * m), x.dtype))
         y = y.reshape(o, oh, ow, m).transpose(3, 0, 1, 2)               # (O, M) -> (m, O, OH, OW)
         if bias4 is None:
@@ -102,8 +111,10 @@ def conv_forward(x, weight, bias, geom):
     return out
 
 
-def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True):
-    """(dx (N, C, H, W) | None, dW (O, C, kh, kw) | None, db (O,) | None) of conv_forward."""
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
+    """(dx (N, C, H, W) | None, dW (O, C, kh, kw) | None, db (O,) | None) of conv_forward (columns from
+    ``saved`` when forward kept them, else recomputed)."""
+    saved = saved or {}
     dtype = grad_out.dtype
     c, o = geom.in_channels, geom.out_channels
     kh, kw = geom.kernel
@@ -123,7 +134,10 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         db_part = dym.sum(axis=1) if need_bias else None
         dw_part = None
         if need_weight:
-            cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
+            cols = saved.get((c0, c1))
+            if cols is None:
+                cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
+            cols = cols.reshape(k, M)                                   # (C, kh, kw, OH, OW, m) -> (K, M)
             dw_part = matmul_long(cols, dym).T                          # (K, O) -> (O, K), this chunk's own
         if need_input:
             dcols = matmul_wide(wmat_t, dym, work_buffer("bl_dcols", (k, M), dtype))

@@ -117,7 +117,7 @@ def flipped_weight_matrix(weight, groups):
     return np.ascontiguousarray(w.transpose(0, 3, 4, 1, 2)).reshape(groups, kh * kw * (o // groups), cg)
 
 
-def conv_forward(x, weight, bias, geom):
+def conv_forward(x, weight, bias, geom, saved=None):
     """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) | None -> (N, O, OH, OW)."""
     plan = Plan(geom, x.dtype)
     G, og = geom.groups, geom.group_out
@@ -146,7 +146,7 @@ def conv_forward(x, weight, bias, geom):
     return out
 
 
-def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True):
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
     """(dx (N, C, H, W) | None, dW (O, Cg, kh, kw) | None, db (O,) | None) of conv_forward."""
     dtype = grad_out.dtype
     plan = Plan(geom, dtype)

@@ -119,7 +119,7 @@ def _correlate(src, lay, kernel, wt, out, b4):
         np.add(y, b4, out=out)
 
 
-def conv_forward(x, weight, bias, geom):
+def conv_forward(x, weight, bias, geom, saved=None):
     """x: (N, C, H, W), weight: (C, 1, kh, kw) -> (N, C, OH, OW)."""
     c = geom.in_channels
     kh, kw = geom.kernel
@@ -135,7 +135,7 @@ def conv_forward(x, weight, bias, geom):
     return out
 
 
-def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True):
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
     """(dx, dW, db) of the depthwise convolution; each is None when not needed."""
     c = geom.in_channels
     kh, kw = geom.kernel

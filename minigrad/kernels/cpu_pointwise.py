@@ -41,7 +41,7 @@ def _strided_input(x, geom, c0, c1):
     return xs.reshape(m, c, oh * ow)                                 # (m, C, OH, OW) -> (m, C, L)
 
 
-def conv_forward(x, weight, bias, geom):
+def conv_forward(x, weight, bias, geom, saved=None):
     """x: (N, C, H, W), weight: (O, C, 1, 1) -> (N, O, OH, OW)."""
     o = geom.out_channels
     oh, ow = geom.out_size
@@ -59,7 +59,7 @@ def conv_forward(x, weight, bias, geom):
     return out
 
 
-def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True):
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
     """(dx, dW, db) of the 1x1 convolution; each is None when not needed."""
     c, o = geom.in_channels, geom.out_channels
     oh, ow = geom.out_size

@@ -30,11 +30,13 @@ from .. import threads
 from .cpu_memory import tune_allocator
 
 __all__ = ["BUDGET", "MIN_CHUNKS", "GEMM_COLUMNS", "supported", "work_buffer", "release_buffers", "split_range",
-           "batch_chunks", "row_block", "run_chunks", "matmul_wide", "matmul_long"]
+           "batch_chunks", "row_block", "run_chunks", "matmul_wide", "matmul_long", "SAVED_COLUMNS_MAX",
+           "column_buffer", "keeps_columns"]
 
 BUDGET = 8 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
 MIN_CHUNKS = 2          # cut a batch into at least this many chunks when it has that many samples
 GEMM_COLUMNS = 4096     # columns of a long operand per BLAS call in matmul_wide / matmul_long
+SAVED_COLUMNS_MAX = 32 << 20   # a layer keeps its forward's columns for backward when all of them fit here
 FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _local = threading.local()
@@ -101,6 +103,20 @@ def row_block(rows_total: int, row_bytes: int, budget: int | None = None) -> int
     """Rows per block when one sample is bigger than the budget: as many as fit, at least 1."""
     budget = BUDGET if budget is None else budget
     return max(1, min(rows_total, budget // max(row_bytes, 1)))
+
+
+def column_buffer(saved, chunk, shape, dtype, name):
+    """Where a chunk's forward columns go: a fresh array kept in ``saved`` (a dict the layer hands from forward
+    to backward) when ``saved`` is given, else the thread's reusable work buffer ``name``."""
+    if saved is None:
+        return work_buffer(name, shape, dtype)
+    cols = saved[chunk] = np.empty(shape, dtype=dtype)
+    return cols
+
+
+def keeps_columns(saved, batch_column_bytes: int):
+    """``saved`` when the whole batch's columns fit SAVED_COLUMNS_MAX, else None (recompute in backward)."""
+    return saved if saved is not None and batch_column_bytes <= SAVED_COLUMNS_MAX else None
 
 
 def matmul_wide(a, b, out):

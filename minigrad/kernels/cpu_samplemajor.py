@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cpu_batchlast import MAX_RUN, MAX_SAMPLE_BYTES
-from .cpu_runtime import batch_chunks, run_chunks, work_buffer
+from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, run_chunks, work_buffer
 from .im2col import kernel_offsets
 
 MIN_WIDTH = 16      # output columns per window row from which sample-major copies beat batch-innermost ones
@@ -35,11 +35,14 @@ def applies(geom) -> bool:
             and geom.out_size[1] >= MIN_WIDTH and per_sample <= MAX_SAMPLE_BYTES)
 
 
+def _column_bytes(geom, dtype, samples):
+    kh, kw = geom.kernel
+    return geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * samples * np.dtype(dtype).itemsize
+
+
 def chunks(geom, dtype):
     """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
-    kh, kw = geom.kernel
-    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * np.dtype(dtype).itemsize
-    return batch_chunks(geom.batch, per_sample)
+    return batch_chunks(geom.batch, _column_bytes(geom, dtype, 1))
 
 
 def _padded(x, pads, name):
@@ -55,21 +58,26 @@ def _padded(x, pads, name):
     return buf
 
 
-def _columns(x, geom):
-    """x: (m, C, H, W) -> per-thread columns (m, K, L), rows in the weight's (c, i, j) order."""
+def _columns(x, geom, saved=None, chunk=None):
+    """x: (m, C, H, W) -> columns (m, K, L), rows in the weight's (c, i, j) order: the thread's work buffer,
+    or a fresh array kept in ``saved`` for backward."""
     m, c = x.shape[:2]
     kh, kw = geom.kernel
     oh, ow = geom.out_size
     xpad = _padded(x, geom.pads, "sm_x")
-    cols = work_buffer("sm_cols", (m, c, kh, kw, oh, ow), x.dtype)
+    cols = column_buffer(saved, chunk, (m, c, kh, kw, oh, ow), x.dtype, "sm_cols")
     for i, j, rows, columns in kernel_offsets(geom.kernel, geom.stride, geom.dilation, geom.out_size):
         cols[:, :, i, j] = xpad[:, :, rows, columns]
     return cols.reshape(m, c * kh * kw, oh * ow)                      # (m, C, kh, kw, OH, OW) -> (m, K, L)
 
 
-def conv_forward(x, weight, bias, geom):
-    """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW)."""
+def conv_forward(x, weight, bias, geom, saved=None):
+    """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW).
+
+    saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit SAVED_COLUMNS_MAX.
+    """
     o = geom.out_channels
+    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch))
     length = geom.out_size[0] * geom.out_size[1]
     wmat = np.ascontiguousarray(weight).reshape(o, -1)                # (O, C, kh, kw) -> (O, K)
     out = np.empty(geom.out_shape, dtype=x.dtype)
@@ -77,7 +85,7 @@ def conv_forward(x, weight, bias, geom):
 
     def per_chunk(c0, c1):
         y = out[c0:c1].reshape(c1 - c0, o, length)                    # (m, O, OH, OW) -> (m, O, L)
-        np.matmul(wmat, _columns(x[c0:c1], geom), out=y)
+        np.matmul(wmat, _columns(x[c0:c1], geom, saved, (c0, c1)), out=y)
         if bias2 is not None:
             y += bias2
 
@@ -85,8 +93,10 @@ def conv_forward(x, weight, bias, geom):
     return out
 
 
-def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True):
-    """(dx (N, C, H, W) | None, dW (O, C, kh, kw) | None, db (O,) | None) of conv_forward."""
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
+    """(dx (N, C, H, W) | None, dW (O, C, kh, kw) | None, db (O,) | None) of conv_forward (columns from
+    ``saved`` when forward kept them, else recomputed)."""
+    saved = saved or {}
     dtype = grad_out.dtype
     c, o = geom.in_channels, geom.out_channels
     kh, kw = geom.kernel
@@ -104,7 +114,10 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         db_part = dy.sum(axis=2).sum(axis=0) if need_bias else None
         dw_part = None
         if need_weight:
-            cols = _columns(x[c0:c1], geom)                           # (m, K, L)
+            cols = saved.get((c0, c1))
+            if cols is None:
+                cols = _columns(x[c0:c1], geom)
+            cols = cols.reshape(m, k, length)                         # (m, C, kh, kw, OH, OW) -> (m, K, L)
             dw_part = np.matmul(dy, cols.transpose(0, 2, 1)).sum(axis=0)   # (m, O, K) -> (O, K), this chunk's own
         if need_input:
             dcols = np.matmul(wmat_t, dy, out=work_buffer("sm_dcols", (m, k, length), dtype))   # (m, K, L)

@@ -156,7 +156,7 @@ def _conv_chunk(src, pads, u, out, bias4):
                     np.add(res, bias4, out=dst)
 
 
-def conv_forward(x, weight, bias, geom):
+def conv_forward(x, weight, bias, geom, saved=None):
     """x: (N, C, H, W), weight: (O, C, 3, 3), bias: (O,) | None -> (N, O, OH, OW)."""
     u = transform_weight(weight).transpose(0, 2, 1)                 # (16, O, C) -> (16, C, O)
     out = np.empty(geom.out_shape, dtype=x.dtype)
@@ -177,7 +177,7 @@ def chunks(geom, dtype):
     return batch_chunks(geom.batch, 16 * tiles * max(geom.in_channels, geom.out_channels) * itemsize)
 
 
-def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True):
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
     """(dx, dW, db) of the Winograd convolution; each is None when not needed."""
     dtype = grad_out.dtype
     c, o = geom.in_channels, geom.out_channels

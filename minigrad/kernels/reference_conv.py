@@ -39,7 +39,7 @@ def _columns(x_chunk, geom):
     return cols.reshape(m, geom.groups, k, geom.out_size[0] * geom.out_size[1])  # -> (m, G, K, L)
 
 
-def conv_forward(x, weight, bias, geom, budget=None):
+def conv_forward(x, weight, bias, geom, saved=None, budget=None):
     """x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) | None -> (N, O, OH, OW)."""
     xp = get_array_module(x, weight)
     G, og = geom.groups, geom.group_out
@@ -55,7 +55,8 @@ def conv_forward(x, weight, bias, geom, budget=None):
     return y
 
 
-def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, budget=None):
+def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None,
+                  budget=None):
     """Returns (dx (N, C, H, W) | None, dW (O, Cg, kh, kw) | None, db (O,) | None).
 
     x may be None when only dx is needed, weight None when only dW and db are.

@@ -4,7 +4,7 @@ forward:  y = conv(pad(x), W) + b                 x: (N, C, H, W) -> y: (N, O, O
 backward: dW += conv2d_weight(pad(x), dy)          (O, C/groups, kh, kw)
           db += dy.sum((0, 2, 3))                  (O,)
           dx  = pad_backward(conv2d_input(W, dy))  (N, C, H, W)
-Cached for backward: the (padded) input. ``ConvBase`` holds what Conv2d and ConvTranspose2d share.
+Cached for backward: the (padded) input, and the kernel's columns when they are small (cpu_runtime). ``ConvBase`` holds what Conv2d and ConvTranspose2d share.
 """
 from __future__ import annotations
 
@@ -99,15 +99,16 @@ class Conv2d(ConvBase):
         if self.padding_mode != "zeros":
             x = pad2d(x, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
         bias = self.bias.data if self.bias is not None else None
-        self._cache = (x, geom)
-        return conv_forward(x, self.weight.data, bias, geom)
+        saved = {}                                           # the kernel may keep its columns here for backward
+        self._cache = (x, geom, saved)
+        return conv_forward(x, self.weight.data, bias, geom, saved)
 
     def _backward(self, grad_out, need_input):
         """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W) or None; adds into weight.grad, bias.grad."""
-        x, geom = self.take_cache()
+        x, geom, saved = self.take_cache()
         self.check_grad_out(grad_out, geom.out_shape, x)
         grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom, need_input=need_input,
-                                               need_bias=self.bias is not None)
+                                               need_bias=self.bias is not None, saved=saved)
         self.weight.accumulate(grad_w, self.label)
         if self.bias is not None:
             self.bias.accumulate(grad_b, self.label)

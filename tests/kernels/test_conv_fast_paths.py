@@ -266,3 +266,26 @@ def test_conv2d_layer_float32_matches_torch():
     _assert_matches((y, dx, layer.weight.grad, layer.bias.grad),
                     (ty.detach().numpy(), tx.grad.numpy(), ref.weight.grad.numpy(), ref.bias.grad.numpy()),
                     np.float32)
+
+
+@pytest.mark.parametrize("name", ["lenet-conv2", "few-stride2", "wide-lenet-conv1", "wide-5x3-asym-dil2"])
+def test_columns_kept_from_forward_give_the_same_gradients(name, monkeypatch):
+    """Conv2d hands the kernel a dict: the few-channel kernels keep their forward columns there (when the
+    batch's fit cpu_runtime.SAVED_COLUMNS_MAX) and backward reuses them instead of recomputing."""
+    n, c, o, size, k, s, p, d, g, module = CASES[name]
+    k = k if isinstance(k, tuple) else (k, k)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c) + size)
+    w = rng.standard_normal((o, c) + k)
+    geom = _geometry(CASES[name])
+    dy = rng.standard_normal(geom.out_shape)
+    results = {}
+    for limit in (0, 1 << 30):
+        monkeypatch.setattr(cpu_runtime, "SAVED_COLUMNS_MAX", limit)
+        saved = {}
+        y = mg.functional.conv.conv_forward(x, w, None, geom, saved)
+        assert bool(saved) == (limit > 0)
+        results[limit] = (y,) + mg.functional.conv.conv_backward(x, w, dy, geom, need_bias=False, saved=saved)
+    for a, b in zip(results[0], results[1 << 30]):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    _assert_matches(results[1 << 30], _torch_reference(x, w, None, dy, (s, p, d, g)), np.float64)
