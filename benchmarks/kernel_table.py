@@ -17,15 +17,17 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.functional.conv import make_geometry
-from minigrad.kernels import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_winograd, dispatch,
-                              reference_conv)
+from minigrad.kernels import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_samplemajor, cpu_winograd,
+                              dispatch, reference_conv)
 
 # name: (x shape, weight shape, stride, padding, groups, kernels to time)
 CASES = {
     "LeNet conv1 (1->6, 5x5, batch 128)": ((128, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1,
-                                          (cpu_batchlast, cpu_conv, reference_conv)),
+                                          (cpu_samplemajor, cpu_batchlast, reference_conv)),
+    "RGB stem (3->16, 3x3, 64x32x32)": ((64, 3, 32, 32), (16, 3, 3, 3), 1, 1, 1,
+                                       (cpu_samplemajor, cpu_batchlast, reference_conv)),
     "LeNet conv2 (6->16, 5x5, batch 128)": ((128, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1,
-                                           (cpu_batchlast, cpu_conv, reference_conv)),
+                                           (cpu_batchlast, cpu_samplemajor, reference_conv)),
     "1x1 (256->64, 8x56x56)": ((8, 256, 56, 56), (64, 256, 1, 1), 1, 0, 1,
                                (cpu_pointwise, cpu_conv, reference_conv)),
     "depthwise 3x3 (64, 64x32x32)": ((64, 64, 32, 32), (64, 1, 3, 3), 1, 1, 64,

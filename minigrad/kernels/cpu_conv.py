@@ -12,9 +12,10 @@ Shapes (G groups, Cg = C/G, Og = O/G, K = kh*kw*Cg; a chunk holds m samples and 
 Why it is fast: the column buffer of a chunk is a few MiB (it stays in cache between the copy that
 writes it and the GEMM that reads it) and is reused, never the whole batch's (9x the input);
 channels-last windows copy runs of kw*C contiguous numbers; chunks of samples run on a pool of
-threads (kernels/cpu_runtime), each with single-threaded BLAS, so the copies run in parallel too; backward recomputes the
-columns instead of keeping them; for stride 1 the input gradient is a plain correlation of the padded
-output gradient with the flipped kernel (gather copies and one GEMM, no scatter-add).
+threads (kernels/cpu_runtime), each with single-threaded BLAS, so the copies run in parallel too;
+forward keeps its columns for backward when the whole batch's fit a small budget (else backward
+recomputes them); for stride 1 the input gradient is a plain correlation of the padded output
+gradient with the flipped kernel (gather copies and one GEMM, no scatter-add).
 The result buffers of each call are fresh arrays; work buffers are per thread and reused.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .cpu_runtime import batch_chunks, row_block, run_chunks, work_buffer
+from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, row_block, run_chunks, work_buffer
 
 
 def applies(geom) -> bool:
@@ -118,8 +119,12 @@ def flipped_weight_matrix(weight, groups):
 
 
 def conv_forward(x, weight, bias, geom, saved=None):
-    """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) | None -> (N, O, OH, OW)."""
+    """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) | None -> (N, O, OH, OW).
+
+    saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit SAVED_COLUMNS_MAX.
+    """
     plan = Plan(geom, x.dtype)
+    saved = keeps_columns(saved, geom.batch * plan.oh * plan.ow * plan.k * geom.groups * x.dtype.itemsize)
     G, og = geom.groups, geom.group_out
     wk = weight_matrix(weight, G)                                      # (G, K, Og)
     out = np.empty(geom.out_shape, dtype=x.dtype)
@@ -131,7 +136,7 @@ def conv_forward(x, weight, bias, geom, saved=None):
         for r0 in range(0, plan.oh, plan.rows):
             r1 = min(r0 + plan.rows, plan.oh)
             M = m * (r1 - r0) * plan.ow
-            cols = work_buffer("cols", (G, M, plan.k), x.dtype)
+            cols = column_buffer(saved, (c0, c1, r0), (G, M, plan.k), x.dtype, "cols")
             im2col_channels_last(xpad, geom.kernel, geom.stride, geom.dilation, G, r0, r1, plan.ow, cols)
             y = np.matmul(cols, wk, out=work_buffer("y", (G, M, og), x.dtype))
             # (G, m*rows*OW, Og) -> (m, G, Og, rows, OW)
@@ -147,7 +152,9 @@ def conv_forward(x, weight, bias, geom, saved=None):
 
 
 def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
-    """(dx (N, C, H, W) | None, dW (O, Cg, kh, kw) | None, db (O,) | None) of conv_forward."""
+    """(dx (N, C, H, W) | None, dW (O, Cg, kh, kw) | None, db (O,) | None) of conv_forward (columns from
+    ``saved`` when forward kept them, else recomputed)."""
+    saved = saved or {}
     dtype = grad_out.dtype
     plan = Plan(geom, dtype)
     G, og, cg = geom.groups, geom.group_out, geom.group_in
@@ -169,12 +176,16 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         if need_bias:
             db_part = dyh.reshape(G, m * oh * ow, og).sum(axis=1)
         if need_weight:
-            xpad = pad_channels_last(x[c0:c1], geom.pads, "xpad")
+            xpad = None
             for r0 in range(0, oh, plan.rows):
                 r1 = min(r0 + plan.rows, oh)
                 M = m * (r1 - r0) * ow
-                cols = work_buffer("cols", (G, M, plan.k), dtype)
-                im2col_channels_last(xpad, geom.kernel, geom.stride, geom.dilation, G, r0, r1, ow, cols)
+                cols = saved.get((c0, c1, r0))
+                if cols is None:
+                    if xpad is None:
+                        xpad = pad_channels_last(x[c0:c1], geom.pads, "xpad")
+                    cols = work_buffer("cols", (G, M, plan.k), dtype)
+                    im2col_channels_last(xpad, geom.kernel, geom.stride, geom.dilation, G, r0, r1, ow, cols)
                 dyr = dyh[:, :, r0:r1].reshape(G, M, og)               # m == 1 whenever rows < OH
                 if dw_part is None:
                     dw_part = np.matmul(cols.transpose(0, 2, 1), dyr)  # (G, K, Og), this chunk's own

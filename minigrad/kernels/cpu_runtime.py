@@ -36,7 +36,7 @@ __all__ = ["BUDGET", "MIN_CHUNKS", "GEMM_COLUMNS", "supported", "work_buffer", "
 BUDGET = 8 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
 MIN_CHUNKS = 2          # cut a batch into at least this many chunks when it has that many samples
 GEMM_COLUMNS = 4096     # columns of a long operand per BLAS call in matmul_wide / matmul_long
-SAVED_COLUMNS_MAX = 32 << 20   # a layer keeps its forward's columns for backward when all of them fit here
+SAVED_COLUMNS_MAX = 16 << 20   # a layer keeps its forward's columns for backward when all of them fit here
 FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _local = threading.local()

@@ -268,17 +268,21 @@ def test_conv2d_layer_float32_matches_torch():
                     np.float32)
 
 
-@pytest.mark.parametrize("name", ["lenet-conv2", "few-stride2", "wide-lenet-conv1", "wide-5x3-asym-dil2"])
-def test_columns_kept_from_forward_give_the_same_gradients(name, monkeypatch):
+@pytest.mark.parametrize("rows", [False, True])
+@pytest.mark.parametrize("name", ["lenet-conv2", "few-stride2", "wide-lenet-conv1", "wide-5x3-asym-dil2", "3x3",
+                                  "stride(2,3)", "grouped-s2", "valid5x5-wide"])
+def test_columns_kept_from_forward_give_the_same_gradients(name, rows, monkeypatch):
     """Conv2d hands the kernel a dict: the few-channel kernels keep their forward columns there (when the
     batch's fit cpu_runtime.SAVED_COLUMNS_MAX) and backward reuses them instead of recomputing."""
     n, c, o, size, k, s, p, d, g, module = CASES[name]
     k = k if isinstance(k, tuple) else (k, k)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((n, c) + size)
-    w = rng.standard_normal((o, c) + k)
+    w = rng.standard_normal((o, c // g) + k)
     geom = _geometry(CASES[name])
     dy = rng.standard_normal(geom.out_shape)
+    if rows:                                                 # one sample per chunk, in blocks of output rows
+        _set_budget(monkeypatch, 64)
     results = {}
     for limit in (0, 1 << 30):
         monkeypatch.setattr(cpu_runtime, "SAVED_COLUMNS_MAX", limit)
