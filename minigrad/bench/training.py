@@ -6,7 +6,8 @@ MNIST arrays, and the same number of threads. minigrad trains with ``mg.train.fi
 train`` runs); PyTorch as a user would write it: ``TensorDataset`` + ``DataLoader(shuffle=True)``, a
 ``torch.nn.Sequential`` LeNet-5, ``torch.optim.Adam`` + ``OneCycleLR``, ``cross_entropy``. Reported:
 training seconds (the epochs' loops only, no evaluation), images/s and test accuracy of each, and the
-time ratio. minigrad goes first, then PyTorch after a pause.
+time ratio. The two take turns epoch by epoch (minigrad's epoch, a pause, PyTorch's epoch, a pause, ...),
+so a machine whose speed drifts during the run slows both alike.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def mnist_arrays(limit_train=None, limit_test=None):
     return tuple(arrays)
 
 
-def train_minigrad(arrays, epochs, config=TRAIN_DEFAULTS) -> dict:
+def train_minigrad(arrays, epochs, config=TRAIN_DEFAULTS, after_epoch=None) -> dict:
+    """Train with mg.train.fit; after_epoch() runs after each epoch, outside the timed loop."""
     import minigrad as mg
     from ..data import ArrayDataset, DataLoader
     train_x, train_y, test_x, test_y = arrays
@@ -40,14 +42,16 @@ def train_minigrad(arrays, epochs, config=TRAIN_DEFAULTS) -> dict:
                         seed=config["seed"])
     optimizer = mg.optim.Adam(model.parameters(), lr=config["lr"])
     scheduler = mg.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=epochs * len(loader))
+    callbacks = [lambda state, logs: after_epoch()] if after_epoch is not None else []
     history = mg.train.fit(model, mg.nn.CrossEntropyLoss(), optimizer, loader, epochs, scheduler=scheduler,
-                           progress=False)
+                           callbacks=callbacks, progress=False)
     test = DataLoader(ArrayDataset(test_x, test_y), batch_size=1000)
     accuracy = mg.train.evaluate(model, test)["accuracy"]
     return {"train_seconds": float(sum(history["seconds"])), "test_accuracy": float(accuracy)}
 
 
-def train_torch(arrays, epochs, config=TRAIN_DEFAULTS) -> dict:
+def train_torch(arrays, epochs, config=TRAIN_DEFAULTS):
+    """A generator: trains one epoch per next(), then returns the result dict (StopIteration.value)."""
     import torch
     from torch import nn
     train_x, train_y, test_x, test_y = arrays
@@ -61,6 +65,7 @@ def train_torch(arrays, epochs, config=TRAIN_DEFAULTS) -> dict:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=epochs * len(loader))
     seconds = 0.0
     for _ in range(epochs):
+        yield
         model.train()
         start = time.perf_counter()
         for x, y in loader:
@@ -78,18 +83,32 @@ def train_torch(arrays, epochs, config=TRAIN_DEFAULTS) -> dict:
 
 
 def run_training(quick=False, pause=0.25, use_torch=True, limit_train=None, limit_test=None) -> dict:
-    """Train both (minigrad first), return the report's "train" section."""
+    """Train both, epochs taking turns (minigrad first); return the report's "train_e2e" section."""
     epochs = 1 if quick else TRAIN_DEFAULTS["epochs"]
     arrays = mnist_arrays(limit_train, limit_test)
     images = len(arrays[0]) * epochs
     results = {"config": {**TRAIN_DEFAULTS, "epochs": epochs}, "train_images": len(arrays[0]),
-               "test_images": len(arrays[2])}
-    sides = [("minigrad", train_minigrad)] + ([("torch", train_torch)] if use_torch else [])
-    for name, train in sides:
+               "test_images": len(arrays[2]), "protocol": "epochs alternate: minigrad, pause, PyTorch, pause"}
+    torch_run = train_torch(arrays, epochs) if use_torch else None
+    torch_result = {}
+
+    def torch_epoch():
         time.sleep(pause)
-        result = train(arrays, epochs)
-        result["images_per_s"] = images / result["train_seconds"]
-        results[name] = result
+        try:
+            next(torch_run)                      # runs the previous turn's epoch, stops before the next one
+        except StopIteration as done:
+            torch_result.update(done.value)
+        time.sleep(pause)
+
+    if torch_run is not None:
+        next(torch_run)                          # build the model and stop before its first epoch
+    time.sleep(pause)
+    results["minigrad"] = train_minigrad(arrays, epochs, after_epoch=torch_epoch if torch_run is not None else None)
+    if torch_run is not None:
+        results["torch"] = torch_result          # its last epoch and evaluation ran after minigrad's last epoch
+    for name in ("minigrad", "torch"):
+        if name in results:
+            results[name]["images_per_s"] = images / results[name]["train_seconds"]
     if "torch" in results:
         results["ratio"] = results["minigrad"]["train_seconds"] / results["torch"]["train_seconds"]
     return results
