@@ -34,11 +34,12 @@ def applies(op, geom, x, argmax=None) -> bool:
 
 
 def _blocks(in_shape, pads, itemsize):
-    """(N*C planes, padded plane size, [(p0, p1), ...] blocks of planes of about BLOCK_BYTES each)."""
+    """(N*C planes, padded plane size, [(p0, p1), ...] blocks of planes of at most BLOCK_BYTES each: a
+    batch below that is one block, run inline, since waking a thread costs more than it saves there)."""
     n, c, h, w = in_shape
     top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
-    return n * c, (hp, wp), batch_chunks(n * c, hp * wp * itemsize, BLOCK_BYTES)
+    return n * c, (hp, wp), batch_chunks(n * c, hp * wp * itemsize, BLOCK_BYTES, min_chunks=1)
 
 
 def max_forward(x, geom):

@@ -89,13 +89,14 @@ def split_range(n: int, parts: int):
     return [(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
 
 
-def batch_chunks(batch: int, per_sample_bytes: int, budget: int | None = None):
+def batch_chunks(batch: int, per_sample_bytes: int, budget: int | None = None, min_chunks: int | None = None):
     """The batch cut into nearly equal chunks of at most budget // per_sample_bytes samples (at least 1),
-    and into at least MIN_CHUNKS chunks (a multiple of it) when the batch is that large."""
+    and into at least min_chunks (default MIN_CHUNKS) chunks, a multiple of it, when the batch is that large."""
     budget = BUDGET if budget is None else budget
+    min_chunks = MIN_CHUNKS if min_chunks is None else min_chunks
     per_chunk = max(1, budget // max(per_sample_bytes, 1))
     count = -(-batch // per_chunk)
-    count = MIN_CHUNKS * -(-count // MIN_CHUNKS)        # a multiple of MIN_CHUNKS: even shares for 2 or 4 threads
+    count = min_chunks * -(-count // min_chunks)        # a multiple of min_chunks: even shares for its threads
     return split_range(batch, count)
 
 
