@@ -27,6 +27,9 @@ CASES = {
     "stride2": (5, 12, 6, (9, 8), 3, 2, 1, 1, 1, cpu_conv),
     "stride(2,3)": (3, 12, 5, (11, 10), 3, (2, 3), (1, 2), 1, 1, cpu_conv),
     "dilation2": (3, 12, 4, (10, 9), 3, 1, 2, 2, 1, cpu_conv),
+    "stride2-dil2": (3, 12, 4, (11, 10), 3, 2, 2, 2, 1, cpu_conv),          # odd input rows and columns: dx 0
+    "stride3-dil2": (2, 12, 4, (13, 11), 3, 3, 1, 2, 1, cpu_conv),
+    "k1x3-s2-pad": (3, 12, 5, (7, 8), (1, 3), 2, (1, 1), 1, 1, cpu_conv),
     "bigpad": (3, 11, 3, (6, 6), 3, 1, 3, 1, 1, cpu_conv),              # pads > kernel extent: scatter dx
     "valid5x5-wide": (3, 7, 16, (14, 14), 5, 1, 0, 1, 1, cpu_conv),     # dy's columns too big: scatter dx
     "grouped": (4, 6, 4, (8, 7), 3, 1, 1, 1, 2, cpu_conv),
@@ -142,6 +145,7 @@ def test_stride1_input_gradient_takes_gather_or_scatter_as_planned():
     assert not cpu_conv.Plan(_geometry(CASES["bigpad"]), np.float64).gather_dx
 
 
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fast_path_matches_torch(name, dtype):
@@ -172,7 +176,7 @@ def _set_budget(monkeypatch, budget):
 
 
 @pytest.mark.parametrize("mode", ["samples", "rows"])
-@pytest.mark.parametrize("name", ["3x3", "stride2", "dilation2", "grouped-s2", "bigpad", "1x1", "1x1-s2",
+@pytest.mark.parametrize("name", ["3x3", "stride2", "dilation2", "grouped-s2", "bigpad", "1x1", "1x1-s2", "stride3-dil2",
                                   "depthwise", "depthwise-s2", "winograd", "winograd-asym", "lenet-conv2",
                                   "few-stride(2,3)-dil2", "few-bigpad", "wide-lenet-conv1", "wide-5x3-asym-dil2"])
 def test_small_chunks_that_do_not_divide_the_batch(name, mode, monkeypatch):
