@@ -21,7 +21,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path, capsys):
     assert status == 0
     report = json.loads(out.read_text())
     assert report["gemm_peak_gflops"] > 0 and report["quick"] is True
-    assert {c["name"] for c in report["cases"]} == {"maxpool2", "maxpool3s2", "avgpool2"}
+    assert {c["name"] for c in report["cases"]} == {"maxpool2", "maxpool3s2", "avgpool2", "maxpool2-lenet"}
     for case in report["cases"]:
         assert case["minigrad_ms"] > 0 and case["torch_ms"] is None and case["extra_mib"] >= 0
     assert "| pool | maxpool2 |" in md.read_text()

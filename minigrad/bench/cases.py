@@ -149,7 +149,8 @@ def conv_floor(n, c, o, length, taps):
 def pool_cases(quick, xp, backend):
     import minigrad as mg
     specs = [("maxpool2", (64, 4), 16, 32, "max", 2, 2, 0), ("maxpool3s2", (8, 1), 64, 112, "max", 3, 2, 1),
-             ("avgpool2", (64, 4), 16, 32, "avg", 2, 2, 0)]
+             ("avgpool2", (64, 4), 16, 32, "avg", 2, 2, 0),
+             ("maxpool2-lenet", (128, 4), 6, 28, "max", 2, 2, 0)]        # LeNet's first pool, batch 128
     cases = []
     for name, batches, c, size, kind, k, s, p in specs:
         n = batches[1] if quick else batches[0]
@@ -187,6 +188,7 @@ def layer_cases(quick, xp, backend):
         ("linear784x256", (n, 784), lambda: mg.nn.Linear(784, 256), lambda t: t.nn.Linear(784, 256),
          2 * 3.0 * n * 784 * 256),
         ("relu", (nb, 64, 16, 16), lambda: mg.nn.ReLU(), lambda t: t.nn.ReLU(), None),
+        ("relu-lenet", (2 * nb, 6, 28, 28), lambda: mg.nn.ReLU(), lambda t: t.nn.ReLU(), None),   # LeNet's first
         ("batchnorm2d", (nb, 64, 16, 16), lambda: mg.nn.BatchNorm2d(64), lambda t: t.nn.BatchNorm2d(64), None),
     ]
     cases = []
