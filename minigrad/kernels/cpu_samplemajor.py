@@ -96,13 +96,9 @@ def conv_forward(x, weight, bias, geom, saved=None):
 def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
     """(dx (N, C, H, W) | None, dW (O, C, kh, kw) | None, db (O,) | None) of conv_forward (columns from
     ``saved`` when forward kept them, else recomputed)."""
-    saved = saved or {}
-    dtype = grad_out.dtype
-    c, o = geom.in_channels, geom.out_channels
-    kh, kw = geom.kernel
-    h, w = geom.in_size
-    oh, ow = geom.out_size
-    top, bottom, left, right = geom.pads
+    saved, dtype = saved or {}, grad_out.dtype
+    (c, h, w), o, (kh, kw) = geom.in_shape[1:], geom.out_channels, geom.kernel
+    (oh, ow), (top, bottom, left, right) = geom.out_size, geom.pads
     k, length = c * kh * kw, oh * ow
     dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
     wmat_t = np.ascontiguousarray(weight).reshape(o, k).T if need_input else None   # (O, K) -> (K, O)
