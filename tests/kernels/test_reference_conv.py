@@ -6,7 +6,7 @@ import pytest
 
 from minigrad.backend import backend_of, to_backend
 from minigrad.functional.conv import make_geometry
-from minigrad.kernels import reference_conv as chunked_conv
+from minigrad.kernels import reference_conv
 
 torch = pytest.importorskip("torch")
 
@@ -27,19 +27,19 @@ def _case(x_shape, w_shape, args, samples_per_chunk, seed):
 
 @pytest.mark.parametrize("samples_per_chunk", [1, 2, 3, 100])
 @pytest.mark.parametrize("x_shape,w_shape,args", CASES)
-def test_chunked_conv_matches_torch(x_shape, w_shape, args, samples_per_chunk):
+def test_reference_conv_matches_torch(x_shape, w_shape, args, samples_per_chunk):
     rng, x, w, b, geom, budget = _case(x_shape, w_shape, args, samples_per_chunk, seed=0)
-    assert chunked_conv.chunk_size(geom, 8, budget) == samples_per_chunk
-    y = chunked_conv.conv_forward(x, w, b, geom, budget=budget)
+    assert reference_conv.chunk_size(geom, 8, budget) == samples_per_chunk
+    y = reference_conv.conv_forward(x, w, b, geom, budget=budget)
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     yt = torch.nn.functional.conv2d(xt, wt, bt, **args)
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
     dy = rng.standard_normal(y.shape)
     yt.backward(torch.tensor(dy))
-    dx, dw, db = chunked_conv.conv_backward(x, w, dy, geom, budget=budget)
+    dx, dw, db = reference_conv.conv_backward(x, w, dy, geom, budget=budget)
     for ours, ref in ((dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
         np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-10, atol=1e-10)
-    only_dx, none_w, none_b = chunked_conv.conv_backward(None, w, dy, geom, need_weight=False, need_bias=False,
+    only_dx, none_w, none_b = reference_conv.conv_backward(None, w, dy, geom, need_weight=False, need_bias=False,
                                                          budget=budget)
     assert none_w is None and none_b is None
     np.testing.assert_allclose(only_dx, dx, rtol=1e-12, atol=1e-12)
@@ -48,20 +48,20 @@ def test_chunked_conv_matches_torch(x_shape, w_shape, args, samples_per_chunk):
 def test_float32_in_float32_out():
     x, w = np.ones((3, 2, 5, 5), "float32"), np.ones((4, 2, 3, 3), "float32")
     geom = make_geometry(x.shape, w.shape, 1, 1, 1, 1)
-    y = chunked_conv.conv_forward(x, w, None, geom, budget=1)
+    y = reference_conv.conv_forward(x, w, None, geom, budget=1)
     assert y.dtype == np.float32
-    assert all(g.dtype == np.float32 for g in chunked_conv.conv_backward(x, w, y, geom, budget=1))
+    assert all(g.dtype == np.float32 for g in reference_conv.conv_backward(x, w, y, geom, budget=1))
 
 
 @pytest.mark.parametrize("x_shape,w_shape,args", CASES)
-def test_chunked_conv_same_on_every_backend(x_shape, w_shape, args, backend):
+def test_reference_conv_same_on_every_backend(x_shape, w_shape, args, backend):
     """Uneven chunks through the backend's im2col/col2im (the CUDA kernels on cupy), float64."""
     rng, x, w, b, geom, budget = _case(x_shape, w_shape, args, 2, seed=1)   # chunks of 2, the last shorter
     dev = [to_backend(a, backend) for a in (x, w, b)]
-    y = chunked_conv.conv_forward(*dev, geom, budget=budget)
+    y = reference_conv.conv_forward(*dev, geom, budget=budget)
     dy = rng.standard_normal(y.shape)
-    grads = chunked_conv.conv_backward(dev[0], dev[1], to_backend(dy, backend), geom, budget=budget)
-    expected = [chunked_conv.conv_forward(x, w, b, geom)] + list(chunked_conv.conv_backward(x, w, dy, geom))
+    grads = reference_conv.conv_backward(dev[0], dev[1], to_backend(dy, backend), geom, budget=budget)
+    expected = [reference_conv.conv_forward(x, w, b, geom)] + list(reference_conv.conv_backward(x, w, dy, geom))
     for ours, ref in zip([y, *grads], expected):
         assert backend_of(ours) == backend
         np.testing.assert_allclose(to_backend(ours, "numpy"), ref, rtol=1e-12, atol=1e-12)
