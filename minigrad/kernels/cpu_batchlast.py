@@ -25,6 +25,8 @@ from .cpu_runtime import (batch_chunks, column_buffer, keeps_columns, matmul_lon
                           work_buffer)
 
 MAX_RUN = 32             # applies when channels-last runs (kw * C numbers) would be at most this long
+KEEP_COLUMNS_MAX = 32 << 20  # forward keeps the batch's columns up to this size: few-channel columns are
+                             # many small copies, dearer to redo than cpu_conv's (docs/benchmarks.md)
 MAX_SAMPLE_BYTES = 4 << 20   # ... and one sample's float64 columns fit here (no row blocks: big images
                              # with few channels, e.g. a 224x224 stem, go to cpu_conv)
 
@@ -88,10 +90,10 @@ def _weight_matrix(weight):
 def conv_forward(x, weight, bias, geom, saved=None):
     """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW).
 
-    saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit SAVED_COLUMNS_MAX.
+    saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit KEEP_COLUMNS_MAX.
     """
     o = geom.out_channels
-    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch))
+    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch), KEEP_COLUMNS_MAX)
     oh, ow = geom.out_size
     wmat = _weight_matrix(weight)
     out = np.empty(geom.out_shape, dtype=x.dtype)

@@ -115,9 +115,11 @@ def column_buffer(saved, chunk, shape, dtype, name):
     return cols
 
 
-def keeps_columns(saved, batch_column_bytes: int):
-    """``saved`` when the whole batch's columns fit SAVED_COLUMNS_MAX, else None (recompute in backward)."""
-    return saved if saved is not None and batch_column_bytes <= SAVED_COLUMNS_MAX else None
+def keeps_columns(saved, batch_column_bytes: int, limit: int | None = None):
+    """``saved`` when the whole batch's columns fit ``limit`` (default SAVED_COLUMNS_MAX), else None
+    (backward recomputes them)."""
+    limit = SAVED_COLUMNS_MAX if limit is None else limit
+    return saved if saved is not None and batch_column_bytes <= limit else None
 
 
 def matmul_wide(a, b, out):

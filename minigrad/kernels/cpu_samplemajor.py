@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_batchlast import MAX_RUN, MAX_SAMPLE_BYTES
+from .cpu_batchlast import KEEP_COLUMNS_MAX, MAX_RUN, MAX_SAMPLE_BYTES
 from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, run_chunks, work_buffer
 from .im2col import kernel_offsets
 
@@ -74,10 +74,10 @@ def _columns(x, geom, saved=None, chunk=None):
 def conv_forward(x, weight, bias, geom, saved=None):
     """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW).
 
-    saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit SAVED_COLUMNS_MAX.
+    saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit KEEP_COLUMNS_MAX.
     """
     o = geom.out_channels
-    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch))
+    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch), KEEP_COLUMNS_MAX)
     length = geom.out_size[0] * geom.out_size[1]
     wmat = np.ascontiguousarray(weight).reshape(o, -1)                # (O, C, kh, kw) -> (O, K)
     out = np.empty(geom.out_shape, dtype=x.dtype)

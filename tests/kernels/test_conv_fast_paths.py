@@ -290,6 +290,8 @@ def test_columns_kept_from_forward_give_the_same_gradients(name, rows, monkeypat
     results = {}
     for limit in (0, 1 << 30):
         monkeypatch.setattr(cpu_runtime, "SAVED_COLUMNS_MAX", limit)
+        monkeypatch.setattr(cpu_batchlast, "KEEP_COLUMNS_MAX", limit)
+        monkeypatch.setattr(cpu_samplemajor, "KEEP_COLUMNS_MAX", limit)
         saved = {}
         y = mg.functional.conv.conv_forward(x, w, None, geom, saved)
         assert bool(saved) == (limit > 0)
