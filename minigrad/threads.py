@@ -3,8 +3,8 @@
     mg.set_num_threads(n)      # how many threads the CPU kernels use (default: the CPUs we may run on)
     mg.get_num_threads()       # env MINIGRAD_NUM_THREADS sets the default
 
-A kernel splits its work into at most ``get_num_threads()`` independent pieces and hands them to
-``parallel_map``: the calling thread runs the first piece, pool workers the others. While the pieces
+A kernel cuts its work into chunks (``kernels/cpu_runtime``) and hands ``parallel_map`` one share of
+chunks per thread: the calling thread runs the first share, pool workers the others. While the pieces
 run, BLAS is limited to one thread (``threadpoolctl``), so each piece's matrix multiplies run on the
 core of the thread that called them instead of fighting over both cores. A single piece runs
 inline: with ``set_num_threads(1)`` under single-threaded BLAS, otherwise (a batch smaller than
@@ -44,7 +44,8 @@ def _default_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use n threads (n >= 1) in the CPU kernels. Results do not depend on n beyond rounding."""
+    """Use n threads (n >= 1) in the CPU kernels. Their results are the same bits for any n: chunks are cut
+    by sizes only and partial sums added in chunk order (kernels/cpu_runtime)."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")

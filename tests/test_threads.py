@@ -69,3 +69,31 @@ def test_blas_is_single_threaded_inside_pieces():
         return max((m["num_threads"] for m in info), default=1)
     assert threads.parallel_map(blas_threads, [0, 1]) == [1, 1]
     np.ones((4, 4)) @ np.ones((4, 4))   # BLAS usable afterwards
+
+
+@pytest.mark.parametrize("model_name,shape", [("lenet5", (70, 1, 28, 28)), ("resnet20", (9, 3, 32, 32))])
+def test_training_steps_give_the_same_bits_with_any_thread_count(model_name, shape):
+    """The CPU kernels cut their chunks by sizes only and add partial sums in chunk order
+    (kernels/cpu_runtime), so three Adam steps end in identical weights with 1, 2, 3 or 4 threads."""
+    def run(n_threads):
+        mg.set_num_threads(n_threads)
+        mg.manual_seed(0)
+        model = mg.models.lenet5() if model_name == "lenet5" else mg.models.resnet20(num_classes=10, in_channels=3)
+        optimizer = mg.optim.Adam(model.parameters(), lr=1e-3)
+        loss = mg.nn.CrossEntropyLoss()
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            x = rng.standard_normal(shape).astype(np.float32)
+            optimizer.zero_grad()
+            loss(model(x), rng.integers(0, 10, shape[0]))
+            model.backward(loss.backward())
+            optimizer.step()
+        return [p.data.copy() for p in model.parameters()]
+
+    before = mg.get_num_threads()
+    try:
+        reference = run(1)
+        for n_threads in (2, 3, 4):
+            assert all(np.array_equal(a, b) for a, b in zip(reference, run(n_threads))), n_threads
+    finally:
+        mg.set_num_threads(before)
