@@ -45,8 +45,7 @@ def test_conv_cases_report_flops_and_ratio_with_torch(tmp_path):
 
 
 def test_floor_is_the_three_unfold_gemms():
-    """The floor step computes the three products of the exact unfold shapes (checked against NumPy)."""
-    import numpy as np
+    """The floor step computes the three products of the exact unfold shapes."""
     from minigrad.bench.cases import conv_floor
     step = conv_floor(n=2, c=3, o=4, length=5, taps=9)
     y, dw, dcols = step()

@@ -15,6 +15,14 @@ from minigrad.kernels.cpu_runtime import release_buffers
 LIMIT = 64 * 2 ** 20
 
 
+@pytest.fixture
+def two_threads():
+    before = mg.get_num_threads()
+    mg.set_num_threads(2)
+    yield
+    mg.set_num_threads(before)
+
+
 def _extra_bytes(layer, x):
     dy = np.ones(layer(x).shape, dtype=x.dtype)
     layer.backward(dy)
@@ -51,7 +59,8 @@ def test_tracemalloc_sees_numpy_allocations():
     ((3, 16, 3, 1, 1, 1), (512, 3, 32, 32)),         # few input channels (batch-innermost columns)
     ((1, 6, 5, 1, 2, 1), (2048, 1, 28, 28)),         # LeNet conv1, batch 2048
 ])
-def test_conv2d_extra_memory_under_64_mib(layer_args, shape):
+def test_conv2d_extra_memory_under_64_mib(layer_args, shape, two_threads):
+    """With two threads (each running chunks holds its own work buffers: see the next test)."""
     c, o, k, s, p, g = layer_args
     layer = mg.nn.Conv2d(c, o, k, stride=s, padding=p, groups=g)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
@@ -59,7 +68,24 @@ def test_conv2d_extra_memory_under_64_mib(layer_args, shape):
     assert extra < LIMIT, f"extra working memory {extra / 2**20:.1f} MiB for input {shape}"
 
 
-def test_extra_memory_does_not_grow_with_the_batch():
+def test_more_threads_than_parallel_chunks_need_no_more_memory():
+    """At most cpu_runtime.MAX_PARALLEL_CHUNKS threads run chunks, so 8 threads hold no more buffers than 4."""
+    from minigrad.kernels import cpu_runtime
+    assert cpu_runtime.MAX_PARALLEL_CHUNKS == 4
+    layer = mg.nn.Conv2d(16, 16, 3, padding=1)
+    x = np.random.default_rng(0).standard_normal((256, 16, 32, 32), dtype=np.float32)
+    before = mg.get_num_threads()
+    try:
+        extra = {}
+        for n_threads in (4, 8):
+            mg.set_num_threads(n_threads)
+            extra[n_threads] = _extra_bytes(layer, x)
+    finally:
+        mg.set_num_threads(before)
+    assert extra[8] <= extra[4] + 2 ** 20, extra
+
+
+def test_extra_memory_does_not_grow_with_the_batch(two_threads):
     """Once a batch fills the chunks of every thread (here 13 samples of 0.6 MiB columns each), twice
     the batch needs no more working memory."""
     layer = mg.nn.Conv2d(16, 16, 3, padding=1)

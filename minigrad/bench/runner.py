@@ -10,8 +10,9 @@ Protocol: the float32 GEMM peak (NumPy matmul) is measured first. Then every cas
 rounds: in each round each case runs once in minigrad, once in PyTorch and, for the Conv2d cases on
 NumPy, once as the *floor* (``cases.conv_floor``: the three GEMMs of the exact unfold shapes plus one
 write and one read-modify-write of the column buffer, the limit of any unfold + GEMM design), the
-order rotating between rounds, each turn after a ~0.25 s pause, because BLAS/OpenMP threads keep spinning for
-~0.1 s after a call and would slow the other library's next call. After the pause a turn makes one
+order rotating between rounds, each turn after a pause (``--pause``), because BLAS/OpenMP threads keep
+spinning for a while after a call and would slow the other library's next call (docs/benchmarks.md
+has the measurements behind the protocol). After the pause a turn makes one
 untimed call (waking the idle cores) and then times 3 calls back to back (1 with --quick), the
 steady state of a training loop. Medians over all timed calls are reported.
 Peak extra memory is the largest amount traced by ``tracemalloc`` (which sees NumPy's
@@ -107,9 +108,9 @@ def extra_memory(step) -> int | None:
 def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=time.perf_counter, calls=3):
     """Run the cases interleaved; returns one dict per case with all times (seconds) and medians.
 
-    One turn of a library: the pause, one untimed call (it wakes the cores the pause let go idle:
-    measured on the project's 2-core VMs, the first call after 0.25 s idle takes up to 2.6x longer,
-    in PyTorch as in minigrad), then `calls` timed calls back to back, each recorded.
+    One turn of a library: the pause, one untimed call (it wakes the cores the pause let go idle: the
+    first call after an idle pause was measured much slower, in PyTorch as in minigrad), then `calls`
+    timed calls back to back, each recorded.
     """
     rows = []
     for case in cases:

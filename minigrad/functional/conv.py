@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..backend import get_array_module
 from ..kernels.dispatch import conv_kernel
 from ..kernels.im2col import col2im, conv_out_size, im2col
-from ..utils import check_float_array, check_ndim, check_same_dtype, pair, positive_pair
+from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
 
 __all__ = ["unfold", "fold", "conv2d", "conv2d_input", "conv2d_weight", "ConvGeometry"]
 

@@ -101,7 +101,7 @@ def conv_forward(x, weight, bias, geom, saved=None):
 
     def per_chunk(c0, c1):
         m = c1 - c0
-        cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom, saved, (c0, c1))
+        cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom, saved, ("batchlast", c0, c1))
         y = matmul_wide(wmat, cols, work_buffer("bl_y", (o, oh * ow * m), x.dtype))
         y = y.reshape(o, oh, ow, m).transpose(3, 0, 1, 2)               # (O, M) -> (m, O, OH, OW)
         if bias4 is None:
@@ -136,7 +136,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         db_part = dym.sum(axis=1) if need_bias else None
         dw_part = None
         if need_weight:
-            cols = saved.get((c0, c1))
+            cols = saved.get(("batchlast", c0, c1))
             if cols is None:
                 cols = _columns(_padded_batch_last(x[c0:c1], geom.pads, "bl_x"), geom)
             cols = cols.reshape(k, M)                                   # (C, kh, kw, OH, OW, m) -> (K, M)

@@ -136,7 +136,7 @@ def conv_forward(x, weight, bias, geom, saved=None):
         for r0 in range(0, plan.oh, plan.rows):
             r1 = min(r0 + plan.rows, plan.oh)
             M = m * (r1 - r0) * plan.ow
-            cols = column_buffer(saved, (c0, c1, r0), (G, M, plan.k), x.dtype, "cols")
+            cols = column_buffer(saved, ("conv", c0, c1, r0), (G, M, plan.k), x.dtype, "cols")
             im2col_channels_last(xpad, geom.kernel, geom.stride, geom.dilation, G, r0, r1, plan.ow, cols)
             y = np.matmul(cols, wk, out=work_buffer("y", (G, M, og), x.dtype))
             # (G, m*rows*OW, Og) -> (m, G, Og, rows, OW)
@@ -180,7 +180,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
             for r0 in range(0, oh, plan.rows):
                 r1 = min(r0 + plan.rows, oh)
                 M = m * (r1 - r0) * ow
-                cols = saved.get((c0, c1, r0))
+                cols = saved.get(("conv", c0, c1, r0))
                 if cols is None:
                     if xpad is None:
                         xpad = pad_channels_last(x[c0:c1], geom.pads, "xpad")

@@ -1,6 +1,6 @@
 """Linear layers on the CPU: who threads the matrix multiplies.
 
-OpenBLAS's worker threads keep spinning for about 0.1 s after each multi-threaded call, and in a
+OpenBLAS's worker threads keep spinning for a while after each multi-threaded call, and in a
 training step they then fight minigrad's own convolution threads for the cores. Small products gain
 little from a second BLAS thread and cost the convolutions more, so a product of fewer than
 BLAS_THREADS_MIN_FLOPS runs with one BLAS thread; bigger ones (an MLP with batch 256: 103 MFLOP per

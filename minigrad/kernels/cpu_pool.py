@@ -66,7 +66,8 @@ def max_forward(x, geom):
         for window in windows[1:]:
             np.maximum(y, window, out=y)
         if np.isnan(y).any():
-            return (np.ones(1),)                                       # a NaN: the reference decides ties
+            nan_blocks.append(p0)                                      # a NaN: the reference decides ties
+            return
         am.fill(255)
         eq = work_buffer("pool_eq", y.shape, bool)
         ix = work_buffer("pool_ix", y.shape, np.uint8)
@@ -74,9 +75,10 @@ def max_forward(x, geom):
             np.equal(window, y, out=eq)
             np.subtract(np.uint8(255), np.multiply(eq, np.uint8(255 - k), out=ix), out=ix)   # k, or 255
             np.minimum(am, ix, out=am)
-        return (np.zeros(1),)
 
-    if run_chunks(blocks, per_block)[0][0] > 0:
+    nan_blocks = []
+    run_chunks(blocks, per_block)
+    if nan_blocks:
         return pool_reference.max_forward(x, geom)
     shape = (n, c) + out_size
     return out.reshape(shape), argmax.reshape(shape)                   # (N*C, OH, OW) -> (N, C, OH, OW)

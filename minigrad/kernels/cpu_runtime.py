@@ -37,6 +37,7 @@ BUDGET = 8 << 20        # bytes of work buffer per chunk, per thread (the chunks
 MIN_CHUNKS = 2          # cut a batch into at least this many chunks when it has that many samples
 GEMM_COLUMNS = 4096     # columns of a long operand per BLAS call in matmul_wide / matmul_long
 SAVED_COLUMNS_MAX = 16 << 20   # a layer keeps its forward's columns for backward when all of them fit here
+MAX_PARALLEL_CHUNKS = 4   # chunks running at once, each with its thread's work buffers (memory grows with it)
 FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _local = threading.local()
@@ -161,8 +162,8 @@ class _OrderedSum:
             while self._next in self._pending:
                 parts = self._pending.pop(self._next)
                 self._next += 1
-                if self.total is None:
-                    self.total = parts
+                if self.total is None:           # a copy: the sums never write into a chunk's own arrays
+                    self.total = None if parts is None else [None if p is None else p.copy() for p in parts]
                 elif parts is not None:
                     for total, part in zip(self.total, parts):
                         if total is not None:
@@ -173,10 +174,13 @@ def run_chunks(chunks, per_chunk):
     """Run per_chunk(n0, n1) for every chunk on the thread pool; return the sum of what the chunks
     returned (tuples of arrays or None, each chunk's own fresh arrays), added in chunk order.
 
-    Thread t of T runs chunks t, t + T, ...; with one chunk, or one thread, everything runs inline.
+    Thread t of T runs chunks t, t + T, ..., T = min(get_num_threads(), MAX_PARALLEL_CHUNKS, chunks): more
+    threads would each hold their own work buffers and, with NumPy calls queueing for the interpreter
+    lock, gain little. With one chunk, or one thread, everything runs inline (a single-sample batch on
+    several threads: with BLAS's own threads, which split a product by rows and columns, not sums).
     """
     summed = _OrderedSum()
-    count = min(threads.get_num_threads(), len(chunks))
+    count = min(threads.get_num_threads(), MAX_PARALLEL_CHUNKS, len(chunks))
 
     def share(t):
         for index in range(t, len(chunks), count):

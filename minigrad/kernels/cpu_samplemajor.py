@@ -12,8 +12,8 @@ and of dy back and forth cost more than the products. Here the samples of a chun
     dW   += sum_n dy[n] (O, L) @ cols[n]^T (L, K)          (O, K) = the weight's own layout
     dx    = col2im(W^T (K, O) @ dy (m, O, L))              kh*kw strided adds into a zeroed padded chunk
 
-These are the reference kernel's own products (kernels/reference_conv.py), run in cache-sized chunks
-on the thread pool with per-thread buffers (``cpu_runtime``).
+These are the reference kernel's own products and its own im2col/col2im (kernels/reference_conv.py,
+kernels/im2col.py), run in chunks on the thread pool with per-thread buffers (``cpu_runtime``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from .cpu_batchlast import KEEP_COLUMNS_MAX, MAX_RUN, MAX_SAMPLE_BYTES
 from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, run_chunks, work_buffer
-from .im2col import kernel_offsets
+from .im2col import col2im, im2col
 
 MIN_WIDTH = 16      # output columns per window row from which sample-major copies beat batch-innermost ones
 
@@ -66,8 +66,7 @@ def _columns(x, geom, saved=None, chunk=None):
     oh, ow = geom.out_size
     xpad = _padded(x, geom.pads, "sm_x")
     cols = column_buffer(saved, chunk, (m, c, kh, kw, oh, ow), x.dtype, "sm_cols")
-    for i, j, rows, columns in kernel_offsets(geom.kernel, geom.stride, geom.dilation, geom.out_size):
-        cols[:, :, i, j] = xpad[:, :, rows, columns]
+    im2col(xpad, geom.kernel, geom.stride, (0, 0, 0, 0), geom.dilation, out=cols)   # the reference's unfold
     return cols.reshape(m, c * kh * kw, oh * ow)                      # (m, C, kh, kw, OH, OW) -> (m, K, L)
 
 
@@ -85,7 +84,7 @@ def conv_forward(x, weight, bias, geom, saved=None):
 
     def per_chunk(c0, c1):
         y = out[c0:c1].reshape(c1 - c0, o, length)                    # (m, O, OH, OW) -> (m, O, L)
-        np.matmul(wmat, _columns(x[c0:c1], geom, saved, (c0, c1)), out=y)
+        np.matmul(wmat, _columns(x[c0:c1], geom, saved, ("samplemajor", c0, c1)), out=y)
         if bias2 is not None:
             y += bias2
 
@@ -98,11 +97,10 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
     ``saved`` when forward kept them, else recomputed)."""
     saved, dtype = saved or {}, grad_out.dtype
     (c, h, w), o, (kh, kw) = geom.in_shape[1:], geom.out_channels, geom.kernel
-    (oh, ow), (top, bottom, left, right) = geom.out_size, geom.pads
+    oh, ow = geom.out_size
     k, length = c * kh * kw, oh * ow
     dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
     wmat_t = np.ascontiguousarray(weight).reshape(o, k).T if need_input else None   # (O, K) -> (K, O)
-    offsets = list(kernel_offsets(geom.kernel, geom.stride, geom.dilation, geom.out_size))
 
     def per_chunk(c0, c1):
         m = c1 - c0
@@ -110,20 +108,15 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         db_part = dy.sum(axis=2).sum(axis=0) if need_bias else None
         dw_part = None
         if need_weight:
-            cols = saved.get((c0, c1))
+            cols = saved.get(("samplemajor", c0, c1))
             if cols is None:
                 cols = _columns(x[c0:c1], geom)
             cols = cols.reshape(m, k, length)                         # (m, C, kh, kw, OH, OW) -> (m, K, L)
             dw_part = np.matmul(dy, cols.transpose(0, 2, 1)).sum(axis=0)   # (m, O, K) -> (O, K), this chunk's own
         if need_input:
             dcols = np.matmul(wmat_t, dy, out=work_buffer("sm_dcols", (m, k, length), dtype))   # (m, K, L)
-            dcols = dcols.reshape(m, c, kh, kw, oh, ow)
-            dxpad = work_buffer("sm_dx", (m, c, h + top + bottom, w + left + right), dtype)
-            dxpad[...] = 0
-            for i, j, rows, columns in offsets:
-                window = dxpad[:, :, rows, columns]
-                np.add(window, dcols[:, :, i, j], out=window)
-            dx[c0:c1] = dxpad[:, :, top:top + h, left:left + w]
+            dcols = dcols.reshape(m, c, kh, kw, oh, ow)               # (m, K, L) -> (m, C, kh, kw, OH, OW)
+            dx[c0:c1] = col2im(dcols, (h, w), geom.stride, geom.pads, geom.dilation)   # the reference's fold
         return dw_part, db_part
 
     grad_w, grad_b = run_chunks(chunks(geom, dtype), per_chunk)

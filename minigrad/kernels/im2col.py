@@ -1,8 +1,8 @@
 """im2col / col2im over any array module, as a loop over the kh x kw kernel offsets.
 
 Each kernel offset (i, j) is one strided slice of the padded input, so the loop has
-kh*kw iterations of whole-array copies: no index arrays and no ``np.add.at`` (which is
-4-15x slower for col2im). The layout matches ``torch.nn.functional.unfold``:
+kh*kw iterations of whole-array copies: no index arrays and no ``np.add.at`` (several times slower
+for col2im: docs/conv_backward.md). The layout matches ``torch.nn.functional.unfold``:
 ``cols[n, c, i, j, oh, ow] = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]``.
 On CuPy arrays both are one CUDA kernel each (kernels/cuda.py) with the same layout.
 """
@@ -41,11 +41,11 @@ def kernel_offsets(kernel, stride, dilation, out_size):
             yield i, j, rows, slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw)
 
 
-def im2col(x, kernel, stride, pads, dilation):
+def im2col(x, kernel, stride, pads, dilation, out=None):
     """Unfold sliding windows.
 
     x: (N, C, H, W); kernel, stride, dilation: (kh, kw) pairs; pads: (top, bottom, left, right).
-    Returns cols: (N, C, kh, kw, OH, OW), same dtype and backend as x.
+    Returns cols: (N, C, kh, kw, OH, OW), same dtype and backend as x (written into ``out`` when given).
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
@@ -54,9 +54,13 @@ def im2col(x, kernel, stride, pads, dilation):
     out_w = conv_out_size(w, kw, stride[1], pads[2], pads[3], dilation[1])
     if is_gpu_array(x):
         from .cuda import im2col_gpu
-        return im2col_gpu(x, kernel, stride, pads, dilation, (out_h, out_w))
+        cols = im2col_gpu(x, kernel, stride, pads, dilation, (out_h, out_w))
+        if out is None:
+            return cols
+        out[...] = cols
+        return out
     padded = pad_constant(x, pads)
-    cols = xp.empty((n, c, kh, kw, out_h, out_w), dtype=x.dtype)
+    cols = xp.empty((n, c, kh, kw, out_h, out_w), dtype=x.dtype) if out is None else out
     for i, j, rows, columns in kernel_offsets(kernel, stride, dilation, (out_h, out_w)):
         cols[:, :, i, j] = padded[:, :, rows, columns]
     return cols

@@ -14,6 +14,7 @@ from ..functional.conv import conv_backward, conv_forward, make_geometry, resolv
 from ..functional.padding import PADDING_MODES, check_padding, pad2d, pad2d_backward
 from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
 from .init import fan_in_bias, kaiming_uniform
+from .grad_mode import is_grad_enabled
 from .layer import Layer, Parameter
 from ..backend import get_array_module
 
@@ -99,7 +100,7 @@ class Conv2d(ConvBase):
         if self.padding_mode != "zeros":
             x = pad2d(x, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
         bias = self.bias.data if self.bias is not None else None
-        saved = {}                                           # the kernel may keep its columns here for backward
+        saved = {} if is_grad_enabled() else None           # the kernel may keep its columns here for backward
         self._cache = (x, geom, saved)
         return conv_forward(x, self.weight.data, bias, geom, saved)
 

@@ -61,7 +61,7 @@ def _shape_of(out):
     return tuple(int(d) for d in out.shape) if hasattr(out, "shape") else type(out).__name__
 
 
-def summary(model: "Layer", input_shape, dtype=None, verbose: bool = True) -> Summary:
+def summary(model, input_shape, dtype=None, verbose: bool = True) -> Summary:
     """Run ``model`` on zeros of ``input_shape`` (a tuple, or a list of tuples for several
     inputs) and tabulate name, type, output shape and parameter count of every layer.
 
