@@ -165,3 +165,22 @@ def test_train_and_evaluate_on_cupy(tmp_path, capsys):
     assert main(["evaluate", str(out / "checkpoint.npz"), "--backend", "cupy", "--limit-test", "256", *DATA,
                  "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["test_accuracy"]
+
+
+@needs_mnist
+def test_train_gives_the_same_weights_with_1_2_and_4_threads(tmp_path):
+    """MINIGRAD_NUM_THREADS changes who runs each chunk of the CPU kernels, never the chunks or the order
+    their sums are added in: a run resumed on another thread count continues the same bits."""
+    weights = {}
+    for n_threads in (1, 2, 4):
+        out = tmp_path / f"t{n_threads}"
+        env = dict(os.environ, MINIGRAD_BACKEND="numpy", MINIGRAD_NUM_THREADS=str(n_threads))
+        result = subprocess.run(minigrad_command() + ["train", *DATA, "--limit-train", "512", "--limit-test", "64",
+                                                      "--batch-size", "64", "--epochs", "1", "--no-progress",
+                                                      "--out", str(out)],
+                                capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        weights[n_threads] = mg.load(out / "checkpoint.npz")["model"]
+    for n_threads in (2, 4):
+        for key, value in weights[1].items():
+            np.testing.assert_array_equal(value, weights[n_threads][key], err_msg=f"{key}, {n_threads} threads")
