@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_array
 from ..functional.special import erfc
 from ..kernels.cpu_elementwise import select
 from ..utils import check_float_array, check_same_dtype
@@ -35,7 +35,10 @@ _GELU_CUBIC = 0.044715
 
 
 def _check_grad(layer, grad_out, reference):
-    """grad_out must have the output's shape, dtype and backend."""
+    """grad_out must be an array of the output's shape, dtype and backend."""
+    if not is_array(grad_out):
+        raise TypeError(f"{layer.label}: expected grad_out to be a NumPy or CuPy array, got "
+                        f"{type(grad_out).__name__}")
     get_array_module(grad_out, reference, names=("grad_out", "cached forward array"), where=layer.label)
     if tuple(grad_out.shape) != tuple(reference.shape):
         raise ValueError(f"{layer.label}: expected grad_out of shape {tuple(reference.shape)} (the output "

@@ -88,6 +88,9 @@ class Sequential(Container):
             raise TypeError(f"{where}: entry {key!r} must be a minigrad Layer, got {type(layer).__name__}")
         if key in self._layers:
             raise ValueError(f"{where}: duplicate layer name {key!r}")
+        if any(inner is self for inner in layer.modules()):
+            raise ValueError(f"{where}: cannot add {type(layer).__name__} {key!r}: it contains this Sequential, "
+                             "and a layer cannot contain itself")
         self._layers[key] = layer
         layer.name = self._qualified(key)
 

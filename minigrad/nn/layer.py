@@ -10,6 +10,7 @@ several nodes: it saves the cache after each use and restores it before that use
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 from .. import anomaly
 from ..backend import backend_of, get_array_module, is_array, to_backend
@@ -173,8 +174,9 @@ class Layer:
             raise ValueError(f"{self.label}: expected grad_out of shape {tuple(shape)}, got {tuple(grad_out.shape)}")
         check_same_dtype(grad_out, like, self.label, "grad_out", like_name)
 
-    def __call__(self, *inputs):
-        out = self.forward(*inputs)
+    def __call__(self, *inputs, **kwargs):
+        """``forward(*inputs, **kwargs)``; inside ``no_grad()`` the caches are dropped afterwards."""
+        out = self.forward(*inputs, **kwargs)
         if not is_grad_enabled():
             self.clear_cache()
         return out
@@ -296,6 +298,11 @@ class Layer:
         Every key, shape and dtype kind is checked before anything is written, so a
         mismatched file leaves the model untouched. Returns (missing_keys, unexpected_keys).
         """
+        if not isinstance(state, Mapping):
+            hint = (" (mg.load returns a checkpoint: use model.load_state_dict(mg.load(path)['model']) or "
+                    "mg.load_into(path, model))" if isinstance(state, (list, tuple)) else "")
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a mapping of names to arrays "
+                            f"(like model.state_dict()), got {type(state).__name__}{hint}")
         slots = self._state_slots()
         missing = [k for k in slots if k not in state]
         unexpected = [k for k in state if k not in slots]

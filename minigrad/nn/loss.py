@@ -67,7 +67,8 @@ class _Loss(Layer):
             return per_element
         total = per_element.sum()
         if self.reduction == "mean":
-            total = total / normaliser
+            with numpy.errstate(invalid="ignore", divide="ignore"):   # nothing counted: nan, like PyTorch
+                total = total / normaliser
         return xp.asarray(total, dtype=per_element.dtype)      # numpy returns scalars: make it 0-d
 
     def _upstream(self, grad, per_shape, normaliser, reference):
@@ -81,7 +82,14 @@ class _Loss(Layer):
             grad = grad.astype(reference.dtype, copy=False)
         elif not isinstance(grad, numbers.Real):
             raise TypeError(f"{self.label}: grad must be a number or an array, got {type(grad).__name__}")
-        return grad / normaliser if self.reduction == "mean" else grad
+        if self.reduction != "mean":
+            return grad
+        # a batch whose targets are all ignored (or all of weight 0): the loss is nan, like PyTorch's, and
+        # its gradient 0 (not nan): dividing by inf instead of 0 keeps it on the device, with no sync
+        xp = get_array_module(reference)
+        divisor = xp.asarray(normaliser)
+        divisor = xp.where(divisor == 0, xp.inf, divisor).astype(reference.dtype)
+        return grad / divisor
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"

@@ -136,3 +136,16 @@ def test_conv_transpose_errors():
     layer(np.ones((1, 3, 5, 5), "float32"))
     with pytest.raises(ValueError, match=r"expected grad_out of shape \(1, 2, 7, 7\)"):
         layer.backward(np.ones((1, 2, 5, 5), "float32"))
+
+
+def test_keyword_arguments_reach_forward_through_call():
+    """The U-Net idiom: m(x, output_size=...) is m.forward(x, output_size=...), as in PyTorch."""
+    m = mg.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, dtype="float64")
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4))
+    y = m(x, output_size=[8, 8])
+    assert y.shape == (1, 4, 8, 8)
+    ref = torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(m.weight.data))
+        ref.bias.copy_(torch.tensor(m.bias.data))
+    np.testing.assert_allclose(y, ref(torch.tensor(x), output_size=[8, 8]).detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -120,3 +120,27 @@ def test_state_dict_order_matches_torch():
     ref = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
                               torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
     assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+@pytest.mark.parametrize("layer, shape", [(mg.nn.ReLU(), (2, 3)), (mg.nn.Softmax(dim=-1), (2, 3)),
+                                          (mg.nn.Linear(3, 2), (2, 3)), (mg.nn.Flatten(), (2, 3)),
+                                          (mg.nn.Conv2d(1, 2, 3), (1, 1, 4, 4))])
+def test_backward_of_a_list_names_the_layer_and_the_type(layer, shape):
+    layer(np.zeros(shape, "float32"))
+    with pytest.raises(TypeError, match=f"{type(layer).__name__}: expected grad_out to be a NumPy or CuPy array, got list"):
+        layer.backward([[1.0]])
+
+
+def test_load_state_dict_of_a_non_mapping_says_what_it_expects():
+    with pytest.raises(TypeError, match=r"Linear.load_state_dict: expected a mapping .* got list .*mg.load_into"):
+        mg.nn.Linear(2, 2).load_state_dict([1, 2])
+
+
+def test_a_sequential_cannot_contain_itself():
+    seq = mg.nn.Sequential(mg.nn.ReLU())
+    with pytest.raises(ValueError, match="a layer cannot contain itself"):
+        seq.append(seq)
+    outer = mg.nn.Sequential(seq)
+    with pytest.raises(ValueError, match="a layer cannot contain itself"):
+        seq.append(outer)
+    assert len(seq) == 1

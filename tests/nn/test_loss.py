@@ -271,3 +271,31 @@ def test_loss_works_in_a_training_step():
         for p in model.parameters():
             p.data -= 0.5 * p.grad
     assert float(loss(model(x), t)) < 0.5 * first
+
+
+@pytest.mark.parametrize("make", [
+    lambda mod, w: mod.CrossEntropyLoss(ignore_index=1),
+    lambda mod, w: mod.CrossEntropyLoss(weight=w, ignore_index=1),
+    lambda mod, w: mod.CrossEntropyLoss(ignore_index=1, label_smoothing=0.1),
+    lambda mod, w: mod.NLLLoss(ignore_index=1),
+    lambda mod, w: mod.NLLLoss(weight=w, ignore_index=1),
+])
+def test_a_batch_of_only_ignored_targets_gives_nan_loss_and_zero_gradient(make):
+    """Like PyTorch: the mean over nothing is nan, but the gradient is 0, not nan (one such batch would
+    otherwise poison every weight)."""
+    import warnings
+    torch = pytest.importorskip("torch")
+    x = np.array([[-1.6, 2.5, 4.6], [-7.3, 0.2, 2.7]])
+    target = np.array([1, 1])
+    weight = np.array([1.0, 2.0, 3.0])
+    loss = make(mg.nn, weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # no divide-by-zero or invalid-value warnings either
+        value = loss(x, target)
+        grad = loss.backward()
+    tx = torch.tensor(x, requires_grad=True)
+    reference = make(torch.nn, torch.tensor(weight))(tx, torch.tensor(target))
+    reference.backward()
+    assert np.isnan(value) and np.isnan(reference.item())
+    np.testing.assert_array_equal(grad, tx.grad.numpy())
+    assert grad.dtype == x.dtype and not np.any(grad)
