@@ -18,6 +18,7 @@ Phi is the standard normal CDF 0.5 * erfc(-x / sqrt 2), phi its density.
 from __future__ import annotations
 
 import math
+import numbers
 
 from ..backend import get_array_module, is_array
 from ..functional.special import erfc
@@ -75,6 +76,9 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) or not math.isfinite(
+                negative_slope):
+            raise ValueError(f"LeakyReLU: negative_slope must be a finite number, got {negative_slope!r}")
         self.negative_slope, self.inplace = float(negative_slope), inplace
 
     def forward(self, x):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
+import numpy
+
 from .. import anomaly
 from ..backend import backend_of, get_array_module, is_array, to_backend
 from ..utils import check_same_dtype
@@ -343,6 +345,14 @@ class Layer:
         if backend is None and dtype is None:
             from ..backend import get_backend
             backend = get_backend()
+        if dtype is not None:
+            try:
+                kind = numpy.dtype(dtype).kind
+            except TypeError:
+                raise TypeError(f"{type(self).__name__}.to: unknown dtype {dtype!r}") from None
+            if kind != "f":
+                raise TypeError(f"{type(self).__name__}.to: parameters can only be cast to a floating dtype "
+                                f"(float16/float32/float64), got {dtype!r}")
         for param in self.parameters():
             param.to(backend, dtype)
         for layer in self.modules():

@@ -73,6 +73,10 @@ class Flatten(Layer):
         if not hasattr(x, "shape"):
             raise TypeError(f"{self.label}: expected an array, got {type(x).__name__}")
         ndim = x.ndim
+        for dim in (self.start_dim, self.end_dim):
+            if ndim and not -ndim <= dim < ndim:
+                raise IndexError(f"{self.label}: dimension out of range (expected to be in range of "
+                                 f"[{-ndim}, {ndim - 1}] for an input of shape {tuple(x.shape)}, but got {dim})")
         start = self.start_dim % ndim if ndim else 0
         end = self.end_dim % ndim if ndim else 0
         if ndim == 0 or start > end:

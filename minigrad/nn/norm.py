@@ -23,6 +23,12 @@ from ..backend import active_module, get_array_module
 from ..utils import check_float_array, check_ndim, check_same_dtype
 from .layer import Layer, Parameter
 
+
+def check_eps(eps, where: str) -> None:
+    """eps (added to the variance) must be a finite number >= 0; a negative one makes sqrt(var + eps) nan."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 <= eps < math.inf:
+        raise ValueError(f"{where}: eps must be a finite number >= 0, got {eps!r}")
+
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
@@ -57,6 +63,10 @@ class _BatchNorm(Layer):
         where = type(self).__name__
         if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features < 1:
             raise ValueError(f"{where}: num_features must be a positive int, got {num_features!r}")
+        check_eps(eps, where)
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+                                     or not 0.0 <= momentum <= 1.0):
+            raise ValueError(f"{where}: momentum must be a number in [0, 1] or None, got {momentum!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         xp = active_module()
@@ -193,6 +203,7 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm: normalized_shape must be a positive int or a non-empty tuple of "
                              f"positive ints, got {normalized_shape!r}")
         self.normalized_shape = tuple(int(s) for s in shape)
+        check_eps(eps, "LayerNorm")
         self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
         xp = active_module()
         self.weight = Parameter(xp.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None

@@ -17,6 +17,7 @@ Indices count parameters across groups in order. ``step`` is a Python int (PyTor
 from __future__ import annotations
 
 import copy
+import math
 
 from ..backend import BackendMismatchError, backend_of, is_array, to_backend
 from ..nn.layer import Parameter
@@ -109,11 +110,11 @@ class Optimizer:
     def _validate_group(self, group: dict):
         """Check the options of one group; raise ValueError naming the optimizer."""
         lr = group.get("lr")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0.0:
-            raise ValueError(f"{self.name}: invalid learning rate lr={lr!r} (expected a number >= 0)")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0.0 <= lr < math.inf:
+            raise ValueError(f"{self.name}: invalid learning rate lr={lr!r} (expected a finite number >= 0)")
         wd = group.get("weight_decay", 0.0)
-        if not wd >= 0.0:
-            raise ValueError(f"{self.name}: invalid weight_decay={wd!r} (expected >= 0)")
+        if not 0.0 <= wd < math.inf:
+            raise ValueError(f"{self.name}: invalid weight_decay={wd!r} (expected a finite number >= 0)")
 
     # -- the loop ------------------------------------------------------------------------------------
     def zero_grad(self):

@@ -144,3 +144,29 @@ def test_a_sequential_cannot_contain_itself():
     with pytest.raises(ValueError, match="a layer cannot contain itself"):
         seq.append(outer)
     assert len(seq) == 1
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: mg.nn.LeakyReLU(float("nan")), "LeakyReLU: negative_slope must be a finite number"),
+    (lambda: mg.nn.BatchNorm2d(3, eps=-1), "BatchNorm2d: eps must be a finite number >= 0"),
+    (lambda: mg.nn.BatchNorm1d(3, momentum=2.0), r"BatchNorm1d: momentum must be a number in \[0, 1\] or None"),
+    (lambda: mg.nn.LayerNorm(3, eps=float("inf")), "LayerNorm: eps must be a finite number >= 0"),
+    (lambda: mg.optim.SGD(mg.nn.Linear(2, 2).parameters(), lr=float("inf")), "SGD: invalid learning rate lr=inf"),
+    (lambda: mg.optim.Adam(mg.nn.Linear(2, 2).parameters(), lr=1e-3, weight_decay=float("nan")),
+     "Adam: invalid weight_decay=nan"),
+])
+def test_nonsense_arguments_are_refused_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_flatten_out_of_range_and_to_integer_dtype_fail_like_pytorch():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(IndexError, match=r"Flatten: dimension out of range \(expected to be in range of \[-2, 1\].*got 7"):
+        mg.nn.Flatten(start_dim=7)(np.zeros((2, 3), "float32"))
+    with pytest.raises(IndexError):
+        torch.nn.Flatten(start_dim=7)(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="Linear.to: parameters can only be cast to a floating dtype"):
+        mg.nn.Linear(2, 2).to(dtype="int32")
+    with pytest.raises(TypeError):
+        torch.nn.Linear(2, 2).to(dtype=torch.int32)
