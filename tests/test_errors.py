@@ -75,10 +75,10 @@ def bad_checkpoint(tmp_path, payload: bytes):
 
 CASES = [
     # ---- wrong number of dimensions
-    ("conv2d-3d-input", lambda: nn.Conv2d(3, 4, 3)(f32(3, 8, 8)),
-     ValueError, ["Conv2d", "expected 4-D input", "(N, C, H, W)", "got 3-D", "(3, 8, 8)"]),
+    ("conv2d-2d-input", lambda: nn.Conv2d(3, 4, 3)(f32(8, 8)),
+     ValueError, ["Conv2d", "expected 3-D or 4-D input", "(N, C, H, W) or (C, H, W)", "got 2-D", "(8, 8)"]),
     ("convtranspose-5d-input", lambda: nn.ConvTranspose2d(3, 4, 3)(f32(1, 3, 8, 8, 1)),
-     ValueError, ["ConvTranspose2d", "expected 4-D input", "got 5-D"]),
+     ValueError, ["ConvTranspose2d", "expected 3-D or 4-D input", "got 5-D"]),
     ("maxpool-2d-input", lambda: nn.MaxPool2d(2)(f32(8, 8)),
      ValueError, ["MaxPool2d", "3-D or 4-D", "got 2-D", "(8, 8)"]),
     ("batchnorm2d-3d-input", lambda: nn.BatchNorm2d(3)(f32(2, 3, 5)),

@@ -208,7 +208,7 @@ def _check_conv_inputs(x, weight, where, x_name="input"):
     get_array_module(x, weight, names=(x_name, "weight"), where=where)
     check_float_array(x, where, x_name)
     check_float_array(weight, where, "weight")
-    check_ndim(x, 4, where, "(N, C, H, W)", x_name)
+    check_ndim(x, (3, 4), where, "(N, C, H, W) or (C, H, W)", x_name)
     check_same_dtype(x, weight, where, x_name, "weight")
 
 
@@ -224,11 +224,13 @@ def _check_grad_output(grad_output, geom, reference, reference_name, where):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation), like ``torch.nn.functional.conv2d``.
 
-    input: (N, C, H, W); weight: (O, C/groups, kh, kw); bias: (O,) or None;
-    padding: int, pair, 'valid' or 'same'. Returns (N, O, OH, OW).
+    input: (N, C, H, W) or unbatched (C, H, W); weight: (O, C/groups, kh, kw); bias: (O,) or None;
+    padding: int, pair, 'valid' or 'same'. Returns (N, O, OH, OW) (or (O, OH, OW)).
     """
     where = "conv2d"
     _check_conv_inputs(input, weight, where)
+    if input.ndim == 3:                                  # unbatched, like PyTorch
+        return conv2d(input[None], weight, bias, stride, padding, dilation, groups)[0]   # (C, H, W) -> (1, C, H, W)
     geom = make_geometry(input.shape, weight.shape, stride, padding, dilation, groups, where)
     if bias is not None:
         get_array_module(input, bias, names=("input", "bias"), where=where)

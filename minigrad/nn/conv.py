@@ -44,6 +44,17 @@ class ConvBase(Layer):
         self.weight = Parameter(kaiming_uniform((first, second // groups) + self.kernel_size, fan_in, dtype=dtype))
         self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype)) if bias else None
 
+    def _batched(self, x):
+        """(x as (N, C, H, W), whether x came unbatched as (C, H, W)), like PyTorch's convolutions."""
+        check_float_array(x, self.label)
+        check_ndim(x, (3, 4), self.label, "(N, C, H, W) or (C, H, W)")
+        return (x[None], True) if x.ndim == 3 else (x, False)   # (C, H, W) -> (1, C, H, W)
+
+    def _batched_grad(self, grad_out, out_shape, like, unbatched):
+        """grad_out checked against the output's shape (without N when unbatched), returned batched."""
+        self.check_grad_out(grad_out, out_shape[1:] if unbatched else out_shape, like)
+        return grad_out[None] if unbatched else grad_out       # (O, OH, OW) -> (1, O, OH, OW)
+
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding not in ((0, 0), "valid"):
@@ -95,19 +106,21 @@ class Conv2d(ConvBase):
                              self.groups, where)
 
     def forward(self, x):
-        """x: (N, C, H, W) -> (N, O, OH, OW). Caches the (padded) input."""
+        """x: (N, C, H, W) -> (N, O, OH, OW), or unbatched (C, H, W) -> (O, OH, OW). Caches the (padded) input."""
+        x, unbatched = self._batched(x)
         geom = self._geometry(x)
         if self.padding_mode != "zeros":
             x = pad2d(x, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
         bias = self.bias.data if self.bias is not None else None
         saved = {} if is_grad_enabled() else None           # the kernel may keep its columns here for backward
-        self._cache = (x, geom, saved)
-        return conv_forward(x, self.weight.data, bias, geom, saved)
+        self._cache = (x, geom, saved, unbatched)
+        y = conv_forward(x, self.weight.data, bias, geom, saved)
+        return y[0] if unbatched else y
 
     def _backward(self, grad_out, need_input):
         """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W) or None; adds into weight.grad, bias.grad."""
-        x, geom, saved = self.take_cache()
-        self.check_grad_out(grad_out, geom.out_shape, x)
+        x, geom, saved, unbatched = self.take_cache()
+        grad_out = self._batched_grad(grad_out, geom.out_shape, x, unbatched)
         grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom, need_input=need_input,
                                                need_bias=self.bias is not None, saved=saved)
         self.weight.accumulate(grad_w, self.label)
@@ -115,4 +128,4 @@ class Conv2d(ConvBase):
             self.bias.accumulate(grad_b, self.label)
         if self.padding_mode != "zeros" and grad_x is not None:
             grad_x = pad2d_backward(grad_x, self._pads, self.padding_mode)
-        return grad_x
+        return grad_x[0] if unbatched and grad_x is not None else grad_x

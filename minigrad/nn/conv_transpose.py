@@ -87,7 +87,9 @@ class ConvTranspose2d(ConvBase):
                              self.padding, self.dilation, self.groups, where)
 
     def forward(self, x, output_size=None):
-        """x: (N, I, H, W) -> (N, O, OH, OW). Caches the input (zero-padded to C's output size)."""
+        """x: (N, I, H, W) -> (N, O, OH, OW), or unbatched (I, H, W) -> (O, OH, OW). Caches the input
+        (zero-padded to C's output size)."""
+        x, unbatched = self._batched(x)
         geom = self._geometry(x, output_size)
         h, w = x.shape[2:]
         grow_h, grow_w = geom.out_size[0] - h, geom.out_size[1] - w
@@ -97,13 +99,13 @@ class ConvTranspose2d(ConvBase):
                                 need_bias=False)
         if self.bias is not None:
             y += self.bias.data.reshape(1, -1, 1, 1)         # (O,) -> (1, O, 1, 1)
-        self._cache = (x, geom, (h, w))
-        return y
+        self._cache = (x, geom, (h, w), unbatched)
+        return y[0] if unbatched else y
 
     def _backward(self, grad_out, need_input):
         """grad_out: (N, O, OH, OW) -> dx (N, I, H, W) or None; adds into weight.grad and bias.grad."""
-        x, geom, (h, w) = self.take_cache()
-        self.check_grad_out(grad_out, geom.in_shape, x)
+        x, geom, (h, w), unbatched = self.take_cache()
+        grad_out = self._batched_grad(grad_out, geom.in_shape, x, unbatched)
         _, grad_w, _ = conv_backward(grad_out, None, x, geom, need_input=False, need_weight=True,
                                      need_bias=False)
         self.weight.accumulate(grad_w, self.label)
@@ -114,4 +116,4 @@ class ConvTranspose2d(ConvBase):
         grad_x = conv_forward(grad_out, self.weight.data, None, geom)   # (N, I, H', W')
         if grad_x.shape[2:] != (h, w):
             grad_x = grad_x[:, :, :h, :w]                    # crop the zero-padded rows/columns
-        return grad_x
+        return grad_x[0] if unbatched else grad_x

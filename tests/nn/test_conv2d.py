@@ -121,8 +121,8 @@ def test_to_dtype_casts_params_and_grads():
      ["Conv2d", "expected input with 3 channels", "(8, 3, 3, 3)", "(1, 1, 28, 28)"]),
     (lambda: mg.nn.Conv2d(1, 8, 5), np.zeros((1, 1, 3, 3), "float32"), ValueError,
      ["Conv2d", "kernel of size (5, 5)", "padded input (3, 3)"]),
-    (lambda: mg.nn.Conv2d(1, 8, 3), np.zeros((1, 28, 28), "float32"), ValueError,
-     ["Conv2d", "expected 4-D input (N, C, H, W)", "(1, 28, 28)"]),
+    (lambda: mg.nn.Conv2d(1, 8, 3), np.zeros((28, 28), "float32"), ValueError,
+     ["Conv2d", "expected 3-D or 4-D input (N, C, H, W) or (C, H, W)", "(28, 28)"]),
     (lambda: mg.nn.Conv2d(1, 8, 3), np.zeros((1, 1, 28, 28), "uint8"), TypeError,
      ["Conv2d", "floating-point input", "uint8"]),
     (lambda: mg.nn.Conv2d(1, 8, 3), np.zeros((1, 1, 28, 28), "float64"), TypeError,
@@ -190,3 +190,30 @@ def test_conv2d_few_channels_wide_output_finite_differences():
     x = np.random.default_rng(4).standard_normal((2, 2, 4, 17))
     assert dispatch.cpu_kernel(make_geometry(x.shape, conv.weight.shape, 1, 1, (1, 2), 1)) is cpu_samplemajor
     assert mg.gradcheck(conv, x)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_unbatched_input_like_pytorch(padding_mode):
+    """(C, H, W) in, (O, OH, OW) out, gradients of the same unbatched shapes (float64, 1e-10)."""
+    torch = pytest.importorskip("torch")
+    conv = mg.nn.Conv2d(3, 4, 3, padding=1, padding_mode=padding_mode, dtype="float64")
+    ref = torch.nn.Conv2d(3, 4, 3, padding=1, padding_mode=padding_mode).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(conv.weight.data))
+        ref.bias.copy_(torch.tensor(conv.bias.data))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 7, 6))
+    y = conv(x)
+    dy = rng.standard_normal(y.shape)
+    dx = conv.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = ref(tx)
+    ty.backward(torch.tensor(dy))
+    assert y.shape == tuple(ty.shape) == (4, 7, 6) and dx.shape == x.shape
+    for ours, theirs in ((y, ty.detach()), (dx, tx.grad), (conv.weight.grad, ref.weight.grad), (conv.bias.grad, ref.bias.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mg.functional.conv2d(x, conv.weight.data, conv.bias.data, padding=1) if padding_mode == "zeros"
+                               else y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"Conv2d: expected grad_out of shape \(4, 7, 6\)"):
+        conv(x)
+        conv.backward(dy[None])

@@ -123,8 +123,9 @@ def test_conv_transpose_errors():
     with pytest.raises(ValueError, match=r"expected input with 3 channels \(weight of shape \(3, 2, 3, 3\), "
                                          r"groups=1\), got input of shape \(1, 2, 5, 5\)"):
         layer(np.ones((1, 2, 5, 5), "float32"))
-    with pytest.raises(ValueError, match=r"ConvTranspose2d: expected 4-D input \(N, C, H, W\), got 3-D"):
-        layer(np.ones((3, 5, 5), "float32"))
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: expected 3-D or 4-D input \(N, C, H, W\) or \(C, H, W\), "
+                                         r"got 2-D"):
+        layer(np.ones((5, 5), "float32"))
     with pytest.raises(TypeError, match="floating-point input.*int64"):
         layer(np.ones((1, 3, 5, 5), "int64"))
     with pytest.raises(TypeError, match="input has dtype float64 but weight has dtype float32"):
@@ -149,3 +150,22 @@ def test_keyword_arguments_reach_forward_through_call():
         ref.weight.copy_(torch.tensor(m.weight.data))
         ref.bias.copy_(torch.tensor(m.bias.data))
     np.testing.assert_allclose(y, ref(torch.tensor(x), output_size=[8, 8]).detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_unbatched_input_with_output_size_like_pytorch():
+    m = mg.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, dtype="float64")
+    ref = torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(m.weight.data))
+        ref.bias.copy_(torch.tensor(m.bias.data))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 4))
+    y = m(x, output_size=[8, 8])
+    dy = rng.standard_normal(y.shape)
+    dx = m.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = ref(tx, output_size=[8, 8])
+    ty.backward(torch.tensor(dy))
+    assert y.shape == (4, 8, 8) and dx.shape == (3, 4, 4)
+    for ours, theirs in ((y, ty.detach()), (dx, tx.grad), (m.weight.grad, ref.weight.grad), (m.bias.grad, ref.bias.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-12)
