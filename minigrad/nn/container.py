@@ -126,14 +126,32 @@ class Sequential(Container):
 
     # -- forward / backward -----------------------------------------------------------------------
     def forward(self, x):
-        """Run the layers in order. Each layer caches what its own backward needs."""
-        for key, layer in self._layers.items():
+        """Run the layers in order. Each layer caches what its own backward needs; a layer that appears
+        more than once (``Sequential(lin, lin)``) has its caches saved after each use, like Graph does."""
+        items = list(self._layers.items())
+        counts = {}
+        for _, layer in items:
+            counts[id(layer)] = counts.get(id(layer), 0) + 1
+        uses = []
+        for key, layer in items:
             x = run_named(self._qualified(key), "in layer", layer, x)
+            uses.append(layer.save_caches() if counts[id(layer)] > 1 else None)
+        self._cache = uses if any(use is not None for use in uses) else None
         return x
+
+    def _backward_steps(self, items, start):
+        """(position, key, layer) from the last to `start`, each shared layer's caches of that use restored."""
+        uses = self._cache
+        self._cache = None
+        for position in range(len(items) - 1, start - 1, -1):
+            key, layer = items[position]
+            if uses is not None and uses[position] is not None:
+                layer.restore_caches(uses[position])
+            yield position, key, layer
 
     def backward(self, grad_out):
         """Run the layers' backward in reverse order; returns the gradient of the input."""
-        for key, layer in reversed(self._layers.items()):
+        for _, key, layer in self._backward_steps(list(self._layers.items()), 0):
             grad_out = run_named(self._qualified(key), "in layer", layer.backward, grad_out)
         return grad_out
 
@@ -143,9 +161,9 @@ class Sequential(Container):
         items = list(self._layers.items())
         first = next((i for i, (_, layer) in enumerate(items) if layer.num_parameters()), None)
         if first is None:
+            self._cache = None
             return None
-        for key, layer in reversed(items[first + 1:]):
-            grad_out = run_named(self._qualified(key), "in layer", layer.backward, grad_out)
-        key, layer = items[first]
-        run_named(self._qualified(key), "in layer", layer.backward_parameters, grad_out)
+        for position, key, layer in self._backward_steps(items, first):
+            step = layer.backward_parameters if position == first else layer.backward
+            grad_out = run_named(self._qualified(key), "in layer", step, grad_out)
         return None

@@ -160,3 +160,31 @@ def test_strict_backend():
     assert_strict(dx, "input gradient")
     for name, p in model.named_parameters():
         assert_strict(p.grad, f"gradient of {name}")
+
+
+@pytest.mark.parametrize("parameters_only", [False, True])
+def test_the_same_layer_twice_in_a_sequential_like_pytorch(parameters_only):
+    """Sequential(lin, act, lin): each use keeps its own cache and the two gradients add up (float64, 1e-10)."""
+    torch = pytest.importorskip("torch")
+    lin = mg.nn.Linear(3, 3, dtype="float64")
+    seq = mg.nn.Sequential(lin, mg.nn.Tanh(), lin)
+    ref = torch.nn.Linear(3, 3).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(lin.weight.data))
+        ref.bias.copy_(torch.tensor(lin.bias.data))
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    dy = np.random.default_rng(1).standard_normal((4, 3))
+    y = seq(x)
+    dx = seq.backward_parameters(dy) if parameters_only else seq.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.Sequential(ref, torch.nn.Tanh(), ref)(tx)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(lin.weight.grad, ref.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(lin.bias.grad, ref.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+    if parameters_only:
+        assert dx is None
+    else:
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        seq.backward(dy)                                   # one backward per forward, as for any layer
