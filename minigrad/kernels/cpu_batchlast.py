@@ -33,14 +33,19 @@ MAX_SAMPLE_BYTES = 4 << 20   # ... and one sample's float64 columns fit here (no
 
 def applies(geom) -> bool:
     """Few input channels (kw * C <= MAX_RUN), groups 1, and one sample's columns within MAX_SAMPLE_BYTES."""
+    return (geom.groups == 1 and geom.in_channels * geom.kernel[1] <= MAX_RUN
+            and column_bytes(geom, np.float64, 1) <= MAX_SAMPLE_BYTES)
+
+
+def column_bytes(geom, dtype, samples) -> int:
+    """Bytes of the (C*kh*kw, OH*OW) columns of `samples` samples (this kernel's and cpu_samplemajor's)."""
     kh, kw = geom.kernel
-    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * 8
-    return geom.groups == 1 and geom.in_channels * kw <= MAX_RUN and per_sample <= MAX_SAMPLE_BYTES
+    return geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * samples * np.dtype(dtype).itemsize
 
 
 def chunks(geom, dtype):
     """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
-    return batch_chunks(geom.batch, _column_bytes(geom, dtype, 1))
+    return batch_chunks(geom.batch, column_bytes(geom, dtype, 1))
 
 
 def _padded_batch_last(x, pads, name):
@@ -62,11 +67,6 @@ def _window(buf, geom, i, j):
     sh, sw = geom.stride
     r, q = i * geom.dilation[0], j * geom.dilation[1]
     return buf[:, r:r + sh * (oh - 1) + 1:sh, q:q + sw * (ow - 1) + 1:sw]
-
-
-def _column_bytes(geom, dtype, samples):
-    kh, kw = geom.kernel
-    return geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * samples * np.dtype(dtype).itemsize
 
 
 def _columns(xt, geom, saved=None, chunk=None):
@@ -93,7 +93,7 @@ def conv_forward(x, weight, bias, geom, saved=None):
     saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit KEEP_COLUMNS_MAX.
     """
     o = geom.out_channels
-    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch), KEEP_COLUMNS_MAX)
+    saved = keeps_columns(saved, column_bytes(geom, x.dtype, geom.batch), KEEP_COLUMNS_MAX)
     oh, ow = geom.out_size
     wmat = _weight_matrix(weight)
     out = np.empty(geom.out_shape, dtype=x.dtype)

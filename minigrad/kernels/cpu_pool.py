@@ -20,7 +20,7 @@ import numpy as np
 
 from . import pool_reference
 from .cpu_elementwise import select
-from .cpu_runtime import batch_chunks, run_chunks, supported, work_buffer
+from .cpu_runtime import batch_chunks, padded_buffer, run_chunks, supported, work_buffer
 
 __all__ = ["applies", "max_forward", "max_backward"]
 
@@ -46,20 +46,14 @@ def max_forward(x, geom):
     """x: (N, C, H, W) -> (y, argmax uint8), both (N, C, OH, OW). Blocks of planes run on the thread pool."""
     pads, out_size, views = geom.pads, tuple(geom.out_size), list(pool_reference.offsets(geom))
     n, c, h, w = x.shape
-    top, _, left, _ = pads
-    planes, (hp, wp), blocks = _blocks(x.shape, pads, x.itemsize)
+    planes, _, blocks = _blocks(x.shape, pads, x.itemsize)
     src = x.reshape(planes, h, w)                                      # (N, C, H, W) -> (N*C, H, W)
     out = np.empty((planes,) + out_size, dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=np.uint8)
     unpadded = not any(pads)
 
     def per_block(p0, p1):
-        if unpadded:
-            block = src[p0:p1]
-        else:
-            block = work_buffer("pool_x", (p1 - p0, hp, wp), x.dtype)
-            block.fill(-np.inf)                                        # the padding is -inf
-            block[:, top:top + h, left:left + w] = src[p0:p1]
+        block = src[p0:p1] if unpadded else padded_buffer("pool_x", src[p0:p1], pads, -np.inf)   # -inf border
         windows = [block[:, rows, cols] for _, rows, cols in views]   # K views (planes, OH, OW)
         y, am = out[p0:p1], argmax[p0:p1]
         np.copyto(y, windows[0])

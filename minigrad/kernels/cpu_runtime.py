@@ -31,7 +31,7 @@ from .cpu_memory import tune_allocator
 
 __all__ = ["BUDGET", "MIN_CHUNKS", "GEMM_COLUMNS", "supported", "work_buffer", "release_buffers", "split_range",
            "batch_chunks", "row_block", "run_chunks", "matmul_wide", "matmul_long", "SAVED_COLUMNS_MAX",
-           "column_buffer", "keeps_columns"]
+           "column_buffer", "keeps_columns", "padded_buffer"]
 
 BUDGET = 8 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
 MIN_CHUNKS = 2          # cut a batch into at least this many chunks when it has that many samples
@@ -75,6 +75,20 @@ def work_buffer(name: str, shape, dtype):
         store.pop(name, None)   # free the old one before allocating the bigger one
         raw = store[name] = np.empty(max(size, 64), dtype=np.uint8)
     return raw[:size].view(dtype).reshape(shape)
+
+
+def padded_buffer(name: str, x, pads, value=0.0):
+    """x (..., H, W) -> the thread's work buffer (..., H+pt+pb, W+pl+pr): x inside, ``value`` in the border
+    only (the interior is overwritten anyway). pads = (top, bottom, left, right)."""
+    *lead, h, w = x.shape
+    top, bottom, left, right = pads
+    buf = work_buffer(name, (*lead, h + top + bottom, w + left + right), x.dtype)
+    buf[..., :top, :] = value
+    buf[..., top + h:, :] = value
+    buf[..., top:top + h, :left] = value
+    buf[..., top:top + h, left + w:] = value
+    buf[..., top:top + h, left:left + w] = x
+    return buf
 
 
 def release_buffers() -> None:

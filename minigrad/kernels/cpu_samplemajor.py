@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cpu_batchlast import KEEP_COLUMNS_MAX, MAX_RUN, MAX_SAMPLE_BYTES
-from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, run_chunks, work_buffer
+from .cpu_batchlast import KEEP_COLUMNS_MAX, MAX_RUN, MAX_SAMPLE_BYTES, column_bytes
+from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, padded_buffer, run_chunks, work_buffer
 from .im2col import col2im, im2col
 
 MIN_WIDTH = 16      # output columns per window row from which sample-major copies beat batch-innermost ones
@@ -29,33 +29,13 @@ MIN_WIDTH = 16      # output columns per window row from which sample-major copi
 def applies(geom) -> bool:
     """Few input channels (kw * C <= MAX_RUN), groups 1, stride 1, outputs at least MIN_WIDTH wide, and one
     sample's float64 columns within MAX_SAMPLE_BYTES."""
-    kh, kw = geom.kernel
-    per_sample = geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * 8
-    return (geom.groups == 1 and geom.in_channels * kw <= MAX_RUN and geom.stride == (1, 1)
-            and geom.out_size[1] >= MIN_WIDTH and per_sample <= MAX_SAMPLE_BYTES)
-
-
-def _column_bytes(geom, dtype, samples):
-    kh, kw = geom.kernel
-    return geom.in_channels * kh * kw * geom.out_size[0] * geom.out_size[1] * samples * np.dtype(dtype).itemsize
+    return (geom.groups == 1 and geom.in_channels * geom.kernel[1] <= MAX_RUN and geom.stride == (1, 1)
+            and geom.out_size[1] >= MIN_WIDTH and column_bytes(geom, np.float64, 1) <= MAX_SAMPLE_BYTES)
 
 
 def chunks(geom, dtype):
     """[(n0, n1), ...]: the batch cut so that a chunk's columns fit the runtime's budget."""
-    return batch_chunks(geom.batch, _column_bytes(geom, dtype, 1))
-
-
-def _padded(x, pads, name):
-    """x: (m, C, H, W) -> per-thread buffer (m, C, H+pt+pb, W+pl+pr) with a zero border."""
-    m, c, h, w = x.shape
-    top, bottom, left, right = pads
-    buf = work_buffer(name, (m, c, h + top + bottom, w + left + right), x.dtype)
-    buf[:, :, :top] = 0
-    buf[:, :, top + h:] = 0
-    buf[:, :, top:top + h, :left] = 0
-    buf[:, :, top:top + h, left + w:] = 0
-    buf[:, :, top:top + h, left:left + w] = x
-    return buf
+    return batch_chunks(geom.batch, column_bytes(geom, dtype, 1))
 
 
 def _columns(x, geom, saved=None, chunk=None):
@@ -64,7 +44,7 @@ def _columns(x, geom, saved=None, chunk=None):
     m, c = x.shape[:2]
     kh, kw = geom.kernel
     oh, ow = geom.out_size
-    xpad = _padded(x, geom.pads, "sm_x")
+    xpad = padded_buffer("sm_x", x, geom.pads)                         # (m, C, Hp, Wp), zero border
     cols = column_buffer(saved, chunk, (m, c, kh, kw, oh, ow), x.dtype, "sm_cols")
     im2col(xpad, geom.kernel, geom.stride, (0, 0, 0, 0), geom.dilation, out=cols)   # the reference's unfold
     return cols.reshape(m, c * kh * kw, oh * ow)                      # (m, C, kh, kw, OH, OW) -> (m, K, L)
@@ -76,7 +56,7 @@ def conv_forward(x, weight, bias, geom, saved=None):
     saved: a dict that keeps the columns for ``conv_backward`` when the batch's fit KEEP_COLUMNS_MAX.
     """
     o = geom.out_channels
-    saved = keeps_columns(saved, _column_bytes(geom, x.dtype, geom.batch), KEEP_COLUMNS_MAX)
+    saved = keeps_columns(saved, column_bytes(geom, x.dtype, geom.batch), KEEP_COLUMNS_MAX)
     length = geom.out_size[0] * geom.out_size[1]
     wmat = np.ascontiguousarray(weight).reshape(o, -1)                # (O, C, kh, kw) -> (O, K)
     out = np.empty(geom.out_shape, dtype=x.dtype)
