@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Everything the GPU issue asks of a lent GPU machine, in one call sized for its short lease
-# (about 5 minutes of commands, so a second try still fits in the device time).
+# The GPU measurements in one run of about 5 minutes, on a machine with an NVIDIA GPU and CuPy.
 #
-# Here, once:   python -c "import minigrad as mg; mg.data.export_idx('.gpu-data/mnist')"
-# Device tool:  run command="bash benchmarks/gpu_session.sh" carry=[".gpu-data"] timeout_s=420
+# Beforehand, on a machine with the data extra:
+#               python -c "import minigrad as mg; mg.data.export_idx('.gpu-data/mnist')"
+# Then, from a copy of the tree that includes .gpu-data:
+#               bash benchmarks/gpu_session.sh
 #
-# On the device the project runs from the carried tree (PYTHONPATH=.), MNIST from the IDX files
-# (the device has no zarr). CI already runs the CPU suite, so only the cupy cases run here.
+# The project runs from the tree (PYTHONPATH=.), MNIST from the IDX files (no zarr needed). CI already runs the CPU suite, so only the cupy cases run here.
 # Returns two files in $OUT (./gpu-out elsewhere): summary.txt and gpu-session.tar.gz with
 # nvidia-smi.txt, info.txt, pytest.txt, bench-gpu.json/.md/.txt, train.json/.txt.
 set -u
