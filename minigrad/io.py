@@ -124,7 +124,15 @@ def save(path, model, optimizer=None, *, scheduler=None, **metadata):
 
     The path is used as given (no ``.npz`` is appended). Arrays are copied to the host for writing;
     the model, optimizer and their backend are not changed. Returns the path.
+
+    ``torch.save``'s order, ``mg.save(model.state_dict(), path)`` or ``mg.save(model, path)``, is accepted
+    too: a path is never a model, so the two arguments are told apart by their types.
     """
+    if _is_path(model) and not _is_path(path) and (isinstance(path, Mapping) or hasattr(path, "state_dict")):
+        path, model = model, path  # torch.save(obj, f) order
+    if not _is_path(path):
+        raise TypeError(f"mg.save: expected a file path (str or os.PathLike) as the first argument, got "
+                        f"{type(path).__name__}; call mg.save(path, model) or mg.save(path, model.state_dict())")
     path = os.fspath(path)
     arrays, entries = {}, {}
     model_keys = []
@@ -181,6 +189,10 @@ def save(path, model, optimizer=None, *, scheduler=None, **metadata):
         raise
     _fsync_directory(directory)
     return path
+
+
+def _is_path(obj) -> bool:
+    return isinstance(obj, (str, bytes, os.PathLike))
 
 
 def _backend_name(model):

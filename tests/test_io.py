@@ -177,6 +177,27 @@ def test_state_dict_can_be_saved_directly(tmp_path):
     assert mg.load(tmp_path / "d.npz")["optimizer"] is None
 
 
+def test_torch_save_argument_order_is_accepted(tmp_path):
+    """mg.save(model.state_dict(), path) and mg.save(model, path), as torch.save is called, then
+    model.load_state_dict(mg.load(path)) as a PyTorch user writes it: the same weights come back."""
+    model = _model()
+    for obj in (model.state_dict(), model):
+        path = tmp_path / "weights.npz"
+        assert mg.save(obj, path) == str(path)
+        other = _model()
+        other.load_state_dict(mg.load(path))
+        for key, value in model.state_dict().items():
+            np.testing.assert_array_equal(other.state_dict()[key], value)
+
+
+def test_save_without_a_path_shows_the_right_call(tmp_path):
+    model = _model()
+    with pytest.raises(TypeError, match=r"expected a file path .* got Sequential; call mg.save\(path, model\)"):
+        mg.save(model, model)
+    with pytest.raises(TypeError, match=r"got OrderedDict; call mg.save\(path, model\)"):
+        mg.save(model.state_dict(), None)
+
+
 # -- atomic writes ---------------------------------------------------------------------------------------
 
 def _leftovers(directory):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy
 
 from .. import anomaly
+from ..io import Checkpoint
 from ..backend import backend_of, get_array_module, is_array, to_backend
 from ..utils import check_same_dtype
 from .grad_mode import is_grad_enabled, no_grad
@@ -300,6 +301,8 @@ class Layer:
         Every key, shape and dtype kind is checked before anything is written, so a
         mismatched file leaves the model untouched. Returns (missing_keys, unexpected_keys).
         """
+        if isinstance(state, Checkpoint):
+            state = state["model"]  # model.load_state_dict(mg.load(path)): the checkpoint's model state
         if not isinstance(state, Mapping):
             hint = (" (mg.load returns a checkpoint: use model.load_state_dict(mg.load(path)['model']) or "
                     "mg.load_into(path, model))" if isinstance(state, (list, tuple)) else "")
