@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import os
 import sys
 import time
@@ -120,6 +122,8 @@ def cmd_train(args) -> int:
         _require_matplotlib()
     out = args.out or os.path.join("runs", args.model or DEFAULTS["model"])
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
+    if main_rank:
+        _make_run_directory(out)
     config = _train_config(args)
     if args.resume:
         if not os.path.isfile(checkpoint):
@@ -167,7 +171,7 @@ def cmd_train(args) -> int:
                       scheduler=scheduler, callbacks=[EpochLine()], checkpoint_dir=out if main_rank else None,
                       checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
                       log_path=os.path.join(out, "history.jsonl") if main_rank else None,
-                      progress=args.progress and main_rank,
+                      progress=_show_progress(args) and main_rank,
                       metadata={"run_config": config})
     except mg.train.NonFiniteLossError as exc:
         raise CLIError(str(exc)) from None
@@ -201,6 +205,14 @@ def cmd_train(args) -> int:
     if args.json:
         print(json.dumps(metrics), flush=True)
     return 0
+
+
+def _make_run_directory(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out {out}: cannot create the run directory ({exc.strerror}); "
+                       f"{_OS_ADVICE.get(exc.errno, 'choose another --out')}") from None
 
 
 def _init_distributed(args):
@@ -286,8 +298,12 @@ def cmd_evaluate(args) -> int:
     from .data import DataLoader
 
     say = _Printer(args.json)
+    if os.path.isdir(args.checkpoint):          # a run directory: its checkpoint.npz
+        from .train import CHECKPOINT_NAME
+        args.checkpoint = os.path.join(args.checkpoint, CHECKPOINT_NAME)
     if not os.path.isfile(args.checkpoint):
-        raise CLIError(f"no such checkpoint: {args.checkpoint}")
+        raise CLIError(f"no such checkpoint: {args.checkpoint}; give a checkpoint.npz or the --out directory of "
+                       "a `minigrad train` run")
     meta = _load_metadata(args.checkpoint)
     if "run_config" not in meta:
         raise CLIError(f"{args.checkpoint} has no run configuration in its metadata (it was not written by "
@@ -299,7 +315,7 @@ def cmd_evaluate(args) -> int:
     model.to(args.backend)
     mg.load_into(args.checkpoint, model)
     loader = DataLoader(test_set, batch_size=args.batch_size, transform=transform)
-    result = mg.train.evaluate(model, loader, mg.nn.CrossEntropyLoss(), progress=args.progress)
+    result = mg.train.evaluate(model, loader, mg.nn.CrossEntropyLoss(), progress=_show_progress(args))
     result.update(model=config["model"], checkpoint=args.checkpoint, backend=args.backend)
     say(f"{config['model']} from {args.checkpoint}: test accuracy {100 * result['accuracy']:.2f}% "
         f"({round(result['accuracy'] * result['n'])}/{result['n']}), loss {result['loss']:.4f}, "
@@ -431,16 +447,58 @@ def _positive_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _progress_arguments(parser):
+    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                        help="progress bars on stderr: on, off, or auto (default: only when stderr is a terminal; "
+                             "plain per-epoch lines otherwise)")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const="off",
+                        help="the same as --progress off")
+
+
+def _show_progress(args) -> bool:
+    if args.progress == "auto":
+        return sys.stderr.isatty()
+    return args.progress == "on"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit status 2) that points to --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     examples = __doc__.split("\n\n")[1]
-    parser = argparse.ArgumentParser(prog="minigrad", description="minigrad: train and evaluate small networks on "
+    parser = _Parser(prog="minigrad", description="minigrad: train and evaluate small networks on "
                                      "MNIST, show system info, run benchmarks.", epilog="examples:\n" + examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minigrad {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,bench}")
     sub.required = True
 
@@ -454,9 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default {DEFAULTS['optimizer']}; "
                                                            "sgd uses momentum 0.9, nesterov)")
     t.add_argument("--scheduler", choices=SCHEDULERS, help=f"lr schedule (default {DEFAULTS['scheduler']})")
-    t.add_argument("--weight-decay", type=float, help="weight decay (default 0; adamw 0.01)")
+    t.add_argument("--weight-decay", type=_nonnegative_float, help="weight decay (default 0; adamw 0.01)")
     t.add_argument("--backend", default="numpy", choices=("numpy", "cupy"), help="numpy (CPU) or cupy (GPU)")
-    t.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS['seed']})")
+    t.add_argument("--seed", type=_nonnegative_int, help=f"random seed (default {DEFAULTS['seed']})")
     t.add_argument("--out", help="run directory: checkpoint.npz, history.jsonl, metrics.json, curves.png "
                                  "(default runs/MODEL)")
     t.add_argument("--resume", action="store_true",
@@ -469,20 +527,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-train", type=_positive_int, metavar="N", help="use only the first N training images")
     t.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test images")
     t.add_argument("--data-root", metavar="DIR", help="read MNIST IDX files from DIR instead of the data extra")
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    _progress_arguments(t)
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes started by mpirun (mg.distributed): --batch-size is "
                         "the global batch, split over the processes; only rank 0 prints and writes files")
+    t.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test accuracy of a checkpoint written by `minigrad train`")
-    e.add_argument("checkpoint", help="path to checkpoint.npz")
+    e.add_argument("checkpoint", help="checkpoint.npz, or a run directory (the --out of `minigrad train`)")
     e.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
     e.add_argument("--batch-size", type=_positive_int, default=1000)
     e.add_argument("--limit-test", type=_positive_int, metavar="N")
     e.add_argument("--data-root", metavar="DIR")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
-    e.add_argument("--no-progress", dest="progress", action="store_false")
+    _progress_arguments(e)
+    e.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     e.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="versions, backends, GPU, BLAS and thread count")
@@ -494,16 +554,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+# What to do about an operating-system error while reading or writing a run's files.
+_OS_ADVICE = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "free some space or choose "
+              "another --out", errno.EROFS: "the file system is read-only: choose another --out",
+              errno.EACCES: "no permission: choose another --out or fix its permissions",
+              errno.EPERM: "no permission: choose another --out or fix its permissions",
+              errno.ENOTDIR: "a path component is a file, not a directory: choose another --out",
+              errno.EEXIST: "a file is in the way: choose another --out",
+              errno.ELOOP: "it is a symbolic link, which minigrad does not write through: remove it"}
+
+
+def _error_line(exc) -> str | None:
+    """The one-line message for a user-facing error, or None for an error that is a bug (traceback)."""
+    from .io import CheckpointError
+    if isinstance(exc, CLIError):
+        return str(exc)
+    if isinstance(exc, CheckpointError):
+        return f"{exc}; check the file, or start a new run with another --out (or --overwrite)"
+    if isinstance(exc, OSError) and exc.errno in _OS_ADVICE:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}; {_OS_ADVICE[exc.errno]}"
+    return None
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else None
+    debug = "--debug" in argv
     try:
         if command == "bench":
             return cmd_bench(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except CLIError as exc:
-        print(f"minigrad {command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - user-facing errors become one line; anything else is re-raised
+        line = _error_line(exc)
+        if line is None or debug:
+            raise
+        print(f"minigrad {command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minigrad {command}: interrupted", file=sys.stderr)
