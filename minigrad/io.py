@@ -36,8 +36,10 @@ import numpy
 
 from . import random as mg_random
 from .backend import backend_of, get_backend, is_array, to_backend
+from .safetensors_io import SafetensorsError, load_safetensors, save_safetensors
 
-__all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION"]
+__all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION",
+           "save_safetensors", "load_safetensors", "SafetensorsError"]
 
 FORMAT = "minigrad-checkpoint"
 VERSION = 1
