@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import json
 import math
 import os
@@ -109,10 +110,6 @@ class _Printer:
 
 # -- minigrad train ------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    import minigrad as mg
-    from .data import DataLoader
-    from .train import CHECKPOINT_NAME, Callback, fit, read_train_state
-
     say = _Printer(args.json)
     dist = _init_distributed(args)  # None without --distributed
     if dist is not None and not dist.is_main():
@@ -121,13 +118,58 @@ def cmd_train(args) -> int:
     if args.plot:
         _require_matplotlib()
     out = args.out or os.path.join("runs", args.model or DEFAULTS["model"])
+    run_dir = _open_run_directory(out, args, say) if main_rank else None  # only rank 0 writes files
+    try:
+        return _train(args, say, dist, out, run_dir)
+    finally:
+        if run_dir is not None:
+            run_dir.release()
+
+
+def _open_run_directory(out, args, say):
+    """``out`` created and locked for this process; an existing run is only reused with --resume or --overwrite."""
+    from .rundir import RunDirectory, RunDirectoryBusy
+    if args.resume and args.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give only one")
+    run_dir = RunDirectory(out)
+    try:
+        run_dir.acquire()
+    except RunDirectoryBusy as exc:
+        holder = f"process {exc.pid}" if exc.pid is not None else "another process"
+        raise CLIError(f"--out {out} is in use by {holder}, which is training into it; wait for it to finish, "
+                       "stop it, or choose another --out") from None
+    except OSError as exc:
+        raise CLIError(f"--out {out}: cannot create the run directory ({exc.strerror}); "
+                       f"{_OS_ADVICE.get(exc.errno, 'choose another --out')}") from None
+    try:
+        found = run_dir.existing_outputs()
+        if found and not args.resume:
+            if not args.overwrite:
+                raise CLIError(f"--out {out} already holds a run ({', '.join(found)}): continue it with --resume, "
+                               "replace it with --overwrite, or choose another --out")
+            run_dir.remove_outputs()
+            say(f"Overwriting the run in {out} (removed {', '.join(found)})")
+        stale = run_dir.remove_stale_temp_files()
+        if stale:
+            say(f"Removed {len(stale)} temporary file(s) left in {out} by an interrupted write")
+    except BaseException:
+        run_dir.release()
+        raise
+    return run_dir
+
+
+def _train(args, say, dist, out, run_dir) -> int:
+    import minigrad as mg
+    from .data import DataLoader
+    from .train import CHECKPOINT_NAME, Callback, fit, read_train_state
+
+    main_rank = run_dir is not None
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
-    if main_rank:
-        _make_run_directory(out)
     config = _train_config(args)
     if args.resume:
         if not os.path.isfile(checkpoint):
-            raise CLIError(f"--resume: no checkpoint at {checkpoint}; run without --resume to start training")
+            raise CLIError(f"--resume: no checkpoint at {checkpoint}; start the run again without --resume"
+                           + (" and with --overwrite" if run_dir is not None and run_dir.existing_outputs() else ""))
         saved = _load_metadata(checkpoint).get("run_config") or {}
         config = {**config, **{k: v for k, v in saved.items() if k not in ("epochs",)}}
         if args.epochs is not None:
@@ -196,8 +238,7 @@ def cmd_train(args) -> int:
             return 0  # only rank 0 writes metrics, plots and prints
     if args.plot:
         metrics["plot"] = plot_history(history, os.path.join(out, "curves.png"), title=config["model"])
-    with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
+    run_dir.write_bytes("metrics.json", json.dumps(metrics, indent=2).encode("utf-8"))
     say(f"Test accuracy: {100 * final['accuracy']:.2f}% ({round(final['accuracy'] * final['n'])}/{final['n']}) "
         f"after {len(epochs_done)} epochs; training {train_seconds:.1f} s"
         + (f", {metrics['images_per_s']:.0f} images/s" if metrics["images_per_s"] else "")
@@ -205,14 +246,6 @@ def cmd_train(args) -> int:
     if args.json:
         print(json.dumps(metrics), flush=True)
     return 0
-
-
-def _make_run_directory(out):
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"--out {out}: cannot create the run directory ({exc.strerror}); "
-                       f"{_OS_ADVICE.get(exc.errno, 'choose another --out')}") from None
 
 
 def _init_distributed(args):
@@ -264,6 +297,7 @@ def _require_matplotlib():
 
 def plot_history(history: dict, path: str, title: str = "") -> str:
     """Save loss and accuracy curves (per logging interval and per epoch) as a PNG; returns the path."""
+    from .rundir import write_bytes_atomic
     _require_matplotlib()
     import matplotlib
     matplotlib.use("Agg")
@@ -287,8 +321,10 @@ def plot_history(history: dict, path: str, title: str = "") -> str:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=120)
     plt.close(fig)
+    write_bytes_atomic(path, image.getvalue())   # never through a link at path
     return path
 
 
@@ -519,6 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(default runs/MODEL)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (settings come from the checkpoint)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that already holds one, deleting its outputs")
     t.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
                    help="also checkpoint every STEPS steps (always at the end of each epoch)")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on stdout")

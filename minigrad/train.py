@@ -31,6 +31,7 @@ import numpy
 
 from .backend import get_array_module
 from .nn.layer import no_grad
+from .rundir import open_append, write_bytes_atomic
 
 __all__ = ["fit", "evaluate", "Callback", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 
@@ -176,15 +177,19 @@ def _save_checkpoint(path, state, meter_values, epoch_seconds, train_loader, val
 
 
 def read_train_state(checkpoint) -> dict:
-    """The training state stored in a checkpoint written by ``fit`` (epoch, step, history records, ...)."""
+    """The training state stored in a checkpoint written by ``fit`` (epoch, step, history records, ...),
+    checked for sense (minigrad/resume_checks.py: epoch >= 0, step within its epoch and schedule, ...)."""
     from .io import load
-    train_state = load(checkpoint, backend="numpy")["metadata"].get("train_state")
+    from .resume_checks import check_train_state
+    ckpt = load(checkpoint, backend="numpy")
+    train_state = ckpt["metadata"].get("train_state")
     if not isinstance(train_state, dict):
         raise ValueError(f"{checkpoint}: not a training checkpoint written by mg.train.fit (no 'train_state' in "
                          "its metadata); load weights with mg.load_into(path, model) instead")
     if train_state.get("format") != _FORMAT:
         raise ValueError(f"{checkpoint}: training-state format {train_state.get('format')!r} is not supported "
                          f"(expected {_FORMAT})")
+    check_train_state(checkpoint, train_state, ckpt["scheduler"])
     return train_state
 
 
@@ -348,11 +353,10 @@ def _open_log(log_path, records):
     directory = os.path.dirname(os.fspath(log_path))
     if directory:
         os.makedirs(directory, exist_ok=True)
-    log = open(log_path, "w", encoding="utf-8")
-    for record in records:  # a resumed run rewrites what the checkpoint knows, then continues
-        log.write(json.dumps(record) + "\n")
-    log.flush()
-    return log
+    # A resumed run rewrites what the checkpoint knows, then continues. Replaced by rename and appended with
+    # O_NOFOLLOW: a symbolic link planted at log_path is replaced, never written through.
+    write_bytes_atomic(log_path, "".join(json.dumps(record) + "\n" for record in records).encode("utf-8"))
+    return open_append(log_path)
 
 
 def _record(state, log, record):

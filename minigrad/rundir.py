@@ -1,0 +1,156 @@
+"""A run directory (``minigrad train --out DIR``): one writer at a time, files never written through links.
+
+    with RunDirectory(out) as run:          # creates DIR, takes DIR/.lock (or raises RunDirectoryBusy)
+        run.remove_stale_temp_files()       # leftovers of a process killed while writing
+        run.write_bytes("metrics.json", b"...")   # temp file in DIR, fsync, rename over the target
+
+The lock is an exclusive ``fcntl.flock`` on ``DIR/.lock``, held while the ``with`` block runs. The
+kernel releases it when its process dies, so a lock left by a killed run is simply taken over; the
+file holds the PID of the holder, for the message of a second writer. Files are replaced by rename,
+which replaces a symbolic link itself rather than the file it points to, and appends open with
+``O_NOFOLLOW``: nothing outside the directory is ever written through a link planted in it.
+"""
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import tempfile
+
+__all__ = ["RunDirectory", "RunDirectoryBusy", "RUN_FILES", "LOCK_NAME", "write_bytes_atomic", "open_append"]
+
+LOCK_NAME = ".lock"
+# The outputs of `minigrad train`: a directory holding any of them holds a run.
+RUN_FILES = ("checkpoint.npz", "history.jsonl", "metrics.json", "curves.png")
+
+
+class RunDirectoryBusy(RuntimeError):
+    """Another live process holds the run directory's lock; ``pid`` is its process id (None if unknown)."""
+
+    def __init__(self, directory, pid):
+        self.directory, self.pid = directory, pid
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(f"{directory} is in use by {holder} (lock file {os.path.join(directory, LOCK_NAME)})")
+
+
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory; the rename is atomic all the same
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes_atomic(path, data: bytes):
+    """Write ``data`` to ``path`` by a temp file in the same directory, fsync, then rename over ``path``.
+
+    A crash leaves either the old file or the new one; a symbolic link at ``path`` is replaced, not followed.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o666 & ~_umask())   # the mode open() would give, not mkstemp's 0600
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def open_append(path):
+    """``path`` opened for appending text, created if missing; a symbolic link is refused (OSError ELOOP)."""
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def _read_pid(fd):
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+class RunDirectory:
+    """``directory`` created if needed and locked for this process while the ``with`` block runs."""
+
+    def __init__(self, directory):
+        self.path = os.fspath(directory)
+        self._fd = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def acquire(self):
+        """Create the directory, take its lock (RunDirectoryBusy if a live process holds it), record our PID."""
+        import fcntl  # POSIX only: imported here so that `import minigrad` works everywhere
+        os.makedirs(self.path, exist_ok=True)
+        lock = os.path.join(self.path, LOCK_NAME)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            pid = _read_pid(fd)
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunDirectoryBusy(self.path, pid) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+
+    def release(self):
+        """Drop the lock (the lock file stays: removing it could let two writers lock two different files)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)
+
+    def existing_outputs(self) -> list:
+        """The run files (RUN_FILES) present in the directory, links included."""
+        return [name for name in RUN_FILES if os.path.lexists(os.path.join(self.path, name))]
+
+    def remove_outputs(self):
+        """Delete the run files (a link is removed, never its target), for a run that starts over."""
+        for name in self.existing_outputs():
+            os.unlink(os.path.join(self.path, name))
+
+    def remove_stale_temp_files(self) -> list:
+        """Delete ``.<name>.*.tmp`` files left by a process killed while writing; returns their names.
+
+        Only safe while holding the lock: a live writer's temp file would otherwise be removed under it.
+        """
+        removed = []
+        for name in RUN_FILES:
+            for path in glob.glob(os.path.join(glob.escape(self.path), f".{name}.*.tmp")):
+                os.unlink(path)
+                removed.append(os.path.basename(path))
+        return removed
+
+    def write_bytes(self, name, data: bytes) -> str:
+        """``data`` written atomically to the directory's file ``name``; returns its path."""
+        path = os.path.join(self.path, name)
+        write_bytes_atomic(path, data)
+        return path
