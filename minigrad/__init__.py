@@ -25,3 +25,5 @@ __all__ = [
 
 from . import distributed  # noqa: E402  (mg.distributed; imports no MPI until mg.distributed.init())
 __all__ += ["distributed"]
+from . import onnx  # noqa: E402  (mg.onnx; imports the onnx package only when a function needs it)
+__all__ += ["onnx"]
