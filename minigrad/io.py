@@ -35,6 +35,7 @@ from collections.abc import Mapping
 import numpy
 
 from . import random as mg_random
+from .archive import NpzReader, is_npy_file
 from .backend import backend_of, get_backend, is_array, to_backend
 from .safetensors_io import SafetensorsError, load_safetensors, save_safetensors
 
@@ -44,6 +45,7 @@ __all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT
 FORMAT = "minigrad-checkpoint"
 VERSION = 1
 _META, _META_CRC = "__meta__", "__meta_crc32__"
+META_LIMIT = 256 << 20        # bytes of JSON header a checkpoint may declare
 
 
 class CheckpointError(ValueError):
@@ -206,45 +208,74 @@ def _backend_name(model):
 
 # -- loading ---------------------------------------------------------------------------------------------
 
-def _read_verified(path: str) -> tuple[dict, dict]:
-    """(meta, host arrays) with format, version, dtypes, shapes and checksums all checked."""
+def _read_meta(reader: NpzReader, fail) -> dict:
+    """The verified JSON header: format, version and CRC32 checked, its size bounded by META_LIMIT."""
+    names = set(reader.names)
+    if _META not in names:
+        raise fail("not a minigrad checkpoint (no '__meta__' entry; was it written by numpy.savez "
+                   "rather than mg.save?)")
+    dtype, shape, _ = reader.header(_META)
+    if dtype != numpy.uint8 or len(shape) != 1 or shape[0] > META_LIMIT:
+        raise fail(f"the checkpoint header is {dtype.str} of shape {list(shape)}, expected at most {META_LIMIT} "
+                   "bytes (uint8); the file is corrupted or crafted")
+    meta_bytes = reader.read(_META, dtype, shape)
+    meta_crc = reader.read(_META_CRC, numpy.uint64, (1,)) if _META_CRC in names else None
+    if meta_crc is None or int(meta_crc[0]) != _crc(meta_bytes):
+        raise fail("the checkpoint header failed its CRC32 check; the file is corrupted")
+    meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != FORMAT:
+        raise fail(f"not a minigrad checkpoint (format {found!r}, expected {FORMAT!r})")
+    version = meta.get("version")
+    if version != VERSION:
+        newer = isinstance(version, int) and version > VERSION
+        raise fail(f"checkpoint format version {version!r} is not supported; this minigrad reads version "
+                   f"{VERSION}" + (" (the file was written by a newer minigrad: upgrade)" if newer else ""))
+    return meta
+
+
+def _declared(entry) -> tuple:
+    """(dtype, shape) an array entry of the header declares (ValueError if they are not a dtype and a shape)."""
+    dtype = numpy.dtype(entry["dtype"])
+    shape = tuple(entry["shape"])
+    if dtype.hasobject or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
+        raise ValueError(f"invalid dtype {entry['dtype']!r} or shape {entry['shape']!r} in the header")
+    return dtype, shape
+
+
+def _read_verified(path: str, meta_only: bool = False) -> tuple[dict, dict]:
+    """(meta, host arrays) with format, version, dtypes, shapes and checksums all checked.
+
+    Bounded: every member's .npy header is compared with the checkpoint's JSON header before any data is
+    inflated, and a member is read only up to the size its header declares (minigrad/archive.py), so a
+    crafted file costs at most the memory of the arrays its header lists. ``meta_only``: stop after the
+    header (arrays is empty).
+    """
     def fail(reason):
         return CheckpointError(f"{path}: {reason}")
 
     try:
-        archive = numpy.load(path, allow_pickle=False)
-        if not isinstance(archive, numpy.lib.npyio.NpzFile):
+        if is_npy_file(path):
             raise fail("not a minigrad checkpoint (a single .npy array, not an .npz archive)")
-        with archive:
-            names = set(archive.files)
-            if _META not in names:
-                raise fail("not a minigrad checkpoint (no '__meta__' entry; was it written by numpy.savez "
-                           "rather than mg.save?)")
-            meta_bytes = archive[_META]
-            meta_crc = archive[_META_CRC] if _META_CRC in names else None
-            if meta_crc is None or meta_crc.shape != (1,) or int(meta_crc[0]) != _crc(meta_bytes):
-                raise fail("the checkpoint header failed its CRC32 check; the file is corrupted")
-            meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
-            found = meta.get("format") if isinstance(meta, dict) else None
-            if found != FORMAT:
-                raise fail(f"not a minigrad checkpoint (format {found!r}, expected {FORMAT!r})")
-            version = meta.get("version")
-            if version != VERSION:
-                newer = isinstance(version, int) and version > VERSION
-                raise fail(f"checkpoint format version {version!r} is not supported; this minigrad reads version "
-                           f"{VERSION}" + (" (the file was written by a newer minigrad: upgrade)" if newer else ""))
+        with NpzReader(path) as reader:
+            meta = _read_meta(reader, fail)
             entries = meta["arrays"]
-            stored = names - {_META, _META_CRC}
+            stored = set(reader.names) - {_META, _META_CRC}
             if stored != set(entries):
                 missing, extra = sorted(set(entries) - stored), sorted(stored - set(entries))
                 raise fail(f"the archive does not match its header: missing arrays {missing}, unlisted arrays {extra}")
+            declared = {key: _declared(entry) for key, entry in entries.items()}
+            for key, (dtype, shape) in declared.items():     # every header before any data
+                found_dtype, found_shape, _ = reader.header(key)
+                if found_dtype != dtype or found_shape != shape:
+                    raise fail(f"array '{key}' has dtype {found_dtype.str} and shape {list(found_shape)} but the "
+                               f"header says {dtype.str} and {list(shape)}; the file is corrupted")
             arrays = {}
-            for key, entry in entries.items():
-                array = archive[key]
-                if array.dtype.str != entry["dtype"] or list(array.shape) != entry["shape"]:
-                    raise fail(f"array '{key}' has dtype {array.dtype.str} and shape {list(array.shape)} but the "
-                               f"header says {entry['dtype']} and {entry['shape']}; the file is corrupted")
-                if _crc(array) != entry["crc32"]:
+            if meta_only:
+                return meta, arrays
+            for key, (dtype, shape) in declared.items():
+                array = reader.read(key, dtype, shape)
+                if _crc(array) != entries[key]["crc32"]:
                     raise fail(f"array '{key}' failed its CRC32 check; the file is corrupted")
                 arrays[key] = array
     except CheckpointError:
@@ -306,6 +337,20 @@ def _check_model(path, model, state):
                                   f"{current.dtype} in {type(model).__name__}; the model was not changed")
 
 
+def _declared_model(path) -> OrderedDict:
+    """The model state the checkpoint's header declares, as zero-cost views (shape and dtype only)."""
+    meta, _ = _read_verified(path, meta_only=True)
+    declared = OrderedDict()
+    try:
+        for name in meta["model_keys"]:
+            dtype, shape = _declared(meta["arrays"][f"model/{name}"])
+            declared[name] = numpy.broadcast_to(numpy.zeros((), dtype=dtype), shape)   # () -> shape, no memory
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the checkpoint header lists model arrays it does not describe "
+                              f"({type(exc).__name__}: {exc}); the file is corrupted") from exc
+    return declared
+
+
 def _check_saved_kind(path, ckpt, what: str, obj) -> None:
     """Raise unless the checkpoint holds `what` ('optimizer' or 'scheduler') state of obj's class."""
     article = "an" if what[0] in "aeiou" else "a"
@@ -327,6 +372,7 @@ def load_into(path, model, optimizer=None, backend=None, *, scheduler=None, rest
     Returns the Checkpoint (for its metadata).
     """
     path = os.fspath(path)
+    _check_model(path, model, _declared_model(path))    # before any array is inflated
     ckpt = load(path, backend=model.backend or get_backend())
     _check_model(path, model, ckpt["model"])
     prepared = None
