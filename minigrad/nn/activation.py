@@ -181,6 +181,8 @@ def _softmax_dim(dim, ndim: int, where: str) -> int:
 def log_softmax(x, dim: int):
     """Numerically stable log-softmax of x along dim: x - max - log(sum(exp(x - max)))."""
     xp = get_array_module(x)
+    if x.size == 0:  # nothing to normalise (and no maximum of an empty axis): an empty result
+        return x.copy()
     shifted = x - x.max(axis=dim, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 
@@ -188,6 +190,8 @@ def log_softmax(x, dim: int):
 def softmax(x, dim: int):
     """Numerically stable softmax of x along dim: exp(x - max) / sum(exp(x - max))."""
     xp = get_array_module(x)
+    if x.size == 0:  # nothing to normalise (and no maximum of an empty axis): an empty result
+        return x.copy()
     e = xp.exp(x - x.max(axis=dim, keepdims=True))
     return e / e.sum(axis=dim, keepdims=True)
 

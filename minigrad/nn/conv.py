@@ -80,7 +80,7 @@ class Conv2d(ConvBase):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", dtype="float32"):
+                 groups=1, bias=True, padding_mode="zeros", dtype="float32", *, device=None):
         where = "Conv2d"
         super().__init__(where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                          weight_channels=(out_channels, in_channels), fan_in_channels=in_channels, dtype=dtype)
@@ -89,6 +89,8 @@ class Conv2d(ConvBase):
         self.padding = padding if isinstance(padding, str) else positive_pair(padding, "padding", where, True)
         self._pads = resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation, where)
         self.padding_mode = padding_mode
+        if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
+            self.to(device)
 
     def _geometry(self, x):
         where = self.label

@@ -33,7 +33,7 @@ class ConvTranspose2d(ConvBase):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups=1, bias=True, dilation=1, padding_mode="zeros", dtype="float32"):
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", dtype="float32", *, device=None):
         where = "ConvTranspose2d"
         # torch's fan-in is weight.size(1) * kh * kw = out_channels/groups * kh * kw
         super().__init__(where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
@@ -49,6 +49,8 @@ class ConvTranspose2d(ConvBase):
                                  f"got output_padding={self.output_padding}, stride={self.stride}, "
                                  f"dilation={self.dilation}")
         self.padding_mode = padding_mode
+        if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
+            self.to(device)
 
     def _min_size(self, size, axis):
         return ((size - 1) * self.stride[axis] - 2 * self.padding[axis]

@@ -7,6 +7,8 @@ Flatten: a reshape; backward reshapes back.
 """
 from __future__ import annotations
 
+import math
+
 from ..backend import backend_of, get_array_module
 from ..kernels import cpu_linear
 from ..utils import check_float_array, check_grad_like, check_same_dtype
@@ -17,7 +19,7 @@ from .layer import Layer, Parameter
 class Linear(Layer):
     """y = x @ weight.T + bias. weight: (out_features, in_features); bias: (out_features,)."""
 
-    def __init__(self, in_features, out_features, bias=True, dtype="float32"):
+    def __init__(self, in_features, out_features, bias=True, dtype="float32", *, device=None):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -25,6 +27,8 @@ class Linear(Layer):
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(kaiming_uniform((out_features, in_features), in_features, dtype=dtype))
         self.bias = Parameter(fan_in_bias((out_features,), in_features, dtype=dtype)) if bias else None
+        if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
+            self.to(device)
 
     def forward(self, x):
         """x: (N, *, in_features) -> (N, *, out_features). Caches x."""
@@ -82,7 +86,8 @@ class Flatten(Layer):
         if ndim == 0 or start > end:
             raise ValueError(f"{self.label}: cannot flatten dims {self.start_dim}..{self.end_dim} of an input "
                              f"of shape {tuple(x.shape)}")
-        y = x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])  # (.., a, b, ..) -> (.., a*b, ..)
+        merged = math.prod(x.shape[start:end + 1])           # explicit, not -1: a zero-size input has no -1
+        y = x.reshape(x.shape[:start] + (merged,) + x.shape[end + 1:])  # (.., a, b, ..) -> (.., a*b, ..)
         self._cache = (tuple(x.shape), tuple(y.shape), backend_of(x), x.dtype)
         return y
 

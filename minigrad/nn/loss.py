@@ -45,8 +45,13 @@ def _check_buffer(array, where, name):
 class _Loss(Layer):
     """Shared reduction handling. Subclasses cache (per-element shape, normaliser, ...)."""
 
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction="mean", size_average=None, reduce=None):
         super().__init__()
+        for name, value in (("size_average", size_average), ("reduce", reduce)):
+            if value is not None:   # PyTorch's deprecated pair: refused, with the replacement named
+                raise NotImplementedError(
+                    f"{type(self).__name__}: {name}= (deprecated in PyTorch) is not supported; use reduction="
+                    f"'mean' (the default), 'sum' (size_average=False) or 'none' (reduce=False)")
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.reduction = reduction
@@ -98,8 +103,8 @@ class _Loss(Layer):
 class _ClassIndexLoss(_Loss):
     """CrossEntropyLoss and NLLLoss: (N, C) or (N, C, d1, ...) scores, class-index targets."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
-        super().__init__(reduction)
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", *, size_average=None, reduce=None):
+        super().__init__(reduction, size_average, reduce)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise TypeError(f"{type(self).__name__}: ignore_index must be an int, got {ignore_index!r}")
         self.ignore_index = int(ignore_index)
@@ -212,8 +217,9 @@ class CrossEntropyLoss(_ClassIndexLoss):
     """Softmax cross-entropy of logits (N, C) / (N, C, d1, ...) / (C,) against class indices
     (N,) / (N, d1, ...) / () or class probabilities (same shape as the logits)."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-        super().__init__(weight, ignore_index, reduction)
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
+                 size_average=None, reduce=None):
+        super().__init__(weight, ignore_index, reduction, size_average=size_average, reduce=reduce)
         if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) or not (
                 0.0 <= label_smoothing <= 1.0):
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
@@ -356,8 +362,8 @@ class BCEWithLogitsLoss(_ElementwiseLoss):
     """Sigmoid + binary cross-entropy in one stable step. weight broadcasts over the input;
     pos_weight (one per class, broadcast along the last dimension) weighs the positive term."""
 
-    def __init__(self, weight=None, reduction="mean", pos_weight=None):
-        super().__init__(reduction)
+    def __init__(self, weight=None, reduction="mean", pos_weight=None, *, size_average=None, reduce=None):
+        super().__init__(reduction, size_average, reduce)
         self.register_buffer("weight", _check_buffer(weight, "BCEWithLogitsLoss", "weight"))
         self.register_buffer("pos_weight", _check_buffer(pos_weight, "BCEWithLogitsLoss", "pos_weight"))
 

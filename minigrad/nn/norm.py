@@ -58,7 +58,7 @@ class _BatchNorm(Layer):
     _layout: str = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype="float32"):
+                 dtype="float32", *, bias=True, device=None):
         super().__init__()
         where = type(self).__name__
         if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features < 1:
@@ -72,7 +72,7 @@ class _BatchNorm(Layer):
         xp = active_module()
         c = self.num_features
         self.weight = Parameter(xp.ones(c, dtype=dtype)) if affine else None
-        self.bias = Parameter(xp.zeros(c, dtype=dtype)) if affine else None
+        self.bias = Parameter(xp.zeros(c, dtype=dtype)) if affine and bias else None   # bias=False: scale only
         if track_running_stats:
             self.register_buffer("running_mean", xp.zeros(c, dtype=dtype))
             self.register_buffer("running_var", xp.ones(c, dtype=dtype))
@@ -80,6 +80,8 @@ class _BatchNorm(Layer):
         else:
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
+        if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
+            self.to(device)
 
     def reset_running_stats(self):
         if self.track_running_stats:
@@ -108,9 +110,14 @@ class _BatchNorm(Layer):
         self._check(x)
         xp = get_array_module(x)
         n, c = x.shape[0], self.num_features
-        x3 = x.reshape(n, c, -1)                                          # (N, C, *) -> (N, C, L)
+        x3 = x.reshape(n, c, math.prod(x.shape[2:]))                      # (N, C, *) -> (N, C, L)
         count = x3.shape[0] * x3.shape[2]
         use_batch_stats = self.training or not self.track_running_stats
+        if count == 0:  # an empty batch: an empty output; PyTorch counts the batch but moves no statistic
+            if self.training and self.track_running_stats:
+                self._buffers["num_batches_tracked"] += 1
+            self._cache = (x3, None, use_batch_stats, tuple(x.shape), count)
+            return x.copy()
         if use_batch_stats:
             if count <= 1:
                 raise ValueError(f"{self.label}: expected more than 1 value per channel when training, got "
@@ -129,7 +136,8 @@ class _BatchNorm(Layer):
         if not self.affine:
             return xhat.reshape(x.shape)                                  # (N, C, L) -> (N, C, *)
         y = xhat * self.weight.data[:, None]
-        y += self.bias.data[:, None]
+        if self.bias is not None:
+            y += self.bias.data[:, None]
         return y.reshape(x.shape)                                         # (N, C, L) -> (N, C, *)
 
     def _update_running_stats(self, mean, var, count):
@@ -159,12 +167,19 @@ class _BatchNorm(Layer):
         check_same_dtype(grad_out, xhat, self.label, "grad_out", "input")
         xp = get_array_module(grad_out)
         dy = grad_out.reshape(xhat.shape)                                 # (N, C, *) -> (N, C, L)
+        if count == 0:                                                    # empty batch: zero gradients
+            if self.affine:
+                self.weight.accumulate(xp.zeros_like(self.weight.data), self.label)
+                if self.bias is not None:
+                    self.bias.accumulate(xp.zeros_like(self.bias.data), self.label)
+            return grad_out.copy()
         scale = invstd if not self.affine else invstd * self.weight.data  # (C,)
         if self.affine or use_batch_stats:
             sum_dy, sum_dy_xhat = _channel_sum(dy), _channel_dot(xp, dy, xhat)
         if self.affine:
             self.weight.accumulate(sum_dy_xhat, self.label)
-            self.bias.accumulate(sum_dy, self.label)
+            if self.bias is not None:
+                self.bias.accumulate(sum_dy, self.label)
         if not use_batch_stats:                                           # eval: statistics are constants
             return (dy * scale[:, None]).reshape(shape)
         dx = xhat * (sum_dy_xhat / count)[:, None]
@@ -175,7 +190,8 @@ class _BatchNorm(Layer):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"track_running_stats={self.track_running_stats}" + ("" if self.bias is not None or not self.affine
+                                                                     else ", bias=False"))
 
 
 class BatchNorm1d(_BatchNorm):
@@ -196,7 +212,8 @@ class LayerNorm(Layer):
     """Normalise each sample over its trailing ``normalized_shape`` axes; optional affine weight/bias
     of shape normalized_shape. x: (*, *normalized_shape) -> same shape."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype="float32"):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype="float32", *,
+                 device=None):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
         if not shape or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in shape):
@@ -208,6 +225,8 @@ class LayerNorm(Layer):
         xp = active_module()
         self.weight = Parameter(xp.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
         self.bias = Parameter(xp.zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine and bias else None
+        if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
+            self.to(device)
 
     def forward(self, x):
         """x: (*, *normalized_shape) -> same shape. Caches xhat and invstd (*, 1, ..)."""
