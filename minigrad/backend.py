@@ -21,11 +21,17 @@ import numpy
 __all__ = [
     "BackendMismatchError", "BackendUnavailableError", "set_backend", "get_backend",
     "get_array_module", "active_module", "to_backend", "backend_of", "is_array",
-    "register_array_module", "cupy_available", "describe", "is_gpu_array",
+    "register_array_module", "cupy_available", "describe", "is_gpu_array", "GPU_FLOAT_DTYPES",
+    "check_backend_dtype",
 ]
 
 _ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
             "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
+
+# The floating dtypes the 'cupy' backend takes: every CUDA kernel of minigrad.kernels is compiled for
+# these (tests/kernels/test_cuda_kernel_nvrtc.py). float16 is refused up front: the fused loss and
+# optimizer kernels do not compile for it.
+GPU_FLOAT_DTYPES = ("float32", "float64")
 
 # Extra (array type -> (backend name, module)) pairs, e.g. the strict test backend.
 _REGISTERED: dict[type, tuple[str, object]] = {}
@@ -182,6 +188,19 @@ def get_array_module(*arrays, names=None, where=None):
                 f"but {label} is a {name} array; move them to one backend first "
                 "(mg.backend.to_backend(array, name) or layer.to(name))")
     return first_module
+
+
+def check_backend_dtype(name: str, dtype, where: str) -> None:
+    """Raise TypeError when floating ``dtype`` cannot live on backend ``name`` (float16 on 'cupy').
+
+    Names other than the built-in backends (e.g. the strict test backend) take every dtype.
+    """
+    if not isinstance(name, str) or _ALIASES.get(name.lower()) != "cupy":
+        return
+    dtype = numpy.dtype(dtype)
+    if dtype.kind == "f" and dtype.name not in GPU_FLOAT_DTYPES:
+        raise TypeError(f"{where}: dtype {dtype.name} is not supported on the 'cupy' backend (its CUDA kernels are "
+                        f"built for {' and '.join(GPU_FLOAT_DTYPES)} only); use float32")
 
 
 def to_backend(array, name: str | None = None):

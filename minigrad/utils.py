@@ -25,14 +25,16 @@ def positive_pair(value, name: str, where: str, allow_zero: bool = False) -> tup
 
 
 def check_float_array(x, where: str, name: str = "input"):
-    """Raise TypeError unless x is a real floating-point array of some backend."""
-    from .backend import is_array
+    """Raise TypeError unless x is a real floating-point array of some backend that takes its dtype
+    (no float16 on CuPy: backend.GPU_FLOAT_DTYPES)."""
+    from .backend import backend_of, check_backend_dtype, is_array
     if not is_array(x):
         raise TypeError(f"{where}: expected {name} to be a NumPy or CuPy array, got {type(x).__name__}")
     if x.dtype.kind != "f":
         raise TypeError(
             f"{where}: expected a floating-point {name} (float32 or float64), got dtype {x.dtype}; "
             f"convert it with {name}.astype('float32')")
+    check_backend_dtype(backend_of(x), x.dtype, f"{where}: {name}")
 
 
 def check_ndim(x, ndims, where: str, layout: str, name: str = "input"):

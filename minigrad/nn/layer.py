@@ -16,7 +16,7 @@ import numpy
 
 from .. import anomaly
 from ..io import Checkpoint
-from ..backend import backend_of, get_array_module, is_array, to_backend
+from ..backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
 from ..utils import check_same_dtype
 from .grad_mode import is_grad_enabled, no_grad
 
@@ -56,6 +56,8 @@ class Parameter:
 
     def to(self, backend=None, dtype=None):
         """Move/cast data and grad in place; returns self."""
+        check_backend_dtype(self.backend if backend is None else backend, self.dtype if dtype is None else dtype,
+                            "Parameter.to")
         self.data = _move(self.data, backend, dtype)
         self.grad = _move(self.grad, backend, dtype)
         return self
@@ -356,6 +358,9 @@ class Layer:
             if kind != "f":
                 raise TypeError(f"{type(self).__name__}.to: parameters can only be cast to a floating dtype "
                                 f"(float16/float32/float64), got {dtype!r}")
+        for param in self.parameters():      # up front: nothing moves when one parameter cannot
+            check_backend_dtype(param.backend if backend is None else backend,
+                                param.dtype if dtype is None else dtype, f"{type(self).__name__}.to")
         for param in self.parameters():
             param.to(backend, dtype)
         for layer in self.modules():

@@ -12,13 +12,13 @@ import pytest
 
 import minigrad as mg
 from minigrad.functional import pool as P
-from minigrad.kernels.cuda import KERNELS
+from minigrad.kernels.cuda import KERNELS, REDUCTIONS
 from minigrad.kernels.im2col import col2im, conv_out_size, im2col
 
 from support import cuda_host
 
 # Non-raw input parameters that are arrays (the rest are scalars); outputs are always arrays.
-ARRAY_INPUTS = {"sgd_momentum": {"grad"}, "adam": {"grad"}}
+ARRAY_INPUTS = {"sgd_momentum": {"grad"}, "adam": {"grad"}, "softmax_xent_forward": {"lse"}}
 C_VALUE = {"T": ctypes.c_double, **{name: c for name, (_, c) in cuda_host.C_TYPES.items()}}
 
 
@@ -29,6 +29,25 @@ def lib(tmp_path_factory):
     source = "".join(cuda_host.host_function(f"k_{name}", *KERNELS[name], "double", ARRAY_INPUTS.get(name, ()))
                      for name in KERNELS)
     return cuda_host.build(source, str(tmp_path_factory.mktemp("kernels")))
+
+
+@pytest.fixture(scope="module")
+def reductions(tmp_path_factory):
+    """REDUCTIONS as host C++ (double): reduce_<name>(inputs..., outputs..., rows, length, fault)."""
+    if not cuda_host.compiler_available():
+        pytest.skip("g++ is not installed")
+    source = "".join(cuda_host.host_reduction(f"reduce_{name}", *REDUCTIONS[name], "double") for name in REDUCTIONS)
+    return cuda_host.build(source, str(tmp_path_factory.mktemp("reductions")))
+
+
+def reduce_rows(reductions, name, x):
+    """Reduction ``name`` over the last axis of a 2-D float64 array -> (rows,)."""
+    out = np.empty(x.shape[0])
+    fault = ctypes.c_int(0)
+    getattr(reductions, f"reduce_{name}")(np.ascontiguousarray(x).ctypes.data_as(ctypes.c_void_p),
+                                          out.ctypes.data_as(ctypes.c_void_p), ctypes.c_longlong(x.shape[0]),
+                                          ctypes.c_longlong(x.shape[1]), ctypes.byref(fault))
+    return out
 
 
 def run(lib, name, *args, count):
@@ -146,15 +165,34 @@ def test_avg_pool(lib, shape, kernel, stride, padding, ceil_mode, include_pad, o
     np.testing.assert_allclose(dx, P.avg_pool2d_backward(dy, shape, geom, divisor), rtol=1e-13, atol=1e-14)
 
 
-def test_softmax_cross_entropy(lib):
+def _logsumexp(logits):
+    peak = logits.max(axis=1, keepdims=True)
+    return (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))[:, 0]
+
+
+@pytest.mark.parametrize("classes", [1, 5, 7, 8, 9, 1000])
+def test_softmax_cross_entropy_logsumexp_reduction(reductions, classes):
+    """The row log-sum-exp as the GPU folds it: lanes of strided partial states, then a tree."""
+    rng = np.random.default_rng(classes)
+    logits = rng.standard_normal((4, classes)) * 30       # large values: the rescaling must keep it finite
+    if classes > 1:
+        logits[1, 0] = -np.inf                            # an impossible class contributes exp(-inf) = 0
+        logits[2, -1] = 700.0                             # exp(700 - 0) would overflow without the max
+    np.testing.assert_allclose(reduce_rows(reductions, "softmax_xent_lse", logits), _logsumexp(logits),
+                               rtol=1e-14)
+    logits[3, classes // 2] = np.nan
+    assert np.isnan(reduce_rows(reductions, "softmax_xent_lse", logits)[3])
+
+
+def test_softmax_cross_entropy(lib, reductions):
     rng = np.random.default_rng(3)
     logits = rng.standard_normal((6, 5)) * 30  # large values: the max shift must keep it finite
     target = np.array([0, 4, 2, -100, 1, 3], np.int64)
-    loss, lse = np.empty(6), np.empty(6)
-    run(lib, "softmax_xent_forward", logits, target, 5, -100, loss, lse, count=6)
-    peak = logits.max(axis=1, keepdims=True)
-    expected_lse = (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))[:, 0]
+    lse = reduce_rows(reductions, "softmax_xent_lse", logits)
+    expected_lse = _logsumexp(logits)
     np.testing.assert_allclose(lse, expected_lse, rtol=1e-14)
+    loss = np.empty(6)
+    run(lib, "softmax_xent_forward", logits, lse, target, 5, -100, loss, count=6)
     kept = target != -100
     expected_loss = np.where(kept, expected_lse - logits[np.arange(6), np.where(kept, target, 0)], 0.0)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=1e-13)
@@ -171,8 +209,8 @@ def test_softmax_cross_entropy_out_of_range_targets_read_nothing_out_of_bounds(l
     """Targets outside [0, C) give 0 (the loss layer reports them); the row is never indexed with them."""
     logits = np.ones((3, 5))
     target = np.array([5, -3, 2], np.int64)
-    loss, lse = np.full(3, np.nan), np.empty(3)
-    run(lib, "softmax_xent_forward", logits, target, 5, -100, loss, lse, count=3)
+    loss, lse = np.full(3, np.nan), np.full(3, 1 + np.log(5.0))
+    run(lib, "softmax_xent_forward", logits, lse, target, 5, -100, loss, count=3)
     np.testing.assert_allclose(loss, [0.0, 0.0, np.log(5.0)], rtol=1e-14)
     grad = np.full_like(logits, np.nan)
     run(lib, "softmax_xent_backward", logits, lse, target, 5, -100, 1.0, grad, count=grad.size)

@@ -18,7 +18,7 @@ C_TYPES = {"float32": ("float", ctypes.c_float), "float64": ("double", ctypes.c_
            "int32": ("int", ctypes.c_int), "int64": ("long long", ctypes.c_longlong),
            "bool": ("bool", ctypes.c_bool)}
 
-PRELUDE = ("#include <cmath>\n#include <algorithm>\n"
+PRELUDE = ("#include <cmath>\n#include <algorithm>\n#include <vector>\n"
            "using std::min; using std::max; using std::exp; using std::log; using std::sqrt;\n"
            "template <typename V> struct Raw {\n"
            "  const V* data; long long size; int* fault;\n"
@@ -66,6 +66,44 @@ def host_function(symbol: str, in_spec: str, out_spec: str, body: str, type_T: s
     return (f'extern "C" void {symbol}({", ".join(args)}, long long count, int* fault) {{\n'
             f"  typedef {type_T} T;\n  {' '.join(setup)}\n"
             f"  for (long long i = 0; i < count; ++i) {{\n    {' '.join(prologue)}\n{body};\n  }}\n}}\n")  # CuPy adds the ;
+
+
+def host_reduction(symbol: str, in_spec: str, out_spec: str, map_expr: str, reduce_expr: str, post_map_expr: str,
+                   identity: str, reduce_type: str, preamble: str, type_T: str, lanes: int = 8) -> str:
+    """C source of ``extern "C" void symbol(arrays..., long long outputs, long long length, int* fault)``:
+    a CuPy ReductionKernel over (outputs, length) C-contiguous inputs, reducing the last axis.
+
+    Each row is folded as a CUDA block folds it: ``lanes`` threads each take every lanes-th number,
+    then a tree combines their partial results, so ``reduce_expr`` also meets two partial results.
+    """
+    def ctype(name):
+        return type_T if name == "T" else C_TYPES[name][0]
+
+    args, reads, writes = [], [], []
+    for raw, type_name, name in params(in_spec):
+        assert not raw, "CuPy refuses raw arguments in a reduction over a permuted axis"
+        args.append(f"const {ctype(type_name)}* {name}_array")
+        reads.append(f"const {ctype(type_name)} {name} = {name}_array[i];")
+    for _, type_name, name in params(out_spec):
+        args.append(f"{ctype(type_name)}* {name}_array")
+        writes.append(f"{ctype(type_name)}& {name} = {name}_array[j];")
+    namespace = f"{symbol}_types"
+    return (f"#define __device__\nnamespace {namespace} {{\ntypedef {type_T} T;\n{preamble}\n}}\n"
+            f"#define REDUCE(a, b) ({reduce_expr})\n#define POST_MAP(a) ({post_map_expr})\n"
+            f'extern "C" void {symbol}({", ".join(args)}, long long outputs, long long length, int* fault) {{\n'
+            f"  using namespace {namespace};\n  typedef {reduce_type} _type_reduce;\n"
+            f"  for (long long j = 0; j < outputs; ++j) {{\n"
+            f"    std::vector<_type_reduce> lane;\n"
+            f"    for (int t = 0; t < {lanes}; ++t) {{\n"
+            f"      _type_reduce _s = _type_reduce({identity});\n"
+            f"      for (long long k = t; k < length; k += {lanes}) {{\n"
+            f"        long long i = j * length + k;\n        {' '.join(reads)}\n"
+            f"        _type_reduce _a = static_cast<_type_reduce>({map_expr});\n        _s = REDUCE(_s, _a);\n      }}\n"
+            f"      lane.push_back(_s);\n    }}\n"
+            f"    for (int offset = {lanes} / 2; offset > 0; offset /= 2)\n"
+            f"      for (int t = 0; t < offset; ++t) {{ _type_reduce _a = lane[t], _b = lane[t + offset]; "
+            f"lane[t] = REDUCE(_a, _b); }}\n"
+            f"    {' '.join(writes)}\n    POST_MAP(lane[0]);\n  }}\n}}\n#undef REDUCE\n#undef POST_MAP\n#undef __device__\n")
 
 
 def call(function, in_spec: str, out_spec: str, args, c_value, count: int) -> None:

@@ -319,6 +319,60 @@ class ElementwiseKernel:
                      for _, type_name, _ in self._outs)
 
 
+class ReductionKernel:
+    """cupy.ReductionKernel: map, reduce and post-map run as host C++ (``cuda_host.host_reduction``),
+    each row folded by several lanes and a tree, as a CUDA block folds it."""
+
+    def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name="reduce_kernel",
+                 reduce_type=None, reduce_dims=True, preamble="", options=()):
+        self.in_params, self.out_params, self.name = in_params, out_params, name
+        self.map_expr, self.reduce_expr, self.post_map_expr, self.identity = map_expr, reduce_expr, post_map_expr, identity
+        self._ins, self._outs = cuda_host.params(in_params), cuda_host.params(out_params)
+        self.reduce_type = reduce_type if reduce_type is not None else self._outs[0][1]
+        self.preamble = preamble
+        self._libraries = {}
+
+    def __call__(self, *args, axis=None, keepdims=False, out=None, stream=None):
+        if len(args) != len(self._ins):
+            raise TypeError(f"Wrong number of arguments for {self.name}")
+        bound = {}
+        for value, (raw, type_name, pname) in zip(args, self._ins):
+            if isinstance(value, numpy.ndarray):
+                raise SimulatedDeviceError(f"{self.name}: argument {pname} is a NumPy (host) array")
+            if not isinstance(value, ndarray):
+                raise SimulatedDeviceError(f"{self.name}: the simulator takes device arrays only ({pname})")
+            if type_name == "T" and bound.setdefault("T", value.dtype) != value.dtype:
+                raise TypeError(f"{self.name}: Type is mismatched. {pname} {value.dtype} {bound['T']}")
+        if bound.get("T") not in (numpy.dtype("float32"), numpy.dtype("float64")):
+            raise SimulatedDeviceError(f"{self.name}: the simulator runs T = float32/float64, got {bound.get('T')}")
+        shape = numpy.broadcast_shapes(*(a.shape for a in args))
+        axes = tuple(range(len(shape))) if axis is None else tuple(
+            sorted({a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}))
+        kept = tuple(d for d in range(len(shape)) if d not in axes)
+        out_shape = tuple(shape[d] for d in kept)
+        length = int(numpy.prod([shape[d] for d in axes], dtype=numpy.int64))
+        # (shape) -> (kept axes..., reduced axes...) -> (outputs, length), C-contiguous
+        storages = [numpy.ascontiguousarray(numpy.broadcast_to(a._a, shape).transpose(kept + axes)).reshape(-1, length)
+                    for a in args]
+        type_T = cuda_host.C_TYPES[bound["T"].name][0]
+        outputs = [ndarray(out_shape, dtype=bound["T"] if t == "T" else numpy.dtype(t)) for _, t, _ in self._outs]
+        if type_T not in self._libraries:
+            source = cuda_host.host_reduction("reduce", self.in_params, self.out_params, self.map_expr,
+                                              self.reduce_expr, self.post_map_expr, self.identity, self.reduce_type,
+                                              self.preamble, type_T)
+            self._libraries[type_T] = cuda_host.build(source).reduce
+        pointers = [a.ctypes.data_as(cuda_host.ctypes.c_void_p) for a in storages + [o._a for o in outputs]]
+        fault = cuda_host.ctypes.c_int(0)
+        self._libraries[type_T](*pointers, cuda_host.ctypes.c_longlong(int(numpy.prod(out_shape, dtype=numpy.int64))),
+                                cuda_host.ctypes.c_longlong(length), cuda_host.ctypes.byref(fault))
+        if keepdims:
+            outputs = [o.reshape(tuple(1 if d in axes else shape[d] for d in range(len(shape)))) for o in outputs]
+        if out is not None:
+            out[...] = outputs[0]
+            return out
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
 # ----------------------------------------------------------------------------- module
 
 def asarray(a, dtype=None, order=None, *, blocking=False):
@@ -503,7 +557,8 @@ def make_module() -> types.ModuleType:
     """The simulated ``cupy`` module (not installed: see install)."""
     module = _Module("cupy", "Simulated CuPy (CPU); see tests/support/sim_cupy.py")
     module.__version__ = f"{_NAMES['version']}+simulated"
-    for name, value in {"ndarray": ndarray, "ElementwiseKernel": ElementwiseKernel, "asarray": asarray,
+    for name, value in {"ndarray": ndarray, "ElementwiseKernel": ElementwiseKernel,
+                        "ReductionKernel": ReductionKernel, "asarray": asarray,
                         "array": array, "asnumpy": asnumpy, "cuda": cuda, "random": random,
                         "get_default_memory_pool": lambda: _POOL,
                         "get_default_pinned_memory_pool": lambda: _POOL}.items():
