@@ -187,3 +187,206 @@ def test_export_without_the_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'pip install "minigrad\[onnx\]"'):
         mg.onnx.export(nn.ReLU(), _x((2, 3)), tmp_path / "m.onnx")
+
+
+# -- import ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_models_reimport_as_graph_with_same_outputs(name, tmp_path):
+    build, shape = MODELS[name]
+    mg.manual_seed(0)
+    model = _randomize_bn(build())
+    mg.onnx.export(model, _x(shape), tmp_path / "m.onnx")
+    graph = mg.onnx.load(tmp_path / "m.onnx")
+    assert isinstance(graph, nn.Graph)
+    x = _x((3,) + shape[1:], seed=1)
+    model.eval()
+    graph.eval()
+    np.testing.assert_allclose(graph(x), model(x), rtol=1e-6, atol=1e-6)
+    expected = {k.rsplit(".", 1)[0].replace(".", "_") + "." + k.rsplit(".", 1)[1]
+                for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    assert expected <= set(graph.state_dict())                     # names from the ONNX (state-dict) names
+
+
+def test_reimported_shared_layer_stays_shared(tmp_path):
+    mg.onnx.export(_shared_concat_graph(), _x((2, 3, 8, 8)), tmp_path / "g.onnx")
+    graph = mg.onnx.load(tmp_path / "g.onnx")
+    layers = [layer for _, layer, _ in graph.nodes if isinstance(layer, nn.Conv2d)]
+    assert len(layers) == 3 and len({id(layer) for layer in layers}) == 2
+
+
+@pytest.mark.parametrize("name", [c[0] for c in LAYER_CASES if not c[0].startswith("gelu_") or c[3] >= 20])
+def test_layer_cases_reimport(name, tmp_path):
+    _, build, shape, opset = next(c for c in LAYER_CASES if c[0] == name)
+    mg.manual_seed(3)
+    model = _randomize_bn(build())
+    mg.onnx.export(model, _x(shape), tmp_path / "m.onnx", opset=opset)
+    graph = mg.onnx.load(tmp_path / "m.onnx").eval()
+    x = _x((3,) + shape[1:], seed=1)
+    model.eval()
+    np.testing.assert_allclose(graph(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+# -- files written by torch.onnx.export ------------------------------------------------------------------
+
+def _torch_models():
+    import torch
+    from torch import nn as tnn
+    from support import torch_twins
+
+    class Block(tnn.Module):
+        """A ResNet-style block with BatchNorm, a projection shortcut and x.view(x.size(0), -1)."""
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = tnn.Conv2d(3, 8, 3, padding=1, bias=False), tnn.BatchNorm2d(8)
+            self.conv2, self.bn2 = tnn.Conv2d(8, 8, 3, padding=1, bias=False), tnn.BatchNorm2d(8)
+            self.down = tnn.Sequential(tnn.Conv2d(3, 8, 1, stride=1, bias=False), tnn.BatchNorm2d(8))
+            self.fc = tnn.Linear(8, 4)
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            h = torch.relu(self.bn2(self.conv2(h)) + self.down(x))
+            h = tnn.functional.adaptive_avg_pool2d(h, 1)
+            return self.fc(h.view(h.size(0), -1))
+
+    def vgg():
+        return tnn.Sequential(tnn.Conv2d(3, 8, 3, padding=1), tnn.BatchNorm2d(8), tnn.ReLU(), tnn.MaxPool2d(2),
+                              tnn.Conv2d(8, 16, 3, padding=1), tnn.BatchNorm2d(16), tnn.ReLU(), tnn.MaxPool2d(2),
+                              tnn.Flatten(), tnn.Dropout(0.5), tnn.Linear(16 * 4 * 4, 10), tnn.LogSoftmax(dim=1))
+
+    return {"lenet5": (torch_twins.lenet5, (4, 1, 28, 28)), "resnet_block": (Block, (4, 3, 8, 8)),
+            "vgg_stack": (vgg, (4, 3, 16, 16))}, torch_twins
+
+
+def _torch_export(module, x, path):
+    import warnings
+
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, do_constant_folding=False)
+
+
+def _mg_name(torch_name):
+    """torch 'layer.0.conv1.weight' -> the imported Graph's 'layer_0_conv1.weight'."""
+    owner, leaf = torch_name.rsplit(".", 1)
+    return owner.replace(".", "_") + "." + leaf
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet_block", "vgg_stack"])
+def test_torch_exported_models_import_run_and_train_like_torch(name, tmp_path):
+    torch = pytest.importorskip("torch")
+    models, torch_twins = _torch_models()
+    build, shape = models[name]
+    torch.manual_seed(0)
+    module = torch_twins.randomize_batchnorm(build()).eval()
+    # float32: ONNX Runtime's output against the imported Graph's
+    x32 = torch.randn(*shape)
+    _torch_export(module, x32, tmp_path / "f32.onnx")
+    graph = mg.onnx.load(tmp_path / "f32.onnx").eval()
+    x_other = _x((3,) + shape[1:], seed=2)
+    (expected,) = _run_ort(tmp_path / "f32.onnx", x_other)
+    _assert_close(graph(x_other), expected)
+    # float64: one training step (batch statistics, SGD) equals PyTorch's on the original module
+    module = module.double()
+    x64 = torch.randn(*shape, dtype=torch.float64)
+    _torch_export(module, x64, tmp_path / "f64.onnx")
+    graph = mg.onnx.load(tmp_path / "f64.onnx")
+    has_dropout = any(isinstance(m, torch.nn.Dropout) for m in module.modules())
+    with torch.no_grad():
+        weights = torch.randn(*module(x64).shape, dtype=torch.float64)   # dL/dy (eval: no statistics move)
+    module.train()
+    graph.train()
+    if has_dropout:                                      # the same step without randomness on either side
+        for m in module.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        for _, layer, _ in graph.nodes:
+            if isinstance(layer, nn.Dropout):
+                layer.eval()
+    opt = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad()
+    (module(x64) * weights).sum().backward()
+    opt.step()
+    mg_opt = mg.optim.SGD(graph.parameters(), lr=0.1, momentum=0.9)
+    y = graph(x64.numpy())
+    graph.backward(weights.numpy())
+    mg_opt.step()
+    state = graph.state_dict()
+    for key, value in module.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        np.testing.assert_allclose(state[_mg_name(key)], value.numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
+    assert y.dtype == np.float64
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+
+def _single_node_model(node, inputs, outputs, initializers=(), opset=17):
+    helper = onnx.helper
+    graph = helper.make_graph([node], "g", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _info(name, shape):
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+
+
+def test_unsupported_op_names_node_and_op():
+    node = onnx.helper.make_node("Cos", ["x"], ["y"], name="my_cos")
+    model = _single_node_model(node, [_info("x", [2, 3])], [_info("y", [2, 3])])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'my_cos' \(Cos\): op Cos is not supported"):
+        mg.onnx.load(model)
+
+
+def test_unsupported_attribute_names_node_op_and_attribute():
+    weight = onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="conv_same", auto_pad="SAME_LOWER")
+    model = _single_node_model(node, [_info("x", [1, 3, 8, 8])], [_info("y", [1, 4, 8, 8])], [weight])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'conv_same' \(Conv\): attribute 'auto_pad' = 'SAME_LOWER'"):
+        mg.onnx.load(model)
+    node = onnx.helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], storage_order=1)
+    model = _single_node_model(node, [_info("x", [1, 3, 8, 8])], [_info("y", [1, 3, 7, 7])])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'pool' \(MaxPool\): attribute 'storage_order' = 1"):
+        mg.onnx.load(model)
+    node = onnx.helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", alpha=2.0)
+    weight = onnx.numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    model = _single_node_model(node, [_info("x", [1, 3])], [_info("y", [1, 4])], [weight])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'fc' \(Gemm\): attribute 'alpha' = 2.0"):
+        mg.onnx.load(model)
+
+
+def test_unsupported_patterns_are_refused_not_guessed():
+    weight = onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="c", pads=[0, 0, 1, 2], strides=[2, 2])
+    model = _single_node_model(node, [_info("x", [1, 3, 8, 8])], [_info("y", [1, 4, 4, 4])], [weight])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'c' \(Conv\): attribute 'pads' = \[0, 0, 1, 2\]"):
+        mg.onnx.load(model)
+    shape = onnx.numpy_helper.from_array(np.array([2, 3, 2], np.int64), "s")
+    node = onnx.helper.make_node("Reshape", ["x", "s"], ["y"], name="r")
+    model = _single_node_model(node, [_info("x", [2, 6])], [_info("y", [2, 3, 2])], [shape])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'r' \(Reshape\).*not a flatten"):
+        mg.onnx.load(model)
+    node = onnx.helper.make_node("Conv", ["x", "x"], ["y"], name="dyn")
+    model = _single_node_model(node, [_info("x", [1, 1, 3, 3])], [_info("y", [1, 1, 1, 1])])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'dyn' \(Conv\): its weight \('x'\) is computed at run time"):
+        mg.onnx.load(model)
+
+
+def test_truncated_or_foreign_file_raises_clear_error(tmp_path):
+    mg.onnx.export(mg.models.lenet5(), _x((1, 1, 28, 28)), tmp_path / "m.onnx")
+    data = (tmp_path / "m.onnx").read_bytes()
+    for cut in (len(data) // 2, 100, 7):
+        (tmp_path / "cut.onnx").write_bytes(data[:cut])
+        with pytest.raises(mg.onnx.OnnxError, match=r"cut.onnx: .*(truncated|corrupted)"):
+            mg.onnx.load(tmp_path / "cut.onnx")
+    (tmp_path / "text.onnx").write_bytes(b"this is not a model")
+    with pytest.raises(mg.onnx.OnnxError, match=r"text.onnx"):
+        mg.onnx.load(tmp_path / "text.onnx")
+
+
+def test_load_without_the_extra_names_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r'mg.onnx.load needs the \'onnx\' package.*minigrad\[onnx\]'):
+        mg.onnx.load(tmp_path / "m.onnx")

@@ -7,5 +7,6 @@ Needs the ``onnx`` extra: ``pip install "minigrad[onnx]"`` (onnx, onnxruntime, s
 """
 from .common import OnnxError
 from .export import export
+from .load import load
 
-__all__ = ["export", "OnnxError"]
+__all__ = ["export", "load", "OnnxError"]

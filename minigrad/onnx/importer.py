@@ -1,0 +1,190 @@
+"""The ONNX graph walk behind mg.onnx.load: constants, shape arithmetic, names, attribute checks.
+
+Initializers and Constant nodes are NumPy arrays; a node whose inputs are all constants (Identity,
+Transpose, Cast, Gather, Unsqueeze, Squeeze, Concat, Reshape) is evaluated here. ``Shape(x)`` gives an
+array of ``Dim(x, i)`` markers, so the Shape -> Gather -> Unsqueeze -> Concat chain of
+``x.view(x.size(0), -1)`` evaluates to ``[Dim(x, 0), -1]``, which the Reshape handler reads as a flatten.
+Every other node goes to the subclass's ``op_<OpType>`` method, which adds one Graph node.
+"""
+from __future__ import annotations
+
+import numpy
+
+from ..nn import Graph
+from .common import OnnxError, node_name
+
+__all__ = ["Importer", "Dim", "decimal"]
+
+
+def decimal(value: float) -> float:
+    """A float attribute (stored as float32) as the shortest decimal that gives it back: 0.9f -> 0.9."""
+    return float(str(numpy.float32(value)))
+
+
+class Dim:
+    """Dimension ``index`` of the runtime value ``value`` (what Shape(x)[i] evaluates to)."""
+    __slots__ = ("value", "index")
+
+    def __init__(self, value, index):
+        self.value, self.index = value, index
+
+
+class Importer:
+    """The walk over an ONNX graph: constants and shapes folded here, every other node handed to
+    ``self.op_<OpType>(node)`` (defined by the subclass in minigrad/onnx/load.py)."""
+
+    def __init__(self, onnx, model, where):
+        self.onnx, self.where, self.graph = onnx, where, Graph()
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.consts, self.source = {}, {}        # name -> numpy array; name -> the initializer it came from
+        for init in model.graph.initializer:
+            self.consts[init.name] = onnx.numpy_helper.to_array(init)
+            self.source[init.name] = init.name
+        self.shapes = {}                          # value name -> [int | None, ...] from shape inference
+        inferred = onnx.shape_inference.infer_shapes(model)
+        for info in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+            if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+                self.shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None
+                                          for d in info.type.tensor_type.shape.dim]
+        self.values, self.pending_pad, self.layers_by_value, self.used_names = {}, {}, {}, set()
+        self.uses, self.shared = {}, {}
+        for node in model.graph.node:
+            for name in node.input:
+                self.uses[name] = self.uses.get(name, 0) + 1
+        for out in model.graph.output:
+            self.uses[out.name] = self.uses.get(out.name, 0) + 1
+
+    # -- errors and attributes ------------------------------------------------------------------
+    def fail(self, node, reason):
+        return OnnxError(f"{self.where}: node '{node.name or node.output[0]}' ({node.op_type}): {reason}")
+
+    def attrs(self, node, allowed):
+        """The node's attributes as Python values; an attribute not in ``allowed`` raises OnnxError."""
+        found = {}
+        for attr in node.attribute:
+            value = self.onnx.helper.get_attribute_value(attr)
+            found[attr.name] = (value.decode() if isinstance(value, bytes) else
+                                decimal(value) if isinstance(value, float) else value)
+            if attr.name not in allowed:
+                raise self.fail(node, f"attribute '{attr.name}' = {found[attr.name]!r} is not supported "
+                                      f"(supported attributes of {node.op_type}: {sorted(allowed) or 'none'})")
+        return found
+
+    def require(self, node, ok, attr, value, why):
+        if not ok:
+            raise self.fail(node, f"attribute '{attr}' = {value!r} is not supported ({why})")
+
+    def const(self, node, index, what):
+        name = node.input[index] if len(node.input) > index else ""
+        if name == "":
+            return None
+        if name not in self.consts:
+            raise self.fail(node, f"its {what} ('{name}') is computed at run time; only a constant "
+                                  "(an initializer) is supported")
+        return self.consts[name]
+
+    def value(self, node, name):
+        if name in self.pending_pad:
+            raise self.fail(node, f"its input '{name}' comes from a Pad; a Pad is supported only right before a Conv")
+        if name not in self.values:
+            raise self.fail(node, f"input '{name}' is a constant or unknown value; only computed inputs are "
+                                  "supported here")
+        return self.values[name]
+
+    # -- naming and adding ---------------------------------------------------------------------
+    def name_for(self, node, weight_input=None):
+        """Node name from the weight's initializer name ('fc.weight' -> 'fc'), else from the ONNX node name."""
+        source = self.source.get(node.input[weight_input]) if weight_input is not None else None
+        if source and "::" not in source:
+            base = source.rsplit(".", 1)[0] if "." in source else source
+        else:
+            parts = [p for p in (node.name or "").split("/") if p]
+            base = parts[-2] if len(parts) >= 2 else (parts[0] if parts else node.op_type.lower())
+        base = node_name(base)
+        name, i = base, 1
+        while name in self.used_names:
+            name, i = f"{base}_{i}", i + 1
+        self.used_names.add(name)
+        return name
+
+    def add(self, node, layer, inputs, weight_input=None):
+        if weight_input is not None:      # nodes with the same weights and attributes share one layer
+            key = (node.op_type, tuple(node.input[1:]), tuple(
+                (a.name, repr(self.onnx.helper.get_attribute_value(a))) for a in node.attribute))
+            layer = self.shared.setdefault(key, layer)
+        value = self.graph.add(self.name_for(node, weight_input), layer, *[self.value(node, n) for n in inputs])
+        self.values[node.output[0]] = value
+        self.layers_by_value[node.output[0]] = layer
+        return layer
+
+    def check_outputs(self, node, count=1):
+        extra = [o for o in node.output[count:] if o and self.uses.get(o)]
+        if extra:
+            raise self.fail(node, f"its extra output(s) {extra} are used; only the first output is supported")
+
+    # -- the walk ------------------------------------------------------------------------------
+    def run(self, model):
+        for inp in model.graph.input:
+            if inp.name not in self.consts:
+                self.used_names.add(node_name(inp.name))
+                self.values[inp.name] = self.graph.input(node_name(inp.name))
+        for node in model.graph.node:
+            if node.domain not in ("", "ai.onnx"):
+                raise self.fail(node, f"op domain '{node.domain}' is not supported (only the default ONNX domain)")
+            if self.fold(node):
+                continue
+            handler = getattr(self, f"op_{node.op_type}", None)
+            if handler is None:
+                raise self.fail(node, f"op {node.op_type} is not supported by mg.onnx.load (supported: "
+                                      f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))})")
+            handler(node)
+        outputs = []
+        for out in model.graph.output:
+            if out.name not in self.values:
+                raise OnnxError(f"{self.where}: graph output '{out.name}' is a constant or comes from a Pad; "
+                                "only computed outputs are supported")
+            outputs.append(self.values[out.name])
+        self.graph.output(*outputs)
+        return self.graph
+
+    def fold(self, node) -> bool:
+        """Evaluate a node whose inputs are all constants (or shapes); True if it was one."""
+        op, ins = node.op_type, [n for n in node.input if n]
+        if op == "Constant":
+            attrs = self.attrs(node, {"value", "value_float", "value_floats", "value_int", "value_ints"})
+            (key, value), = attrs.items()
+            self.consts[node.output[0]] = (self.onnx.numpy_helper.to_array(value) if key == "value"
+                                           else numpy.asarray(value))
+            return True
+        if op == "Shape" and len(ins) == 1 and ins[0] in self.values and not node.attribute:
+            rank = len(self.shapes.get(ins[0]) or [])
+            if not rank:
+                raise self.fail(node, f"the rank of '{ins[0]}' is unknown")
+            self.consts[node.output[0]] = numpy.array([Dim(ins[0], i) for i in range(rank)], dtype=object)
+            return True
+        if not ins or not all(n in self.consts for n in ins):
+            return False
+        c = [self.consts[n] for n in ins]
+        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if op == "Identity" or op == "Cast" and c[0].dtype == object:
+            result = c[0]
+        elif op == "Cast":
+            result = c[0].astype(self.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+        elif op == "Transpose":
+            result = numpy.transpose(c[0], attrs.get("perm"))
+        elif op == "Gather":
+            result = numpy.take(c[0], c[1].astype(numpy.int64), axis=attrs.get("axis", 0))
+        elif op in ("Unsqueeze", "Squeeze"):
+            axes = attrs.get("axes", c[1].tolist() if len(c) > 1 else None)
+            result = (numpy.expand_dims(c[0], tuple(axes)) if op == "Unsqueeze"
+                      else numpy.squeeze(c[0], None if axes is None else tuple(axes)))
+        elif op == "Concat":
+            result = numpy.concatenate([numpy.atleast_1d(a) for a in c], axis=attrs.get("axis", 0))
+        elif op == "Reshape" and c[0].dtype != object:
+            result = c[0].reshape(c[1].astype(numpy.int64).tolist())
+        else:
+            raise self.fail(node, f"op {op} on constants is not supported")
+        self.consts[node.output[0]] = numpy.asarray(result)
+        if op in ("Identity", "Transpose", "Cast") and ins[0] in self.source:
+            self.source[node.output[0]] = self.source[ins[0]]
+        return True

@@ -1,0 +1,332 @@
+"""mg.onnx.load: an ONNX file as a trainable minigrad Graph (parameters from initializers).
+
+    graph = mg.onnx.load("model.onnx")         # files of mg.onnx.export and of torch.onnx.export
+    graph.train(); y = graph(x); graph.backward(dy); optimizer.step()
+
+Each ONNX node becomes one Graph node with a minigrad layer (Conv -> Conv2d, Gemm or MatMul[+Add]
+-> Linear, BatchNormalization -> BatchNorm1d/2d with the running statistics as buffers, ...); the
+nodes that only compute constants or shapes (Constant, Identity/Transpose of an initializer, the
+Shape -> Gather -> Unsqueeze -> Concat chain of ``x.view(x.size(0), -1)``) are evaluated (importer.py), and a
+Pad right before a Conv becomes the convolution's padding (or padding_mode). Node names come from
+the weight's initializer name (``layer1.0.conv1.weight`` -> node ``layer1_0_conv1``, so the state-dict
+name is ``layer1_0_conv1.weight``), else from the ONNX node name; '.' is not allowed in a node name.
+An op, an attribute value or a pattern that has no exact minigrad equivalent raises OnnxError naming
+the node, the op and the attribute: never a silently different graph.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy
+
+from ..functional.conv import resolve_padding
+from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
+                  ConvTranspose2d, Dropout, Flatten, Graph, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d,
+                  Mul, Parameter, ReLU, Sigmoid, Softmax, Tanh)
+from .common import OnnxError, require_onnx
+from .importer import Dim, Importer, decimal
+
+__all__ = ["load"]
+
+_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+_SIMPLE = {"Relu": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh}
+
+
+class _OnnxToMinigrad(Importer):
+    """One method per supported ONNX op: check its attributes, build the minigrad layer, add the node."""
+
+    def _pads2d(self, node, pads):
+        """ONNX pads (top, left, bottom, right) -> a Conv/Pool padding (symmetric pair) or None."""
+        top, left, bottom, right = (list(pads) + [0, 0, 0, 0])[:4] if pads else (0, 0, 0, 0)
+        return (top, left) if (top, left) == (bottom, right) else None
+
+    def _spatial(self, node, attrs, kernel):
+        self.require(node, attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID"), "auto_pad",
+                     attrs.get("auto_pad"), "give explicit pads")
+        if len(kernel) != 2:
+            raise self.fail(node, f"attribute 'kernel_shape' = {list(kernel)} is not supported (2-D only)")
+        return tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
+
+    def op_Conv(self, node):
+        attrs = self.attrs(node, {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
+        weight, bias = self.const(node, 1, "weight"), self.const(node, 2, "bias")
+        kernel = tuple(attrs.get("kernel_shape", weight.shape[2:]))
+        stride, dilation = self._spatial(node, attrs, kernel)
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        x, mode = node.input[0], "zeros"
+        if x in self.pending_pad:                             # Pad -> Conv: the Pad becomes the padding
+            x, pad_pads, pad_mode = self.pending_pad.pop(x)
+            if pad_mode == "constant":
+                pads = [a + b for a, b in zip(pads, pad_pads)]
+            else:
+                self.require(node, pads == [0, 0, 0, 0], "pads", pads, f"a {pad_mode} Pad before a padded Conv")
+                pads, mode = pad_pads, _PAD_MODES[pad_mode]
+        padding = self._pads2d(node, pads)
+        if padding is None and stride == (1, 1):
+            top, bottom, left, right = resolve_padding("same", kernel, stride, dilation, self.where)
+            padding = "same" if list(pads) == [top, left, bottom, right] else None
+        self.require(node, padding is not None, "pads", pads, "asymmetric padding other than 'same'")
+        group = attrs.get("group", 1)
+        layer = Conv2d(weight.shape[1] * group, weight.shape[0], kernel, stride, padding, dilation, group,
+                       bias is not None, mode, dtype=weight.dtype)
+        self._set(layer, weight, bias)
+        self.add(node, layer, [x], weight_input=1)
+
+    def op_ConvTranspose(self, node):
+        attrs = self.attrs(node, {"auto_pad", "dilations", "group", "kernel_shape", "output_padding", "pads",
+                                  "strides"})
+        weight, bias = self.const(node, 1, "weight"), self.const(node, 2, "bias")
+        kernel = tuple(attrs.get("kernel_shape", weight.shape[2:]))
+        stride, dilation = self._spatial(node, attrs, kernel)
+        padding = self._pads2d(node, attrs.get("pads"))
+        self.require(node, padding is not None, "pads", attrs.get("pads"), "asymmetric padding")
+        group = attrs.get("group", 1)
+        layer = ConvTranspose2d(weight.shape[0], weight.shape[1] * group, kernel, stride, padding,
+                                tuple(attrs.get("output_padding", (0, 0))), group, bias is not None, dilation,
+                                dtype=weight.dtype)
+        self._set(layer, weight, bias)
+        self.add(node, layer, [node.input[0]], weight_input=1)
+
+    @staticmethod
+    def _set(layer, weight, bias):
+        layer.weight.data = numpy.array(weight, dtype=weight.dtype, order="C")
+        if bias is not None:
+            layer.bias.data = numpy.array(bias, dtype=weight.dtype, order="C").reshape(-1)   # (1, O) -> (O,)
+
+    def op_Gemm(self, node):
+        attrs = self.attrs(node, {"alpha", "beta", "transA", "transB"})
+        for name, default in (("alpha", 1.0), ("beta", 1.0), ("transA", 0)):
+            self.require(node, attrs.get(name, default) == default, name, attrs.get(name), f"only {default}")
+        weight, bias = self.const(node, 1, "weight B"), self.const(node, 2, "bias C")
+        weight = weight if attrs.get("transB", 0) else weight.T          # (in, out) -> (out, in)
+        if bias is not None and bias.size not in (1, weight.shape[0]):
+            raise self.fail(node, f"bias C of shape {bias.shape} does not broadcast to ({weight.shape[0]},)")
+        if bias is not None:
+            bias = numpy.broadcast_to(bias.reshape(-1), (weight.shape[0],))   # (1, O) or (1,) -> (O,)
+        layer = Linear(weight.shape[1], weight.shape[0], bias is not None, dtype=weight.dtype)
+        self._set(layer, weight, bias)
+        self.add(node, layer, [node.input[0]], weight_input=1)
+
+    def op_MatMul(self, node):
+        self.attrs(node, set())
+        weight = self.const(node, 1, "second operand")
+        if weight.ndim != 2:
+            raise self.fail(node, f"a constant second operand of shape {weight.shape} is not supported (2-D only)")
+        layer = Linear(weight.shape[0], weight.shape[1], bias=False, dtype=weight.dtype)
+        self._set(layer, weight.T, None)                                   # (in, out) -> (out, in)
+        self.add(node, layer, [node.input[0]], weight_input=1)
+
+    def op_Add(self, node):
+        self.attrs(node, set())
+        a, b = node.input
+        if a in self.consts:
+            a, b = b, a
+        if b not in self.consts:
+            return self._merge(node, Add(), [a, b])
+        layer = self.layers_by_value.get(a)                                # MatMul + Add -> Linear with bias
+        bias = self.consts[b]
+        if not (isinstance(layer, Linear) and layer.bias is None and self.uses.get(a) == 1
+                and bias.size == layer.out_features and bias.ndim <= 2):
+            raise self.fail(node, f"adding the constant '{b}' is supported only as the bias right after a MatMul")
+        layer.bias = Parameter(numpy.array(bias.reshape(-1), dtype=layer.weight.dtype))   # (1, O) -> (O,)
+        self.values[node.output[0]] = self.values[a]
+        self.layers_by_value[node.output[0]] = layer
+
+    def _merge(self, node, layer, inputs):
+        shapes = [self.shapes.get(n) for n in inputs]
+        if isinstance(layer, (Add, Mul)) and any(s is None or s != shapes[0] for s in shapes[1:]):
+            raise self.fail(node, f"inputs of shapes {shapes} (unknown or different): broadcasting is not supported")
+        self.add(node, layer, inputs)
+
+    def op_Sum(self, node):
+        self.attrs(node, set())
+        if len(node.input) == 1:
+            self.values[node.output[0]] = self.value(node, node.input[0])
+        else:
+            self._merge(node, Add(), list(node.input))
+
+    def op_Mul(self, node):
+        self.attrs(node, set())
+        self._merge(node, Mul(), list(node.input))
+
+    def op_Concat(self, node):
+        attrs = self.attrs(node, {"axis"})
+        self.add(node, Concat(dim=attrs["axis"]), list(node.input))
+
+    def op_Relu(self, node):
+        self.attrs(node, set())
+        self.add(node, _SIMPLE[node.op_type](), [node.input[0]])
+
+    op_Sigmoid = op_Tanh = op_Relu
+
+    def op_LeakyRelu(self, node):
+        self.add(node, LeakyReLU(self.attrs(node, {"alpha"}).get("alpha", 0.01)), [node.input[0]])
+
+    def op_Gelu(self, node):
+        self.add(node, GELU(self.attrs(node, {"approximate"}).get("approximate", "none")), [node.input[0]])
+
+    def op_Softmax(self, node):
+        attrs = self.attrs(node, {"axis"})
+        rank = len(self.shapes.get(node.input[0]) or [])
+        axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
+        if self.opset < 13 and not (rank and axis % rank == rank - 1):
+            raise self.fail(node, f"attribute 'axis' = {axis} is not supported below opset 13 unless it is the "
+                                  "last axis (the old Softmax flattened the trailing axes)")
+        self.add(node, (LogSoftmax if node.op_type == "LogSoftmax" else Softmax)(dim=axis), [node.input[0]])
+
+    op_LogSoftmax = op_Softmax
+
+    def _pool(self, node, attrs):
+        kernel = tuple(attrs["kernel_shape"])
+        stride, dilation = self._spatial(node, attrs, kernel)
+        padding = self._pads2d(node, attrs.get("pads"))
+        self.require(node, padding is not None, "pads", attrs.get("pads"), "asymmetric padding")
+        return kernel, stride, padding, dilation, bool(attrs.get("ceil_mode", 0))
+
+    def op_MaxPool(self, node):
+        attrs = self.attrs(node, {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order",
+                                  "strides"})
+        self.require(node, attrs.get("storage_order", 0) == 0, "storage_order", attrs.get("storage_order"), "only 0")
+        self.check_outputs(node)
+        kernel, stride, padding, dilation, ceil = self._pool(node, attrs)
+        self.add(node, MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil), [node.input[0]])
+
+    def op_AveragePool(self, node):
+        attrs = self.attrs(node, {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads",
+                                  "strides"})
+        kernel, stride, padding, dilation, ceil = self._pool(node, attrs)
+        self.require(node, dilation == (1, 1), "dilations", list(dilation), "AvgPool2d has no dilation")
+        self.add(node, AvgPool2d(kernel, stride, padding, ceil, bool(attrs.get("count_include_pad", 0))),
+                 [node.input[0]])
+
+    def op_GlobalAveragePool(self, node):
+        self.attrs(node, set())
+        if len(self.shapes.get(node.input[0]) or [4]) != 4:
+            raise self.fail(node, "only 4-D (N, C, H, W) input is supported")
+        self.add(node, AdaptiveAvgPool2d(1), [node.input[0]])
+
+    def op_BatchNormalization(self, node):
+        attrs = self.attrs(node, {"epsilon", "momentum", "training_mode", "spatial"})
+        self.require(node, attrs.get("training_mode", 0) == 0, "training_mode", attrs.get("training_mode"),
+                     "inference form only")
+        self.require(node, attrs.get("spatial", 1) == 1, "spatial", attrs.get("spatial"), "only 1")
+        self.check_outputs(node)
+        scale, bias, mean, var = (self.const(node, i, what) for i, what in
+                                  ((1, "scale"), (2, "bias B"), (3, "input_mean"), (4, "input_var")))
+        rank = len(self.shapes.get(node.input[0]) or [4])
+        cls = BatchNorm2d if rank == 4 else BatchNorm1d
+        if rank not in (2, 3, 4):
+            raise self.fail(node, f"input of rank {rank} is not supported (2-D, 3-D or 4-D)")
+        layer = cls(scale.shape[0], eps=attrs.get("epsilon", 1e-5), momentum=decimal(1.0 - attrs.get("momentum", 0.9)),
+                    dtype=scale.dtype)
+        self._set(layer, scale, bias)
+        layer.running_mean[...] = mean
+        layer.running_var[...] = var
+        self.add(node, layer, [node.input[0]], weight_input=1)
+
+    def op_LayerNormalization(self, node):
+        attrs = self.attrs(node, {"axis", "epsilon", "stash_type"})
+        self.check_outputs(node)
+        scale, bias = self.const(node, 1, "scale"), self.const(node, 2, "bias B")
+        axis, rank = attrs.get("axis", -1), len(self.shapes.get(node.input[0]) or [])
+        if (axis if axis < 0 else axis - rank if rank else None) != -scale.ndim:
+            raise self.fail(node, f"attribute 'axis' = {axis} does not match the scale of shape {scale.shape}")
+        layer = LayerNorm(scale.shape, eps=attrs.get("epsilon", 1e-5), bias=bias is not None, dtype=scale.dtype)
+        self._set(layer, scale, None)
+        if bias is not None:
+            layer.bias.data = numpy.array(bias, dtype=scale.dtype)
+        self.add(node, layer, [node.input[0]], weight_input=1)
+
+    def op_Flatten(self, node):
+        axis = self.attrs(node, {"axis"}).get("axis", 1)
+        self.require(node, axis == 1, "axis", axis, "only 1: (N, ...) -> (N, rest), minigrad's Flatten()")
+        self.add(node, Flatten(), [node.input[0]])
+
+    def op_Reshape(self, node):
+        attrs = self.attrs(node, {"allowzero"})
+        self.require(node, attrs.get("allowzero", 0) == 0, "allowzero", attrs.get("allowzero"), "only 0")
+        x, target = node.input[0], list(self.const(node, 1, "shape").reshape(-1))
+        shape = self.shapes.get(x)
+        if not shape:
+            raise self.fail(node, f"the rank of '{x}' is unknown")
+
+        def keeps(token, i):   # does target entry `token` at output position keep input dimension i?
+            if isinstance(token, Dim):
+                return token.value == x and token.index == i
+            return int(token) == 0 or (shape[i] is not None and int(token) == shape[i])
+
+        rank = len(shape)
+        flat = [i for i, t in enumerate(target) if not isinstance(t, Dim) and int(t) == -1]
+        if len(flat) == 1 and 1 <= len(target) <= rank:
+            start, tail = flat[0], len(target) - flat[0] - 1
+            end = rank - tail - 1
+            if all(keeps(target[i], i) for i in range(start)) and \
+                    all(keeps(target[start + 1 + j], end + 1 + j) for j in range(tail)):
+                return self.add(node, Flatten(start, end), [x])
+        if len(target) == 2 and all(d is not None for d in shape[1:]) and not isinstance(target[1], Dim) \
+                and int(target[0]) == -1 and int(target[1]) == math.prod(shape[1:]):
+            return self.add(node, Flatten(), [x])
+        shown = ["dim" if isinstance(t, Dim) else int(t) for t in target]
+        raise self.fail(node, f"reshaping {shape} to {shown} is not a flatten; only flattening reshapes are "
+                              "supported")
+
+    def op_Identity(self, node):
+        self.attrs(node, set())
+        self.values[node.output[0]] = self.value(node, node.input[0])
+
+    def op_Dropout(self, node):
+        attrs = self.attrs(node, {"ratio", "seed", "is_test"})
+        ratio = self.const(node, 1, "ratio")
+        training = self.const(node, 2, "training_mode")
+        self.require(node, training is None or not bool(training), "training_mode", training, "inference form only")
+        self.check_outputs(node)
+        p = decimal(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
+        self.add(node, Dropout(p), [node.input[0]])
+
+    def op_Pad(self, node):
+        attrs = self.attrs(node, {"mode", "pads", "value"})
+        pads = attrs.get("pads")
+        pads = list(pads) if pads is not None else [int(p) for p in self.const(node, 1, "pads")]
+        value = self.const(node, 2, "constant_value")
+        value = attrs.get("value", 0.0) if value is None else float(value)
+        mode = attrs.get("mode", "constant")
+        self.require(node, mode in ("constant",) + tuple(_PAD_MODES), "mode", mode, "constant, reflect, edge, wrap")
+        self.require(node, value == 0.0, "constant_value", value, "only 0")
+        if len(node.input) > 3 and node.input[3]:
+            raise self.fail(node, "the 'axes' input is not supported")
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
+            raise self.fail(node, f"pads {pads} are not supported (only the H and W axes of a 4-D input)")
+        self.value(node, node.input[0])
+        self.pending_pad[node.output[0]] = (node.input[0], [pads[2], pads[3], pads[6], pads[7]], mode)
+
+
+def load(path) -> Graph:
+    """Read an ONNX file (a path, bytes or an onnx.ModelProto) -> a trainable minigrad Graph.
+
+    The Graph is in training mode, its parameters are copies of the initializers, BatchNorm's running
+    statistics are buffers. Raises OnnxError for a truncated or invalid file and for an op, attribute
+    or pattern without an exact minigrad equivalent (the message names the node, op and attribute).
+    """
+    where = "mg.onnx.load"
+    onnx = require_onnx(where)
+    if isinstance(path, onnx.ModelProto):
+        model, label = path, "model"
+    else:
+        data = path if isinstance(path, bytes) else None
+        label = "bytes" if data is not None else os.fspath(path)
+        if data is None:
+            with open(label, "rb") as handle:
+                data = handle.read()
+        try:
+            model = onnx.load_model_from_string(data)
+        except Exception as exc:     # DecodeError from a truncated or foreign file
+            raise OnnxError(f"{where}: {label}: cannot read the ONNX file ({type(exc).__name__}: {exc}); the file "
+                            "is truncated, corrupted or not an ONNX model") from exc
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise OnnxError(f"{where}: {label}: not a valid ONNX model ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}); the file may be "
+                        "truncated or corrupted") from exc
+    return _OnnxToMinigrad(onnx, model, f"{where}: {label}").run(model)
