@@ -16,6 +16,35 @@ from .init import fan_in_bias, kaiming_uniform
 from .layer import Layer, Parameter
 
 
+def linear_forward(x, weight, bias, where: str):
+    """y = x @ weight.T + bias: Linear.forward and ``mg.functional.linear``; errors name ``where``.
+
+    x: (*, in_features); weight: (out_features, in_features); bias: (out_features,) or None
+    -> y: (*, out_features).
+    """
+    get_array_module(x, weight, names=("input", "weight"), where=where)
+    check_float_array(x, where)
+    if getattr(weight, "ndim", None) != 2:
+        raise ValueError(f"{where}: expected weight of shape (out_features, in_features), got "
+                         f"{getattr(weight, 'shape', type(weight).__name__)}")
+    out_features, in_features = weight.shape
+    if x.ndim < 1 or x.shape[-1] != in_features:
+        raise ValueError(f"{where}: expected input with last dimension in_features={in_features}, "
+                         f"got input of shape {tuple(x.shape)}")
+    check_same_dtype(x, weight, where, "input", "weight")
+    if bias is not None:
+        get_array_module(x, bias, names=("input", "bias"), where=where)
+        if tuple(bias.shape) != (out_features,):
+            raise ValueError(f"{where}: expected bias of shape ({out_features},), got {tuple(bias.shape)}")
+        check_same_dtype(x, bias, where, "input", "bias")
+    x2 = x.reshape(-1, in_features)                          # (*, in) -> (M, in)
+    with cpu_linear.blas_policy(x2, weight):
+        y = x2 @ weight.T                                    # (M, in) @ (in, out) -> (M, out)
+    if bias is not None:
+        y += bias
+    return y.reshape(tuple(x.shape[:-1]) + (out_features,))  # (M, out) -> (*, out)
+
+
 class Linear(Layer):
     """y = x @ weight.T + bias. weight: (out_features, in_features); bias: (out_features,)."""
 
@@ -32,20 +61,9 @@ class Linear(Layer):
 
     def forward(self, x):
         """x: (N, *, in_features) -> (N, *, out_features). Caches x."""
-        where = self.label
-        get_array_module(x, self.weight.data, names=("input", "weight"), where=self.label)
-        check_float_array(x, where)
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"{where}: expected input with last dimension in_features={self.in_features}, "
-                             f"got input of shape {tuple(x.shape)}")
-        check_same_dtype(x, self.weight.data, where, "input", "weight")
+        y = linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data, self.label)
         self._cache = x
-        x2 = x.reshape(-1, self.in_features)                 # (N, *, in) -> (M, in)
-        with cpu_linear.blas_policy(x2, self.weight.data):
-            y = x2 @ self.weight.data.T                      # (M, in) @ (in, out) -> (M, out)
-        if self.bias is not None:
-            y += self.bias.data
-        return y.reshape(tuple(x.shape[:-1]) + (self.out_features,))   # (M, out) -> (N, *, out)
+        return y
 
     def _backward(self, grad_out, need_input):
         """grad_out: (N, *, out_features) -> (N, *, in_features) or None; adds into weight.grad, bias.grad."""
