@@ -7,6 +7,7 @@
     mpirun -np 2 minigrad train --distributed      # data-parallel over 2 processes (mg.distributed)
     minigrad evaluate runs/lenet5/checkpoint.npz
     minigrad info                       # versions, backends, GPU, BLAS and threads
+    minigrad export runs/lenet5 --onnx lenet5.onnx   # ONNX (and --safetensors) for other runtimes
     minigrad bench ...                  # benchmarks (minigrad.bench)
 
 ``--json`` prints one JSON object with the final metrics on stdout (everything else goes to stderr).
@@ -535,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "MNIST, show system info, run benchmarks.", epilog="examples:\n" + examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minigrad {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,export,bench}")
     sub.required = True
 
     t = sub.add_parser("train", help="train a model on MNIST (default: LeNet-5, CPU, >= 99%% test accuracy)")
@@ -586,6 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="versions, backends, GPU, BLAS and thread count")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    from .onnx.command import add_export_parser    # minigrad export CHECKPOINT --onnx OUT.onnx
+    add_export_parser(sub, build_model)
 
     # Listed for --help only: main() hands everything after "bench" to minigrad.bench's own parser.
     sub.add_parser("bench", help="benchmarks (see `minigrad bench --help`)", add_help=False)

@@ -390,3 +390,37 @@ def test_load_without_the_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'mg.onnx.load needs the \'onnx\' package.*minigrad\[onnx\]'):
         mg.onnx.load(tmp_path / "m.onnx")
+
+
+# -- minigrad export -------------------------------------------------------------------------------------
+
+def test_cli_export_writes_onnx_and_safetensors(tmp_path, capsys):
+    from minigrad.cli import main
+    mg.manual_seed(4)
+    model = mg.models.lenet5()
+    run = tmp_path / "run"
+    run.mkdir()
+    mg.save(run / "checkpoint.npz", model, run_config={"model": "lenet5"})
+    assert main(["export", str(run), "--onnx", str(tmp_path / "l.onnx"),
+                 "--safetensors", str(tmp_path / "l.safetensors")]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "l.safetensors"), str(tmp_path / "l.onnx")]
+    x = _x((5, 1, 28, 28))
+    model.eval()
+    (got,) = _run_ort(tmp_path / "l.onnx", x)
+    _assert_close(got, model(x))
+    weights = mg.io.load_safetensors(tmp_path / "l.safetensors")
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(weights[name], value)
+
+
+def test_cli_export_errors_are_one_line(tmp_path, capsys):
+    from minigrad.cli import main
+    assert main(["export", str(tmp_path / "missing.npz"), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    mg.save(tmp_path / "plain.npz", mg.models.mlp(hidden=(8,)))
+    assert main(["export", str(tmp_path / "plain.npz"), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "no run configuration" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "plain.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minigrad export: error: nothing to write") and err.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()
