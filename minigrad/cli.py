@@ -55,6 +55,10 @@ def build_model(name: str):
     raise CLIError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
 
 
+def _weight_decay(optimizer: str, value: float) -> float:
+    return (value or 1e-2) if optimizer == "adamw" else value   # adamw's default decay is 0.01
+
+
 def build_optimizer(name: str, params, lr: float, weight_decay: float):
     from . import optim
     if name == "sgd":
@@ -62,7 +66,7 @@ def build_optimizer(name: str, params, lr: float, weight_decay: float):
     if name == "adam":
         return optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
-        return optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+        return optim.AdamW(params, lr=lr, weight_decay=_weight_decay(name, weight_decay))
     if name == "rmsprop":
         return optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
     raise CLIError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
@@ -111,6 +115,7 @@ class _Printer:
 
 # -- minigrad train ------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
+    from .rundir import open_run_directory
     say = _Printer(args.json)
     dist = _init_distributed(args)  # None without --distributed
     if dist is not None and not dist.is_main():
@@ -119,7 +124,11 @@ def cmd_train(args) -> int:
     if args.plot:
         _require_matplotlib()
     out = args.out or os.path.join("runs", args.model or DEFAULTS["model"])
-    run_dir = _open_run_directory(out, args, say) if main_rank else None  # only rank 0 writes files
+    if args.override and not args.resume:
+        raise CLIError("--override changes the settings of a resumed run: use it with --resume")
+    if args.resume and args.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give only one")
+    run_dir = open_run_directory(out, args.resume, args.overwrite, say) if main_rank else None  # rank 0 writes
     try:
         return _train(args, say, dist, out, run_dir)
     finally:
@@ -127,56 +136,22 @@ def cmd_train(args) -> int:
             run_dir.release()
 
 
-def _open_run_directory(out, args, say):
-    """``out`` created and locked for this process; an existing run is only reused with --resume or --overwrite."""
-    from .rundir import RunDirectory, RunDirectoryBusy
-    if args.resume and args.overwrite:
-        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give only one")
-    run_dir = RunDirectory(out)
-    try:
-        run_dir.acquire()
-    except RunDirectoryBusy as exc:
-        holder = f"process {exc.pid}" if exc.pid is not None else "another process"
-        raise CLIError(f"--out {out} is in use by {holder}, which is training into it; wait for it to finish, "
-                       "stop it, or choose another --out") from None
-    except OSError as exc:
-        raise CLIError(f"--out {out}: cannot create the run directory ({exc.strerror}); "
-                       f"{_OS_ADVICE.get(exc.errno, 'choose another --out')}") from None
-    try:
-        found = run_dir.existing_outputs()
-        if found and not args.resume:
-            if not args.overwrite:
-                raise CLIError(f"--out {out} already holds a run ({', '.join(found)}): continue it with --resume, "
-                               "replace it with --overwrite, or choose another --out")
-            run_dir.remove_outputs()
-            say(f"Overwriting the run in {out} (removed {', '.join(found)})")
-        stale = run_dir.remove_stale_temp_files()
-        if stale:
-            say(f"Removed {len(stale)} temporary file(s) left in {out} by an interrupted write")
-    except BaseException:
-        run_dir.release()
-        raise
-    return run_dir
-
-
 def _train(args, say, dist, out, run_dir) -> int:
     import minigrad as mg
     from .data import DataLoader
+    from .resume import ApplyResume, nonfinite_advice
     from .train import CHECKPOINT_NAME, Callback, fit, read_train_state
 
     main_rank = run_dir is not None
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
     config = _train_config(args)
+    resumed, callbacks = None, []
     if args.resume:
         if not os.path.isfile(checkpoint):
             raise CLIError(f"--resume: no checkpoint at {checkpoint}; start the run again without --resume"
                            + (" and with --overwrite" if run_dir is not None and run_dir.existing_outputs() else ""))
-        saved = _load_metadata(checkpoint).get("run_config") or {}
-        config = {**config, **{k: v for k, v in saved.items() if k not in ("epochs",)}}
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
-        else:
-            config["epochs"] = saved.get("epochs", config["epochs"])
+        resumed = _load_checkpoint(checkpoint)
+        config = {**config, **(resumed["metadata"].get("run_config") or {})}   # the run's own settings
         say(f"Resuming from {checkpoint} (step {read_train_state(checkpoint)['step']})")
     _set_backend(args.backend)
     mg.manual_seed(config["seed"])
@@ -191,6 +166,13 @@ def _train(args, say, dist, out, run_dir) -> int:
         train_loader = dist.DistributedDataLoader(train_set, batch_size=config["batch_size"] // dist.world_size(),
                                                   shuffle=True, seed=config["seed"], transform=transform)
     test_loader = DataLoader(test_set, batch_size=1000, transform=transform)
+    if resumed is not None:
+        config, resume_changes = _plan_resume(args, config, resumed, len(train_loader), out)
+        callbacks.append(ApplyResume(resume_changes, config, len(train_loader),
+                                     weight_decay_of=lambda value: _weight_decay(config["optimizer"], value)))
+        if resume_changes:
+            say("Changed on resume: " + ", ".join(f"{key} {old} -> {new}" for key, (old, new)
+                                                  in resume_changes.items()))
     optimizer = build_optimizer(config["optimizer"], model.parameters(), config["lr"], config["weight_decay"])
     scheduler = build_scheduler(config["scheduler"], optimizer, config["lr"], config["epochs"], len(train_loader))
     loss = mg.nn.CrossEntropyLoss()
@@ -211,13 +193,13 @@ def _train(args, say, dist, out, run_dir) -> int:
     start = time.perf_counter()
     try:
         history = fit(model, loss, optimizer, train_loader, config["epochs"], val_loader=test_loader,
-                      scheduler=scheduler, callbacks=[EpochLine()], checkpoint_dir=out if main_rank else None,
+                      scheduler=scheduler, callbacks=[*callbacks, EpochLine()], checkpoint_dir=out if main_rank else None,
                       checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
                       log_path=os.path.join(out, "history.jsonl") if main_rank else None,
                       progress=_show_progress(args) and main_rank,
                       metadata={"run_config": config})
     except mg.train.NonFiniteLossError as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(f"{exc} {nonfinite_advice(exc, config, out, args.data_root)}") from None
     wall = time.perf_counter() - start
     final = mg.train.evaluate(model, test_loader, loss)
     epochs_done = history.get("epoch", [])
@@ -247,6 +229,26 @@ def _train(args, say, dist, out, run_dir) -> int:
     if args.json:
         print(json.dumps(metrics), flush=True)
     return 0
+
+
+def _load_checkpoint(path):
+    from .io import load
+    try:
+        return load(path, backend="numpy")
+    except (OSError, ValueError, KeyError) as exc:
+        raise CLIError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def _plan_resume(args, config, resumed, steps_per_epoch, out):
+    """The resumed run's config and the changes its flags make (minigrad.resume), or a CLIError."""
+    from .resume import plan_resume
+    from .train import read_train_state
+    given = {key: getattr(args, key) for key in ("model", "epochs", "batch_size", "lr", "optimizer", "scheduler",
+                                                 "weight_decay", "seed", "limit_train", "limit_test")
+             if getattr(args, key) is not None}
+    train_state = read_train_state(resumed["path"])
+    return plan_resume(config, given, args.override, resumed["scheduler_type"], resumed["scheduler"],
+                       train_state["epoch"], steps_per_epoch, out)
 
 
 def _init_distributed(args):
@@ -555,7 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory: checkpoint.npz, history.jsonl, metrics.json, curves.png "
                                  "(default runs/MODEL)")
     t.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint (settings come from the checkpoint)")
+                   help="continue the run in --out from its checkpoint (settings come from the checkpoint; "
+                        "--epochs N extends or shortens it)")
+    t.add_argument("--override", action="store_true",
+                   help="with --resume: apply --lr and --weight-decay that differ from the run's from the next "
+                        "step (recorded in history.jsonl); without it such flags are refused")
     t.add_argument("--overwrite", action="store_true",
                    help="start a new run in an --out that already holds one, deleting its outputs")
     t.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
@@ -614,7 +620,9 @@ _OS_ADVICE = {errno.ENOSPC: "free some space or choose another --out", errno.EDQ
 def _error_line(exc) -> str | None:
     """The one-line message for a user-facing error, or None for an error that is a bug (traceback)."""
     from .io import CheckpointError
-    if isinstance(exc, CLIError):
+    from .resume import ResumeError
+    from .rundir import RunDirectoryError
+    if isinstance(exc, (CLIError, ResumeError, RunDirectoryError)):
         return str(exc)
     if isinstance(exc, CheckpointError):
         return f"{exc}; check the file, or start a new run with another --out (or --overwrite)"

@@ -17,11 +17,16 @@ import glob
 import os
 import tempfile
 
-__all__ = ["RunDirectory", "RunDirectoryBusy", "RUN_FILES", "LOCK_NAME", "write_bytes_atomic", "open_append"]
+__all__ = ["RunDirectory", "RunDirectoryBusy", "RunDirectoryError", "open_run_directory", "RUN_FILES", "LOCK_NAME",
+           "write_bytes_atomic", "open_append"]
 
 LOCK_NAME = ".lock"
 # The outputs of `minigrad train`: a directory holding any of them holds a run.
 RUN_FILES = ("checkpoint.npz", "history.jsonl", "metrics.json", "curves.png")
+
+
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used as asked; the message names --out and what to do."""
 
 
 class RunDirectoryBusy(RuntimeError):
@@ -154,3 +159,38 @@ class RunDirectory:
         path = os.path.join(self.path, name)
         write_bytes_atomic(path, data)
         return path
+
+
+def open_run_directory(out, resume: bool, overwrite: bool, say=print) -> RunDirectory:
+    """``out`` created and locked for a run of ``minigrad train`` (RunDirectoryError if it cannot be).
+
+    A directory that holds a run is only reused with ``resume`` (continue it) or ``overwrite`` (its
+    outputs are deleted first, so nothing of the old run is left next to the new one). Temp files of
+    an interrupted write are removed.
+    """
+    run_dir = RunDirectory(out)
+    try:
+        run_dir.acquire()
+    except RunDirectoryBusy as exc:
+        holder = f"process {exc.pid}" if exc.pid is not None else "another process"
+        raise RunDirectoryError(f"--out {out} is in use by {holder}, which is training into it; wait for it to "
+                                "finish, stop it, or choose another --out") from None
+    except OSError as exc:
+        why = "the file system is read-only: " if exc.errno == errno.EROFS else ""
+        raise RunDirectoryError(f"--out {out}: cannot create the run directory ({exc.strerror}); {why}choose "
+                                "another --out") from None
+    try:
+        found = run_dir.existing_outputs()
+        if found and not resume:
+            if not overwrite:
+                raise RunDirectoryError(f"--out {out} already holds a run ({', '.join(found)}): continue it with "
+                                        "--resume, replace it with --overwrite, or choose another --out")
+            run_dir.remove_outputs()
+            say(f"Overwriting the run in {out} (removed {', '.join(found)})")
+        stale = run_dir.remove_stale_temp_files()
+        if stale:
+            say(f"Removed {len(stale)} temporary file(s) left in {out} by an interrupted write")
+    except BaseException:
+        run_dir.release()
+        raise
+    return run_dir

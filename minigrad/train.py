@@ -40,7 +40,15 @@ _FORMAT = 1
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the step and what to try."""
+    """The training loss became NaN or infinite; the message names the step and what to try.
+
+    Attributes: ``step`` (the first step with a non-finite loss), ``checkpoint`` and ``checkpoint_step``
+    (the last checkpoint written or resumed from by this ``fit``, which predates the divergence; None if none).
+    """
+
+    def __init__(self, message, step=None, checkpoint=None, checkpoint_step=None):
+        super().__init__(message)
+        self.step, self.checkpoint, self.checkpoint_step = step, checkpoint, checkpoint_step
 
 
 class Callback:
@@ -78,8 +86,14 @@ class TrainState:
         self.epochs = epochs
         self.epoch = 0             # index of the running epoch (== epochs when done)
         self.step = 0              # optimizer steps taken so far, over all epochs
-        self.records: list = []    # history records, {"type": "epoch" | "step", ...}
+        self.records: list = []    # history records, {"type": "epoch" | "step" | other events, ...}
         self.stop_training = False
+        self.checkpoint_step = None  # step of the last checkpoint written or resumed from (None: none yet)
+        self.log = None              # the open history file (JSON lines), if fit has one
+
+    def add_record(self, record: dict):
+        """Append a history record (a dict with a "type"), also to the history file when there is one."""
+        _record(self, self.log, record)
 
     @property
     def history(self) -> dict:
@@ -90,6 +104,9 @@ def history_from_records(records) -> dict:
     """Lists per metric: ``{"epoch": [...], "train_loss": [...], ..., "steps": {"step": [...], "loss": [...]}}``."""
     history: dict = {"steps": {}}
     for record in records:
+        if record["type"] not in ("epoch", "step"):      # other events (e.g. a resume's changes)
+            history.setdefault("events", []).append(dict(record))
+            continue
         target = history if record["type"] == "epoch" else history["steps"]
         for key, value in record.items():
             if key != "type":
@@ -151,13 +168,17 @@ class _Meter:
                 "logged": dict(self.logged)}
 
 
-def _nonfinite_error(step, epoch, steps_per_epoch, checkpoint):
+def _nonfinite_error(step, epoch, steps_per_epoch, state, checkpoint):
     where = f"step {step} (epoch {epoch + 1}, batch {(step - 1) % steps_per_epoch + 1} of {steps_per_epoch})"
-    hint = ("Try a lower learning rate (--lr), gradient clipping (mg.optim.clip_grad_norm_), or check the inputs "
+    hint = ("Try a lower learning rate, gradient clipping (mg.optim.clip_grad_norm_), or check the inputs "
             "and labels for NaN/Inf (mg.detect_anomaly() names the first layer that produces one)")
-    if checkpoint:
-        hint += f"; the last good checkpoint is {checkpoint}"
-    return NonFiniteLossError(f"the training loss became non-finite at {where}. {hint}.")
+    good = state.checkpoint_step if checkpoint and os.path.isfile(checkpoint) else None
+    if good is not None:   # written (or resumed from) by this run, so from before the divergence
+        hint += f"; the last good checkpoint is {checkpoint} (step {good})"
+    else:
+        hint += "; no checkpoint was written before the divergence"
+    return NonFiniteLossError(f"the training loss became non-finite at {where}. {hint}.", step=step,
+                              checkpoint=checkpoint if good is not None else None, checkpoint_step=good)
 
 
 # -- checkpoints --------------------------------------------------------------------------------------
@@ -317,14 +338,16 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
             raise FileNotFoundError(f"fit: resume requested but there is no checkpoint at {source}; "
                                     "start without resume to train from scratch")
         meter_values, epoch_seconds = _restore(source, state, train_loader, val_loader)
-    log = _open_log(log_path, state.records)
+        state.checkpoint_step = state.step if source == checkpoint else None
+    log = state.log = _open_log(log_path, state.records)
 
     def save_checkpoint(meter, seconds):
         _check_targets(loss)
         values = meter.read() if meter is not None else None
         if values is not None and values["bad_step"] >= 0:  # never checkpoint a diverged model
-            raise _nonfinite_error(values["bad_step"], state.epoch, steps_per_epoch, checkpoint)
+            raise _nonfinite_error(values["bad_step"], state.epoch, steps_per_epoch, state, checkpoint)
         _save_checkpoint(checkpoint, state, values, seconds, train_loader, val_loader, metadata)
+        state.checkpoint_step = state.step
         for c in callbacks:
             c.on_checkpoint(state, checkpoint)
 
@@ -384,7 +407,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
         _check_targets(loss)       # a bad label first: it can also make the loss non-finite
         values = meter.read()
         if values["bad_step"] >= 0:
-            raise _nonfinite_error(values["bad_step"], epoch, steps_per_epoch, checkpoint)
+            raise _nonfinite_error(values["bad_step"], epoch, steps_per_epoch, state, checkpoint)
         logged = meter.logged
         n = values["count"] - logged["count"]
         if n and not final:

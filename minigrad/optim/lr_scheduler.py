@@ -7,6 +7,10 @@ or once per batch (OneCycleLR). The values are computed with PyTorch's own recur
 
 Construction performs step 0: it stores ``initial_lr`` in each group and sets the first lr.
 ``state_dict()`` is JSON-friendly (numbers, lists, dicts) so checkpoints can store it without pickle.
+
+Growing a run (minigrad's addition; PyTorch has no equivalent): ``CosineAnnealingLR.replan`` and
+``OneCycleLR.replan`` move the end of the schedule to a new total and anneal the rest of it from the
+current step and learning rate (or a new one), as ``minigrad train --resume --epochs N`` needs.
 """
 from __future__ import annotations
 
@@ -125,15 +129,38 @@ class MultiStepLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2 (continues past T_max)."""
+    """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2 (continues past T_max).
+
+    After ``replan(T_max, lr)`` at epoch e0: the same curve from (e0, lr) to (T_max, eta_min).
+    """
+
+    start_epoch = 0   # where the curve starts (0 unless replanned)
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         _check_int("T_max", T_max, "CosineAnnealingLR")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
+    def finished(self) -> bool:
+        """True once the lr has reached eta_min (epoch >= T_max): annealing on would stay there."""
+        return self.last_epoch >= self.T_max
+
+    def replan(self, T_max: int, lr=None):
+        """Anneal from the current epoch and lr (or ``lr``, a number or one per group) to eta_min at epoch
+        ``T_max`` (counted from the start of the run), which must lie ahead of the current epoch."""
+        _check_int("T_max", T_max, "CosineAnnealingLR.replan")
+        if T_max <= self.last_epoch:
+            raise ValueError(f"CosineAnnealingLR.replan: T_max={T_max} must be beyond the current epoch "
+                             f"{self.last_epoch}")
+        groups = self.optimizer.param_groups
+        if lr is not None:
+            for group, value in zip(groups, lr if isinstance(lr, (list, tuple)) else [lr] * len(groups)):
+                group["lr"] = value
+        self.T_max, self.start_epoch = T_max, self.last_epoch
+        self.base_lrs = self._last_lr = self._group_lrs()
+
     def get_lr(self):
-        e, t_max, eta_min = self.last_epoch, self.T_max, self.eta_min
+        e, t_max, eta_min = self.last_epoch - self.start_epoch, self.T_max - self.start_epoch, self.eta_min
         if self._is_initial:
             return self._group_lrs()
         if self._step_count == 1 and e > 0:
@@ -240,6 +267,50 @@ class OneCycleLR(LRScheduler):
             return list(value)
         return [value] * len(optimizer.param_groups)
 
+    def finished(self) -> bool:
+        """True once the cycle has reached its last step (lr at min_lr): training on would stay there."""
+        return self.last_epoch >= self.total_steps - 1
+
+    def replan(self, total_steps: int, max_lr=None):
+        """Move the end of the cycle to ``total_steps`` (counted from the start of the run).
+
+        Without ``max_lr``, a warm-up still running keeps its course and only the annealing phase is
+        stretched (or shrunk); past the warm-up, the lr anneals from its current value to min_lr at the new
+        last step. With ``max_lr`` (a number or one per group) max_lr and min_lr scale to it, and the lr goes
+        from its current value up to max_lr at the end of the warm-up (if still warming up), or anneals from
+        max_lr (past it). Momentum follows the same course.
+        """
+        _check_int("total_steps", total_steps, "OneCycleLR.replan")
+        step = self.last_epoch
+        if total_steps <= step:
+            raise ValueError(f"OneCycleLR.replan: total_steps={total_steps} must be beyond the current step {step}")
+        groups = self.optimizer.param_groups
+        if max_lr is not None:
+            for group, value in zip(groups, self._per_group("max_lr", self.optimizer, max_lr)):
+                scale = value / group["max_lr"]
+                group["max_lr"], group["min_lr"] = value, group["min_lr"] * scale
+        end = max(float(total_steps - 1), step + 1.0)       # at least one step of annealing left
+        warmup_end = self._schedule_phases[0]["end_step"]
+        warming_up = len(self._schedule_phases) > 1 and step < warmup_end
+        for group in groups:
+            group["replan_lr"] = group["lr"] if (warming_up or max_lr is None) else group["max_lr"]
+            if self.cycle_momentum:
+                group["replan_momentum"] = group["betas"][0] if self.use_beta1 else group["momentum"]
+        last = dict(end_step=end, start_lr="max_lr", end_lr="min_lr", start_momentum="base_momentum",
+                    end_momentum="max_momentum")
+        if warming_up and max_lr is None:                  # the warm-up as planned, a longer (shorter) anneal
+            phases = [dict(p) for p in self._schedule_phases[:-1]] + [dict(self._schedule_phases[-1], end_step=end)]
+        elif warming_up:
+            phases = [dict(start_step=float(step), end_step=warmup_end, start_lr="replan_lr", end_lr="max_lr",
+                           start_momentum="replan_momentum", end_momentum="base_momentum"), last]
+        else:
+            phases = [dict(last, start_step=float(step), start_lr="replan_lr", start_momentum="replan_momentum")]
+        self._schedule_phases, self.total_steps = phases, total_steps
+        if max_lr is not None and not warming_up:        # the new lr applies from the next step
+            for group in groups:
+                group["lr"] = group["max_lr"]
+            self._last_lr = self._group_lrs()
+
     def _anneal(self, start, end, pct):
         if self.anneal_strategy == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
@@ -253,6 +324,7 @@ class OneCycleLR(LRScheduler):
         for group in self.optimizer.param_groups:
             start_step = 0.0
             for i, phase in enumerate(self._schedule_phases):
+                start_step = phase.get("start_step", start_step)   # given by replan()
                 end_step = phase["end_step"]
                 if step <= end_step or i == len(self._schedule_phases) - 1:
                     pct = (step - start_step) / (end_step - start_step)
