@@ -1,6 +1,7 @@
 """mg.onnx: export to ONNX (checker, ONNX Runtime equal to minigrad), import ONNX files (ours and
 torch.onnx.export's) as trainable Graphs, and clear errors for what cannot be expressed."""
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -259,8 +260,6 @@ def _torch_models():
 
 
 def _torch_export(module, x, path):
-    import warnings
-
     import torch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")                  # the TorchScript exporter's deprecation notice
@@ -424,3 +423,62 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("minigrad export: error: nothing to write") and err.count("\n") == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_torch_branches_with_avgpool_concat_matmul_add_softmax(tmp_path):
+    """AveragePool, MaxPool, Concat, GlobalAveragePool, Flatten, MatMul + Add (a bias) and Softmax from
+    torch.onnx.export, with BatchNorm kept and folded into the Conv (PyTorch's default); then a training step."""
+    torch = pytest.importorskip("torch")
+    from torch import nn as tnn
+
+    class Branches(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = tnn.Conv2d(3, 6, 3, padding=1), tnn.BatchNorm2d(6)
+            self.w = tnn.Parameter(0.3 * torch.randn(18, 5))
+            self.b = tnn.Parameter(0.1 * torch.randn(5))
+
+        def forward(self, x):
+            h = torch.relu(self.bn(self.conv(x)))
+            a = tnn.functional.avg_pool2d(h, 3, 1, 1, count_include_pad=False)
+            m = tnn.functional.max_pool2d(h, 3, 1, 1)
+            g = torch.flatten(tnn.functional.adaptive_avg_pool2d(torch.cat([a, m, h], 1), 1), 1)
+            return torch.softmax(torch.matmul(g, self.w) + self.b, dim=1)
+
+    torch.manual_seed(1)
+    module = Branches().eval()
+    x = _x((3, 3, 8, 8), seed=4)
+    for fold in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (torch.zeros(2, 3, 8, 8),), str(tmp_path / "b.onnx"), dynamo=False,
+                              input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}},
+                              do_constant_folding=fold)
+        graph = mg.onnx.load(tmp_path / "b.onnx").eval()
+        (expected,) = _run_ort(tmp_path / "b.onnx", x)
+        _assert_close(graph(x), expected)
+        ops = {n.op_type for n in onnx.load(str(tmp_path / "b.onnx")).graph.node}
+        assert ("BatchNormalization" in ops) == (not fold)
+    # the unfolded file, float64: one SGD step in train mode equals PyTorch's
+    module = module.double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(2, 3, 8, 8, dtype=torch.float64),), str(tmp_path / "b64.onnx"),
+                          dynamo=False, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}},
+                          do_constant_folding=False)
+    graph = mg.onnx.load(tmp_path / "b64.onnx").train()
+    x64 = x.astype(np.float64)
+    grad = np.random.default_rng(5).standard_normal((3, 5))
+    module.train()
+    opt = torch.optim.SGD(module.parameters(), lr=0.5)
+    (module(torch.from_numpy(x64)) * torch.from_numpy(grad)).sum().backward()
+    opt.step()
+    graph(x64)
+    graph.backward(grad)
+    mg.optim.SGD(graph.parameters(), lr=0.5).step()
+    state = graph.state_dict()
+    np.testing.assert_allclose(state["w.weight"], module.w.detach().numpy().T, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(state["w.bias"], module.b.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for key in ("conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"):
+        np.testing.assert_allclose(state[key], module.state_dict()[key].numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=key)
