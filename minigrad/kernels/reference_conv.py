@@ -13,20 +13,29 @@ m samples per chunk):
     bias grad    db   = dy summed over (N, OH, OW)             (O,)
 
 The batch goes in chunks of m samples so that a chunk's column-sized buffers (the columns, and in
-backward their transposed copy or the column gradient) stay within ``MAX_COLUMN_BYTES`` whatever the
-batch size; the weight gradient is accumulated chunk by chunk into one (G, Og, K) array, and the
-columns are recomputed in backward instead of stored.
+backward their transposed copy or the column gradient) stay within the column budget whatever the
+batch size: ``MAX_COLUMN_BYTES`` on the GPU (large batched GEMMs for cuBLAS), ``HOST_COLUMN_BYTES`` on
+the host, where memory is shared with everything else. The weight gradient is accumulated chunk by
+chunk into one (G, Og, K) array, and the columns are recomputed in backward instead of stored, so a
+backward's extra memory is about the budget plus the weight size.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_gpu_array
 from .im2col import col2im, im2col
 
-MAX_COLUMN_BYTES = 256 * 2**20   # column-sized buffers per chunk (bytes)
+MAX_COLUMN_BYTES = 256 * 2**20   # column-sized buffers per chunk on the GPU (bytes)
+HOST_COLUMN_BYTES = 16 * 2**20   # ... on the host (NumPy and other array modules)
+
+
+def column_budget(array) -> int:
+    """Bytes of column-sized buffers a chunk may hold for arrays like ``array``."""
+    return MAX_COLUMN_BYTES if is_gpu_array(array) else HOST_COLUMN_BYTES
 
 
 def chunk_size(geom, itemsize: int, budget: int | None = None, buffers: int = 1) -> int:
-    """Samples per chunk so that `buffers` column buffers of one chunk fit the budget (at least 1)."""
+    """Samples per chunk so that `buffers` column buffers of one chunk fit the budget (default: the
+    GPU's, the larger one; at least 1)."""
     per_sample = geom.in_channels * geom.kernel[0] * geom.kernel[1] * geom.out_size[0] * geom.out_size[1]
     return max(1, int((budget or MAX_COLUMN_BYTES) // max(1, buffers * per_sample * itemsize)))
 
@@ -45,7 +54,7 @@ def conv_forward(x, weight, bias, geom, saved=None, budget=None):
     G, og = geom.groups, geom.group_out
     w = weight.reshape(G, og, -1)                                     # (O, Cg, kh, kw) -> (G, Og, K)
     y = xp.empty(geom.out_shape, dtype=x.dtype)
-    step = chunk_size(geom, x.dtype.itemsize, budget)
+    step = chunk_size(geom, x.dtype.itemsize, budget or column_budget(x))
     for start in range(0, geom.batch, step):
         x_chunk = x[start:start + step]
         out = w @ _columns(x_chunk, geom)                             # (m, G, Og, L)
@@ -68,7 +77,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
     grad_x = xp.empty(geom.in_shape, dtype=grad_out.dtype) if need_input else None
     grad_w = xp.zeros((G, og, k), dtype=grad_out.dtype) if need_weight else None
     w_t = weight.reshape(G, og, k).swapaxes(-2, -1) if need_input else None   # (G, Og, K) -> (G, K, Og)
-    step = chunk_size(geom, grad_out.dtype.itemsize, budget, buffers=2)
+    step = chunk_size(geom, grad_out.dtype.itemsize, budget or column_budget(grad_out), buffers=2)
     for start in range(0, geom.batch, step):
         dy = grad_out[start:start + step]
         m = dy.shape[0]
