@@ -93,7 +93,7 @@ def checked(method, phase: str):
         _check(self, phase, _arrays(out), "output" if phase == "forward" else "input gradient")
         if phase != "forward":
             for name, param in self._parameters.items():
-                if param is not None:
+                if param is not None and param.grad is not None:
                     _check(self, phase, [param.grad], f"gradient of parameter '{name}'")
         return out
 

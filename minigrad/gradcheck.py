@@ -53,7 +53,8 @@ def gradcheck(layer_or_function, inputs, eps: float = 1e-6, atol: float = 1e-5, 
             layer.to(dtype="float64")
         if hasattr(layer, "zero_grad"):
             layer.zero_grad()
-        params = list(layer.named_parameters()) if hasattr(layer, "named_parameters") else []
+        params = [(name, param) for name, param in layer.named_parameters() if param.requires_grad] \
+            if hasattr(layer, "named_parameters") else []                  # frozen parameters have no gradient
         run_forward = layer.forward
         run_backward = lambda dy: _as_tuple(layer.backward(dy))  # noqa: E731
         label = type(layer).__name__

@@ -131,7 +131,7 @@ class DataParallel(Layer):
         Parameters go in reverse order (last layer first), the order backward produces them.
         """
         groups: dict = {}
-        for param in reversed(self.parameters()):
+        for param in reversed([p for p in self.parameters() if p.requires_grad]):   # frozen: no gradient
             groups.setdefault((param.backend, str(param.dtype)), []).append(param)
         buckets = []
         for params in groups.values():

@@ -159,7 +159,7 @@ class Sequential(Container):
         """Backward down to the first layer that has parameters, which gets ``backward_parameters``:
         no input gradient is computed for it, and the layers before it (no parameters) are skipped."""
         items = list(self._layers.items())
-        first = next((i for i, (_, layer) in enumerate(items) if layer.num_parameters()), None)
+        first = next((i for i, (_, layer) in enumerate(items) if layer.has_trainable_parameters()), None)
         if first is None:
             self._cache = None
             return None

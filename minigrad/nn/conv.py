@@ -123,10 +123,15 @@ class Conv2d(ConvBase):
         """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W) or None; adds into weight.grad, bias.grad."""
         x, geom, saved, unbatched = self.take_cache()
         grad_out = self._batched_grad(grad_out, geom.out_shape, x, unbatched)
-        grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom, need_input=need_input,
-                                               need_bias=self.bias is not None, saved=saved)
-        self.weight.accumulate(grad_w, self.label)
-        if self.bias is not None:
+        need_weight = self.weight.requires_grad                # frozen parameters: nothing computed for them
+        need_bias = self.bias is not None and self.bias.requires_grad
+        grad_x = grad_w = grad_b = None
+        if need_input or need_weight or need_bias:
+            grad_x, grad_w, grad_b = conv_backward(x, self.weight.data, grad_out, geom, need_input=need_input,
+                                                   need_weight=need_weight, need_bias=need_bias, saved=saved)
+        if need_weight:
+            self.weight.accumulate(grad_w, self.label)
+        if need_bias:
             self.bias.accumulate(grad_b, self.label)
         if self.padding_mode != "zeros" and grad_x is not None:
             grad_x = pad2d_backward(grad_x, self._pads, self.padding_mode)

@@ -108,10 +108,11 @@ class ConvTranspose2d(ConvBase):
         """grad_out: (N, O, OH, OW) -> dx (N, I, H, W) or None; adds into weight.grad and bias.grad."""
         x, geom, (h, w), unbatched = self.take_cache()
         grad_out = self._batched_grad(grad_out, geom.in_shape, x, unbatched)
-        _, grad_w, _ = conv_backward(grad_out, None, x, geom, need_input=False, need_weight=True,
-                                     need_bias=False)
-        self.weight.accumulate(grad_w, self.label)
-        if self.bias is not None:
+        if self.weight.requires_grad:                         # a frozen weight: no product computed
+            _, grad_w, _ = conv_backward(grad_out, None, x, geom, need_input=False, need_weight=True,
+                                         need_bias=False)
+            self.weight.accumulate(grad_w, self.label)
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(grad_out.sum(axis=(0, 2, 3)), self.label)
         if not need_input:
             return None

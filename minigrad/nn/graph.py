@@ -212,7 +212,7 @@ class Graph(Container):
         """Values that depend on some parameter of the graph (their gradient reaches a parameter)."""
         needing = set()
         for node in self._nodes:
-            if any(v in needing for v in node.inputs) or node.layer.num_parameters():
+            if any(v in needing for v in node.inputs) or node.layer.has_trainable_parameters():
                 needing.add(node.output)
         return needing
 
@@ -245,7 +245,7 @@ class Graph(Container):
                 continue
             node.layer.restore_caches(caches)
             if needing is not None and not any(v in needing for v in node.inputs):
-                if node.layer.num_parameters():                 # e.g. the first conv: no dx for the data
+                if node.layer.has_trainable_parameters():       # e.g. the first conv: no dx for the data
                     self._run(node, node.layer.backward_parameters, grad)
                 else:
                     node.layer.clear_cache()

@@ -29,13 +29,38 @@ class Parameter:
     """A trainable array ``data`` with its gradient ``grad`` (same shape, dtype and backend).
 
     ``grad`` starts at zero; every backward adds to it until ``zero_grad()``.
+    ``requires_grad=False`` freezes it (PyTorch's flag): ``grad`` is None, layers compute no gradient
+    for it and optimizers leave it unchanged (fine-tuning with a frozen stem). Setting the flag back
+    to True gives it a zero gradient again.
     """
 
-    def __init__(self, data):
+    def __init__(self, data, requires_grad: bool = True):
         if not is_array(data):
             raise TypeError(f"Parameter: expected a NumPy or CuPy array, got {type(data).__name__}")
         self.data = data
-        self.grad = get_array_module(data).zeros_like(data)
+        self.grad = None
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if not isinstance(flag, (bool, numpy.bool_)):
+            raise TypeError(f"Parameter.requires_grad must be True or False, got {flag!r}")
+        flag = bool(flag)
+        if flag and self.grad is None:
+            self.grad = get_array_module(self.data).zeros_like(self.data)
+        elif not flag:
+            self.grad = None
+        self._requires_grad = flag
+
+    def requires_grad_(self, requires_grad: bool = True):
+        """Set ``requires_grad`` in place; returns self."""
+        self.requires_grad = requires_grad
+        return self
 
     shape = property(lambda self: tuple(self.data.shape))
     dtype = property(lambda self: self.data.dtype)
@@ -44,7 +69,10 @@ class Parameter:
     backend = property(lambda self: backend_of(self.data))
 
     def accumulate(self, grad, where: str = "Parameter"):
-        """grad += g, after checking shape and backend (a wrong gradient fails loudly here)."""
+        """grad += g, after checking shape and backend (a wrong gradient fails loudly here); a frozen
+        parameter (requires_grad=False) takes nothing."""
+        if not self._requires_grad:
+            return
         get_array_module(self.data, grad, names=("parameter", "gradient"), where=where)
         if tuple(grad.shape) != self.shape:
             raise ValueError(f"{where}: gradient of shape {tuple(grad.shape)} does not match the parameter "
@@ -52,14 +80,15 @@ class Parameter:
         self.grad += grad
 
     def zero_grad(self):
-        self.grad[...] = 0
+        if self.grad is not None:
+            self.grad[...] = 0
 
     def to(self, backend=None, dtype=None):
         """Move/cast data and grad in place; returns self."""
         check_backend_dtype(self.backend if backend is None else backend, self.dtype if dtype is None else dtype,
                             "Parameter.to")
         self.data = _move(self.data, backend, dtype)
-        self.grad = _move(self.grad, backend, dtype)
+        self.grad = None if self.grad is None else _move(self.grad, backend, dtype)
         return self
 
     def __repr__(self):
@@ -277,6 +306,17 @@ class Layer:
     def zero_grad(self):
         for param in self.parameters():
             param.zero_grad()
+
+    def requires_grad_(self, requires_grad: bool = True):
+        """Freeze (False) or unfreeze (True) every parameter of this layer and its sub-layers, like
+        PyTorch's ``module.requires_grad_``; returns self. ``model.stem.requires_grad_(False)``."""
+        for param in self.parameters():
+            param.requires_grad = requires_grad
+        return self
+
+    def has_trainable_parameters(self) -> bool:
+        """True when some parameter of this layer (or its sub-layers) requires a gradient."""
+        return any(param.requires_grad for param in self.parameters())
 
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, object]":

@@ -72,12 +72,11 @@ class Linear(Layer):
         dy = grad_out.reshape(-1, self.out_features)       # (N, *, out) -> (M, out)
         x2 = x.reshape(-1, self.in_features)               # (N, *, in) -> (M, in)
         with cpu_linear.blas_policy(x2, self.weight.data):
-            grad_w = dy.T @ x2                               # (out, M) @ (M, in) -> (out, in)
+            if self.weight.requires_grad:                    # a frozen weight: no product computed
+                self.weight.accumulate(dy.T @ x2, self.label)   # (out, M) @ (M, in) -> (out, in)
             dx = (dy @ self.weight.data).reshape(x.shape) if need_input else None   # (M, in) -> (N, *, in)
-        grad_b = dy.sum(axis=0) if self.bias is not None else None
-        self.weight.accumulate(grad_w, self.label)
-        if self.bias is not None:
-            self.bias.accumulate(grad_b, self.label)
+        if self.bias is not None and self.bias.requires_grad:
+            self.bias.accumulate(dy.sum(axis=0), self.label)
         return dx
 
     def extra_repr(self):

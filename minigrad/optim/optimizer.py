@@ -129,7 +129,8 @@ class Optimizer:
         loss = closure() if closure is not None else None
         # Check every gradient before touching any parameter: a bad one leaves the model unchanged.
         work = [(group, p, self._checked_grad(p, index), index)
-                for index, (group, p) in enumerate(self._indexed_params()) if p.grad is not None]
+                for index, (group, p) in enumerate(self._indexed_params())
+                if p.grad is not None and p.requires_grad]       # frozen parameters are left unchanged
         for group, p, grad, index in work:
             state = self.state.setdefault(p, {})
             self._follow_param(p, state, index)
