@@ -22,15 +22,19 @@ def _x(shape, seed=0, dtype="float32"):
 def _randomize_bn(model, seed=5):
     """Non-trivial BatchNorm statistics and affine parameters (fresh ones make eval mode an identity)."""
     rng = np.random.default_rng(seed)
+
+    def fill(array, values):
+        array[...] = mg.backend.to_backend(values.astype(array.dtype), mg.backend.backend_of(array))
+
     for layer in model.modules():
         if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and layer.track_running_stats:
             c = layer.num_features
-            layer.running_mean[...] = 0.1 * rng.standard_normal(c)
-            layer.running_var[...] = 0.5 + rng.random(c)
+            fill(layer.running_mean, 0.1 * rng.standard_normal(c))
+            fill(layer.running_var, 0.5 + rng.random(c))
             if layer.weight is not None:
-                layer.weight.data[...] = 0.5 + rng.random(c)
+                fill(layer.weight.data, 0.5 + rng.random(c))
             if layer.bias is not None:
-                layer.bias.data[...] = 0.1 * rng.standard_normal(c)
+                fill(layer.bias.data, 0.1 * rng.standard_normal(c))
     return model
 
 
@@ -482,3 +486,21 @@ def test_torch_branches_with_avgpool_concat_matmul_add_softmax(tmp_path):
     for key in ("conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"):
         np.testing.assert_allclose(state[key], module.state_dict()[key].numpy(), rtol=1e-10, atol=1e-12,
                                    err_msg=key)
+
+
+def test_export_import_and_safetensors_on_each_backend(backend, tmp_path):
+    mg.manual_seed(0)
+    model = _randomize_bn(mg.models.vgg_small(num_classes=4, config=(8, "M", 16, "M")))   # on the active backend
+    host = _x((2, 3, 32, 32))
+    x = mg.backend.to_backend(host, backend)
+    mg.onnx.export(model, x, tmp_path / "m.onnx")
+    model.eval()
+    expected = mg.backend.to_backend(model(x), "numpy")
+    (got,) = _run_ort(tmp_path / "m.onnx", host)
+    _assert_close(got, expected)
+    graph = mg.onnx.load(tmp_path / "m.onnx").eval()
+    assert {mg.backend.backend_of(a) for a in graph.state_dict().values()} == {backend}
+    np.testing.assert_allclose(mg.backend.to_backend(graph(x), "numpy"), expected, rtol=1e-6, atol=1e-6)
+    mg.io.save_safetensors(model, tmp_path / "m.safetensors")
+    state = mg.io.load_safetensors(tmp_path / "m.safetensors", backend=backend)
+    assert {mg.backend.backend_of(a) for a in state.values()} == {backend}

@@ -20,6 +20,7 @@ import os
 
 import numpy
 
+from ..backend import get_backend, to_backend
 from ..functional.conv import resolve_padding
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
                   ConvTranspose2d, Dropout, Flatten, Graph, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d,
@@ -31,6 +32,11 @@ __all__ = ["load"]
 
 _PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 _SIMPLE = {"Relu": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh}
+
+
+def _on_backend(array, dtype):
+    """A copy of an initializer on the active backend (where the layers being built keep their arrays)."""
+    return to_backend(numpy.array(array, dtype=dtype, order="C"), get_backend())
 
 
 class _OnnxToMinigrad(Importer):
@@ -90,9 +96,9 @@ class _OnnxToMinigrad(Importer):
 
     @staticmethod
     def _set(layer, weight, bias):
-        layer.weight.data = numpy.array(weight, dtype=weight.dtype, order="C")
+        layer.weight.data = _on_backend(weight, weight.dtype)
         if bias is not None:
-            layer.bias.data = numpy.array(bias, dtype=weight.dtype, order="C").reshape(-1)   # (1, O) -> (O,)
+            layer.bias.data = _on_backend(bias, weight.dtype).reshape(-1)   # (1, O) -> (O,)
 
     def op_Gemm(self, node):
         attrs = self.attrs(node, {"alpha", "beta", "transA", "transB"})
@@ -129,7 +135,7 @@ class _OnnxToMinigrad(Importer):
         if not (isinstance(layer, Linear) and layer.bias is None and self.uses.get(a) == 1
                 and bias.size == layer.out_features and bias.ndim <= 2):
             raise self.fail(node, f"adding the constant '{b}' is supported only as the bias right after a MatMul")
-        layer.bias = Parameter(numpy.array(bias.reshape(-1), dtype=layer.weight.dtype))   # (1, O) -> (O,)
+        layer.bias = Parameter(_on_backend(bias, layer.weight.dtype).reshape(-1))   # (1, O) -> (O,)
         self.values[node.output[0]] = self.values[a]
         self.layers_by_value[node.output[0]] = layer
 
@@ -221,8 +227,8 @@ class _OnnxToMinigrad(Importer):
         layer = cls(scale.shape[0], eps=attrs.get("epsilon", 1e-5), momentum=decimal(1.0 - attrs.get("momentum", 0.9)),
                     dtype=scale.dtype)
         self._set(layer, scale, bias)
-        layer.running_mean[...] = mean
-        layer.running_var[...] = var
+        layer.running_mean[...] = _on_backend(mean, layer.running_mean.dtype)
+        layer.running_var[...] = _on_backend(var, layer.running_var.dtype)
         self.add(node, layer, [node.input[0]], weight_input=1)
 
     def op_LayerNormalization(self, node):
@@ -235,7 +241,7 @@ class _OnnxToMinigrad(Importer):
         layer = LayerNorm(scale.shape, eps=attrs.get("epsilon", 1e-5), bias=bias is not None, dtype=scale.dtype)
         self._set(layer, scale, None)
         if bias is not None:
-            layer.bias.data = numpy.array(bias, dtype=scale.dtype)
+            layer.bias.data = _on_backend(bias, scale.dtype)
         self.add(node, layer, [node.input[0]], weight_input=1)
 
     def op_Flatten(self, node):
@@ -304,8 +310,8 @@ class _OnnxToMinigrad(Importer):
 def load(path) -> Graph:
     """Read an ONNX file (a path, bytes or an onnx.ModelProto) -> a trainable minigrad Graph.
 
-    The Graph is in training mode, its parameters are copies of the initializers, BatchNorm's running
-    statistics are buffers. Raises OnnxError for a truncated or invalid file and for an op, attribute
+    The Graph is in training mode and on the active backend (like newly built layers); its parameters
+    are copies of the initializers, BatchNorm's running statistics are buffers. Raises OnnxError for a truncated or invalid file and for an op, attribute
     or pattern without an exact minigrad equivalent (the message names the node, op and attribute).
     """
     where = "mg.onnx.load"
