@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from ..backend import backend_of, get_backend
+from ..backend import backend_of, cupy_available, get_backend, module_for
 
 __all__ = ["DistributedError", "init", "is_initialized", "world_size", "rank", "local_rank", "is_main",
            "barrier", "all_reduce", "broadcast", "broadcast_object", "all_gather_object", "mpi_comm"]
@@ -39,12 +39,13 @@ class _World:
         self.rank = comm.Get_rank() if comm is not None else 0
         self.size = comm.Get_size() if comm is not None else 1
         self.local_rank = 0
+        self.local_size = 1   # processes on this machine
         if comm is not None and self.size > 1:
             from mpi4py import MPI
             node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)  # the processes on my machine
-            self.local_rank = node.Get_rank()
+            self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
             node.Free()
-        self.nccl = None  # NcclCommunicator, created on first device collective (or by init on cupy)
+        self.nccl = None  # NcclCommunicator on GPU local_rank, created by init() where GPUs are usable
 
 
 _world: _World | None = None
@@ -63,8 +64,12 @@ def init() -> "_World":
     Under ``mpirun -np N`` this uses ``mpi4py``'s COMM_WORLD (rank, size). Run alone, it is a
     world of one (rank 0, size 1) whether or not mpi4py is installed. When launched by mpirun
     but mpi4py is missing, raises DistributedError saying what to install.
-    When the active backend is 'cupy', also selects GPU ``local_rank % device_count`` and
-    creates the NCCL communicator; call ``init()`` before creating the model on the GPU.
+    Where CuPy sees GPUs (whatever the active backend, so the order of ``init()`` and
+    ``set_backend("cupy")`` does not matter), also makes GPU ``local_rank`` this process's device
+    and creates the NCCL communicator on it. More processes on a machine than GPUs raise
+    DistributedError before NCCL is touched: here on the 'cupy' backend, else (a NumPy run may
+    have more processes than GPUs) at the first collective of CuPy arrays. Call ``init()`` before
+    moving the model to the GPU.
     """
     global _world
     if _world is not None:
@@ -85,8 +90,11 @@ def init() -> "_World":
         _world = _World(None)
     else:
         _world = _World(MPI.COMM_WORLD)
-    if get_backend() == "cupy" and _world.size > 1:
-        _nccl()
+    if _world.size > 1 and cupy_available():
+        # NumPy runs may start more processes than GPUs; a shortage is refused at init() on the cupy
+        # backend, else at the first device collective (every rank decides alike: _gpu_shortage is collective)
+        if get_backend() == "cupy" or _gpu_shortage(_world) is None:
+            _nccl()
     return _world
 
 
@@ -133,9 +141,26 @@ def barrier() -> None:
 def _nccl():
     world = _get()
     if world.nccl is None:
+        problem = _gpu_shortage(world)
+        if problem is not None:
+            raise DistributedError(problem)
         from .nccl import NcclCommunicator
         world.nccl = NcclCommunicator(world.comm, world.rank, world.size, world.local_rank)
     return world.nccl
+
+
+def _gpu_shortage(world):
+    """None when every machine has a GPU per process, else why NCCL cannot start (the same on every rank:
+    collective over MPI). NCCL itself would fail inside with "Duplicate GPU detected"."""
+    gpus = module_for("cupy").cuda.runtime.getDeviceCount()
+    short = [(rank, size, count) for rank, (size, count) in
+             enumerate(world.comm.allgather((world.local_size, gpus))) if size > count]
+    if not short:
+        return None
+    rank, size, count = short[0]
+    return (f"mg.distributed: {size} processes on the machine of rank {rank} but {count} GPU(s) visible there; "
+            "NCCL needs one GPU per process. Start at most one process per GPU (e.g. mpirun -np "
+            f"{count} on one machine), or use the 'numpy' backend (MPI)")
 
 
 def _check_op(op, where):

@@ -18,15 +18,16 @@ one explicit call):
 - names: ``state_dict()`` keys are the wrapped model's keys (no ``module.`` prefix), so a
   checkpoint loads into the bare model and back.
 
-``comm_seconds`` accumulates the time spent inside the all-reduce calls, ``sync_seconds`` the
-whole gradient synchronisation (packing + all-reduce + unpacking).
+``comm_seconds`` accumulates the time of the all-reduce calls alone (on CuPy measured with CUDA
+events recorded on the stream just before and after each, so backward work still queued is not
+counted), ``sync_seconds`` the whole gradient synchronisation (packing + all-reduce + unpacking).
 """
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
 
-from ..backend import backend_of, get_array_module
+from ..backend import backend_of, get_array_module, module_for
 from ..nn.layer import Layer
 from . import comm
 
@@ -162,20 +163,22 @@ class DataParallel(Layer):
         if comm.world_size() == 1:
             return
         start = time.perf_counter()
+        timers = []
         for index, params in enumerate(self.buckets()):
             flat = self._flat_buffer(index, params)
             offset = 0
             for p in params:                       # pack: grads -> (numel,) buffer
                 flat[offset:offset + p.size] = p.grad.reshape(-1)  # (*p.shape) -> (p.size,)
                 offset += p.size
-            t0 = time.perf_counter()
+            timers.append(_CollectiveTimer(flat))
             flat = comm.all_reduce(flat, op="mean")
-            self.comm_seconds += time.perf_counter() - t0
+            timers[-1].stop()
             self.comm_calls += 1
             offset = 0
             for p in params:                       # unpack: (numel,) buffer -> grads
                 p.grad[...] = flat[offset:offset + p.size].reshape(p.shape)  # (p.size,) -> (*p.shape)
                 offset += p.size
+        self.comm_seconds += sum(timer.seconds() for timer in timers)
         self.sync_seconds += time.perf_counter() - start
 
     def reset_timers(self):
@@ -186,3 +189,29 @@ class DataParallel(Layer):
         body = repr(self.module).replace("\n", "\n  ")
         return (f"DataParallel(world_size={comm.world_size()}, bucket_mb={self.bucket_bytes / 2 ** 20:g},\n"
                 f"  (module): {body}\n)")
+
+
+class _CollectiveTimer:
+    """The time of one collective on ``array``: for a CuPy array, CUDA events recorded on the current
+    stream around it (the collective alone, not the backward kernels queued before it); else the host clock.
+    ``seconds()`` waits for the collective to finish."""
+
+    def __init__(self, array):
+        self._cuda = module_for("cupy").cuda if backend_of(array) == "cupy" else None
+        if self._cuda is not None:
+            self._start, self._end = self._cuda.Event(), self._cuda.Event()
+            self._start.record()
+        else:
+            self._elapsed = -time.perf_counter()
+
+    def stop(self):
+        if self._cuda is not None:
+            self._end.record()
+        else:
+            self._elapsed += time.perf_counter()
+
+    def seconds(self) -> float:
+        if self._cuda is not None:
+            self._end.synchronize()
+            return self._cuda.get_elapsed_time(self._start, self._end) / 1e3   # milliseconds -> seconds
+        return self._elapsed

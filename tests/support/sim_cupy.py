@@ -129,7 +129,7 @@ class ndarray:
     mT = property(lambda self: ndarray._of(self._a.mT))
     real = property(lambda self: ndarray._of(self._a.real))
     imag = property(lambda self: ndarray._of(self._a.imag))
-    device = property(lambda self: cuda.Device(0))
+    device = property(lambda self: cuda.Device())      # the current device (arrays follow it here)
     data = property(lambda self: types.SimpleNamespace(ptr=self._a.ctypes.data, device_id=0))
 
     def __getattr__(self, name):
@@ -448,13 +448,35 @@ class _Synchronous:
         return False
 
 
+_current_device = 0
+
+
+def _device_count():
+    """Simulated GPUs: 1, or $MINIGRAD_SIM_GPUS (for the NCCL tests under mpirun)."""
+    return int(os.environ.get("MINIGRAD_SIM_GPUS", "1"))
+
+
 class _Device(_Synchronous):
-    def __init__(self, device=0):
-        self.id = int(device)
+    def __init__(self, device=None):
+        self.id = _current_device if device is None else int(device)
         self.compute_capability = "90"
+        self._previous = []
 
     def use(self):
+        global _current_device
+        if not 0 <= self.id < _device_count():
+            raise RuntimeError(f"cudaErrorInvalidDevice: invalid device ordinal {self.id}")
+        _current_device = self.id
         return self
+
+    def __enter__(self):
+        self._previous.append(_current_device)
+        return self.use()
+
+    def __exit__(self, *exc):
+        global _current_device
+        _current_device = self._previous.pop()
+        return False
 
     def __eq__(self, other):
         return isinstance(other, _Device) and other.id == self.id
@@ -491,17 +513,63 @@ def _get_elapsed_time(start, end):
 
 
 _runtime = types.SimpleNamespace(
-    getDeviceCount=lambda: 1, getDevice=lambda: 0, deviceSynchronize=lambda: None,
+    getDeviceCount=_device_count, getDevice=lambda: _current_device, deviceSynchronize=lambda: None,
     getDeviceProperties=lambda device: {"name": b"simulated CUDA device (CPU)", "totalGlobalMem": 1 << 34,
                                         "major": 9, "minor": 0, "multiProcessorCount": 1},
     memGetInfo=lambda: (1 << 34, 1 << 34))
+class _NcclCommunicator:
+    """cupy.cuda.nccl.NcclCommunicator over MPI: the collectives run on the arrays' host storage.
+
+    Like NCCL it refuses two ranks of one machine on one GPU ("Duplicate GPU detected").
+    """
+
+    _DTYPES = {0: "int8", 1: "uint8", 2: "int32", 3: "uint32", 4: "int64", 5: "uint64", 6: "float16",
+               7: "float32", 8: "float64"}
+
+    def __init__(self, ndev, comm_id, rank):
+        import socket
+        from mpi4py import MPI
+        self._mpi, self._comm, self._rank, self._device = MPI, MPI.COMM_WORLD, rank, _current_device
+        places = self._comm.allgather((socket.gethostname(), self._device))
+        if len(set(places)) != len(places):
+            raise RuntimeError("NCCL_ERROR_INVALID_USAGE: invalid usage (Duplicate GPU detected: "
+                               f"{places})")
+
+    def device_id(self):
+        return self._device
+
+    def rank_id(self):
+        return self._rank
+
+    def _view(self, ptr, count, datatype):
+        import ctypes
+        dtype = numpy.dtype(self._DTYPES[datatype])
+        return numpy.frombuffer((ctypes.c_char * (count * dtype.itemsize)).from_address(ptr), dtype=dtype)
+
+    def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
+        data = self._view(sendbuf, count, datatype).copy()
+        mpi_op = {0: self._mpi.SUM, 1: self._mpi.PROD, 2: self._mpi.MAX, 3: self._mpi.MIN}[op]
+        self._comm.Allreduce(self._mpi.IN_PLACE, data, op=mpi_op)
+        self._view(recvbuf, count, datatype)[...] = data
+
+    def bcast(self, buff, count, datatype, root, stream):
+        data = self._view(buff, count, datatype).copy()
+        self._comm.Bcast(data, root=root)
+        self._view(buff, count, datatype)[...] = data
+
+
+nccl = types.SimpleNamespace(
+    NcclCommunicator=_NcclCommunicator, get_unique_id=lambda: tuple(range(128)),
+    NCCL_INT8=0, NCCL_UINT8=1, NCCL_INT32=2, NCCL_UINT32=3, NCCL_INT64=4, NCCL_UINT64=5, NCCL_FLOAT16=6,
+    NCCL_FLOAT32=7, NCCL_FLOAT64=8, NCCL_SUM=0, NCCL_PROD=1, NCCL_MAX=2, NCCL_MIN=3)
+
 cuda = types.SimpleNamespace(
     Device=_Device, Stream=_Stream, Event=_Event, runtime=_runtime, get_elapsed_time=_get_elapsed_time,
     get_current_stream=lambda: _Stream(), curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=161),
-    is_available=lambda: True)
+    is_available=lambda: True, nccl=nccl)
 _Stream.null = _Stream()
 for _name in vars(cuda):
-    assert _name in _NAMES["cuda"] or _name == "curand", _name   # cupy.cuda.curand is a lazy attribute
+    assert _name in _NAMES["cuda"] or _name in ("curand", "nccl"), _name   # submodules, loaded on use
 
 
 # --- cupy.random
