@@ -2,8 +2,10 @@
 
 The loader picks a batch's indices on the host, asks the dataset for the whole batch at
 once (``dataset[index_array]``), copies each array of the batch to the active backend
-once (``to_backend``: a single host-to-device copy per array on the GPU, nothing on the
-CPU), then applies the transform there. Nothing in the loop reads device memory back.
+once (nothing on the CPU; on the GPU a single host-to-device copy per array, staged in
+pinned memory and run on a copy stream one batch ahead, so it overlaps the compute on the
+previous batch: ``device_copy.PinnedCopier``), then applies the transform there. Nothing in
+the loop reads device memory back.
 
 Reproducibility: the order of epoch ``e`` is ``default_rng([seed, e]).permutation(N)`` and
 the random transforms of batch ``b`` draw from ``default_rng([seed, e, b])``. With
@@ -20,6 +22,7 @@ import numpy
 
 from .. import random as mg_random
 from ..backend import get_backend, is_array, to_backend
+from .device_copy import PinnedCopier
 
 __all__ = ["ArrayDataset", "DataLoader"]
 
@@ -149,12 +152,21 @@ class DataLoader:
         self._epoch, self._position = epoch, start
         return self._batches(epoch, start)
 
+    def _fetch_batch(self, order, b):
+        return _fetch(self.dataset, order[b * self.batch_size:(b + 1) * self.batch_size])
+
     def _batches(self, epoch, start):
         order = self.order(epoch)
         backend = self.backend or get_backend()
+        copier = PinnedCopier() if backend in ("cupy", "cuda", "gpu") else None
+        upcoming = None                                # the next batch, its copy in flight
         for b in range(start, len(self)):
-            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
-            arrays = [to_backend(a, backend) for a in _fetch(self.dataset, indices)]  # one copy each
+            if copier is None:
+                arrays = [to_backend(a, backend) for a in self._fetch_batch(order, b)]  # one copy each
+            else:
+                arrays, ready = upcoming or copier.start(self._fetch_batch(order, b))
+                upcoming = copier.start(self._fetch_batch(order, b + 1)) if b + 1 < len(self) else None
+                copier.wait(ready)
             if self.transform is not None:
                 rng = numpy.random.default_rng([self.seed, epoch, b])
                 arrays[0] = self.transform(arrays[0], rng=rng)

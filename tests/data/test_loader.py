@@ -131,3 +131,35 @@ def test_each_batch_is_copied_to_the_device_once():
     assert sim.host_reads == reads
     list(loader)
     assert sim.host_copies - copies == 11 + 3 * len(batches)
+
+
+@pytest.mark.gpu
+def test_device_batches_come_through_pinned_buffers_on_a_copy_stream_one_batch_ahead():
+    """Each batch array is staged in a reused pinned buffer and copied on the loader's own stream; the
+    next batch's copy is started before a batch is handed out, and the compute stream waits for the copy
+    (an event) instead of the host. Observed on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)."""
+    from support import sim_cupy as sim
+    if not sim.installed():
+        pytest.skip("copies and streams are observed on the simulated CuPy (MINIGRAD_TEST_CUPY=sim)")
+    mg.set_backend("cupy")
+    x = np.random.default_rng(0).random((10, 1, 4, 4)).astype(np.float32)
+    y = np.arange(10)
+    loader = DataLoader(ArrayDataset(x, y), batch_size=4, shuffle=True, seed=0)
+    sim.copy_log.clear()
+    sim.stream_waits.clear()
+    pinned_before = sim.pinned_allocations
+    seen = []
+    for bx, by in loader:
+        seen.append((bx.get(), by.get(), len(sim.copy_log)))
+    copy_stream = sim.copy_log[0][0]
+    assert copy_stream is not None and copy_stream is not sim.cuda.get_current_stream()
+    assert all(stream is copy_stream and pinned for stream, pinned in sim.copy_log)
+    assert len(sim.copy_log) == 2 * len(seen)               # one copy per array per batch
+    assert [count for _, _, count in seen] == [4, 6, 6]     # the next batch already copied when one is handed out
+    compute_waits = [event for stream, event in sim.stream_waits if stream is sim.cuda.get_current_stream()]
+    assert len(compute_waits) == len(seen)                  # the compute stream waits for each batch's copy
+    assert sim.pinned_allocations - pinned_before == 4      # 2 slots x 2 arrays, reused for the third batch
+    order = loader.order(0)
+    for b, (bx, by, _) in enumerate(seen):                  # the same batches as ever
+        np.testing.assert_array_equal(bx, x[order[4 * b:4 * b + 4]])
+        np.testing.assert_array_equal(by, y[order[4 * b:4 * b + 4]])

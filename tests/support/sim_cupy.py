@@ -48,7 +48,28 @@ def _host_read():
     host_reads += 1
 
 
-host_copies = 0    # host-to-device copies (cupy.asarray / cupy.array of host data)
+host_copies = 0    # host-to-device copies (cupy.asarray / cupy.array of host data, ndarray.set)
+copy_log = []      # (stream, from pinned memory?) of each ndarray.set
+stream_waits = []  # (waiting stream, event) of each Stream.wait_event
+
+
+class _PinnedMemory(bytearray):
+    """cupy.cuda.alloc_pinned_memory's buffer (page-locked on a GPU machine; host bytes here)."""
+
+
+def _pinned_base(array):
+    while array is not None and not isinstance(array, _PinnedMemory):
+        array = array.base if isinstance(array, numpy.ndarray) else getattr(array, "obj", None)
+    return array is not None
+
+
+pinned_allocations = 0
+
+
+def _alloc_pinned_memory(size):
+    global pinned_allocations
+    pinned_allocations += 1
+    return _PinnedMemory(int(size))
 
 
 class SimulatedDeviceError(TypeError):
@@ -108,8 +129,11 @@ class ndarray:
         return numpy.array(self._a, order=order)
 
     def set(self, arr, stream=None):
+        global host_copies
         if not isinstance(arr, numpy.ndarray) or arr.shape != self.shape:
             raise ValueError(f"set() needs a NumPy array of shape {self.shape}")
+        host_copies += 1
+        copy_log.append((stream, _pinned_base(arr)))
         self._a[...] = arr
 
     def __array__(self, dtype=None, copy=None):
@@ -495,6 +519,14 @@ class _Stream(_Synchronous):
     def __init__(self, *args, **kwargs):
         pass
 
+    def record(self, event=None):
+        event = event or _Event()
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        stream_waits.append((self, event))
+
 
 class _Event:
     def __init__(self, *args, **kwargs):
@@ -564,8 +596,8 @@ nccl = types.SimpleNamespace(
     NCCL_FLOAT32=7, NCCL_FLOAT64=8, NCCL_SUM=0, NCCL_PROD=1, NCCL_MAX=2, NCCL_MIN=3)
 
 cuda = types.SimpleNamespace(
-    Device=_Device, Stream=_Stream, Event=_Event, runtime=_runtime, get_elapsed_time=_get_elapsed_time,
-    get_current_stream=lambda: _Stream(), curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=161),
+    Device=_Device, Stream=_Stream, Event=_Event, runtime=_runtime, alloc_pinned_memory=_alloc_pinned_memory, get_elapsed_time=_get_elapsed_time,
+    get_current_stream=lambda: _Stream.null, curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=161),
     is_available=lambda: True, nccl=nccl)
 _Stream.null = _Stream()
 for _name in vars(cuda):
