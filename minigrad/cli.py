@@ -212,6 +212,7 @@ def _train(args, say, dist, out, run_dir) -> int:
         "train_accuracy": history["train_acc"][-1] if epochs_done else None,
         "train_seconds": train_seconds, "images_per_s": images / train_seconds if train_seconds else None,
         "wall_seconds": wall, "checkpoint": checkpoint, "history": os.path.join(out, "history.jsonl"),
+        "compile_seconds": sum(e["seconds"] for e in history.get("events", []) if e["type"] == "compile") or None,
         "config": config,
     }
     if dist is not None:

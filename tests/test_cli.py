@@ -162,6 +162,7 @@ def test_train_and_evaluate_on_cupy(tmp_path, capsys):
     on_cpu = json.loads(capsys.readouterr().out)       # same seed and data: float32 rounding apart, same run
     assert abs(metrics["test_accuracy"] - on_cpu["test_accuracy"]) <= 0.03
     assert abs(metrics["train_loss"] - on_cpu["train_loss"]) <= 0.02 * on_cpu["train_loss"]
+    assert metrics["compile_seconds"] >= 0 and on_cpu["compile_seconds"] is None   # kernels built before the clock
     assert main(["evaluate", str(out / "checkpoint.npz"), "--backend", "cupy", "--limit-test", "256", *DATA,
                  "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["test_accuracy"]
