@@ -298,7 +298,8 @@ def test_cli_train_distributed_matches_one_process(tmp_path):
     lines = [line for line in two.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # only rank 0 prints the metrics
     assert two.stderr.count("Test accuracy") == 1 and "data-parallel over 2 processes, 32 per process" in two.stderr
-    assert sorted(p.name for p in (tmp_path / "dp").iterdir()) == ["checkpoint.npz", "history.jsonl", "metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "dp").iterdir()) == [".lock", "checkpoint.npz", "history.jsonl",
+                                                                   "metrics.json"]   # .lock: rank 0's run lock
     dp, single = mg.load(tmp_path / "dp" / "checkpoint.npz"), mg.load(tmp_path / "single" / "checkpoint.npz")
     assert list(dp["model"]) == list(single["model"])
     for name, value in single["model"].items():
