@@ -26,6 +26,7 @@ returned. A truncated, corrupted, foreign or wrong-version file raises ``Checkpo
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zlib
@@ -37,6 +38,7 @@ import numpy
 from . import random as mg_random
 from .archive import NpzReader, is_npy_file
 from .backend import backend_of, get_backend, is_array, to_backend
+from .memory import check_bytes
 from .safetensors_io import SafetensorsError, load_safetensors, save_safetensors
 
 __all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION",
@@ -273,14 +275,14 @@ def _read_verified(path: str, meta_only: bool = False) -> tuple[dict, dict]:
             arrays = {}
             if meta_only:
                 return meta, arrays
+            total = sum(dtype.itemsize * math.prod(shape) for dtype, shape in declared.values())
+            check_bytes(total, f"mg.load: {path}", None, what=f"reading its {len(declared)} arrays")
             for key, (dtype, shape) in declared.items():
                 array = reader.read(key, dtype, shape)
                 if _crc(array) != entries[key]["crc32"]:
                     raise fail(f"array '{key}' failed its CRC32 check; the file is corrupted")
                 arrays[key] = array
-    except CheckpointError:
-        raise
-    except FileNotFoundError:
+    except (CheckpointError, FileNotFoundError, MemoryError):
         raise
     except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError from a damaged header, ...
         raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}); the file is "

@@ -15,11 +15,13 @@ compute the same (kernels/dispatch.py picks one). The public functions match ``t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from ..backend import get_array_module
 from ..kernels.dispatch import conv_kernel
 from ..kernels.im2col import col2im, conv_out_size, im2col
+from ..memory import check_bytes
 from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
 
 __all__ = ["unfold", "fold", "conv2d", "conv2d_input", "conv2d_weight", "ConvGeometry"]
@@ -41,6 +43,7 @@ class ConvGeometry:
     pads: tuple
     groups: int
     out_size: tuple
+    where: str = field(default="conv2d", compare=False)     # the layer or function, for error messages
 
     @property
     def group_in(self) -> int:
@@ -110,7 +113,7 @@ def make_geometry(in_shape, weight_shape, stride, padding, dilation, groups, whe
             f"than the padded input {padded} (input of shape {tuple(in_shape)}, padding {pads[::2]})")
     out = (conv_out_size(h, kh, stride[0], pads[0], pads[1], dilation[0]),
            conv_out_size(w, kw, stride[1], pads[2], pads[3], dilation[1]))
-    return ConvGeometry(n, c, o, (h, w), (kh, kw), stride, dilation, pads, groups, out)
+    return ConvGeometry(n, c, o, (h, w), (kh, kw), stride, dilation, pads, groups, out, where)
 
 
 # ----------------------------------------------------------------------------- unfold / fold
@@ -142,6 +145,9 @@ def unfold(x, kernel_size, dilation=1, padding=0, stride=1):
     if out_h < 1 or out_w < 1:
         raise ValueError(f"{where}: kernel {kernel} with dilation {dilation} does not fit the padded input "
                          f"(input of shape {tuple(x.shape)}, padding {(pads[0], pads[2])})")
+    out_shape = (n, c * kernel[0] * kernel[1], out_h * out_w)
+    padded = n * c * (h + pads[0] + pads[1]) * (w + pads[2] + pads[3]) if any(pads) else 0
+    check_bytes((math.prod(out_shape) + padded) * x.dtype.itemsize, where, out_shape, like=x)
     cols = im2col(x, kernel, stride, pads, dilation)           # (N, C, kh, kw, OH, OW)
     cols = cols.reshape(n, c * kernel[0] * kernel[1], out_h * out_w)  # -> (N, C*kh*kw, L)
     return cols[0] if unbatched else cols
@@ -175,12 +181,26 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
             f"{(pads[0], pads[2])}, stride {stride} gives {max(out_h, 0)}x{max(out_w, 0)} = "
             f"{max(out_h, 0) * max(out_w, 0)} blocks, but the input has L={length} (shape {tuple(cols.shape)})")
     c = rows // window
+    padded = n * c * (h + pads[0] + pads[1]) * (w + pads[2] + pads[3])   # col2im's buffer, then the result
+    check_bytes((padded + n * c * h * w) * cols.dtype.itemsize, where, (n, c, h, w), like=cols)
     cols = cols.reshape(n, c, kernel[0], kernel[1], out_h, out_w)  # (N, C*kh*kw, L) -> (N, C, kh, kw, OH, OW)
     image = col2im(cols, (h, w), stride, pads, dilation)
     return image[0] if unbatched else image
 
 
 # ----------------------------------------------------------------------------- the kernels
+
+def _check_memory(geom, kernel, shape, like, what="output", buffers=1):
+    """MemoryError naming the layer unless ``shape``, one zero-padded sample (the least any kernel needs
+    besides its result) and the kernel's declared column buffers fit (minigrad/memory.py)."""
+    itemsize = like.dtype.itemsize
+    top, bottom, left, right = geom.pads
+    padded = (geom.in_channels * (geom.in_size[0] + top + bottom) * (geom.in_size[1] + left + right)
+              if top or bottom or left or right else 0)
+    workspace = getattr(kernel, "workspace_bytes", None)
+    extra = workspace(geom, like, buffers) if workspace is not None else 0
+    check_bytes((math.prod(shape) + padded) * itemsize + extra, geom.where, shape, what, like)
+
 
 def conv_forward(x, weight, bias, geom: ConvGeometry, saved=None):
     """y = conv(x, W) + b.  x: (N, C, H, W), weight: (O, Cg, kh, kw), bias: (O,) or None -> (N, O, OH, OW).
@@ -189,7 +209,9 @@ def conv_forward(x, weight, bias, geom: ConvGeometry, saved=None):
     im2col + matmul (kernels/reference_conv.py), which is the formula above written out. ``saved``: a
     dict in which the kernel may keep what conv_backward can reuse (its columns), handed back to it.
     """
-    return conv_kernel(geom, x, weight, bias).conv_forward(x, weight, bias, geom, saved)
+    kernel = conv_kernel(geom, x, weight, bias)
+    _check_memory(geom, kernel, geom.out_shape, x)
+    return kernel.conv_forward(x, weight, bias, geom, saved)
 
 
 def conv_backward(x, weight, grad_out, geom: ConvGeometry, need_input=True, need_weight=True,
@@ -199,6 +221,7 @@ def conv_backward(x, weight, grad_out, geom: ConvGeometry, need_input=True, need
     x may be None when only the input gradient is needed, weight None when only dW and db are.
     """
     kernel = conv_kernel(geom, x, weight, grad_out)
+    _check_memory(geom, kernel, geom.in_shape if need_input else geom.weight_shape, grad_out, "result", buffers=2)
     return kernel.conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias, saved)
 
 

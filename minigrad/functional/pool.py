@@ -19,10 +19,12 @@ minus one in ceil mode when the last window would start past the input and the l
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from ..backend import get_array_module
 from ..kernels.dispatch import pool_kernel
+from ..memory import check_bytes
 
 __all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
            "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -52,6 +54,15 @@ class PoolGeometry:
     dilation: tuple
     out_size: tuple
     pads: tuple
+    where: str = field(default="pool2d", compare=False)     # the layer or function, for error messages
+
+
+def _check_memory(geom, shape, like, outputs=1):
+    """MemoryError naming the layer unless ``outputs`` arrays of ``shape`` and the padded input fit
+    (minigrad/memory.py)."""
+    n, c = shape[:2]
+    padded = n * c * (geom.in_size[0] + geom.pads[0] + geom.pads[1]) * (geom.in_size[1] + geom.pads[2] + geom.pads[3])
+    check_bytes((outputs * math.prod(shape) + padded) * like.dtype.itemsize, geom.where, shape, like=like)
 
 
 def make_pool_geometry(in_shape, kernel, stride, padding, dilation, ceil_mode, where):
@@ -69,19 +80,21 @@ def make_pool_geometry(in_shape, kernel, stride, padding, dilation, ceil_mode, w
                          f"{out_h}x{out_w}")
     bottom = max(ph, (out_h - 1) * sh + dh * (kh - 1) + 1 - h - ph)
     right = max(pw, (out_w - 1) * sw + dw * (kw - 1) + 1 - w - pw)
-    return PoolGeometry((h, w), kernel, stride, padding, dilation, (out_h, out_w), (ph, bottom, pw, right))
+    return PoolGeometry((h, w), kernel, stride, padding, dilation, (out_h, out_w), (ph, bottom, pw, right), where)
 
 
 # ----------------------------------------------------------------------------- max pooling
 
 def max_pool2d_forward(x, geom: PoolGeometry):
     """x: (N, C, H, W) -> (y (N, C, OH, OW), argmax offset (N, C, OH, OW) in [0, kh*kw))."""
+    _check_memory(geom, tuple(x.shape[:2]) + geom.out_size, x, outputs=2)
     return pool_kernel("max", geom, x).max_forward(x, geom)
 
 
 def max_pool2d_backward(grad_out, argmax, in_shape, geom: PoolGeometry):
     """Route each dy to the input element that was the maximum. Returns (N, C, H, W)."""
     get_array_module(grad_out, argmax, names=("grad_out", "argmax"), where="max_pool2d_backward")
+    _check_memory(geom, tuple(in_shape), grad_out)
     return pool_kernel("max", geom, grad_out, argmax).max_backward(grad_out, argmax, tuple(in_shape), geom)
 
 
@@ -113,11 +126,13 @@ def avg_divisor(xp, geom: PoolGeometry, count_include_pad: bool, divisor_overrid
 
 def avg_pool2d_forward(x, geom: PoolGeometry, divisor):
     """x: (N, C, H, W) -> (N, C, OH, OW): sum of each zero-padded window / divisor."""
+    _check_memory(geom, tuple(x.shape[:2]) + geom.out_size, x)
     return pool_kernel("avg", geom, x).avg_forward(x, geom, divisor)
 
 
 def avg_pool2d_backward(grad_out, in_shape, geom: PoolGeometry, divisor):
     """Spread dy / divisor evenly over each window. Returns (N, C, H, W)."""
+    _check_memory(geom, tuple(in_shape), grad_out)
     return pool_kernel("avg", geom, grad_out).avg_backward(grad_out, tuple(in_shape), geom, divisor)
 
 

@@ -40,6 +40,14 @@ def chunk_size(geom, itemsize: int, budget: int | None = None, buffers: int = 1)
     return max(1, int((budget or MAX_COLUMN_BYTES) // max(1, buffers * per_sample * itemsize)))
 
 
+def workspace_bytes(geom, like, buffers: int = 1) -> int:
+    """Bytes of the column buffers of one chunk for arrays like ``like`` (for the memory guard, minigrad/memory.py)."""
+    itemsize = like.dtype.itemsize
+    per_sample = geom.in_channels * geom.kernel[0] * geom.kernel[1] * geom.out_size[0] * geom.out_size[1]
+    step = chunk_size(geom, itemsize, column_budget(like), buffers)
+    return min(geom.batch, step) * buffers * per_sample * itemsize
+
+
 def _columns(x_chunk, geom):
     """x_chunk: (m, C, H, W) -> cols (m, G, K, L)."""
     m = x_chunk.shape[0]

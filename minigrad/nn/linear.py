@@ -11,6 +11,7 @@ import math
 
 from ..backend import backend_of, get_array_module
 from ..kernels import cpu_linear
+from ..memory import check_bytes
 from ..utils import check_float_array, check_grad_like, check_same_dtype
 from .init import fan_in_bias, kaiming_uniform
 from .layer import Layer, Parameter
@@ -37,6 +38,8 @@ def linear_forward(x, weight, bias, where: str):
         if tuple(bias.shape) != (out_features,):
             raise ValueError(f"{where}: expected bias of shape ({out_features},), got {tuple(bias.shape)}")
         check_same_dtype(x, bias, where, "input", "bias")
+    out_shape = tuple(x.shape[:-1]) + (out_features,)
+    check_bytes(math.prod(out_shape) * x.dtype.itemsize, where, out_shape, like=x)
     x2 = x.reshape(-1, in_features)                          # (*, in) -> (M, in)
     with cpu_linear.blas_policy(x2, weight):
         y = x2 @ weight.T                                    # (M, in) @ (in, out) -> (M, out)

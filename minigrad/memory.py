@@ -1,0 +1,145 @@
+"""The memory guard: an allocation the machine cannot give is refused before it is made.
+
+A layer whose output or workspace size follows from user shapes (a convolution with padding=15000,
+a transposed convolution with stride 50000) can ask for more memory than the machine has. NumPy's
+allocation then usually succeeds (Linux overcommits) and the process is killed by the kernel's OOM
+killer when the pages are touched: no message, no traceback. The layers call ``check_bytes`` with
+the bytes they are about to allocate, which raises ``MemoryError`` naming the layer, the shape and
+the bytes needed instead:
+
+    check_bytes(nbytes, where, shape, what="output")   # where: the layer's label, e.g. "Conv2d '0'"
+
+What the machine can give (``available_bytes``) is the smallest of: MemAvailable + SwapFree from
+/proc/meminfo (``os.sysconf`` where there is no /proc), the cgroup's memory limit minus its usage
+(containers), and the address-space limit (``ulimit -v``) minus the process's current size.
+``MINIGRAD_MAX_BYTES`` (bytes, or with a K/M/G/T suffix; ``off`` disables the guard) replaces that
+figure. Cost: requests under ``SMALL`` bytes return after one comparison (and one environment
+lookup); only larger ones read /proc, a small cost next to touching that many pages.
+For a CuPy array (``like``) only ``MINIGRAD_MAX_BYTES`` applies: CuPy reports its own out-of-memory
+errors.
+"""
+from __future__ import annotations
+
+import os
+
+__all__ = ["check_bytes", "available_bytes", "SMALL", "ENV"]
+
+ENV = "MINIGRAD_MAX_BYTES"
+SMALL = 64 << 20          # below this, no check against the machine (an allocation that small is never the problem)
+_SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _env_limit():
+    """MINIGRAD_MAX_BYTES in bytes; None when unset; float('inf') for 'off'."""
+    text = os.environ.get(ENV)
+    if text is None or not text.strip():
+        return None
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    if text in ("OFF", "NONE", "INF"):
+        return float("inf")
+    scale = _SUFFIXES.get(text[-1:], 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise ValueError(f"{ENV} must be a number of bytes (e.g. 8G, 512M, 1000000) or 'off', "
+                         f"got {os.environ.get(ENV)!r}") from None
+    if value < 0:
+        raise ValueError(f"{ENV} must not be negative, got {os.environ.get(ENV)!r}")
+    return value
+
+
+def _read_int(path):
+    try:
+        with open(path) as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _meminfo():
+    """MemAvailable + SwapFree in bytes from /proc/meminfo, else os.sysconf's available pages, else None."""
+    fields = {}
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                name, _, rest = line.partition(":")
+                if name in ("MemAvailable", "SwapFree"):
+                    fields[name] = int(rest.split()[0]) * 1024          # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    if "MemAvailable" in fields:
+        return fields["MemAvailable"] + fields.get("SwapFree", 0)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cgroup():
+    """The container's memory limit minus its usage (cgroup v2, then v1), or None without a limit."""
+    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit = _read_int(limit_path)
+        if limit is not None and limit < 1 << 60:                       # v1 writes a huge number for "none"
+            return max(0, limit - (_read_int(usage_path) or 0))
+    return None
+
+
+def _address_space():
+    """RLIMIT_AS minus the process's current virtual size, or None without a limit."""
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm") as handle:
+            size = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        size = 0
+    return max(0, soft - size)
+
+
+def available_bytes():
+    """(bytes, where the figure comes from): what an allocation may take now; (None, None) if unknown."""
+    limit = _env_limit()
+    if limit is not None:
+        return limit, ENV
+    figures = [(v, name) for v, name in ((_meminfo(), "available memory (MemAvailable + SwapFree)"),
+                                         (_cgroup(), "the cgroup's memory limit"),
+                                         (_address_space(), "the address-space limit (ulimit -v)"))
+               if v is not None]
+    return min(figures) if figures else (None, None)
+
+
+def _human(nbytes) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def check_bytes(nbytes: int, where: str, shape, what: str = "output", like=None) -> None:
+    """Raise MemoryError naming ``where``, ``shape`` and ``nbytes`` when more than can be allocated now.
+
+    nbytes: what the caller is about to allocate (its output and workspaces); shape: the one to name (or None);
+    like: an array on the device the allocation goes to (None: the host).
+    """
+    if nbytes < SMALL and os.environ.get(ENV) is None:
+        return
+    from .backend import is_gpu_array
+    if like is not None and is_gpu_array(like):
+        limit, source = _env_limit(), ENV
+    else:
+        limit, source = available_bytes()
+    if limit is None or nbytes <= limit:
+        return
+    of_shape = f" of shape {tuple(shape)}" if shape is not None else ""
+    advice = "use a smaller input, batch, padding or stride" if shape is not None else "free memory"
+    raise MemoryError(f"{where}: {what}{of_shape} needs {int(nbytes)} bytes ({_human(nbytes)}), more than the "
+                      f"{int(limit)} bytes ({_human(limit)}) {source} allows; {advice}, or set {ENV} to change "
+                      "the limit")
