@@ -131,6 +131,10 @@ def cmd_train(args) -> int:
     run_dir = open_run_directory(out, args.resume, args.overwrite, say) if main_rank else None  # rank 0 writes
     try:
         return _train(args, say, dist, out, run_dir)
+    except OSError as exc:
+        if exc.filename is None:        # e.g. ENOSPC from a write: name the run directory
+            exc.filename = out
+        raise
     finally:
         if run_dir is not None:
             run_dir.release()

@@ -82,7 +82,7 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(mg.io, "_write_archive", full)
     assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 2
-    one_line_error(capsys, "No space left", "free some space")
+    one_line_error(capsys, str(tmp_path / "run"), "No space left", "free some space")
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
     with pytest.raises(OSError):                          # --debug: the traceback
         main(["train", *TINY, "--out", str(tmp_path / "run2"), "--debug"])
