@@ -197,7 +197,8 @@ def _train(args, say, dist, out, run_dir) -> int:
     start = time.perf_counter()
     try:
         history = fit(model, loss, optimizer, train_loader, config["epochs"], val_loader=test_loader,
-                      scheduler=scheduler, callbacks=[*callbacks, EpochLine()], checkpoint_dir=out if main_rank else None,
+                      scheduler=scheduler, callbacks=[*callbacks, EpochLine()],
+                      checkpoint_dir=out if main_rank else None,
                       checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
                       log_path=os.path.join(out, "history.jsonl") if main_rank else None,
                       progress=_show_progress(args) and main_rank,

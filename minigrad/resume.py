@@ -99,10 +99,10 @@ def _check_schedule(config, changes, scheduler_type, state, epochs_done, steps_p
     else:
         return
     if ended:
+        example = _command("--out", out, "--resume", "--epochs", new, "--override", "--lr", _value(config["lr"] / 10))
         raise ResumeError(f"--epochs {new}: the {config['scheduler']} schedule of the run in {out} has ended (its lr "
-                          f"annealed to its minimum), so more epochs would barely train; add "
-                          f"--override --lr LR to anneal from LR over the new epochs (e.g. --lr "
-                          f"{_value(config['lr'] / 10)}), or start a new run")
+                          f"annealed to its minimum), so more epochs would barely train; to anneal from a new "
+                          f"lr over the new epochs add --override --lr LR, e.g. {example}, or start a new run")
 
 
 class ApplyResume(Callback):
