@@ -177,8 +177,8 @@ def open_run_directory(out, resume: bool, overwrite: bool, say=print) -> RunDire
                                 "finish, stop it, or choose another --out") from None
     except OSError as exc:
         why = "the file system is read-only: " if exc.errno == errno.EROFS else ""
-        raise RunDirectoryError(f"--out {out}: cannot create the run directory ({exc.strerror}); {why}choose "
-                                "another --out") from None
+        raise RunDirectoryError(f"--out {out}: cannot create or write the run directory ({exc.strerror}); {why}"
+                                "choose another --out") from None
     try:
         found = run_dir.existing_outputs()
         if found and not resume:

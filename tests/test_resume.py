@@ -219,3 +219,26 @@ def test_nonfinite_loss_advice_names_a_checkpoint_that_predates_it_and_a_command
     assert main(command + ["--progress", "off"]) == 0
     assert mg.train.read_train_state(out / "checkpoint.npz")["epoch"] == 2
     assert mg.load(out / "checkpoint.npz")["metadata"]["run_config"]["lr"] == 0.0004
+
+
+@needs_mnist
+def test_an_extended_run_killed_and_resumed_ends_with_the_same_weights(tmp_path, monkeypatch):
+    """The re-planned schedule is in the checkpoint: killing the extension changes nothing."""
+    weights = {}
+    for name, kill in (("straight", False), ("killed", True)):
+        out = tmp_path / name
+        kill_at_epoch(monkeypatch, 3)
+        assert main(["train", *SMALL, "--epochs", "3", "--out", str(out)]) == 130     # onecycle, 2 epochs done
+        monkeypatch.undo()
+        if kill:
+            kill_at_epoch(monkeypatch, 2)                                            # during epoch 4's test
+            assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--progress", "off"]) == 130
+            monkeypatch.undo()
+            assert mg.train.read_train_state(out / "checkpoint.npz")["epoch"] == 3
+            assert main(["train", "--out", str(out), "--resume", "--progress", "off"]) == 0
+        else:
+            assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--progress", "off"]) == 0
+        weights[name] = mg.load(out / "checkpoint.npz")["model"]
+        assert len(epoch_lrs(out)) == 4
+    for key, value in weights["straight"].items():
+        np.testing.assert_array_equal(value, weights["killed"][key], err_msg=key)
