@@ -632,6 +632,8 @@ def _error_line(exc) -> str | None:
         return str(exc)
     if isinstance(exc, CheckpointError):
         return f"{exc}; check the file, or start a new run with another --out (or --overwrite)"
+    if isinstance(exc, MemoryError) and str(exc):   # the memory guard names the layer, shape and bytes
+        return f"{exc} (the batch is set by --batch-size)"
     if isinstance(exc, OSError) and exc.errno in _OS_ADVICE:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}; {_OS_ADVICE[exc.errno]}"

@@ -114,3 +114,10 @@ def test_evaluate_accepts_a_run_directory(tmp_path, capsys):
     assert result["accuracy"] == trained["test_accuracy"]
     assert main(["evaluate", str(tmp_path / "nothing_here")]) == 2
     one_line_error(capsys, "no such checkpoint", "--out directory")
+
+
+@needs_mnist
+def test_more_memory_than_allowed_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINIGRAD_MAX_BYTES", "100K")
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 2
+    one_line_error(capsys, "Conv2d", "bytes", "--batch-size")
