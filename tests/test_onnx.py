@@ -504,3 +504,39 @@ def test_export_import_and_safetensors_on_each_backend(backend, tmp_path):
     mg.io.save_safetensors(model, tmp_path / "m.safetensors")
     state = mg.io.load_safetensors(tmp_path / "m.safetensors", backend=backend)
     assert {mg.backend.backend_of(a) for a in state.values()} == {backend}
+
+
+def test_shared_linear_on_nd_input_reimports_shared_with_its_bias(tmp_path):
+    """A Linear used twice on (N, L, F) input exports as Transpose + MatMul + Add per use; both uses come
+    back as one layer (one weight, one bias), so training updates them together as in the original."""
+    g = nn.Graph()
+    x = g.input("x")
+    shared = nn.Linear(6, 6)
+    h = g.add("lin", shared, x)
+    h = g.add("act", nn.Tanh(), h)
+    g.output(g.add("lin_again", shared, h))
+    mg.onnx.export(g, _x((2, 3, 6)), tmp_path / "g.onnx")
+    graph = mg.onnx.load(tmp_path / "g.onnx")
+    linears = [layer for _, layer, _ in graph.nodes if isinstance(layer, nn.Linear)]
+    assert len(linears) == 2 and linears[0] is linears[1] and linears[0].bias is not None
+    assert sorted(graph.state_dict()) == ["lin.bias", "lin.weight"]
+    x = _x((4, 3, 6), seed=2)
+    np.testing.assert_allclose(graph(x), g(x), rtol=1e-6, atol=1e-6)
+
+
+def test_kernel_shape_and_bias_shape_mismatches_are_refused():
+    weight = onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="k", kernel_shape=[5, 5])
+    model = _single_node_model(node, [_info("x", [1, 3, 8, 8])], [_info("y", [1, 4, 4, 4])], [weight])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'k' \(Conv\): attribute 'kernel_shape' = \[5, 5\] does not "
+                                                 r"match the weight"):
+        mg.onnx.load(model)
+    helper = onnx.helper
+    w = onnx.numpy_helper.from_array(np.ones((4, 5), np.float32), "w")
+    b = onnx.numpy_helper.from_array(np.ones((5, 1), np.float32), "b")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Add", ["h", "b"], ["y"],
+                                                                                       name="plus")]
+    graph = helper.make_graph(nodes, "g", [_info("x", [5, 4])], [_info("y", [5, 5])], initializer=[w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'plus' \(Add\): adding the constant 'b' of shape \(5, 1\)"):
+        mg.onnx.load(model)

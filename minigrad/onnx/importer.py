@@ -8,6 +8,8 @@ Every other node goes to the subclass's ``op_<OpType>`` method, which adds one G
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy
 
 from ..nn import Graph
@@ -108,14 +110,21 @@ class Importer:
         return name
 
     def add(self, node, layer, inputs, weight_input=None):
-        if weight_input is not None:      # nodes with the same weights and attributes share one layer
-            key = (node.op_type, tuple(node.input[1:]), tuple(
+        if weight_input is not None:      # nodes reading the same initializers, same attributes: one layer
+            key = (node.op_type, tuple(self.const_key(n) for n in node.input[1:]), tuple(
                 (a.name, repr(self.onnx.helper.get_attribute_value(a))) for a in node.attribute))
             layer = self.shared.setdefault(key, layer)
         value = self.graph.add(self.name_for(node, weight_input), layer, *[self.value(node, n) for n in inputs])
         self.values[node.output[0]] = value
         self.layers_by_value[node.output[0]] = layer
         return layer
+
+    def const_key(self, name):
+        """What identifies a constant input: its initializer, shape and bytes (a Transpose of it differs)."""
+        if name not in self.consts:
+            return name
+        array = numpy.ascontiguousarray(self.consts[name])
+        return (self.source.get(name, name), array.shape, hashlib.sha1(array.tobytes()).hexdigest())
 
     def check_outputs(self, node, count=1):
         extra = [o for o in node.output[count:] if o and self.uses.get(o)]

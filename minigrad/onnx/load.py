@@ -47,18 +47,21 @@ class _OnnxToMinigrad(Importer):
         top, left, bottom, right = (list(pads) + [0, 0, 0, 0])[:4] if pads else (0, 0, 0, 0)
         return (top, left) if (top, left) == (bottom, right) else None
 
-    def _spatial(self, node, attrs, kernel):
+    def _spatial(self, node, attrs, kernel, weight=None):
         self.require(node, attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID"), "auto_pad",
                      attrs.get("auto_pad"), "give explicit pads")
         if len(kernel) != 2:
             raise self.fail(node, f"attribute 'kernel_shape' = {list(kernel)} is not supported (2-D only)")
+        if weight is not None and (weight.ndim != 4 or tuple(weight.shape[2:]) != kernel):
+            raise self.fail(node, f"attribute 'kernel_shape' = {list(kernel)} does not match the weight of shape "
+                                  f"{weight.shape} (expected a 4-D weight with that kernel)")
         return tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
 
     def op_Conv(self, node):
         attrs = self.attrs(node, {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
         weight, bias = self.const(node, 1, "weight"), self.const(node, 2, "bias")
         kernel = tuple(attrs.get("kernel_shape", weight.shape[2:]))
-        stride, dilation = self._spatial(node, attrs, kernel)
+        stride, dilation = self._spatial(node, attrs, kernel, weight)
         pads = list(attrs.get("pads", [0, 0, 0, 0]))
         x, mode = node.input[0], "zeros"
         if x in self.pending_pad:                             # Pad -> Conv: the Pad becomes the padding
@@ -84,7 +87,7 @@ class _OnnxToMinigrad(Importer):
                                   "strides"})
         weight, bias = self.const(node, 1, "weight"), self.const(node, 2, "bias")
         kernel = tuple(attrs.get("kernel_shape", weight.shape[2:]))
-        stride, dilation = self._spatial(node, attrs, kernel)
+        stride, dilation = self._spatial(node, attrs, kernel, weight)
         padding = self._pads2d(node, attrs.get("pads"))
         self.require(node, padding is not None, "pads", attrs.get("pads"), "asymmetric padding")
         group = attrs.get("group", 1)
@@ -132,10 +135,15 @@ class _OnnxToMinigrad(Importer):
             return self._merge(node, Add(), [a, b])
         layer = self.layers_by_value.get(a)                                # MatMul + Add -> Linear with bias
         bias = self.consts[b]
-        if not (isinstance(layer, Linear) and layer.bias is None and self.uses.get(a) == 1
-                and bias.size == layer.out_features and bias.ndim <= 2):
-            raise self.fail(node, f"adding the constant '{b}' is supported only as the bias right after a MatMul")
-        layer.bias = Parameter(_on_backend(bias, layer.weight.dtype).reshape(-1))   # (1, O) -> (O,)
+        fits = (isinstance(layer, Linear) and self.uses.get(a) == 1 and bias.size == layer.out_features
+                and bias.shape[-1:] == (layer.out_features,) and bias.ndim <= 2)
+        same = fits and layer.bias is not None and bool(                    # a shared MatMul's second use
+            numpy.array_equal(to_backend(layer.bias.data, "numpy"), bias.reshape(-1)))
+        if not fits or (layer.bias is not None and not same):
+            raise self.fail(node, f"adding the constant '{b}' of shape {bias.shape} is supported only as the bias "
+                                  "right after a MatMul (one value per output feature)")
+        if layer.bias is None:
+            layer.bias = Parameter(_on_backend(bias, layer.weight.dtype).reshape(-1))   # (1, O) -> (O,)
         self.values[node.output[0]] = self.values[a]
         self.layers_by_value[node.output[0]] = layer
 
