@@ -39,7 +39,7 @@ def _randomize_bn(model, seed=5):
 
 
 def _run_ort(path, *inputs):
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return session.run(None, dict(zip(names, inputs)))
 
@@ -539,4 +539,38 @@ def test_kernel_shape_and_bias_shape_mismatches_are_refused():
     graph = helper.make_graph(nodes, "g", [_info("x", [5, 4])], [_info("y", [5, 5])], initializer=[w, b])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(mg.onnx.OnnxError, match=r"node 'plus' \(Add\): adding the constant 'b' of shape \(5, 1\)"):
+        mg.onnx.load(model)
+
+
+@pytest.mark.parametrize("opset,keepdims", [(17, 1), (18, 0)])
+def test_reduce_mean_over_hw_and_reshape_allowzero(opset, keepdims, tmp_path):
+    """What torch.onnx.export's newer (dynamo) exporter writes for x.mean((2, 3), keepdim=True) and
+    x.view(N, -1): ReduceMean (axes as attribute before opset 18, as input from 18) and Reshape(allowzero=1)."""
+    helper = onnx.helper
+    inits = [onnx.numpy_helper.from_array(np.array([-1, 6], np.int64), "shape")]
+    if opset >= 18:
+        inits.append(onnx.numpy_helper.from_array(np.array([-2, -1], np.int64), "axes"))
+        mean = helper.make_node("ReduceMean", ["x", "axes"], ["m"], name="mean", keepdims=keepdims)
+    else:
+        mean = helper.make_node("ReduceMean", ["x"], ["m"], name="mean", axes=[2, 3], keepdims=keepdims)
+    flat = helper.make_node("Reshape", ["m", "shape"], ["y"], name="view", allowzero=1)
+    graph = helper.make_graph([mean, flat], "g", [_info("x", ["N", 6, 5, 4])], [_info("y", ["N", 6])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    x = _x((3, 6, 5, 4))
+    (expected,) = _run_ort(model.SerializeToString(), x)
+    np.testing.assert_allclose(expected, x.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mg.onnx.load(model)(x), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_reduce_mean_elsewhere_and_allowzero_with_zero_are_refused():
+    helper = onnx.helper
+    node = helper.make_node("ReduceMean", ["x"], ["y"], name="channel_mean", axes=[1], keepdims=1)
+    model = _single_node_model(node, [_info("x", [2, 3, 4, 4])], [_info("y", [2, 1, 4, 4])])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'channel_mean' \(ReduceMean\): attribute 'axes' = \[1\]"):
+        mg.onnx.load(model)
+    shape = onnx.numpy_helper.from_array(np.array([0, -1], np.int64), "s")
+    node = helper.make_node("Reshape", ["x", "s"], ["y"], name="r", allowzero=1)
+    model = _single_node_model(node, [_info("x", [2, 3, 4, 4])], [_info("y", [0, 96])], [shape])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'r' \(Reshape\): attribute 'allowzero' = 1"):
         mg.onnx.load(model)

@@ -24,7 +24,7 @@ from ..backend import get_backend, to_backend
 from ..functional.conv import resolve_padding
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
                   ConvTranspose2d, Dropout, Flatten, Graph, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d,
-                  Mul, Parameter, ReLU, Sigmoid, Softmax, Tanh)
+                  Mul, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 from .common import OnnxError, require_onnx
 from .importer import Dim, Importer, decimal
 
@@ -220,6 +220,21 @@ class _OnnxToMinigrad(Importer):
             raise self.fail(node, "only 4-D (N, C, H, W) input is supported")
         self.add(node, AdaptiveAvgPool2d(1), [node.input[0]])
 
+    def op_ReduceMean(self, node):
+        """The mean over (H, W) of a 4-D input: a global average pool (then a flatten without keepdims)."""
+        attrs = self.attrs(node, {"axes", "keepdims", "noop_with_empty_axes"})
+        axes = attrs.get("axes")
+        if axes is None:
+            given = self.const(node, 1, "axes")
+            axes = [] if given is None else [int(a) for a in given.reshape(-1)]
+        rank = len(self.shapes.get(node.input[0]) or [])
+        if rank != 4 or sorted(a % 4 for a in axes) != [2, 3]:
+            raise self.fail(node, f"attribute 'axes' = {axes} is not supported (only the mean over the last two "
+                                  f"axes of a 4-D input, a global average pool; input rank {rank or 'unknown'})")
+        pool = AdaptiveAvgPool2d(1)
+        layer = pool if attrs.get("keepdims", 1) else Sequential(pool, Flatten())   # (N, C, 1, 1) -> (N, C)
+        self.add(node, layer, [node.input[0]])
+
     def op_BatchNormalization(self, node):
         attrs = self.attrs(node, {"epsilon", "momentum", "training_mode", "spatial"})
         self.require(node, attrs.get("training_mode", 0) == 0, "training_mode", attrs.get("training_mode"),
@@ -259,8 +274,10 @@ class _OnnxToMinigrad(Importer):
 
     def op_Reshape(self, node):
         attrs = self.attrs(node, {"allowzero"})
-        self.require(node, attrs.get("allowzero", 0) == 0, "allowzero", attrs.get("allowzero"), "only 0")
         x, target = node.input[0], list(self.const(node, 1, "shape").reshape(-1))
+        if attrs.get("allowzero", 0):     # 0 in the target is then a zero-size dimension, not "copy"
+            self.require(node, not any(not isinstance(t, Dim) and int(t) == 0 for t in target), "allowzero",
+                         attrs["allowzero"], "a target shape with a 0 entry would make an empty dimension")
         shape = self.shapes.get(x)
         if not shape:
             raise self.fail(node, f"the rank of '{x}' is unknown")
