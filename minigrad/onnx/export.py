@@ -173,8 +173,9 @@ class _Emitter:
         if arrays[0].ndim == 2:
             inputs = [names[0], weight] + ([self.state(layer.bias, layer, "bias")] if layer.bias is not None else [])
             return self.node("Gemm", inputs, _tag(layer), transB=1)
-        transposed = self.node("Transpose", [weight], f"{_tag(layer)}.weight_t", perm=[1, 0])
-        out = self.node("MatMul", [names[0], transposed], f"{_tag(layer)}.matmul" if layer.bias else _tag(layer))
+        transposed = self.node("Transpose", [weight], f"{_tag(layer)}.weight_t", perm=[1, 0])   # (out, in) -> (in, out)
+        out = self.node("MatMul", [names[0], transposed],                                    # (N, *, in) -> (N, *, out)
+                        f"{_tag(layer)}.matmul" if layer.bias is not None else _tag(layer))
         if layer.bias is None:
             return out
         return self.node("Add", [out, self.state(layer.bias, layer, "bias")], _tag(layer))

@@ -180,7 +180,7 @@ class Importer:
         elif op == "Cast":
             result = c[0].astype(self.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
         elif op == "Transpose":
-            result = numpy.transpose(c[0], attrs.get("perm"))
+            result = numpy.transpose(c[0], attrs.get("perm"))          # axes permuted by perm (default: reversed)
         elif op == "Gather":
             result = numpy.take(c[0], c[1].astype(numpy.int64), axis=attrs.get("axis", 0))
         elif op in ("Unsqueeze", "Squeeze"):
@@ -190,7 +190,7 @@ class Importer:
         elif op == "Concat":
             result = numpy.concatenate([numpy.atleast_1d(a) for a in c], axis=attrs.get("axis", 0))
         elif op == "Reshape" and c[0].dtype != object:
-            result = c[0].reshape(c[1].astype(numpy.int64).tolist())
+            result = c[0].reshape(c[1].astype(numpy.int64).tolist())   # (...) -> the constant target shape
         else:
             raise self.fail(node, f"op {op} on constants is not supported")
         self.consts[node.output[0]] = numpy.asarray(result)

@@ -138,7 +138,7 @@ class _OnnxToMinigrad(Importer):
         fits = (isinstance(layer, Linear) and self.uses.get(a) == 1 and bias.size == layer.out_features
                 and bias.shape[-1:] == (layer.out_features,) and bias.ndim <= 2)
         same = fits and layer.bias is not None and bool(                    # a shared MatMul's second use
-            numpy.array_equal(to_backend(layer.bias.data, "numpy"), bias.reshape(-1)))
+            numpy.array_equal(to_backend(layer.bias.data, "numpy"), bias.reshape(-1)))   # (1, O) -> (O,)
         if not fits or (layer.bias is not None and not same):
             raise self.fail(node, f"adding the constant '{b}' of shape {bias.shape} is supported only as the bias "
                                   "right after a MatMul (one value per output feature)")
@@ -226,7 +226,7 @@ class _OnnxToMinigrad(Importer):
         axes = attrs.get("axes")
         if axes is None:
             given = self.const(node, 1, "axes")
-            axes = [] if given is None else [int(a) for a in given.reshape(-1)]
+            axes = [] if given is None else [int(a) for a in given.reshape(-1)]   # (k,) or () -> k axes
         rank = len(self.shapes.get(node.input[0]) or [])
         if rank != 4 or sorted(a % 4 for a in axes) != [2, 3]:
             raise self.fail(node, f"attribute 'axes' = {axes} is not supported (only the mean over the last two "
@@ -274,7 +274,7 @@ class _OnnxToMinigrad(Importer):
 
     def op_Reshape(self, node):
         attrs = self.attrs(node, {"allowzero"})
-        x, target = node.input[0], list(self.const(node, 1, "shape").reshape(-1))
+        x, target = node.input[0], list(self.const(node, 1, "shape").reshape(-1))   # (r,) target shape
         if attrs.get("allowzero", 0):     # 0 in the target is then a zero-size dimension, not "copy"
             self.require(node, not any(not isinstance(t, Dim) and int(t) == 0 for t in target), "allowzero",
                          attrs["allowzero"], "a target shape with a 0 entry would make an empty dimension")
@@ -336,8 +336,9 @@ def load(path) -> Graph:
     """Read an ONNX file (a path, bytes or an onnx.ModelProto) -> a trainable minigrad Graph.
 
     The Graph is in training mode and on the active backend (like newly built layers); its parameters
-    are copies of the initializers, BatchNorm's running statistics are buffers. Raises OnnxError for a truncated or invalid file and for an op, attribute
-    or pattern without an exact minigrad equivalent (the message names the node, op and attribute).
+    are copies of the initializers, BatchNorm's running statistics are buffers. Raises OnnxError for a
+    truncated or invalid file and for an op, attribute or pattern without an exact minigrad equivalent
+    (the message names the node, op and attribute).
     """
     where = "mg.onnx.load"
     onnx = require_onnx(where)
