@@ -574,3 +574,15 @@ def test_reduce_mean_elsewhere_and_allowzero_with_zero_are_refused():
     model = _single_node_model(node, [_info("x", [2, 3, 4, 4])], [_info("y", [0, 96])], [shape])
     with pytest.raises(mg.onnx.OnnxError, match=r"node 'r' \(Reshape\): attribute 'allowzero' = 1"):
         mg.onnx.load(model)
+
+
+@pytest.mark.parametrize("opset", [13, 17, 19, 21])
+def test_each_supported_opset_gets_its_ir_version_and_runs(opset, tmp_path):
+    model = mg.models.lenet5()
+    proto = mg.onnx.export(model, _x((1, 1, 28, 28)), tmp_path / "m.onnx", opset=opset)
+    assert proto.ir_version == onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])
+    x = _x((2, 1, 28, 28), seed=6)
+    model.eval()
+    (got,) = _run_ort(tmp_path / "m.onnx", x)
+    _assert_close(got, model(x))
+    np.testing.assert_allclose(mg.onnx.load(tmp_path / "m.onnx").eval()(x), model(x), rtol=1e-6, atol=1e-6)

@@ -348,9 +348,10 @@ def export(model, example_input, path, opset: int = 17):
         [_value_info(onnx, n, host(y), batch) for n, y in zip(final, outputs)],
         initializer=[onnx.numpy_helper.from_array(a, name) for name, a in emitter.initializers.items()])
     from .. import __version__
+    opsets = [onnx.helper.make_opsetid("", opset)]
     proto = onnx.helper.make_model(graph, producer_name="minigrad", producer_version=__version__,
-                                   opset_imports=[onnx.helper.make_opsetid("", opset)])
-    proto.ir_version = min(proto.ir_version, 8 if opset <= 18 else 9)   # readable by older runtimes too
+                                   opset_imports=opsets)
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)   # the oldest IR of this opset: old runtimes
     onnx.checker.check_model(proto, full_check=True)
     _write(os.fspath(path), proto.SerializeToString())
     return proto
