@@ -179,6 +179,13 @@ def test_unexportable_layers_raise_clear_errors(build, opset, match, tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(TypeError, match=r"mg.onnx.export: expected a minigrad Layer .*got dict"):
+        mg.onnx.export({"w": np.zeros(2)}, _x((2, 3)), tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match=r"example input 0 must be a floating NumPy/CuPy array"):
+        mg.onnx.export(nn.ReLU(), [[1.0, 2.0]], tmp_path / "m.onnx")
+
+
 def test_subclass_with_own_forward_is_not_exported_as_its_base(tmp_path):
     class Doubled(nn.ReLU):
         def forward(self, x):

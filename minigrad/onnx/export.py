@@ -33,7 +33,7 @@ import numpy
 from ..backend import get_backend, is_array, to_backend
 from ..functional.conv import resolve_padding
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
-                  ConvTranspose2d, Dropout, Flatten, Graph, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax,
+                  ConvTranspose2d, Dropout, Flatten, Graph, Identity, Layer, LayerNorm, LeakyReLU, Linear, LogSoftmax,
                   MaxPool2d, Mul, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 from ..nn.grad_mode import no_grad
 from .common import OPSET_MAX, OPSET_MIN, OnnxError, require_onnx
@@ -310,6 +310,8 @@ def export(model, example_input, path, opset: int = 17):
     onnx = require_onnx(where)
     if isinstance(opset, bool) or not isinstance(opset, int) or not OPSET_MIN <= opset <= OPSET_MAX:
         raise OnnxError(f"{where}: opset must be an int in [{OPSET_MIN}, {OPSET_MAX}], got {opset!r}")
+    if not isinstance(model, Layer):
+        raise TypeError(f"{where}: expected a minigrad Layer (Sequential, Graph, ...), got {type(model).__name__}")
     inputs = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     for i, x in enumerate(inputs):
         if not is_array(x) or x.dtype.kind != "f" or x.ndim < 1:
