@@ -190,9 +190,12 @@ def _train(args, say, dist, out, run_dir) -> int:
 
     class EpochLine(Callback):
         def on_epoch_end(self, state, logs):
+            # under --distributed each rank counts its own share: report all processes' images, like the final line
+            rate = len(train_set) / logs["seconds"] if dist is not None and logs["seconds"] else logs["images_per_s"]
             say(f"epoch {logs['epoch']}/{state.epochs}: train loss {logs['train_loss']:.4f} acc "
                 f"{logs['train_acc']:.4f} | test loss {logs['val_loss']:.4f} acc {logs['val_acc']:.4f} | "
-                f"{logs['seconds']:.1f} s, {logs['images_per_s']:.0f} images/s")
+                f"{logs['seconds']:.1f} s, {rate:.0f} images/s"
+                + (f" (all {dist.world_size()} processes)" if dist is not None else ""))
 
     start = time.perf_counter()
     try:
@@ -260,12 +263,21 @@ def _plan_resume(args, config, resumed, steps_per_epoch, out):
 def _init_distributed(args):
     """mg.distributed after init() for --distributed (None otherwise); checks the flags that go with it."""
     if not args.distributed:
+        if args.dist_timeout is not None:
+            raise CLIError("--dist-timeout applies to --distributed runs only: add --distributed (under mpirun) "
+                           "or leave it out")
         return None
     from . import distributed as dist
     if args.resume:
         raise CLIError("--resume is not supported with --distributed yet: resume the run without mpirun, "
                        "or start a new one")
     _set_backend(args.backend)  # before init(): on cupy, init() picks this process's GPU and starts NCCL
+    if args.dist_timeout is not None:
+        try:
+            dist.set_timeout(args.dist_timeout)
+        except ValueError as exc:
+            raise CLIError(f"--dist-timeout: {exc}; give the seconds a collective may take, e.g. --dist-timeout 60") \
+                from None
     try:
         dist.init()
     except dist.DistributedError as exc:
@@ -582,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes started by mpirun (mg.distributed): --batch-size is "
                         "the global batch, split over the processes; only rank 0 prints and writes files")
+    t.add_argument("--dist-timeout", type=float, default=None, metavar="S",
+                   help="with --distributed: seconds a collective (gradient all-reduce, ...) may take before the "
+                        "job ends naming the unresponsive process (default 120, or $MINIGRAD_DIST_TIMEOUT)")
     t.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     t.set_defaults(func=cmd_train)
 

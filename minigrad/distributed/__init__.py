@@ -17,11 +17,11 @@ bootstrapped over MPI) for CuPy arrays. Run alone, it is a world of one process:
 
 See docs/distributed.md for the design, benchmarks and multi-node use.
 """
-from .comm import (DistributedError, all_gather_object, all_reduce, barrier, broadcast, broadcast_object, init,
-                   is_initialized, is_main, local_rank, mpi_comm, rank, world_size)
+from .comm import (DistributedError, all_gather_object, all_reduce, barrier, broadcast, broadcast_object, get_timeout,
+                   init, is_initialized, is_main, local_rank, mpi_comm, rank, set_timeout, world_size)
 from .data_parallel import DataParallel
 from .sampler import DistributedDataLoader, shard_indices
 
 __all__ = ["DistributedError", "init", "is_initialized", "world_size", "rank", "local_rank", "is_main", "barrier",
            "all_reduce", "broadcast", "broadcast_object", "all_gather_object", "mpi_comm", "DataParallel",
-           "DistributedDataLoader", "shard_indices"]
+           "DistributedDataLoader", "shard_indices", "set_timeout", "get_timeout"]

@@ -16,9 +16,11 @@ import os
 import warnings
 
 from ..backend import backend_of, cupy_available, get_backend, module_for
+from . import watchdog as _watchdog
 
 __all__ = ["DistributedError", "init", "is_initialized", "world_size", "rank", "local_rank", "is_main",
-           "barrier", "all_reduce", "broadcast", "broadcast_object", "all_gather_object", "mpi_comm"]
+           "barrier", "all_reduce", "broadcast", "broadcast_object", "all_gather_object", "mpi_comm",
+           "set_timeout", "get_timeout"]
 
 _OPS = ("sum", "mean", "max", "min")
 
@@ -46,9 +48,26 @@ class _World:
             self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
             node.Free()
         self.nccl = None  # NcclCommunicator on GPU local_rank, created by init() where GPUs are usable
+        # MPI collectives wait with a deadline (watchdog.py): a stopped rank ends the job, not a hang
+        self.watchdog = _watchdog.Watchdog(comm, _timeout) if comm is not None and self.size > 1 else None
 
 
 _world: _World | None = None
+_timeout = None   # seconds; None: $MINIGRAD_DIST_TIMEOUT or watchdog.DEFAULT_TIMEOUT
+
+
+def set_timeout(seconds) -> None:
+    """Seconds an MPI collective may take before the job ends naming the unresponsive ranks
+    (default 120, or $MINIGRAD_DIST_TIMEOUT; ``minigrad train --dist-timeout``). Call on every rank."""
+    global _timeout
+    _timeout = _watchdog.resolve_timeout(seconds)
+    if _world is not None and _world.watchdog is not None:
+        _world.watchdog.timeout = _timeout
+
+
+def get_timeout() -> float:
+    """The collective timeout in seconds (see set_timeout)."""
+    return _timeout if _timeout is not None else _watchdog.resolve_timeout()
 
 
 def _launcher_size() -> int:
@@ -135,7 +154,7 @@ def barrier() -> None:
     """Wait until every process gets here."""
     world = _get()
     if world.size > 1:
-        world.comm.Barrier()
+        world.watchdog.call(world.comm.Barrier, "barrier")
 
 
 def _nccl():
@@ -190,7 +209,7 @@ def all_reduce(array, op: str = "mean"):
     elif backend == "numpy":
         from mpi4py import MPI
         mpi_op = {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
-        world.comm.Allreduce(MPI.IN_PLACE, array, op=mpi_op)
+        world.watchdog.call(lambda: world.comm.Allreduce(MPI.IN_PLACE, array, op=mpi_op), "all_reduce")
     else:
         raise TypeError(f"all_reduce: arrays of the {backend!r} backend cannot be communicated; "
                         "use a NumPy or CuPy array")
@@ -212,7 +231,7 @@ def broadcast(array, root: int = 0):
     if backend == "cupy":
         _nccl().broadcast(array, root)
     elif backend == "numpy":
-        world.comm.Bcast(array, root=root)
+        world.watchdog.call(lambda: world.comm.Bcast(array, root=root), "broadcast")
     else:
         raise TypeError(f"broadcast: arrays of the {backend!r} backend cannot be communicated")
     return array
@@ -221,11 +240,12 @@ def broadcast(array, root: int = 0):
 def broadcast_object(obj, root: int = 0):
     """A small picklable Python object from root to everyone (seeds, configs)."""
     world = _get()
-    return obj if world.size == 1 else world.comm.bcast(obj, root=root)
+    return obj if world.size == 1 else world.watchdog.call(lambda: world.comm.bcast(obj, root=root),
+                                                             "broadcast_object")
 
 
 def all_gather_object(obj) -> list:
     """Every process's ``obj``, as a list indexed by rank."""
     world = _get()
-    return [obj] if world.size == 1 else world.comm.allgather(obj)
+    return [obj] if world.size == 1 else world.watchdog.call(lambda: world.comm.allgather(obj), "all_gather_object")
 

@@ -1,0 +1,158 @@
+"""MPI collectives with a deadline: a stopped, hung or dead rank ends the job with a message, not a hang.
+
+A blocking ``Allreduce`` waits forever for a rank that was stopped (SIGSTOP, a debugger, a frozen
+machine): the other ranks spin at 100 % CPU indefinitely. Every MPI collective of mg.distributed runs
+through ``Watchdog.call``, which only notes the time it starts (the collective itself is the same
+blocking MPI call as before: no cost on the hot path). A background thread per process, on a private
+duplicate of the communicator (MPI_THREAD_MULTIPLE, mpi4py's default):
+
+    every 50 ms  answers the other ranks' pings, and checks the collective in progress, if any
+    deadline     ``timeout`` seconds (default 120; ``mg.distributed.set_timeout``, ``--dist-timeout``,
+                 ``MINIGRAD_DIST_TIMEOUT``) inside one collective: ping every other rank and wait up
+                 to ``grace`` seconds for the answers; a rank that does not answer is unresponsive
+    end          print one line naming the collective and the unresponsive ranks, tell every rank that
+                 answered (each prints the same line with its own rank and acknowledges), then
+                 ``comm.Abort``: mpirun ends every process of the job, the stopped one included, with
+                 a non-zero exit status
+
+A live rank answers pings whatever it is doing (computing, or waiting in a collective), so a rank that is
+merely slower than the others is not blamed; only a silent one is. Without MPI_THREAD_MULTIPLE the
+collectives keep no deadline, and ``Watchdog`` says so once with a warning.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import warnings
+
+__all__ = ["Watchdog", "DEFAULT_TIMEOUT", "ENV", "resolve_timeout"]
+
+DEFAULT_TIMEOUT = 120.0
+ENV = "MINIGRAD_DIST_TIMEOUT"
+EXIT_CODE = 1
+PERIOD = 0.05             # seconds between the background thread's rounds
+_PING, _PONG, _ABORT, _ACK = 701, 702, 703, 704
+
+
+def resolve_timeout(seconds=None) -> float:
+    """seconds, else $MINIGRAD_DIST_TIMEOUT, else DEFAULT_TIMEOUT; must be a finite number > 0."""
+    source = "timeout"
+    if seconds is None:
+        text = os.environ.get(ENV, "").strip()
+        if not text:
+            return DEFAULT_TIMEOUT
+        source = ENV
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError(f"{ENV} must be a number of seconds, got {text!r}") from None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise ValueError(f"mg.distributed: {source} must be a finite number of seconds > 0, got {seconds!r}")
+    return float(seconds)
+
+
+class Watchdog:
+    """Deadline for the collectives of one communicator (see the module doc). Create it on every rank."""
+
+    def __init__(self, comm, timeout=None):
+        from mpi4py import MPI
+        self.comm = comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.timeout = resolve_timeout(timeout)
+        self.count = 0                     # collectives started so far
+        self.what = None                   # the one in progress ...
+        self.started = None                # ... and when it started (time.monotonic()), None between them
+        self._sends = []                   # outstanding small sends, kept alive until complete
+        self._stop = threading.Event()
+        self.enabled = MPI.Query_thread() == MPI.THREAD_MULTIPLE
+        if not self.enabled:
+            warnings.warn("mg.distributed: MPI was initialised without MPI_THREAD_MULTIPLE, so collectives have "
+                          "no timeout (a stopped process hangs the job)", RuntimeWarning, stacklevel=3)
+            return
+        self.side = comm.Dup()             # pings never mix with the program's messages (a collective call)
+        self._thread = threading.Thread(target=self._watch, name="mg.distributed watchdog", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)        # before mpi4py's MPI_Finalize (atexit runs in reverse order)
+
+    @property
+    def grace(self) -> float:
+        """Seconds to wait for ping answers after a deadline passes."""
+        return min(5.0, max(1.0, self.timeout / 2))
+
+    def call(self, collective, what: str):
+        """Run ``collective()`` (a blocking MPI collective) under the deadline; returns its result."""
+        self.count += 1
+        self.what, self.started = what, time.monotonic()
+        try:
+            return collective()
+        finally:
+            self.started = None
+
+    def close(self):
+        """Stop the background thread (at exit, before MPI is finalized)."""
+        self._stop.set()
+        if self.enabled and self._thread.is_alive():
+            self._thread.join()
+
+    # -- the background thread -------------------------------------------------------------------------
+    def _watch(self):
+        while not self._stop.wait(PERIOD):
+            self._serve()
+            started = self.started
+            if started is not None and time.monotonic() - started > self.timeout:
+                self._timed_out()
+
+    def _isend(self, obj, dest, tag):
+        self._sends = [r for r in self._sends if not r.Test()]
+        self._sends.append(self.side.isend(obj, dest=dest, tag=tag))
+
+    def _serve(self, pongs=None):
+        """Answer pings; record pongs (into ``pongs``: rank -> what it is doing); obey an abort notice."""
+        from mpi4py import MPI
+        status = MPI.Status()
+        while self.side.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+            source, tag = status.Get_source(), status.Get_tag()
+            message = self.side.recv(source=source, tag=tag)
+            if tag == _PING:
+                self._isend((self.count, self.what if self.started is not None else None), source, _PONG)
+            elif tag == _PONG and pongs is not None:
+                pongs[source] = message
+            elif tag == _ABORT:
+                self._end(f"{message} (reported by rank {source})", ack_to=source)
+
+    def _timed_out(self):
+        others = [r for r in range(self.size) if r != self.rank]
+        for other in others:
+            self._isend(self.rank, other, _PING)
+        pongs, deadline = {}, time.monotonic() + self.grace
+        while len(pongs) < len(others) and time.monotonic() < deadline:
+            self._serve(pongs)
+            time.sleep(1e-3)
+        silent = [r for r in others if r not in pongs]
+        if silent:
+            who = (f"rank {silent[0]} does" if len(silent) == 1 else
+                   f"ranks {', '.join(map(str, silent))} do") + " not respond (stopped, hung or dead)"
+        else:                              # everyone answers: they are not all in this collective (a program bug)
+            who = "every rank responds, but not all of them take part in it: " + ", ".join(
+                f"rank {r} is " + (f"in collective #{count} ({what})" if what else f"outside collectives "
+                                   f"after #{count}") for r, (count, what) in sorted(pongs.items()))
+        self._end(f"{self.what} (collective #{self.count}) did not complete within {self.timeout:g} s "
+                  f"(--dist-timeout): {who}", notify=sorted(pongs))
+
+    def _end(self, reason, notify=(), ack_to=None):
+        """Print why, tell the ranks in ``notify`` (waiting briefly for their acknowledgements), abort the job."""
+        from mpi4py import MPI
+        print(f"mg.distributed: rank {self.rank}: {reason}; ending the job", file=sys.stderr, flush=True)
+        if ack_to is not None:
+            self._isend(self.rank, ack_to, _ACK)
+        for other in notify:
+            self._isend(reason, other, _ABORT)
+        acks, status, deadline = set(), MPI.Status(), time.monotonic() + min(self.grace, 2.0)
+        while (acks != set(notify) or not all(r.Test() for r in self._sends)) and time.monotonic() < deadline:
+            if self.side.Iprobe(source=MPI.ANY_SOURCE, tag=_ACK, status=status):
+                acks.add(self.side.recv(source=status.Get_source(), tag=_ACK))
+            time.sleep(1e-3)
+        self.comm.Abort(EXIT_CODE)

@@ -1,0 +1,125 @@
+"""No hung distributed job: under ``mpirun``, a rank stopped with SIGSTOP makes every live rank end the job
+after the collective timeout with a line naming the stopped rank (minigrad/distributed/watchdog.py), through
+the API and through ``minigrad train --distributed --dist-timeout``; the per-epoch line reports the images
+per second of all processes."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+import minigrad as mg
+from minigrad import distributed as dist
+from minigrad.distributed import watchdog
+
+from test_distributed import HAVE_MPI4PY, MPIRUN, _mpi_env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "support", "stopped_rank_worker.py")
+
+needs_mpi = pytest.mark.skipif(MPIRUN is None or not HAVE_MPI4PY,
+                               reason="needs mpirun and mpi4py (apt-get install openmpi-bin libopenmpi-dev; "
+                                      "pip install 'minigrad[distributed]')")
+
+
+def _kill_leftovers(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@needs_mpi
+def test_a_stopped_rank_ends_the_job_and_every_live_rank_names_it(tmp_path):
+    start = time.monotonic()
+    proc = subprocess.run([MPIRUN, "-np", "3", sys.executable, WORKER, str(tmp_path), "2", "3"], env=_mpi_env(),
+                          capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - start
+    _kill_leftovers(int(p.read_text()) for p in tmp_path.glob("pid*"))
+    assert proc.returncode != 0 and "finished without noticing" not in proc.stdout
+    for live in (0, 1):
+        line = next((l for l in proc.stderr.splitlines() if l.startswith(f"mg.distributed: rank {live}: ")), None)
+        assert line is not None, proc.stderr
+        assert re.search(r"all_reduce \(collective #\d+\) did not complete within 3 s \(--dist-timeout\): rank 2 "
+                         r"does not respond \(stopped, hung or dead\)", line), line
+    assert elapsed < 60, f"the job took {elapsed:.0f} s to end"
+
+
+def _rank_pid(marker, rank, timeout=30):
+    """PID of the process with rank `rank` of the mpirun job whose environment holds `marker`."""
+    needle = f"OMPI_COMM_WORLD_RANK={rank}".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as handle:
+                        environ = handle.read().split(b"\0")
+                except OSError:
+                    continue
+                if marker.encode() in environ and needle in environ:
+                    return int(entry)
+        time.sleep(0.1)
+    raise AssertionError(f"rank {rank} not found")
+
+
+@needs_mpi
+@pytest.mark.skipif(mg.data.mnist_zarr_path() is None, reason="MNIST needs the data extra: pip install "
+                                                              "'minigrad[data]'")
+def test_cli_dist_timeout_ends_a_run_with_a_stopped_rank(tmp_path):
+    marker = f"MINIGRAD_TEST_JOB={uuid.uuid4().hex}"
+    env = dict(_mpi_env(), **dict([marker.split("=")]))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([MPIRUN, "-np", "2", sys.executable, "-m", "minigrad.cli", "train", "--model", "mlp",
+                             "--limit-train", "512", "--limit-test", "100", "--epochs", "500", "--batch-size", "64",
+                             "--optimizer", "sgd", "--no-progress", "--distributed", "--dist-timeout", "3",
+                             "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped = None
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("epoch 2/"):
+                stopped = _rank_pid(marker, 1)
+                os.kill(stopped, signal.SIGSTOP)
+                break
+        rest, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _kill_leftovers([stopped] if stopped else [])
+    assert stopped is not None, "".join(lines) + stderr
+    assert proc.returncode != 0
+    assert re.search(r"mg.distributed: rank 0: \w+ \(collective #\d+\) did not complete within 3 s \(--dist-timeout\): "
+                     r"rank 1 does not respond", stderr), stderr
+    # the epoch line counts the images of both processes: the dataset over the epoch's seconds
+    first = next(line for line in lines if line.startswith("epoch 1/"))
+    rate = float(re.search(r"([\d.]+) images/s \(all 2 processes\)", first).group(1))
+    records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    record = next(r for r in records if r["type"] == "epoch")
+    assert rate == pytest.approx(512 / record["seconds"], rel=0.01, abs=1)
+
+
+def test_the_timeout_setting(monkeypatch):
+    monkeypatch.delenv(watchdog.ENV, raising=False)
+    assert watchdog.resolve_timeout() == watchdog.DEFAULT_TIMEOUT <= 120
+    monkeypatch.setenv(watchdog.ENV, "7.5")
+    assert watchdog.resolve_timeout() == 7.5
+    monkeypatch.setenv(watchdog.ENV, "soon")
+    with pytest.raises(ValueError, match="MINIGRAD_DIST_TIMEOUT must be a number of seconds"):
+        watchdog.resolve_timeout()
+    for bad in (0, -1, float("inf"), float("nan"), True, "5"):
+        with pytest.raises(ValueError, match="timeout must be a finite number of seconds > 0"):
+            dist.set_timeout(bad)
+
+
+def test_cli_refuses_a_bad_or_stray_dist_timeout(capsys):
+    from minigrad import cli
+    assert cli.main(["train", "--dist-timeout", "5"]) == 2
+    assert "--dist-timeout applies to --distributed runs only" in capsys.readouterr().err
