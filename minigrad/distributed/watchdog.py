@@ -6,7 +6,7 @@ through ``Watchdog.call``, which only notes the time it starts (the collective i
 blocking MPI call as before: no cost on the hot path). A background thread per process, on a private
 duplicate of the communicator (MPI_THREAD_MULTIPLE, mpi4py's default):
 
-    every 50 ms  answers the other ranks' pings, and checks the collective in progress, if any
+    each PERIOD  answers the other ranks' pings, and checks the collective in progress, if any
     deadline     ``timeout`` seconds (default 120; ``mg.distributed.set_timeout``, ``--dist-timeout``,
                  ``MINIGRAD_DIST_TIMEOUT``) inside one collective: ping every other rank and wait up
                  to ``grace`` seconds for the answers; a rank that does not answer is unresponsive
