@@ -33,6 +33,7 @@ import tracemalloc
 import numpy as np
 
 from .cases import GROUPS, build_cases
+from .trust import assess, load_average
 
 __all__ = ["add_arguments", "run", "main", "gemm_peak"]
 
@@ -235,6 +236,8 @@ def format_markdown(report) -> str:
                      f"{fmt(r['torch_ms'], '.2f')} | {fmt(r['ratio'], '.2f')} | {fmt(r.get('floor_ms'), '.2f')} | "
                      f"{fmt(r.get('floor_ratio'), '.2f')} | {fmt(r.get('gflops'), '.0f')} | "
                      f"{fmt(r.get('pct_peak'), '.0f')} | {fmt(r.get('extra_mib'), '.1f')} |")
+    if report.get("trust") and not report["trust"]["trustworthy"]:
+        lines += ["", "**Untrustworthy measurements:** " + "; ".join(report["trust"]["warnings"]) + "."]
     if report.get("geomean_resnet_conv"):
         lines += ["", f"Geometric mean of the minigrad/PyTorch time ratio over the 8 ResNet Conv2d shapes: "
                       f"**{report['geomean_resnet_conv']:.3f}**."]
@@ -313,6 +316,7 @@ def run(args) -> int:
         compile_seconds = time.perf_counter() - start
         print(f"minigrad bench: CUDA kernels compiled (or loaded from CuPy's cache) in {compile_seconds:.2f} s, "
               "before and outside the timings")
+    load_before = load_average()
     peak = gemm_peak(xp, args.quick, sync)
     print(f"minigrad bench: backend {backend_name}, {threads.get_num_threads()} threads, {args.clock} clock, "
           f"float32 GEMM peak {peak:.1f} GFLOP/s, {repeat} rounds, {pause:.2f} s pause + 1 untimed call per turn")
@@ -332,6 +336,9 @@ def run(args) -> int:
     if blas_limit is not None:
         blas_limit.restore_original_limits()
     print(format_table(rows, peak))
+    trust = assess(rows, _machine()["cores"], (load_before, load_average()))
+    for warning in trust["warnings"]:
+        print(f"minigrad bench: warning: untrustworthy measurements: {warning}", file=sys.stderr)
     training = None
     if train_e2e:
         from .training import format_training, run_training
@@ -354,7 +361,8 @@ def run(args) -> int:
               "machine": _machine(), "versions": _versions(backend_name), "backend": backend_name,
               "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "calls": calls, "pause_s": pause,
               "gemm_peak_gflops": peak, "compile_seconds": compile_seconds, "geomean_resnet_conv": resnet, "geomean_resnet_floor": resnet_floor,
-              "geomean_floor_vs_torch": floor_vs_torch, "skipped": skipped, "cases": rows, "train_e2e": training}
+              "geomean_floor_vs_torch": floor_vs_torch, "skipped": skipped, "cases": rows, "train_e2e": training,
+              "trust": trust}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
