@@ -152,13 +152,19 @@ class DataLoader:
         self._epoch, self._position = epoch, start
         return self._batches(epoch, start)
 
+    def _pinned_copier(self):
+        """The loader's PinnedCopier (made on the first GPU epoch, then reused: its buffers and stream)."""
+        if getattr(self, "_copier", None) is None:
+            self._copier = PinnedCopier()
+        return self._copier
+
     def _fetch_batch(self, order, b):
         return _fetch(self.dataset, order[b * self.batch_size:(b + 1) * self.batch_size])
 
     def _batches(self, epoch, start):
         order = self.order(epoch)
         backend = self.backend or get_backend()
-        copier = PinnedCopier() if backend in ("cupy", "cuda", "gpu") else None
+        copier = self._pinned_copier() if backend in ("cupy", "cuda", "gpu") else None
         upcoming = None                                # the next batch, its copy in flight
         for b in range(start, len(self)):
             if copier is None:

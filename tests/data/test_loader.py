@@ -159,6 +159,8 @@ def test_device_batches_come_through_pinned_buffers_on_a_copy_stream_one_batch_a
     compute_waits = [event for stream, event in sim.stream_waits if stream is sim.cuda.get_current_stream()]
     assert len(compute_waits) == len(seen)                  # the compute stream waits for each batch's copy
     assert sim.pinned_allocations - pinned_before == 4      # 2 slots x 2 arrays, reused for the third batch
+    list(loader)
+    assert sim.pinned_allocations - pinned_before == 4      # ... and in the next epochs
     order = loader.order(0)
     for b, (bx, by, _) in enumerate(seen):                  # the same batches as ever
         np.testing.assert_array_equal(bx, x[order[4 * b:4 * b + 4]])
