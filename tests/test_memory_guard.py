@@ -48,7 +48,8 @@ def test_the_issue_shapes_raise_a_clear_memory_error_under_a_memory_limit():
     # the output and the padded input at least (6.7 GiB); more where the kernel declares column buffers
     assert re.match(r"Conv2d: output of shape \(1, 1, 29999, 29999\) needs \d{10,} bytes \(\d+\.\d GiB\), more "
                     r"than the \d+ bytes", out["conv"]), out["conv"]
-    assert "the address-space limit (ulimit -v) allows" in out["conv"]
+    # the 2 GiB address-space limit, unless the machine has even less memory available
+    assert "the address-space limit (ulimit -v) allows" in out["conv"] or "MemAvailable" in out["conv"]
     assert out["conv_transpose"].startswith("ConvTranspose2d: result of shape (1, 1, 50003, 50003) needs "), \
         out["conv_transpose"]
     assert out["in_a_model"].startswith("Conv2d '1': output of shape (1, 4, 39999, 39999)"), out["in_a_model"]
