@@ -3,7 +3,8 @@
 NVRTC is the compiler CuPy itself runs on the GPU machine at a kernel's first call. Here CuPy's own code
 generator writes each kernel's CUDA source for the argument types minigrad's wrappers pass (every dtype
 the 'cupy' backend takes, backend.GPU_FLOAT_DTYPES; 32- and 64-bit indexing; a broadcast scalar array
-where the wrappers pass one) and NVRTC compiles it with CuPy's runtime options. What the kernels compute
+where the wrappers pass one) and NVRTC compiles it with CuPy's runtime options, with no register spills
+(ptxas's report). What the kernels compute
 is checked on the CPU by test_cuda_kernel_source.py and the simulated CuPy.
 
 Needs ``pip install "minigrad[cuda-dev]"`` (CuPy and the pinned NVRTC wheel; no GPU). It skips without
@@ -46,10 +47,11 @@ def test_elementwise_kernel_compiles(nvrtc, name, arch):
         source = nvrtc.elementwise_source(name, dtype, index_32_bits, broadcast)
         assert f"minigrad_{name}" in source and "CUPY_FOR" in source
         try:
-            cubin = nvrtc.nvrtc_compile(source, arch)
+            cubin, report = nvrtc.nvrtc_compile(source, arch)
         except nvrtc.NvrtcError as exc:
             pytest.fail(f"{name} for {dtype} ({32 if index_32_bits else 64}-bit indexing) on sm_{arch}:\n{exc}")
-        assert len(cubin) > 1000
+        assert len(cubin) > 1000 and report, "ptxas reported the kernel"
+        assert all(spilled == 0 for _, spilled in report.values()), f"register spills: {report}"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -61,9 +63,10 @@ def test_reduction_kernel_compiles(nvrtc, name, arch):
             assert f"minigrad_{name}" in source and "__syncthreads" in source and "atomic" not in source.split(
                 "extern \"C\"")[-1], "a parallel tree reduction without atomics"
             try:
-                nvrtc.nvrtc_compile(source, arch)
+                _, report = nvrtc.nvrtc_compile(source, arch)
             except nvrtc.NvrtcError as exc:
                 pytest.fail(f"{name} for {dtype} on sm_{arch}:\n{exc}")
+            assert report and all(spilled == 0 for _, spilled in report.values()), f"register spills: {report}"
 
 
 def test_the_check_can_fail(nvrtc):

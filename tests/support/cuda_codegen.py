@@ -127,12 +127,24 @@ def runtime_options(arch: str) -> tuple:
         "-ftz=true", f"-arch=sm_{arch}", "--device-as-default-execution-space")
 
 
-def nvrtc_compile(source: str, arch: str) -> bytes:
-    """Compile ``source`` to a cubin for sm_``arch`` with NVRTC and CuPy's options; NvrtcError on failure."""
+def nvrtc_compile(source: str, arch: str) -> tuple:
+    """Compile ``source`` to a cubin for sm_``arch`` with NVRTC and CuPy's options (plus ptxas's report).
+
+    Returns (cubin bytes, {kernel name: (registers, spilled bytes)}); raises NvrtcError on failure.
+    """
+    import io
+    import re
     from cupy.cuda import compiler
     program = compiler._NVRTCProgram(source, "kern.cu", method="cubin")
+    log = io.StringIO()
     try:
-        cubin, _ = program.compile(runtime_options(arch))
+        cubin, _ = program.compile(runtime_options(arch) + ("--ptxas-options=-v",), log_stream=log)
     except compiler.CompileException as exc:
         raise NvrtcError(str(exc)) from None
-    return cubin
+    report = {}
+    for name, body in re.findall(r"Function properties for (\w+)\n(.*?)(?=Function properties|$)", log.getvalue(),
+                                 re.S):
+        spilled = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", body))
+        registers = re.search(r"Used (\d+) registers", body)
+        report[name] = (int(registers.group(1)) if registers else None, spilled)
+    return cubin, report
