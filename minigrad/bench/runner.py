@@ -145,7 +145,8 @@ def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=tim
     return rows
 
 
-def _versions(backend):
+def versions_info(backend):
+    """Python, NumPy (and its BLAS), minigrad, PyTorch (and CuPy) versions, for a results file."""
     info = {"python": platform.python_version(), "numpy": np.__version__, "minigrad": None, "torch": None}
     from .. import __version__
     info["minigrad"] = __version__
@@ -171,13 +172,17 @@ def _versions(backend):
     return info
 
 
-def _machine():
+def machine_info():
+    """The CPU model, its widest SIMD ISA (avx512 / avx2 / ...), the usable cores and the system."""
     cpu = platform.processor() or platform.machine()
+    flags = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
@@ -185,7 +190,9 @@ def _machine():
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "system": platform.platform()}
+    isa = next((name for flag, name in (("avx512f", "avx512"), ("avx2", "avx2"), ("avx", "avx"), ("sse4_2", "sse4.2"),
+                                        ("asimd", "neon")) if flag in flags), None)
+    return {"cpu": cpu, "isa": isa, "cores": cores, "system": platform.platform()}
 
 
 def geometric_mean(values):
@@ -219,7 +226,8 @@ def format_table(rows, peak) -> str:
 def format_markdown(report) -> str:
     """The report as Markdown: a header line (date, machine, versions, GEMM peak) and one table."""
     m, v = report["machine"], report["versions"]
-    lines = [f"Measured {report['date']} on {m['cpu']} ({m['cores']} cores), Python {v['python']}, "
+    isa = f", {m['isa']}" if m.get("isa") else ""
+    lines = [f"Measured {report['date']} on {m['cpu']} ({m['cores']} cores{isa}), Python {v['python']}, "
              f"NumPy {v['numpy']} ({v.get('numpy_blas', 'BLAS ?')}), PyTorch {v.get('torch')} "
              f"({v.get('torch_threads', '?')} threads), minigrad {v['minigrad']} ({report['threads']} threads), "
              f"{report.get('clock', 'wall')}-clock times; "
@@ -336,7 +344,7 @@ def run(args) -> int:
     if blas_limit is not None:
         blas_limit.restore_original_limits()
     print(format_table(rows, peak))
-    trust = assess(rows, _machine()["cores"], (load_before, load_average()))
+    trust = assess(rows, machine_info()["cores"], (load_before, load_average()))
     for warning in trust["warnings"]:
         print(f"minigrad bench: warning: untrustworthy measurements: {warning}", file=sys.stderr)
     training = None
@@ -358,7 +366,7 @@ def run(args) -> int:
         print(f"Conv2d fwd+bwd ResNet shapes: geometric mean of minigrad/floor = {resnet_floor:.3f}"
               + (f" (floor/PyTorch = {floor_vs_torch:.3f})" if floor_vs_torch else ""))
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": _machine(), "versions": _versions(backend_name), "backend": backend_name,
+              "machine": machine_info(), "versions": versions_info(backend_name), "backend": backend_name,
               "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "calls": calls, "pause_s": pause,
               "gemm_peak_gflops": peak, "compile_seconds": compile_seconds, "geomean_resnet_conv": resnet, "geomean_resnet_floor": resnet_floor,
               "geomean_floor_vs_torch": floor_vs_torch, "skipped": skipped, "cases": rows, "train_e2e": training,
