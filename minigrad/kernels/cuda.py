@@ -182,6 +182,7 @@ KERNELS = {
 _LSE_PREAMBLE = """
 template <typename U> struct minigrad_lse {
     U m, s;
+    __device__ minigrad_lse() {}
     __device__ minigrad_lse(U m_, U s_) : m(m_), s(s_) {}
 };
 template <typename U>
@@ -198,10 +199,15 @@ __device__ minigrad_lse<U> minigrad_lse_add(const minigrad_lse<U>& a, const mini
 # rows of 512 numbers or more -- that read the row coalesced, each thread folding its share, then
 # combine their partial states with a shared-memory tree: parallel over classes, no atomics, the
 # same order every run.
+#
+# A reduction with one input and one output may instead go to CUB's block reduction (where CuPy finds
+# nvcc), whose source CuPy writes only on a GPU machine; the row max as a second output keeps this one
+# on CuPy's own reduction kernel, the source the NVRTC test compiles (CuPy returns the first output).
 REDUCTIONS = {
-    # log-sum-exp of each row of (rows, C) logits in one pass over the classes (axis=1)
-    "softmax_xent_lse": ("T x", "T lse", "minigrad_lse<T>(x, (T)1)", "minigrad_lse_add(a, b)",
-                         "lse = a.m + log(a.s)", "minigrad_lse<T>((T)0, (T)0)", "minigrad_lse<T>", _LSE_PREAMBLE),
+    # log-sum-exp (and max) of each row of (rows, C) logits in one pass over the classes (axis=1)
+    "softmax_xent_lse": ("T x", "T lse, T row_max", "minigrad_lse<T>(x, (T)1)", "minigrad_lse_add(a, b)",
+                         "lse = a.m + log(a.s), row_max = a.m", "minigrad_lse<T>((T)0, (T)0)", "minigrad_lse<T>",
+                         _LSE_PREAMBLE),
 }
 
 

@@ -394,7 +394,7 @@ class ReductionKernel:
         if out is not None:
             out[...] = outputs[0]
             return out
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+        return outputs[0]                   # CuPy returns the first output only
 
 
 # ----------------------------------------------------------------------------- module
