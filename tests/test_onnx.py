@@ -75,6 +75,7 @@ MODELS = {
     "mlp": (lambda: mg.models.mlp(hidden=(32, 16)), (2, 1, 28, 28)),
     "vgg_small": (mg.models.vgg_small, (2, 3, 32, 32)),
     "resnet20": (mg.models.resnet20, (2, 3, 32, 32)),
+    "basic_block": (lambda: mg.models.basic_block(4, 8, stride=2), (2, 4, 8, 8)),
     "shared_concat_graph": (_shared_concat_graph, (2, 3, 8, 8)),
 }
 
@@ -227,7 +228,7 @@ def test_reimported_shared_layer_stays_shared(tmp_path):
     assert len(layers) == 3 and len({id(layer) for layer in layers}) == 2
 
 
-@pytest.mark.parametrize("name", [c[0] for c in LAYER_CASES if not c[0].startswith("gelu_") or c[3] >= 20])
+@pytest.mark.parametrize("name", [c[0] for c in LAYER_CASES])
 def test_layer_cases_reimport(name, tmp_path):
     _, build, shape, opset = next(c for c in LAYER_CASES if c[0] == name)
     mg.manual_seed(3)
@@ -270,12 +271,14 @@ def _torch_models():
             "vgg_stack": (vgg, (4, 3, 16, 16))}, torch_twins
 
 
-def _torch_export(module, x, path):
+def _torch_export(module, x, path, opset=None):
+    """The TorchScript exporter; ``opset`` None is its default (20 in PyTorch 2.9 and later)."""
     import torch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")                  # the TorchScript exporter's deprecation notice
         torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, do_constant_folding=False)
+                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, do_constant_folding=False,
+                          opset_version=opset)
 
 
 def _mg_name(torch_name):
@@ -593,3 +596,90 @@ def test_each_supported_opset_gets_its_ir_version_and_runs(opset, tmp_path):
     (got,) = _run_ort(tmp_path / "m.onnx", x)
     _assert_close(got, model(x))
     np.testing.assert_allclose(mg.onnx.load(tmp_path / "m.onnx").eval()(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+# -- GELU below opset 20: its formula reads back as one GELU ---------------------------------------------
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_formula_reimports_as_one_gelu_and_trains(approximate, tmp_path):
+    """Below opset 20 a GELU is written as its formula (Erf or Tanh, Mul, Add, Div); load turns the formula
+    back into one GELU layer: same output and same input and weight gradients (float64)."""
+    mg.manual_seed(7)
+    model = nn.Sequential(nn.Linear(5, 6, dtype="float64"), nn.GELU(approximate), nn.Linear(6, 3, dtype="float64"))
+    x = _x((4, 5), seed=8, dtype="float64")
+    proto = mg.onnx.export(model, x, tmp_path / "m.onnx", opset=17)
+    ops = [n.op_type for n in proto.graph.node]
+    assert "Gelu" not in ops and ("Erf" if approximate == "none" else "Tanh") in ops
+    graph = mg.onnx.load(tmp_path / "m.onnx")
+    layers = [layer for _, layer, _ in graph.nodes]
+    assert [type(layer).__name__ for layer in layers] == ["Linear", "GELU", "Linear"]
+    assert layers[1].approximate == approximate
+    grad = _x((4, 3), seed=9, dtype="float64")
+    for net in (model, graph):
+        net.zero_grad()
+    np.testing.assert_allclose(graph(x), model(x), rtol=1e-12, atol=1e-14)
+    dx_graph, dx_model = graph.backward(grad), model.backward(grad)
+    np.testing.assert_allclose(dx_graph, dx_model, rtol=1e-12, atol=1e-14)
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(dict(graph.named_parameters())[name].grad, param.grad, rtol=1e-12, atol=1e-14)
+
+
+def _gelu_formula_model(half=0.5, extra_output=False, kappa=None):
+    """GELU's formula written by hand: the erf form, or the tanh form when ``kappa`` is given."""
+    helper, inits, nodes = onnx.helper, [], []
+
+    def const(name, value):
+        inits.append(onnx.numpy_helper.from_array(np.array(value, np.float32), name))
+        return name
+
+    def node(op, inputs, out):
+        nodes.append(helper.make_node(op, inputs, [out], name=out))
+        return out
+
+    if kappa is None:
+        t = node("Erf", [node("Div", ["x", const("sqrt2", np.sqrt(2.0))], "scaled")], "t")
+    else:
+        cube = node("Mul", [node("Mul", ["x", "x"], "x2"), "x"], "x3")
+        inner = node("Add", ["x", node("Mul", [cube, const("k", kappa)], "kx3")], "u")
+        t = node("Tanh", [node("Mul", [inner, const("c", np.sqrt(2 / np.pi))], "cu")], "t")
+    node("Mul", [node("Mul", ["x", node("Add", [t, const("one", 1.0)], "one_plus")], "x_times"),
+                 const("half", half)], "y")
+    outputs = [_info("y", ["N", 3])] + ([_info("t", ["N", 3])] if extra_output else [])
+    graph = helper.make_graph(nodes, "g", [_info("x", ["N", 3])], outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_gelu_formula_written_by_hand_reads_back_and_near_misses_are_refused():
+    x = _x((4, 3), seed=10)
+    for kappa, approximate in ((None, "none"), (0.044715, "tanh")):
+        graph = mg.onnx.load(_gelu_formula_model(kappa=kappa))
+        assert [(type(layer).__name__, layer.approximate) for _, layer, _ in graph.nodes] == [("GELU", approximate)]
+        (expected,) = _run_ort(_gelu_formula_model(kappa=kappa).SerializeToString(), x)
+        _assert_close(graph(x), expected)
+    # a different constant, or an intermediate value used elsewhere: not a GELU, and refused (never guessed)
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'scaled' \(Div\): op Div is not supported.*GELU's formula"):
+        mg.onnx.load(_gelu_formula_model(half=0.6))
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'scaled' \(Div\): op Div is not supported"):
+        mg.onnx.load(_gelu_formula_model(extra_output=True))
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'kx3' \(Mul\)"):
+        mg.onnx.load(_gelu_formula_model(kappa=0.05))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_torch_exported_gelu_formula_imports_as_gelu(approximate, tmp_path):
+    """PyTorch's TorchScript exporter writes GELU's formula below opset 20 too (Constant nodes, other operand
+    order); it comes back as one GELU equal to ONNX Runtime's and PyTorch's output."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.GELU(approximate=approximate),
+                                 torch.nn.Linear(6, 2)).eval()
+    _torch_export(module, torch.zeros(2, 4), tmp_path / "t.onnx", opset=17)
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "t.onnx")).graph.node]
+    assert "Gelu" not in ops and ("Erf" if approximate == "none" else "Tanh") in ops
+    graph = mg.onnx.load(tmp_path / "t.onnx").eval()
+    assert [type(layer).__name__ for _, layer, _ in graph.nodes] == ["Linear", "GELU", "Linear"]
+    x = _x((5, 4), seed=11)
+    (expected,) = _run_ort(tmp_path / "t.onnx", x)
+    _assert_close(graph(x), expected)
+    with torch.no_grad():
+        _assert_close(graph(x), module(torch.from_numpy(x)).numpy())

@@ -4,7 +4,8 @@ Initializers and Constant nodes are NumPy arrays; a node whose inputs are all co
 Transpose, Cast, Gather, Unsqueeze, Squeeze, Concat, Reshape) is evaluated here. ``Shape(x)`` gives an
 array of ``Dim(x, i)`` markers, so the Shape -> Gather -> Unsqueeze -> Concat chain of
 ``x.view(x.size(0), -1)`` evaluates to ``[Dim(x, 0), -1]``, which the Reshape handler reads as a flatten.
-Every other node goes to the subclass's ``op_<OpType>`` method, which adds one Graph node.
+A GELU written as its formula (below opset 20) becomes one GELU layer (patterns.py). Every other node
+goes to the subclass's ``op_<OpType>`` method, which adds one Graph node.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import hashlib
 
 import numpy
 
-from ..nn import Graph
+from ..nn import GELU, Graph
 from .common import OnnxError, node_name
+from .patterns import FORMULA_HINT, FORMULA_OPS, find_gelus
 
 __all__ = ["Importer", "Dim", "decimal"]
 
@@ -137,15 +139,23 @@ class Importer:
             if inp.name not in self.consts:
                 self.used_names.add(node_name(inp.name))
                 self.values[inp.name] = self.graph.input(node_name(inp.name))
-        for node in model.graph.node:
+        gelus, inside = find_gelus(self.onnx, model.graph, self.consts)     # GELU written as its formula
+        for index, node in enumerate(model.graph.node):
             if node.domain not in ("", "ai.onnx"):
                 raise self.fail(node, f"op domain '{node.domain}' is not supported (only the default ONNX domain)")
+            if index in inside:                   # a node inside a GELU formula: its last Mul adds the layer
+                continue
+            if index in gelus:
+                x, approximate = gelus[index]
+                self.add(node, GELU(approximate), [x])
+                continue
             if self.fold(node):
                 continue
             handler = getattr(self, f"op_{node.op_type}", None)
             if handler is None:
+                hint = f"; {FORMULA_HINT}" if node.op_type in FORMULA_OPS else ""
                 raise self.fail(node, f"op {node.op_type} is not supported by mg.onnx.load (supported: "
-                                      f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))})")
+                                      f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))}){hint}")
             handler(node)
         outputs = []
         for out in model.graph.output:
@@ -185,8 +195,8 @@ class Importer:
             result = numpy.take(c[0], c[1].astype(numpy.int64), axis=attrs.get("axis", 0))
         elif op in ("Unsqueeze", "Squeeze"):
             axes = attrs.get("axes", c[1].tolist() if len(c) > 1 else None)
-            result = (numpy.expand_dims(c[0], tuple(axes)) if op == "Unsqueeze"
-                      else numpy.squeeze(c[0], None if axes is None else tuple(axes)))
+            result = (numpy.expand_dims(c[0], tuple(axes)) if op == "Unsqueeze"         # a 1 inserted at each axis
+                      else numpy.squeeze(c[0], None if axes is None else tuple(axes)))  # each axis (size 1) removed
         elif op == "Concat":
             result = numpy.concatenate([numpy.atleast_1d(a) for a in c], axis=attrs.get("axis", 0))
         elif op == "Reshape" and c[0].dtype != object:
