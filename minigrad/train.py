@@ -17,8 +17,9 @@ the metric sums of the running epoch and the history, so ``fit(..., resume=True)
 a killed run and ends with the same weights, bit for bit on the CPU, as a run never interrupted.
 
 The history (returned, and written as JSON lines to ``log_path``) has one record per epoch
-(``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``, ``seconds``, ``images_per_s``)
-and one per logging interval (``steps``: ``step``, ``loss``, ``acc``, ``lr``).
+(``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``, ``seconds``, ``images_per_s``, which
+counts all processes under ``mg.distributed``) and one per logging interval (``steps``: ``step``, ``loss``,
+``acc``, ``lr``).
 """
 from __future__ import annotations
 
@@ -383,6 +384,15 @@ def _warm_up_gpu(state):
         state.add_record({"type": "compile", "seconds": time.perf_counter() - start})
 
 
+def _all_processes(train_loader, count: int) -> int:
+    """The images all processes trained on when this one trained on ``count``.
+
+    A ``DistributedDataLoader`` serves each of its ``world_size`` processes an equal shard of every epoch, so
+    the epoch's ``images_per_s`` counts them all (the throughput of the job, not of one process).
+    """
+    return count * getattr(train_loader, "world_size", 1)
+
+
 def _open_log(log_path, records):
     if log_path is None:
         return None
@@ -485,7 +495,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
               "train_loss": values["loss_sum"] / count,
               "train_acc": values["correct"] / count if meter.has_accuracy else None,
               "lr": _lr_of(optimizer), "seconds": seconds,
-              "images_per_s": values["count"] / seconds if seconds > 0 else None}
+              "images_per_s": _all_processes(train_loader, values["count"]) / seconds if seconds > 0 else None}
     if val_loader is not None:
         val = evaluate(model, val_loader, loss)
         record["val_loss"], record["val_acc"] = val["loss"], val["accuracy"]

@@ -104,6 +104,23 @@ def test_cli_dist_timeout_ends_a_run_with_a_stopped_rank(tmp_path):
     records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     record = next(r for r in records if r["type"] == "epoch")
     assert rate == pytest.approx(512 / record["seconds"], rel=0.01, abs=1)
+    assert record["images_per_s"] == pytest.approx(rate, rel=0.01, abs=1)    # history.jsonl: the same figure
+
+
+def test_the_history_counts_the_images_of_all_processes(tmp_path):
+    # one process of a world of 3 (no MPI needed with explicit rank/world_size): 10 examples are padded to 12,
+    # 4 per process; the epoch record's images_per_s is the job's (12 images), not this process's 4
+    import numpy as np
+    rng = np.random.default_rng(0)
+    data = mg.data.ArrayDataset(rng.standard_normal((10, 3)).astype(np.float32), rng.integers(0, 2, 10))
+    loader = dist.DistributedDataLoader(data, batch_size=2, rank=0, world_size=3)
+    model = mg.nn.Linear(3, 2)
+    history = mg.train.fit(model, mg.nn.CrossEntropyLoss(), mg.optim.SGD(model.parameters(), lr=0.1), loader,
+                           epochs=1, progress=False, log_path=tmp_path / "history.jsonl")
+    record = json.loads((tmp_path / "history.jsonl").read_text().splitlines()[-1])
+    assert record["type"] == "epoch"
+    assert record["images_per_s"] * record["seconds"] == pytest.approx(12)
+    assert history["images_per_s"] == [record["images_per_s"]]
 
 
 def test_the_timeout_setting(monkeypatch):

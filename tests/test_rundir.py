@@ -79,6 +79,29 @@ def test_a_second_writer_is_refused_naming_the_process_and_the_first_run_is_inta
 
 
 @needs_mnist
+def test_under_mpirun_a_refused_rank_0_ends_every_rank_at_once(tmp_path):
+    # only rank 0 takes the lock; when it is refused the other rank must not wait for it in a collective
+    # (before: rank 1 waited the whole --dist-timeout, 120 s by default, and the job exited 1)
+    from test_distributed import HAVE_MPI4PY, MPIRUN, _mpi_env
+    if MPIRUN is None or not HAVE_MPI4PY:
+        pytest.skip("needs mpirun and mpi4py (apt-get install openmpi-bin libopenmpi-dev; "
+                    "pip install 'minigrad[distributed]')")
+    out = tmp_path / "run"
+    with RunDirectory(out):                                 # held by this process for the whole job
+        began = time.monotonic()
+        proc = subprocess.run([MPIRUN, "-np", "2", sys.executable, "-m", "minigrad.cli", "train", "--model", "mlp",
+                               *TINY, "--distributed", "--out", str(out)], env=_mpi_env(), capture_output=True,
+                              text=True, timeout=60)
+        elapsed = time.monotonic() - began
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("minigrad train: error:")]
+    assert len(lines) == 1 and f"in use by process {os.getpid()}" in lines[0], proc.stderr  # rank 0's line only
+    assert "Traceback" not in proc.stderr and "did not complete within" not in proc.stderr
+    assert not (out / "history.jsonl").exists()
+    assert elapsed < 30, f"the job took {elapsed:.0f} s to end"
+
+
+@needs_mnist
 def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     out = tmp_path / "run"
     first = start("train", *TINY, "--out", str(out))

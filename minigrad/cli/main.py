@@ -1,0 +1,71 @@
+"""``minigrad.cli.main``: parse, run the command, and turn a user mistake into one line on stderr (exit 2)."""
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+
+from .common import CLIError
+from .parser import build_parser
+
+__all__ = ["main", "cmd_bench"]
+
+
+def cmd_bench(bench_args) -> int:
+    import importlib
+    try:
+        bench = importlib.import_module("minigrad.bench")   # lazily: `minigrad train` never imports it
+    except ImportError as exc:
+        if getattr(exc, "name", None) not in ("minigrad.bench", None):
+            raise
+        raise CLIError("`minigrad bench` is not available: this installation has no minigrad.bench module") from None
+    parser = argparse.ArgumentParser(prog="minigrad bench", description="minigrad benchmarks")
+    bench.add_arguments(parser)
+    return bench.run(parser.parse_args(bench_args)) or 0
+
+
+# What to do about an operating-system error while reading or writing a run's files.
+_OS_ADVICE = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "free some space or choose "
+              "another --out", errno.EROFS: "the file system is read-only: choose another --out",
+              errno.EACCES: "no permission: choose another --out or fix its permissions",
+              errno.EPERM: "no permission: choose another --out or fix its permissions",
+              errno.ENOTDIR: "a path component is a file, not a directory: choose another --out",
+              errno.EEXIST: "a file is in the way: choose another --out",
+              errno.ELOOP: "it is a symbolic link, which minigrad does not write through: remove it"}
+
+
+def _error_line(exc) -> str | None:
+    """The one-line message for a user-facing error, or None for an error that is a bug (traceback)."""
+    from ..io import CheckpointError
+    from ..resume import ResumeError
+    from ..rundir import RunDirectoryError
+    if isinstance(exc, (CLIError, ResumeError, RunDirectoryError)):
+        return str(exc)
+    if isinstance(exc, CheckpointError):
+        return f"{exc}; check the file, or start a new run with another --out (or --overwrite)"
+    if isinstance(exc, MemoryError) and str(exc):   # the memory guard names the layer, shape and bytes
+        return f"{exc} (the batch is set by --batch-size)"
+    if isinstance(exc, OSError) and exc.errno in _OS_ADVICE:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}; {_OS_ADVICE[exc.errno]}"
+    return None
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else None
+    debug = "--debug" in argv
+    try:
+        if command == "bench":
+            return cmd_bench(argv[1:])
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - user-facing errors become one line; anything else is re-raised
+        line = _error_line(exc)
+        if line is None or debug:
+            raise
+        print(f"minigrad {command}: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"minigrad {command}: interrupted", file=sys.stderr)
+        return 130

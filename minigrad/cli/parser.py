@@ -1,0 +1,158 @@
+"""The argument parser of ``minigrad``: subcommands, flags, and the checks of flag values.
+
+    minigrad train                      # LeNet-5 on MNIST, CPU, defaults reach >= 99% test accuracy
+    minigrad train --backend cupy       # the same on the GPU
+    minigrad train --model mlp --epochs 2 --optimizer sgd --lr 0.05 --out runs/mlp --plot
+    minigrad train --out runs/lenet5 --resume      # continue a killed run (same final weights)
+    mpirun -np 2 minigrad train --distributed      # data-parallel over 2 processes (mg.distributed)
+    minigrad evaluate runs/lenet5/checkpoint.npz
+    minigrad info                       # versions, backends, GPU, BLAS and threads
+    minigrad export runs/lenet5 --onnx lenet5.onnx   # ONNX (and --safetensors) for other runtimes
+    minigrad bench ...                  # benchmarks (minigrad.bench)
+
+(the examples above are the epilog of ``minigrad --help``)
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+from .common import DEFAULT_LR, DEFAULTS, MODELS, OPTIMIZERS, SCHEDULERS, build_model
+from .evaluate import cmd_evaluate
+from .info import cmd_info
+from .train_command import cmd_train
+
+__all__ = ["build_parser"]
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _progress_arguments(parser):
+    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                        help="progress bars on stderr: on, off, or auto (default: only when stderr is a terminal; "
+                             "plain per-epoch lines otherwise)")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const="off",
+                        help="the same as --progress off")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit status 2) that points to --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    examples = __doc__.split("\n\n")[1]
+    parser = _Parser(prog="minigrad", description="minigrad: train and evaluate small networks on "
+                                     "MNIST, show system info, run benchmarks.", epilog="examples:\n" + examples,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minigrad {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,export,bench}")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a model on MNIST (default: LeNet-5, CPU, >= 99%% test accuracy)")
+    t.add_argument("--model", choices=MODELS, help=f"network (default {DEFAULTS['model']})")
+    t.add_argument("--epochs", type=_positive_int, help=f"epochs (default {DEFAULTS['epochs']})")
+    t.add_argument("--batch-size", type=_positive_int, help=f"batch size (default {DEFAULTS['batch_size']})")
+    t.add_argument("--lr", type=_positive_float,
+                   help="learning rate (peak lr with onecycle; default " +
+                        ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default {DEFAULTS['optimizer']}; "
+                                                           "sgd uses momentum 0.9, nesterov)")
+    t.add_argument("--scheduler", choices=SCHEDULERS, help=f"lr schedule (default {DEFAULTS['scheduler']})")
+    t.add_argument("--weight-decay", type=_nonnegative_float, help="weight decay (default 0; adamw 0.01)")
+    t.add_argument("--backend", default="numpy", choices=("numpy", "cupy"), help="numpy (CPU) or cupy (GPU)")
+    t.add_argument("--seed", type=_nonnegative_int, help=f"random seed (default {DEFAULTS['seed']})")
+    t.add_argument("--out", help="run directory: checkpoint.npz, history.jsonl, metrics.json, curves.png "
+                                 "(default runs/MODEL)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (settings come from the checkpoint; "
+                        "--epochs N extends or shortens it)")
+    t.add_argument("--override", action="store_true",
+                   help="with --resume: apply --lr and --weight-decay that differ from the run's from the next "
+                        "step (recorded in history.jsonl); without it such flags are refused")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that already holds one, deleting its outputs")
+    t.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
+                   help="also checkpoint every STEPS steps (always at the end of each epoch)")
+    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on stdout")
+    t.add_argument("--plot", action="store_true", help='save loss/accuracy curves as OUT/curves.png '
+                                                        '(needs matplotlib: pip install "minigrad[plot]")')
+    t.add_argument("--limit-train", type=_positive_int, metavar="N", help="use only the first N training images")
+    t.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test images")
+    t.add_argument("--data-root", metavar="DIR", help="read MNIST IDX files from DIR instead of the data extra")
+    _progress_arguments(t)
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes started by mpirun (mg.distributed): --batch-size is "
+                        "the global batch, split over the processes; only rank 0 prints and writes files")
+    t.add_argument("--dist-timeout", type=float, default=None, metavar="S",
+                   help="with --distributed: seconds a collective (gradient all-reduce, ...) may take before the "
+                        "job ends naming the unresponsive process (default 120, or $MINIGRAD_DIST_TIMEOUT)")
+    t.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="test accuracy of a checkpoint written by `minigrad train`")
+    e.add_argument("checkpoint", help="checkpoint.npz, or a run directory (the --out of `minigrad train`)")
+    e.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    e.add_argument("--batch-size", type=_positive_int, default=1000)
+    e.add_argument("--limit-test", type=_positive_int, metavar="N")
+    e.add_argument("--data-root", metavar="DIR")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
+    _progress_arguments(e)
+    e.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    e.set_defaults(func=cmd_evaluate)
+
+    i = sub.add_parser("info", help="versions, backends, GPU, BLAS and thread count")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    from ..onnx.command import add_export_parser    # minigrad export CHECKPOINT --onnx OUT.onnx
+    add_export_parser(sub, build_model)
+
+    # Listed for --help only: main() hands everything after "bench" to minigrad.bench's own parser.
+    sub.add_parser("bench", help="benchmarks (see `minigrad bench --help`)", add_help=False)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__

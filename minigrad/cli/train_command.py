@@ -1,0 +1,228 @@
+"""``minigrad train``: a model on MNIST into a run directory (lock, checkpoints, history, metrics), resumable."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .common import (DEFAULTS, DEFAULT_LR, CLIError, Printer, build_model, build_optimizer, build_scheduler,
+                     default_weight_decay, load_datasets, require_matplotlib, set_backend, show_progress)
+from .plot import plot_history
+
+__all__ = ["cmd_train"]
+
+
+def cmd_train(args) -> int:
+    say = Printer(args.json)
+    dist = _init_distributed(args)  # None without --distributed
+    if dist is not None and not dist.is_main():
+        say = lambda *parts: None  # noqa: E731  (only rank 0 prints)
+    if args.plot:
+        require_matplotlib()
+    out = args.out or os.path.join("runs", args.model or DEFAULTS["model"])
+    if args.override and not args.resume:
+        raise CLIError("--override changes the settings of a resumed run: use it with --resume")
+    if args.resume and args.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give only one")
+    try:
+        run_dir = _open_run_directory(out, args, say, dist)   # rank 0 writes; None on the other ranks
+    except _RankZeroRefused:
+        return 2       # rank 0 was refused and says why: this rank ends too instead of waiting for it
+    try:
+        return _train(args, say, dist, out, run_dir)
+    except OSError as exc:
+        if exc.filename is None:        # e.g. ENOSPC from a write: name the run directory
+            exc.filename = out
+        raise
+    finally:
+        if run_dir is not None:
+            run_dir.release()
+
+
+def _open_run_directory(out, args, say, dist):
+    """Rank 0's lock on ``out`` (rundir.open_run_directory); under --distributed every rank learns the outcome.
+
+    Only rank 0 writes the run's files, so only rank 0 takes the lock. When it is refused (another run holds
+    ``out``, ...) the other ranks must not go on to wait for it in the first collective of training: rank 0
+    broadcasts whether it got the lock, and on a refusal rank 0 raises its error (one line, exit 2) while the
+    others raise _RankZeroRefused (exit 2 without a word). Returns rank 0's RunDirectory, None on the others.
+    """
+    from ..rundir import open_run_directory
+    if dist is None:
+        return open_run_directory(out, args.resume, args.overwrite, say)
+    run_dir, refusal = None, None
+    if dist.is_main():
+        try:
+            run_dir = open_run_directory(out, args.resume, args.overwrite, say)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+            refusal = exc
+    refused = dist.broadcast_object(refusal is not None)
+    if refusal is not None:
+        raise refusal
+    if refused:
+        raise _RankZeroRefused()
+    return run_dir
+
+
+class _RankZeroRefused(Exception):
+    """A rank other than 0 ends because rank 0 was refused (rank 0 prints why)."""
+
+
+def _train(args, say, dist, out, run_dir) -> int:
+    import minigrad as mg
+    from ..data import DataLoader
+    from ..resume import ApplyResume, nonfinite_advice
+    from ..train import CHECKPOINT_NAME, Callback, fit, read_train_state
+
+    main_rank = run_dir is not None
+    checkpoint = os.path.join(out, CHECKPOINT_NAME)
+    config = _train_config(args)
+    resumed, callbacks = None, []
+    if args.resume:
+        if not os.path.isfile(checkpoint):
+            raise CLIError(f"--resume: no checkpoint at {checkpoint}; start the run again without --resume"
+                           + (" and with --overwrite" if run_dir is not None and run_dir.existing_outputs() else ""))
+        resumed = _load_checkpoint(checkpoint)
+        config = {**config, **(resumed["metadata"].get("run_config") or {})}   # the run's own settings
+        say(f"Resuming from {checkpoint} (step {read_train_state(checkpoint)['step']})")
+    set_backend(args.backend)
+    mg.manual_seed(config["seed"])
+    train_set, test_set = load_datasets(args.data_root, config["limit_train"], config["limit_test"])
+    model, transform = build_model(config["model"])
+    model.to(args.backend)
+    if dist is None:
+        train_loader = DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, seed=config["seed"],
+                                  transform=transform)
+    else:  # same weights everywhere, gradients averaged; each rank loads batch_size / world of every batch
+        model = dist.DataParallel(model)
+        train_loader = dist.DistributedDataLoader(train_set, batch_size=config["batch_size"] // dist.world_size(),
+                                                  shuffle=True, seed=config["seed"], transform=transform)
+    test_loader = DataLoader(test_set, batch_size=1000, transform=transform)
+    if resumed is not None:
+        config, resume_changes = _plan_resume(args, config, resumed, len(train_loader), out)
+        callbacks.append(ApplyResume(resume_changes, config, len(train_loader),
+                                     weight_decay_of=lambda value: default_weight_decay(config["optimizer"], value)))
+        if resume_changes:
+            say("Changed on resume: " + ", ".join(f"{key} {old} -> {new}" for key, (old, new)
+                                                  in resume_changes.items()))
+    optimizer = build_optimizer(config["optimizer"], model.parameters(), config["lr"], config["weight_decay"])
+    scheduler = build_scheduler(config["scheduler"], optimizer, config["lr"], config["epochs"], len(train_loader))
+    loss = mg.nn.CrossEntropyLoss()
+
+    say(f"Training {config['model']} ({model.num_parameters():,} parameters) on MNIST: {len(train_set)} train / "
+        f"{len(test_set)} test images, backend {args.backend}, {config['epochs']} epochs of {len(train_loader)} "
+        f"batches of {config['batch_size']}, {config['optimizer']} lr={config['lr']:g} scheduler={config['scheduler']}; "
+        f"checkpoints in {out}"
+        + (f"; data-parallel over {dist.world_size()} processes, {train_loader.batch_size} per process"
+           if dist is not None else ""))
+
+    class EpochLine(Callback):
+        def on_epoch_end(self, state, logs):
+            rate = logs["images_per_s"] or 0    # under --distributed: all processes' images, like the final line
+            say(f"epoch {logs['epoch']}/{state.epochs}: train loss {logs['train_loss']:.4f} acc "
+                f"{logs['train_acc']:.4f} | test loss {logs['val_loss']:.4f} acc {logs['val_acc']:.4f} | "
+                f"{logs['seconds']:.1f} s, {rate:.0f} images/s"
+                + (f" (all {dist.world_size()} processes)" if dist is not None else ""))
+
+    start = time.perf_counter()
+    try:
+        history = fit(model, loss, optimizer, train_loader, config["epochs"], val_loader=test_loader,
+                      scheduler=scheduler, callbacks=[*callbacks, EpochLine()],
+                      checkpoint_dir=out if main_rank else None,
+                      checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
+                      log_path=os.path.join(out, "history.jsonl") if main_rank else None,
+                      progress=show_progress(args) and main_rank,
+                      metadata={"run_config": config})
+    except mg.train.NonFiniteLossError as exc:
+        raise CLIError(f"{exc} {nonfinite_advice(exc, config, out, args.data_root)}") from None
+    wall = time.perf_counter() - start
+    final = mg.train.evaluate(model, test_loader, loss)
+    epochs_done = history.get("epoch", [])
+    train_seconds = sum(history.get("seconds", []))
+    images = len(train_set) * len(epochs_done) if epochs_done else 0
+    metrics = {
+        "model": config["model"], "backend": args.backend, "epochs": len(epochs_done),
+        "test_accuracy": final["accuracy"], "test_loss": final["loss"], "test_images": final["n"],
+        "train_loss": history["train_loss"][-1] if epochs_done else None,
+        "train_accuracy": history["train_acc"][-1] if epochs_done else None,
+        "train_seconds": train_seconds, "images_per_s": images / train_seconds if train_seconds else None,
+        "wall_seconds": wall, "checkpoint": checkpoint, "history": os.path.join(out, "history.jsonl"),
+        "compile_seconds": sum(e["seconds"] for e in history.get("events", []) if e["type"] == "compile") or None,
+        "config": config,
+    }
+    if dist is not None:
+        metrics["world_size"] = dist.world_size()
+        metrics["allreduce_seconds"] = model.comm_seconds
+        if not main_rank:
+            return 0  # only rank 0 writes metrics, plots and prints
+    if args.plot:
+        metrics["plot"] = plot_history(history, os.path.join(out, "curves.png"), title=config["model"])
+    run_dir.write_bytes("metrics.json", json.dumps(metrics, indent=2).encode("utf-8"))
+    say(f"Test accuracy: {100 * final['accuracy']:.2f}% ({round(final['accuracy'] * final['n'])}/{final['n']}) "
+        f"after {len(epochs_done)} epochs; training {train_seconds:.1f} s"
+        + (f", {metrics['images_per_s']:.0f} images/s" if metrics["images_per_s"] else "")
+        + (f"; curves in {metrics['plot']}" if args.plot else ""))
+    if args.json:
+        print(json.dumps(metrics), flush=True)
+    return 0
+
+
+def _load_checkpoint(path):
+    from ..io import load
+    try:
+        return load(path, backend="numpy")
+    except (OSError, ValueError, KeyError) as exc:
+        raise CLIError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def _plan_resume(args, config, resumed, steps_per_epoch, out):
+    """The resumed run's config and the changes its flags make (minigrad.resume), or a CLIError."""
+    from ..resume import plan_resume
+    from ..train import read_train_state
+    given = {key: getattr(args, key) for key in ("model", "epochs", "batch_size", "lr", "optimizer", "scheduler",
+                                                 "weight_decay", "seed", "limit_train", "limit_test")
+             if getattr(args, key) is not None}
+    train_state = read_train_state(resumed["path"])
+    return plan_resume(config, given, args.override, resumed["scheduler_type"], resumed["scheduler"],
+                       train_state["epoch"], steps_per_epoch, out)
+
+
+def _init_distributed(args):
+    """mg.distributed after init() for --distributed (None otherwise); checks the flags that go with it."""
+    if not args.distributed:
+        if args.dist_timeout is not None:
+            raise CLIError("--dist-timeout applies to --distributed runs only: add --distributed (under mpirun) "
+                           "or leave it out")
+        return None
+    from .. import distributed as dist
+    if args.resume:
+        raise CLIError("--resume is not supported with --distributed yet: resume the run without mpirun, "
+                       "or start a new one")
+    set_backend(args.backend)  # before init(): on cupy, init() picks this process's GPU and starts NCCL
+    if args.dist_timeout is not None:
+        try:
+            dist.set_timeout(args.dist_timeout)
+        except ValueError as exc:
+            raise CLIError(f"--dist-timeout: {exc}; give the seconds a collective may take, e.g. --dist-timeout 60") \
+                from None
+    try:
+        dist.init()
+    except dist.DistributedError as exc:
+        raise CLIError(f"--distributed: {exc}") from None
+    batch = args.batch_size or DEFAULTS["batch_size"]
+    if batch % dist.world_size():
+        raise CLIError(f"--distributed: --batch-size {batch} is the global batch and must be divisible by the "
+                       f"number of processes ({dist.world_size()})")
+    return dist
+
+
+def _train_config(args) -> dict:
+    optimizer = args.optimizer or DEFAULTS["optimizer"]
+    return {"model": args.model or DEFAULTS["model"],
+            "epochs": args.epochs if args.epochs is not None else DEFAULTS["epochs"],
+            "batch_size": args.batch_size or DEFAULTS["batch_size"], "optimizer": optimizer,
+            "lr": args.lr if args.lr is not None else DEFAULT_LR[optimizer],
+            "scheduler": args.scheduler or DEFAULTS["scheduler"],
+            "weight_decay": args.weight_decay if args.weight_decay is not None else DEFAULTS["weight_decay"],
+            "seed": args.seed if args.seed is not None else DEFAULTS["seed"],
+            "limit_train": args.limit_train, "limit_test": args.limit_test}
