@@ -1,6 +1,8 @@
 """mg.onnx: export to ONNX (checker, ONNX Runtime equal to minigrad), import ONNX files (ours and
 torch.onnx.export's) as trainable Graphs, and clear errors for what cannot be expressed."""
+import subprocess
 import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -139,6 +141,7 @@ def _layer_cases():
         ("layernorm_no_bias", lambda: nn.LayerNorm(9, bias=False), img, 17),
         ("flatten_dropout_identity", lambda: nn.Sequential(nn.Flatten(2), nn.Dropout(0.3), nn.Identity()), img, 17),
         ("mul", lambda: _two_branch(nn.Mul()), img, 17),
+        ("add_three_inputs_as_sum", lambda: _two_branch(nn.Add()), img, 17),
     ]
 
 
@@ -200,6 +203,44 @@ def test_export_without_the_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'pip install "minigrad\[onnx\]"'):
         mg.onnx.export(nn.ReLU(), _x((2, 3)), tmp_path / "m.onnx")
+
+
+_WITHOUT_EXTRA = textwrap.dedent("""
+    import sys
+    for name in ("onnx", "onnxruntime", "safetensors", "safetensors.numpy", "safetensors.torch"):
+        sys.modules[name] = None                       # importing it fails, as if not installed
+    import numpy as np
+    import minigrad as mg
+    from minigrad.cli import main
+    calls = {"mg.onnx.export": lambda: mg.onnx.export(mg.nn.ReLU(), np.zeros((1, 2), "float32"), "m.onnx"),
+             "mg.onnx.load": lambda: mg.onnx.load("m.onnx"),
+             "mg.io.save_safetensors": lambda: mg.io.save_safetensors({"w": np.zeros(2)}, "w.st"),
+             "mg.io.load_safetensors": lambda: mg.io.load_safetensors("w.st")}
+    for what, call in calls.items():
+        try:
+            call()
+            print(what, "| no error")
+        except ImportError as exc:
+            print(what, "|", exc)
+    mg.save("c.npz", mg.models.lenet5(), run_config={"model": "lenet5"})
+    print("status", main(["export", "c.npz", "--onnx", "m.onnx"]))
+""")
+
+
+def test_without_the_extra_minigrad_imports_and_each_function_names_the_extra(tmp_path):
+    """A fresh interpreter without onnx, onnxruntime and safetensors: ``import minigrad`` works, and export,
+    load, both safetensors functions and ``minigrad export`` fail with ``pip install "minigrad[onnx]"``."""
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_EXTRA], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" | ", 1) for line in done.stdout.splitlines() if " | " in line)
+    assert sorted(lines) == ["mg.io.load_safetensors", "mg.io.save_safetensors", "mg.onnx.export", "mg.onnx.load"]
+    for what, message in lines.items():
+        assert message.startswith(f"{what} needs the '") and message.endswith('pip install "minigrad[onnx]"'), message
+    assert "status 2" in done.stdout.splitlines()
+    assert done.stderr.startswith("minigrad export: error: mg.onnx.export needs the 'onnx' package")
+    assert done.stderr.count("\n") == 1 and 'pip install "minigrad[onnx]"' in done.stderr
+    assert not (tmp_path / "m.onnx").exists()
 
 
 # -- import ----------------------------------------------------------------------------------------------
@@ -683,3 +724,44 @@ def test_torch_exported_gelu_formula_imports_as_gelu(approximate, tmp_path):
     _assert_close(graph(x), expected)
     with torch.no_grad():
         _assert_close(graph(x), module(torch.from_numpy(x)).numpy())
+
+
+def test_every_truncation_of_a_file_is_refused_clearly(tmp_path):
+    """Each prefix of an exported file (cut anywhere, empty included) raises OnnxError saying the file may be
+    truncated; none loads as a smaller graph and none escapes as a protobuf or checker traceback."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    mg.onnx.export(model, _x((1, 1, 4, 4)), tmp_path / "m.onnx")
+    data = (tmp_path / "m.onnx").read_bytes()
+    assert isinstance(mg.onnx.load(data), nn.Graph)
+    for cut in range(len(data)):
+        with pytest.raises(mg.onnx.OnnxError, match=r"mg.onnx.load: bytes: .*truncated"):
+            mg.onnx.load(data[:cut])
+
+
+def test_dropout_node_reads_as_dropout_and_its_training_form_is_refused(tmp_path):
+    """A Dropout node in inference form (no training_mode, or False) becomes nn.Dropout(ratio): the identity in
+    eval mode like ONNX Runtime, dropping when trained; PyTorch's TrainingMode.TRAINING export is refused."""
+    ratio = onnx.numpy_helper.from_array(np.array(0.25, np.float32), "ratio")
+    node = onnx.helper.make_node("Dropout", ["x", "ratio"], ["y"], name="drop")
+    model = _single_node_model(node, [_info("x", ["N", 64])], [_info("y", ["N", 64])], [ratio])
+    graph = mg.onnx.load(model)
+    ((_, layer, _),) = graph.nodes
+    assert type(layer) is nn.Dropout and layer.p == 0.25
+    x = _x((8, 64)) + 5.0                                            # no zeros of its own
+    (expected,) = _run_ort(model.SerializeToString(), x)
+    np.testing.assert_array_equal(graph.eval()(x), expected)
+    np.testing.assert_array_equal(expected, x)
+    y = graph.train()(x)
+    dropped = y == 0
+    assert 0.1 < dropped.mean() < 0.4                                 # about p = 0.25 of 512 values
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / 0.75, rtol=1e-6)
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.3)).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(2, 8),), str(tmp_path / "d.onnx"), dynamo=False, opset_version=17,
+                          training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+    with pytest.raises(mg.onnx.OnnxError, match=r"\(Dropout\): attribute 'training_mode' = True is not supported "
+                                                 r"\(inference form only\)"):
+        mg.onnx.load(tmp_path / "d.onnx")
+

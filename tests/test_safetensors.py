@@ -87,6 +87,17 @@ def test_truncated_file_raises_clear_error(tmp_path):
         mg.io.load_safetensors(path)
 
 
+def test_every_truncation_of_a_file_is_refused_clearly(tmp_path):
+    """Each prefix of a file (cut anywhere, empty included) raises SafetensorsError naming the file."""
+    path = mg.io.save_safetensors(mg.models.mlp(hidden=(4,), in_features=6, num_classes=3), tmp_path / "m.st")
+    data = open(path, "rb").read()
+    cut_path = tmp_path / "cut.st"
+    for cut in range(len(data)):
+        cut_path.write_bytes(data[:cut])
+        with pytest.raises(mg.io.SafetensorsError, match=r"cut.st: cannot read .*truncated"):
+            mg.io.load_safetensors(cut_path)
+
+
 def test_bad_input_is_refused(tmp_path):
     with pytest.raises(TypeError, match="entry 'w' is a list"):
         mg.io.save_safetensors({"w": [1.0, 2.0]}, tmp_path / "x.safetensors")
