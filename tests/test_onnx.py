@@ -97,6 +97,7 @@ def _layer_cases():
         ("global_avgpool", lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), img, 17),
         ("batchnorm2d", lambda: nn.BatchNorm2d(3), img, 17),
         ("batchnorm1d", lambda: nn.Sequential(nn.Flatten(), nn.Linear(243, 6), nn.BatchNorm1d(6)), img, 17),
+        ("batchnorm1d_3d", lambda: nn.Sequential(nn.Flatten(2), nn.BatchNorm1d(3)), img, 17),
         ("batchnorm_no_affine", lambda: nn.BatchNorm2d(3, affine=False), img, 17),
         ("layernorm", lambda: nn.LayerNorm((9, 9)), img, 17),
         ("layernorm_no_bias", lambda: nn.LayerNorm(9, bias=False), img, 17),
@@ -199,14 +200,19 @@ def test_models_reimport_as_graph_with_same_outputs(name, tmp_path):
     model = randomize_bn(build())
     mg.onnx.export(model, sample(shape), tmp_path / "m.onnx")
     graph = mg.onnx.load(tmp_path / "m.onnx")
-    assert isinstance(graph, nn.Graph)
+    assert isinstance(graph, nn.Graph) and all(layer.training for layer in graph.modules())   # ready to train
     x = sample((3,) + shape[1:], seed=1)
     model.eval()
     graph.eval()
     np.testing.assert_allclose(graph(x), model(x), rtol=1e-6, atol=1e-6)
-    expected = {k.rsplit(".", 1)[0].replace(".", "_") + "." + k.rsplit(".", 1)[1]
-                for k in model.state_dict() if not k.endswith("num_batches_tracked")}
-    assert expected <= set(graph.state_dict())                     # names from the ONNX (state-dict) names
+
+    def renamed(names):                                             # 'layer1.0.conv1.weight' -> 'layer1_0_conv1.weight'
+        return {k.rsplit(".", 1)[0].replace(".", "_") + "." + k.rsplit(".", 1)[1] for k in names
+                if not k.endswith("num_batches_tracked")}
+
+    # names from the ONNX (state-dict) names: weights as parameters, BatchNorm statistics as buffers
+    assert {k for k, _ in graph.named_parameters()} == renamed(k for k, _ in model.named_parameters())
+    assert renamed(k for k, _ in graph.named_buffers()) == renamed(k for k, _ in model.named_buffers())
 
 
 def test_reimported_shared_layer_stays_shared(tmp_path):
