@@ -417,3 +417,42 @@ def test_load_without_the_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'mg.onnx.load needs the \'onnx\' package.*minigrad\[onnx\]'):
         mg.onnx.load(tmp_path / "m.onnx")
+
+
+def test_external_data_files_are_read_and_their_faults_named(tmp_path):
+    """Initializers in an external data file next to the model (what PyTorch's dynamo exporter writes by
+    default) are read from the model's folder; bytes without the folder, a missing or a truncated data file
+    raise OnnxError naming the file, the initializer and the data file."""
+    mg.manual_seed(2)
+    model = mg.models.lenet5()
+    proto = mg.onnx.export(model, sample((1, 1, 28, 28)), tmp_path / "inline.onnx")
+    onnx.save_model(proto, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.onnx.data", size_threshold=0)
+    assert (tmp_path / "m.onnx").stat().st_size < 10_000 < (tmp_path / "m.onnx.data").stat().st_size
+    x = sample((3, 1, 28, 28), seed=3)
+    model.eval()
+    np.testing.assert_allclose(mg.onnx.load(tmp_path / "m.onnx").eval()(x), model(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(mg.onnx.OnnxError, match=r"bytes: the model keeps 10 initializer\(s\) in external data "
+                                                 r"file\(s\) \['m.onnx.data'\]; pass the .onnx file's path"):
+        mg.onnx.load((tmp_path / "m.onnx").read_bytes())
+    lying = onnx.load(str(tmp_path / "m.onnx"), load_external_data=False)    # a length that disagrees with
+    entry = next(e for e in lying.graph.initializer[0].external_data if e.key == "length")   # the shape
+    entry.value = str(int(entry.value) - 4)
+    (tmp_path / "lying.onnx").write_bytes(lying.SerializeToString())
+    with pytest.raises(mg.onnx.OnnxError, match=r"lying.onnx: initializer '0.weight' of shape \(6, 1, 5, 5\) needs "
+                                                 r"600 bytes of external data, 'm.onnx.data' gives 596"):
+        mg.onnx.load(tmp_path / "lying.onnx")
+    entry = next(e for e in lying.graph.initializer[0].external_data if e.key == "location")
+    entry.value = "../m.onnx.data"
+    (tmp_path / "lying.onnx").write_bytes(lying.SerializeToString())
+    with pytest.raises(mg.onnx.OnnxError, match=r"initializer '0.weight' names the external data file "
+                                                 r"'../m.onnx.data', outside the model's folder"):
+        mg.onnx.load(tmp_path / "lying.onnx")
+    data = (tmp_path / "m.onnx.data").read_bytes()
+    (tmp_path / "m.onnx.data").write_bytes(data[: len(data) // 2])
+    with pytest.raises(mg.onnx.OnnxError, match=r"m.onnx: .*initializer '[\w.]+'.*'m.onnx.data'.*"):
+        mg.onnx.load(tmp_path / "m.onnx")
+    (tmp_path / "m.onnx.data").unlink()
+    with pytest.raises(mg.onnx.OnnxError, match=r"m.onnx: cannot read the external data of initializer "
+                                                 r"'0.weight' from 'm.onnx.data'"):
+        mg.onnx.load(tmp_path / "m.onnx")

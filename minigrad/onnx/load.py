@@ -16,7 +16,6 @@ the node, the op and the attribute: never a silently different graph.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy
 
@@ -25,7 +24,8 @@ from ..functional.conv import resolve_padding
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
                   ConvTranspose2d, Dropout, Flatten, Graph, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d,
                   Mul, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh)
-from .common import OnnxError, require_onnx
+from .common import require_onnx
+from .files import read_model
 from .importer import Dim, Importer, decimal
 
 __all__ = ["load"]
@@ -337,29 +337,12 @@ def load(path) -> Graph:
     """Read an ONNX file (a path, bytes or an onnx.ModelProto) -> a trainable minigrad Graph.
 
     The Graph is in training mode and on the active backend (like newly built layers); its parameters
-    are copies of the initializers, BatchNorm's running statistics are buffers. Raises OnnxError for a
+    are copies of the initializers (external data files such as ``model.onnx.data`` are read from the
+    file's folder), BatchNorm's running statistics are buffers. Raises OnnxError for a
     truncated or invalid file and for an op, attribute or pattern without an exact minigrad equivalent
     (the message names the node, op and attribute).
     """
     where = "mg.onnx.load"
     onnx = require_onnx(where)
-    if isinstance(path, onnx.ModelProto):
-        model, label = path, "model"
-    else:
-        data = path if isinstance(path, bytes) else None
-        label = "bytes" if data is not None else os.fspath(path)
-        if data is None:
-            with open(label, "rb") as handle:
-                data = handle.read()
-        try:
-            model = onnx.load_model_from_string(data)
-        except Exception as exc:     # DecodeError from a truncated or foreign file
-            raise OnnxError(f"{where}: {label}: cannot read the ONNX file ({type(exc).__name__}: {exc}); the file "
-                            "is truncated, corrupted or not an ONNX model") from exc
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise OnnxError(f"{where}: {label}: not a valid ONNX model ({type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}); the file may be "
-                        "truncated or corrupted") from exc
+    model, label = read_model(onnx, path, where)
     return _OnnxToMinigrad(onnx, model, f"{where}: {label}").run(model)
