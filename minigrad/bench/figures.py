@@ -12,12 +12,12 @@ __all__ = ["training_rows", "train_e2e_sentence", "machine_line", "seconds", "ra
 
 
 def seconds(value: float) -> str:
-    """29.33 -> '29.3 s'."""
+    """Seconds with one decimal and the unit, as the documents write them."""
     return f"{value:.1f} s"
 
 
 def rate(value: float) -> str:
-    """8181.38 -> '8,181 images/s'."""
+    """Images per second rounded, with thousands separators and the unit."""
     return f"{value:,.0f} images/s"
 
 
@@ -27,7 +27,7 @@ def _percent(accuracy: float) -> str:
 
 def training_rows(record: dict) -> list[str]:
     """One Markdown table row per recorded ``minigrad train`` run:
-    | `command` | **99.17%** (9917/10000) | 28.4 s | 8,443 images/s |"""
+    | `command` | **accuracy%** (correct/total) | seconds | images/s |"""
     rows = []
     for run in record["runs"]:
         metrics = run["metrics"]
@@ -48,7 +48,7 @@ def train_e2e_sentence(report: dict) -> str:
 
 
 def machine_line(record: dict) -> str:
-    """'2026-12-02, Intel(R) Xeon(R) Processor (2 cores, avx512), NumPy 2.4.6 (openblas ...)'."""
+    """The date, CPU model (cores, ISA) and NumPy with its BLAS of a record."""
     machine, versions = record["machine"], record["versions"]
     isa = f", {machine['isa']}" if machine.get("isa") else ""
     return (f"{record['date'][:10]}, {machine['cpu']} ({machine['cores']} cores{isa}), NumPy {versions['numpy']}"
