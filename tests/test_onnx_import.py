@@ -456,3 +456,44 @@ def test_external_data_files_are_read_and_their_faults_named(tmp_path):
     with pytest.raises(mg.onnx.OnnxError, match=r"m.onnx: cannot read the external data of initializer "
                                                  r"'0.weight' from 'm.onnx.data'"):
         mg.onnx.load(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet_block"])
+def test_torch_default_dynamo_exporter_files_import(name, tmp_path):
+    """What torch.onnx.export writes by default (dynamo=True; onnxscript is in the test extra): weights in an
+    external data file, BatchNorm folded into the convolutions, ReduceMean and Reshape(allowzero=1). The Graph
+    equals ONNX Runtime (float32); LeNet-5 exported in float64 takes one SGD step equal to PyTorch's."""
+    torch = pytest.importorskip("torch")
+    models, torch_twins = _torch_models()
+    build, shape = models[name]
+    torch.manual_seed(0)
+    module = torch_twins.randomize_batchnorm(build()).eval()
+    double = name == "lenet5"
+    if double:
+        module = module.double()
+    example = torch.randn(*shape, dtype=torch.float64 if double else torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(tmp_path / "d.onnx"), dynamo=True, verbose=False,
+                          dynamic_shapes=({0: torch.export.Dim("N")},))
+    assert (tmp_path / "d.onnx.data").exists()
+    graph = mg.onnx.load(tmp_path / "d.onnx")
+    x = sample((3,) + shape[1:], seed=12, dtype="float64" if double else "float32")
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    if not double:                                       # ONNX Runtime's CPU Conv runs float32 only
+        (expected,) = run_ort(tmp_path / "d.onnx", x)
+    assert_close(graph.eval()(x), expected, rtol=1e-10 if double else 1e-5)
+    if not double:
+        return
+    grad = sample((3, 10), seed=13, dtype="float64")
+    module.train()
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    (module(torch.from_numpy(x)) * torch.from_numpy(grad)).sum().backward()
+    opt.step()
+    graph.train()(x)
+    graph.backward(grad)
+    mg.optim.SGD(graph.parameters(), lr=0.1).step()
+    state = graph.state_dict()
+    for key, value in module.state_dict().items():
+        np.testing.assert_allclose(state[_mg_name(key)], value.numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
