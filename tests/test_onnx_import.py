@@ -413,6 +413,11 @@ def test_every_truncation_of_a_file_is_refused_clearly(tmp_path):
             mg.onnx.load(data[:cut])
 
 
+def test_load_refuses_what_is_not_a_model_source():
+    with pytest.raises(TypeError, match=r"mg.onnx.load: expected a path, bytes or an onnx.ModelProto, got dict"):
+        mg.onnx.load({"graph": None})
+
+
 def test_load_without_the_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'mg.onnx.load needs the \'onnx\' package.*minigrad\[onnx\]'):

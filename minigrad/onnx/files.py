@@ -21,6 +21,8 @@ def read_model(onnx, source, where: str):
     """``source`` (path, bytes or onnx.ModelProto) -> (checked ModelProto with its data in memory, label)."""
     if isinstance(source, onnx.ModelProto):
         model, label, directory = source, "model", None
+    elif not isinstance(source, (bytes, str, os.PathLike)):
+        raise TypeError(f"{where}: expected a path, bytes or an onnx.ModelProto, got {type(source).__name__}")
     else:
         data = source if isinstance(source, bytes) else None
         label = "bytes" if data is not None else os.fspath(source)
