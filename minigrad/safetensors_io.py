@@ -29,6 +29,10 @@ from .extras import require
 __all__ = ["save_safetensors", "load_safetensors", "SafetensorsError"]
 
 
+# safetensors dtypes that NumPy arrays hold (BF16 and the 8-bit floats have no NumPy dtype)
+_NUMPY_DTYPES = {"F64", "F32", "F16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
+
+
 class SafetensorsError(ValueError):
     """A safetensors file is truncated, corrupted or not a safetensors file."""
 
@@ -92,8 +96,19 @@ def load_safetensors(path, backend: str | None = None) -> "OrderedDict[str, obje
     with open(path, "rb") as handle:
         data = handle.read()
     try:
-        arrays = st_numpy.load(data)
         header = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
+        dtypes = {name: entry["dtype"] for name, entry in header.items() if name != "__metadata__"}
+    except Exception as exc:  # too short for the length, a header cut off or not JSON
+        raise SafetensorsError(f"{path}: cannot read the safetensors file ({type(exc).__name__}: {exc}); the file "
+                               "is truncated, corrupted or not a safetensors file") from exc
+    foreign = {name: dtype for name, dtype in dtypes.items() if dtype not in _NUMPY_DTYPES}
+    if foreign:
+        name, dtype = next(iter(sorted(foreign.items())))
+        raise SafetensorsError(f"{path}: tensor '{name}' has dtype {dtype}, which NumPy cannot hold "
+                               f"({len(foreign)} tensor(s) in all); convert them where they were saved, e.g. "
+                               "tensor.float() in PyTorch")
+    try:
+        arrays = st_numpy.load(data)
     except Exception as exc:  # SafetensorError from a bad header or a byte range past the end
         raise SafetensorsError(f"{path}: cannot read the safetensors file ({type(exc).__name__}: {exc}); the file "
                                "is truncated, corrupted or not a safetensors file") from exc

@@ -98,6 +98,17 @@ def test_every_truncation_of_a_file_is_refused_clearly(tmp_path):
             mg.io.load_safetensors(cut_path)
 
 
+def test_bfloat16_file_is_refused_naming_the_tensor_and_dtype(tmp_path):
+    """NumPy has no bfloat16: the error says so (it used to call the file truncated or corrupted)."""
+    st_torch.save_file({"a": torch.ones(2), "w": torch.ones(2, dtype=torch.bfloat16)}, str(tmp_path / "bf.st"))
+    with pytest.raises(mg.io.SafetensorsError, match=r"bf.st: tensor 'w' has dtype BF16, which NumPy cannot hold"):
+        mg.io.load_safetensors(tmp_path / "bf.st")
+    st_torch.save_file({"h": torch.ones(2, dtype=torch.float16), "i": torch.ones(2, dtype=torch.int32),
+                        "b": torch.ones(2, dtype=torch.bool)}, str(tmp_path / "ok.st"))
+    state = mg.io.load_safetensors(tmp_path / "ok.st")
+    assert {k: str(v.dtype) for k, v in state.items()} == {"h": "float16", "i": "int32", "b": "bool"}
+
+
 def test_bad_input_is_refused(tmp_path):
     with pytest.raises(TypeError, match="entry 'w' is a list"):
         mg.io.save_safetensors({"w": [1.0, 2.0]}, tmp_path / "x.safetensors")
