@@ -1,5 +1,5 @@
-"""ONNX test helpers for tests/test_onnx.py and tests/test_onnx_import.py: sample inputs, ONNX Runtime,
-a scale-relative comparison, hand-built one-node models and PyTorch's TorchScript exporter.
+"""ONNX test helpers for tests/test_onnx.py, test_onnx_import.py and test_onnx_load_errors.py: sample inputs,
+ONNX Runtime, a scale-relative comparison, hand-built one-node models and PyTorch's TorchScript exporter.
 
 Import it after ``pytest.importorskip("onnx")`` and ``pytest.importorskip("onnxruntime")``.
 """
