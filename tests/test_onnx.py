@@ -301,6 +301,23 @@ def test_cli_export_writes_onnx_and_safetensors(tmp_path, capsys):
         np.testing.assert_array_equal(weights[name], value)
 
 
+@pytest.mark.parametrize("name", ["mlp", "resnet20", "vgg_small"])
+def test_cli_exports_every_model_minigrad_train_builds(name, tmp_path, capsys):
+    """The other `minigrad train --model` networks, with the input each trains on ((N, 1, 32, 32) for vgg_small,
+    which pads the digits): ONNX Runtime equals the checkpoint's network."""
+    from minigrad.cli import build_model, main
+    mg.manual_seed(5)
+    model, transform = build_model(name)
+    randomize_bn(model)
+    mg.save(tmp_path / "checkpoint.npz", model, run_config={"model": name})
+    assert main(["export", str(tmp_path), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    size = 28 if transform is None else 32
+    x = sample((3, 1, size, size), seed=6)
+    model.eval()
+    (got,) = run_ort(tmp_path / "m.onnx", x)
+    assert_close(got, model(x))
+
+
 def test_cli_export_errors_are_one_line(tmp_path, capsys):
     from minigrad.cli import main
     assert main(["export", str(tmp_path / "missing.npz"), "--onnx", str(tmp_path / "m.onnx")]) == 2
