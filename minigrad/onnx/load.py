@@ -148,6 +148,10 @@ class _OnnxToMinigrad(Importer):
         self.layers_by_value[node.output[0]] = layer
 
     def _merge(self, node, layer, inputs):
+        constant = next((n for n in inputs if n in self.consts), None)
+        if constant is not None:
+            raise self.fail(node, f"its input '{constant}' is a constant; a {node.op_type} with a constant is "
+                                  "supported only as the bias after a MatMul or inside GELU's formula")
         shapes = [self.shapes.get(n) for n in inputs]
         if isinstance(layer, (Add, Mul)) and any(s is None or s != shapes[0] for s in shapes[1:]):
             raise self.fail(node, f"inputs of shapes {shapes} (unknown or different): broadcasting is not supported")
