@@ -71,3 +71,11 @@ def test_float16_input_on_cupy_is_refused_by_the_layers_and_the_loss(cupy_backen
         conv(xp.asarray(np.ones((1, 1, 5, 5), np.float16)))
     with pytest.raises(TypeError, match=FLOAT16):
         mg.nn.CrossEntropyLoss()(x16, xp.asarray(np.array([0, 1])))
+
+
+@pytest.mark.gpu
+def test_a_float16_parameter_on_cupy_is_refused_at_construction(cupy_backend):
+    xp = mg.backend.active_module()
+    with pytest.raises(TypeError, match=r"Parameter: " + FLOAT16):
+        mg.nn.Parameter(xp.zeros(3, dtype="float16"))
+    assert mg.nn.Parameter(np.zeros(3, "float16")).dtype == np.float16   # on NumPy: accepted

@@ -37,6 +37,7 @@ class Parameter:
     def __init__(self, data, requires_grad: bool = True):
         if not is_array(data):
             raise TypeError(f"Parameter: expected a NumPy or CuPy array, got {type(data).__name__}")
+        check_backend_dtype(backend_of(data), data.dtype, "Parameter")   # float16 on CuPy: refused up front
         self.data = data
         self.grad = None
         self._requires_grad = False
