@@ -145,7 +145,10 @@ class Watchdog:
     def _end(self, reason, notify=(), ack_to=None):
         """Print why, tell the ranks in ``notify`` (waiting briefly for their acknowledgements), abort the job."""
         from mpi4py import MPI
-        print(f"mg.distributed: rank {self.rank}: {reason}; ending the job", file=sys.stderr, flush=True)
+        # one write of the whole line: print() writes the newline separately when stderr is unbuffered
+        # (PYTHONUNBUFFERED), and mpirun then interleaves the ranks' lines mid-line
+        sys.stderr.write(f"mg.distributed: rank {self.rank}: {reason}; ending the job\n")
+        sys.stderr.flush()
         if ack_to is not None:
             self._isend(self.rank, ack_to, _ACK)
         for other in notify:
