@@ -57,9 +57,12 @@ def main():
 try:
     world = main()
 except dist.DistributedError as exc:
-    print("refused:", exc)
+    sys.stdout.write(f"refused: {exc}\\n")    # one write per line: mpirun cannot splice two ranks' lines
+    sys.stdout.flush()
     sys.exit(0)
-print("nccl ok", order, dist.rank(), world.nccl.device, "made at init" if world.made_at_init else "made later")
+sys.stdout.write(f"nccl ok {order} {dist.rank()} {world.nccl.device} "
+                 f"{'made at init' if world.made_at_init else 'made later'}\\n")
+sys.stdout.flush()
 """
 
 
