@@ -16,13 +16,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
 
 import minigrad as mg
+from minigrad.bench.runner import machine_info, versions_info
 from minigrad.kernels import cpu_runtime
 
 FIXED_ORDER = cpu_runtime._OrderedSum
@@ -73,11 +73,12 @@ def main():
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     args = parser.parse_args()
     mg.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, {args.threads} threads, {args.pairs} pairs of steps\n")
+    machine = machine_info()
+    print(f"{machine['cpu']} ({machine['isa']}), {args.threads} threads, {args.pairs} pairs of steps\n")
     print("| model | fixed order (ms/step) | as delivered (ms/step) | fixed / as delivered (p10-p90 of pairs) |")
     print("|---|---|---|---|")
     record = {"benchmark": "thread_order_cost", "date": datetime.date.today().isoformat(),
-              "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+              "machine": machine_info(), "versions": versions_info("numpy"), "cpus": os.cpu_count(),
               "threads": args.threads, "pairs": args.pairs, "numpy": np.__version__, "minigrad": mg.__version__,
               "loadavg_before": os.getloadavg()[0], "cases": {}}
     for name, batch in (("lenet5", 128), ("resnet20", 32)):

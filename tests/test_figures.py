@@ -1,0 +1,75 @@
+"""One source for the figures: what README.md and docs/benchmarks.md quote is what the recorded results
+in benchmarks/results/ say (rendered by minigrad.bench.figures and minigrad bench's own Markdown), so the
+text cannot drift from the measurements. Each document names the results file it quotes."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from minigrad.bench.figures import seconds, train_e2e_sentence, training_rows
+from minigrad.bench.runner import format_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flat(text: str) -> str:
+    """Whitespace (line wrapping) does not matter."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _source(document: str, kind: str) -> dict:
+    """The results file the document names (benchmarks/results/<name>.json whose name contains kind)."""
+    names = re.findall(r"benchmarks/results/([\w.-]+\.json)", (ROOT / document).read_text())
+    names = [name for name in names if kind in name]
+    assert names, f"{document} names no benchmarks/results/*{kind}*.json file"
+    return json.loads((ROOT / "benchmarks" / "results" / names[0]).read_text())
+
+
+@pytest.fixture(scope="module")
+def bench_report():
+    return _source("docs/benchmarks.md", "cpu-2threads")
+
+
+def test_benchmarks_page_quotes_its_results_file(bench_report):
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    table = format_markdown(bench_report)
+    for line in table.splitlines():
+        assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+    assert _flat(train_e2e_sentence(bench_report)) in page
+
+
+def test_benchmarks_before_after_table_uses_the_recorded_after_figures(bench_report):
+    page = (ROOT / "docs/benchmarks.md").read_text()
+    e2e = bench_report["train_e2e"]
+    assert f"**{bench_report['geomean_resnet_floor']:.2f}**" in page
+    assert f"**{bench_report['geomean_resnet_conv']:.2f}**" in page
+    assert (f"**{e2e['ratio']:.2f}** ({seconds(e2e['minigrad']['train_seconds'])} vs "
+            f"{seconds(e2e['torch']['train_seconds'])})") in page
+
+
+def test_readme_training_table_is_the_recorded_runs():
+    readme = (ROOT / "README.md").read_text()
+    record = _source("README.md", "train-cpu")
+    for row in training_rows(record):
+        assert row in readme, f"README.md does not show the recorded run: {row}"
+    first = record["runs"][0]["metrics"]
+    assert f"({100 * first['test_accuracy']:.2f}% in {first['train_seconds']:.0f} s of training" in _flat(readme)
+
+
+def test_readme_pytorch_comparison_is_the_recorded_bench_run(bench_report):
+    readme = _flat((ROOT / "README.md").read_text())
+    e2e = bench_report["train_e2e"]
+    assert (f"took {seconds(e2e['torch']['train_seconds'])} ({100 * e2e['torch']['test_accuracy']:.2f}%) in a run "
+            f"where minigrad took {seconds(e2e['minigrad']['train_seconds'])}") in readme
+
+
+def test_reliability_page_quotes_the_recorded_summation_order_cost():
+    page = _flat((ROOT / "docs/reliability.md").read_text())
+    record = _source("docs/reliability.md", "summation-order")
+    cases = record["cases"]
+    low = min(case["ratio_p10"] for case in cases.values())
+    high = max(case["ratio_p90"] for case in cases.values())
+    lenet, resnet = cases["lenet5 (batch 128)"], cases["resnet20 (batch 32)"]
+    assert (f"was {lenet['ratio_median']:.3f} for LeNet-5 (batch 128) and {resnet['ratio_median']:.3f} for ResNet-20 "
+            f"(batch 32), with 10th-90th percentiles of {low:.2f}-{high:.2f}") in page
