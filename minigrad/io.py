@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from collections.abc import Mapping
 import numpy
 
 from . import random as mg_random
+from .atomic_write import write_atomic
 from .archive import NpzReader, is_npy_file
 from .backend import backend_of, get_backend, is_array, to_backend
 from .memory import check_bytes
@@ -111,19 +111,6 @@ def _write_archive(fileobj, arrays: dict):
     numpy.savez(fileobj, allow_pickle=False, **arrays)
 
 
-def _fsync_directory(directory: str):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save(path, model, optimizer=None, *, scheduler=None, **metadata):
     """Write ``model`` (a Layer or a state dict), optionally ``optimizer`` and ``scheduler``, and JSON-able
     ``metadata`` keywords (epoch=..., step=...) to one ``.npz`` file at ``path``, atomically.
@@ -179,22 +166,7 @@ def save(path, model, optimizer=None, *, scheduler=None, **metadata):
     arrays[_META] = meta_bytes
     arrays[_META_CRC] = numpy.array([_crc(meta_bytes)], dtype=numpy.uint64)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            _write_archive(handle, arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
-    return path
+    return write_atomic(path, lambda handle: _write_archive(handle, arrays))   # _write_archive: a test seam
 
 
 def _is_path(obj) -> bool:

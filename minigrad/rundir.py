@@ -15,10 +15,11 @@ from __future__ import annotations
 import errno
 import glob
 import os
-import tempfile
+
+from .atomic_write import write_bytes_atomic
 
 __all__ = ["RunDirectory", "RunDirectoryBusy", "RunDirectoryError", "open_run_directory", "RUN_FILES", "LOCK_NAME",
-           "write_bytes_atomic", "open_append"]
+           "open_append"]
 
 LOCK_NAME = ".lock"
 # The outputs of `minigrad train`: a directory holding any of them holds a run.
@@ -36,46 +37,6 @@ class RunDirectoryBusy(RuntimeError):
         self.directory, self.pid = directory, pid
         holder = f"process {pid}" if pid is not None else "another process"
         super().__init__(f"{directory} is in use by {holder} (lock file {os.path.join(directory, LOCK_NAME)})")
-
-
-def _fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory; the rename is atomic all the same
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path, data: bytes):
-    """Write ``data`` to ``path`` by a temp file in the same directory, fsync, then rename over ``path``.
-
-    A crash leaves either the old file or the new one; a symbolic link at ``path`` is replaced, not followed.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(fd, 0o666 & ~_umask())   # the mode open() would give, not mkstemp's 0600
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
 
 
 def open_append(path):

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy
 
+from .atomic_write import write_bytes_atomic
 from .backend import is_array, to_backend
 from .extras import require
 
@@ -68,21 +68,7 @@ def save_safetensors(model, path, metadata: dict | None = None):
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
         raise TypeError(f"{where}: metadata must be a dict of str -> str, got {metadata!r}")
     data = st_numpy.save(dict(arrays), metadata=dict(metadata) if metadata else None)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def load_safetensors(path, backend: str | None = None) -> "OrderedDict[str, object]":

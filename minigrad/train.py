@@ -33,7 +33,8 @@ import numpy
 from .backend import get_array_module
 from .kernels.dispatch import gpu_kernels
 from .nn.layer import no_grad
-from .rundir import open_append, write_bytes_atomic
+from .atomic_write import write_bytes_atomic
+from .rundir import open_append
 
 __all__ = ["fit", "evaluate", "Callback", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy
 
+from ..atomic_write import write_bytes_atomic
 from ..backend import get_backend, is_array, to_backend
 from ..functional.conv import resolve_padding
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
@@ -355,21 +355,5 @@ def export(model, example_input, path, opset: int = 17):
                                    opset_imports=opsets)
     proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)   # the oldest IR of this opset: old runtimes
     onnx.checker.check_model(proto, full_check=True)
-    _write(os.fspath(path), proto.SerializeToString())
+    write_bytes_atomic(os.fspath(path), proto.SerializeToString())
     return proto
-
-
-def _write(path: str, data: bytes):
-    """Write atomically: a temp file in the target directory, then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
