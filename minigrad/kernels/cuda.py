@@ -190,7 +190,11 @@ __device__ minigrad_lse<U> minigrad_lse_add(const minigrad_lse<U>& a, const mini
     if (a.s == (U)0) return b;
     if (b.s == (U)0) return a;
     U m = a.m > b.m ? a.m : b.m;
-    return minigrad_lse<U>(m, a.s * exp(a.m - m) + b.s * exp(b.m - m));
+    // the state holding the max keeps its sum as is: two states of -inf (masked classes) must not
+    // rescale by exp(-inf - -inf) = exp(NaN)
+    U sa = a.m == m ? a.s : a.s * exp(a.m - m);
+    U sb = b.m == m ? b.s : b.s * exp(b.m - m);
+    return minigrad_lse<U>(m, sa + sb);
 }
 """
 

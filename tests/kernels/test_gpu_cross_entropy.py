@@ -48,3 +48,17 @@ def test_logsumexp_reduction_is_exact_for_huge_and_impossible_logits(xp):
     np.testing.assert_allclose(lse.get(), (peak + np.log(np.exp(logits - peak).sum(1, keepdims=True)))[:, 0],
                                rtol=1e-14)
     np.testing.assert_allclose(loss.get(), lse.get() - logits[[0, 1, 2], [0, 1, 2]], rtol=1e-14)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("classes", [9, 1000])
+def test_masked_classes_in_many_lanes_give_a_finite_loss(xp, classes):
+    """-inf logits (masked classes) in every other column: partial states of -inf meet in the tree."""
+    rng = np.random.default_rng(classes)
+    logits = rng.standard_normal((3, classes))
+    logits[:, ::2] = -np.inf
+    target = np.array([1, 3, 5])
+    loss_fn = mg.nn.CrossEntropyLoss()
+    expected = mg.nn.CrossEntropyLoss()(logits[:, 1::2], target // 2)
+    got = loss_fn(xp.asarray(logits), xp.asarray(target))
+    np.testing.assert_allclose(float(got), float(expected), rtol=1e-12)
