@@ -17,6 +17,7 @@ from __future__ import annotations
 from ..functional.conv import conv2d, fold, unfold
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .grad_mode import no_grad
+from .layer import Parameter
 from .linear import linear_forward
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -30,6 +31,11 @@ def _run(layer, *inputs):
     """layer(*inputs) with nothing cached for backward (the layer is used once and dropped)."""
     with no_grad():
         return layer(*inputs)
+
+
+def _array_of(value):
+    """A Parameter's array (``.data``); anything else as it is."""
+    return value.data if isinstance(value, Parameter) else value
 
 
 def _cast(input, dtype):
@@ -88,8 +94,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def linear(input, weight, bias=None):
     """input @ weight.T + bias. input: (*, in_features); weight: (out_features, in_features);
-    bias: (out_features,) or None -> (*, out_features)."""
-    return linear_forward(input, weight, bias, "linear")
+    bias: (out_features,) or None -> (*, out_features). A layer's Parameters may be passed as they are
+    (``F.linear(x, layer.weight, layer.bias)``, the PyTorch idiom): their arrays are used."""
+    return linear_forward(input, _array_of(weight), _array_of(bias), "linear")
 
 
 def adaptive_avg_pool2d(input, output_size):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import backend_of, get_array_module
+from ..backend import backend_of, get_array_module, is_array
 from ..kernels import cpu_linear
 from ..memory import check_bytes
 from ..utils import check_float_array, check_grad_like, check_same_dtype
@@ -23,9 +23,12 @@ def linear_forward(x, weight, bias, where: str):
     x: (*, in_features); weight: (out_features, in_features); bias: (out_features,) or None
     -> y: (*, out_features).
     """
+    for name, array in (("weight", weight), ("bias", bias)):
+        if array is not None and not is_array(array):
+            raise TypeError(f"{where}: expected {name} to be a NumPy or CuPy array, got {type(array).__name__}")
     get_array_module(x, weight, names=("input", "weight"), where=where)
     check_float_array(x, where)
-    if getattr(weight, "ndim", None) != 2:
+    if weight.ndim != 2:
         raise ValueError(f"{where}: expected weight of shape (out_features, in_features), got "
                          f"{getattr(weight, 'shape', type(weight).__name__)}")
     out_features, in_features = weight.shape

@@ -113,3 +113,11 @@ def test_functional_errors_are_clear():
         F.linear(_x(4, 5), _x(2, 5), _x(3))
     with pytest.raises(NotImplementedError, match="size_average=.*reduction="):
         F.cross_entropy(_x(2, 3), np.array([0, 1]), None, True)
+
+
+def test_linear_takes_a_layers_parameters_like_torch():
+    layer = mg.nn.Linear(5, 3, dtype="float64")
+    x = _x(4, 5)
+    assert np.array_equal(F.linear(x, layer.weight, layer.bias), layer(x))
+    with pytest.raises(TypeError, match="linear: expected weight to be a NumPy or CuPy array, got list"):
+        F.linear(x, [[1.0] * 5])
