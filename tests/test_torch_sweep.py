@@ -162,7 +162,7 @@ def test_layer_matches_torch(case, variant):
     try:
         y_torch = torch_module(x_torch)
     except RuntimeError as exc:                                   # e.g. an empty batch with no output pixels
-        with pytest.raises((ValueError, RuntimeError)):
+        with pytest.raises((ValueError, RuntimeError), match=case.name):   # our message names the layer
             layer(x)
         return
     y = layer(x)
@@ -264,7 +264,7 @@ def test_loss_matches_torch(case, variant):
     try:
         loss_torch = criterion_torch(x_torch, torch.from_numpy(_dense(target)))
     except RuntimeError:                                          # e.g. a weight that no longer broadcasts
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=case.name):                   # our message names the loss
             criterion(x, target)
         return
     loss = criterion(x, target)
