@@ -15,7 +15,8 @@ import minigrad as mg
 from minigrad import memory
 from minigrad.functional import conv as F
 
-# In a child process limited to its current size + 2 GiB (ulimit -v), run the issue's two shapes.
+# In a child process limited to its current size + 2 GiB (ulimit -v), run two shapes whose outputs alone need far
+# more: Conv2d with padding=15000 on a 1x1 input, and ConvTranspose2d with stride 50000.
 _LIMITED = r"""
 import json, resource
 import numpy as np

@@ -1,4 +1,4 @@
-"""End-to-end parity with PyTorch (issue 4, "Done when").
+"""End-to-end parity with PyTorch: whole networks, their gradients and several optimizer steps.
 
 LeNet-5, vgg_small (BatchNorm, Dropout off) and ResNet-20 (a Graph of residual-block Graphs) have
 PyTorch twins (tests/support/torch_twins.py) with the same state-dict names. Torch initialises the twin
