@@ -11,8 +11,9 @@ the bytes needed instead:
 
 What the machine can give (``available_bytes``) is the smallest of: MemAvailable + SwapFree from
 /proc/meminfo (``os.sysconf`` where there is no /proc), the cgroup's memory limit minus its usage
-(containers), and the address-space limit (``ulimit -v``) minus the process's current size.
-``MINIGRAD_MAX_BYTES`` (bytes, or with a K/M/G/T suffix; ``off`` disables the guard) replaces that
+without the reclaimable page cache (containers), and the address-space limit (``ulimit -v``) minus the
+process's current size. ``MINIGRAD_MAX_BYTES`` (bytes, or with a K/M/G/T suffix; ``off`` disables the
+guard; anything else, nan or a negative number included, is refused with a ValueError) replaces that
 figure. Cost: requests under ``SMALL`` bytes return after one comparison (and one environment
 lookup); only larger ones read /proc, a small cost next to touching that many pages.
 For a CuPy array (``like``) only ``MINIGRAD_MAX_BYTES`` applies: CuPy reports its own out-of-memory
@@ -26,25 +27,26 @@ __all__ = ["check_bytes", "available_bytes", "SMALL", "ENV"]
 
 ENV = "MINIGRAD_MAX_BYTES"
 SMALL = 64 << 20          # below this, no check against the machine (an allocation that small is never the problem)
+CGROUP = "/sys/fs/cgroup"  # where the cgroup memory files are read (v2: memory.max; v1: memory/...)
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def _env_limit():
-    """MINIGRAD_MAX_BYTES in bytes; None when unset; float('inf') for 'off'."""
-    text = os.environ.get(ENV)
-    if text is None or not text.strip():
+    """MINIGRAD_MAX_BYTES in bytes; None when unset; float('inf') for 'off'. ValueError for anything else."""
+    raw = os.environ.get(ENV)
+    if raw is None or not raw.strip():
         return None
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    text = raw.strip().upper().removesuffix("B").removesuffix("I")
     if text in ("OFF", "NONE", "INF"):
         return float("inf")
     scale = _SUFFIXES.get(text[-1:], 1)
     try:
         value = float(text[:-1] if scale > 1 else text) * scale
     except ValueError:
-        raise ValueError(f"{ENV} must be a number of bytes (e.g. 8G, 512M, 1000000) or 'off', "
-                         f"got {os.environ.get(ENV)!r}") from None
-    if value < 0:
-        raise ValueError(f"{ENV} must not be negative, got {os.environ.get(ENV)!r}")
+        value = float("nan")
+    if not 0 <= value < float("inf"):                                   # nan, -1, 1e999, garbage
+        raise ValueError(f"{ENV} must be a number of bytes >= 0 (e.g. 1000000), a size with a K/M/G/T suffix "
+                         f"(e.g. 8G, 512M) or 'off', got {raw!r}")
     return value
 
 
@@ -76,14 +78,35 @@ def _meminfo():
         return None
 
 
+def _stat_field(path, name):
+    """The value of ``name`` in a cgroup memory.stat file (lines "name value"), or None."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                key, _, value = line.partition(" ")
+                if key == name:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _cgroup():
-    """The container's memory limit minus its usage (cgroup v2, then v1), or None without a limit."""
-    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        limit = _read_int(limit_path)
+    """The container's memory limit minus its usage (cgroup v2, then v1), or None without a limit.
+
+    The usage leaves out the inactive page cache (memory.stat's ``inactive_file``, v1:
+    ``total_inactive_file``): the kernel reclaims it before it fails an allocation, so counting it would
+    refuse allocations after reading large files.
+    """
+    for limit_name, usage_name, stat_name, cache_field in (
+            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+             "total_inactive_file")):
+        limit = _read_int(os.path.join(CGROUP, limit_name))
         if limit is not None and limit < 1 << 60:                       # v1 writes a huge number for "none"
-            return max(0, limit - (_read_int(usage_path) or 0))
+            usage = _read_int(os.path.join(CGROUP, usage_name)) or 0
+            cache = _stat_field(os.path.join(CGROUP, stat_name), cache_field) or 0
+            return max(0, limit - max(0, usage - cache))
     return None
 
 
