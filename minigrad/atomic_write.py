@@ -3,14 +3,16 @@
 A temp file ``.<name>.<random>.tmp`` in the target's directory is written, flushed and fsynced, then
 ``os.replace``d over the target, and the directory is fsynced. A crash or an exception (disk full,
 Ctrl-C) leaves the old file or the new one, never a mix, and removes the temp file. A symbolic link at
-the target is replaced, not followed. The file gets the mode ``open()`` would give (umask applied).
+the target is replaced, not followed. The file gets the mode ``open()`` would give (umask applied; the
+umask is read from /proc/self/status, or once at import where that is missing, never by setting it:
+``os.umask`` changes it for every thread).
 """
 from __future__ import annotations
 
 import os
 import tempfile
 
-__all__ = ["write_atomic", "write_bytes_atomic", "fsync_directory"]
+__all__ = ["write_atomic", "write_bytes_atomic", "fsync_directory", "current_umask"]
 
 
 def fsync_directory(directory: str) -> None:
@@ -27,10 +29,35 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
+def _proc_umask():
+    """The process's umask from /proc/self/status (Linux 4.7 and later), or None where it is not there."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _import_umask() -> int:
+    """The umask, read once when this module is imported: os.umask can only read it by setting it, which
+    changes it for every thread of the process for a moment, so that is never done while files are written."""
+    mask = _proc_umask()
+    if mask is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
+
+
+UMASK = _import_umask()
+
+
+def current_umask() -> int:
+    """The umask now (/proc/self/status, so a later os.umask counts), else the one read at import (UMASK)."""
+    mask = _proc_umask()
+    return UMASK if mask is None else mask
 
 
 def write_atomic(path, write) -> str:
@@ -41,7 +68,7 @@ def write_atomic(path, write) -> str:
     try:
         with os.fdopen(fd, "wb") as handle:
             if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o666 & ~_umask())   # the mode open() would give, not mkstemp's 0600
+                os.fchmod(fd, 0o666 & ~current_umask())   # the mode open() would give, not mkstemp's 0600
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
