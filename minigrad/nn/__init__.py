@@ -1,6 +1,7 @@
 """Layers (``mg.nn``): explicit forward/backward, PyTorch names and signatures."""
 from .conv import Conv2d
-from .layer import Layer, Parameter, is_grad_enabled, no_grad
+from .layer import Layer, is_grad_enabled, no_grad
+from .parameter import Parameter
 from .linear import Flatten, Linear
 from .container import Sequential
 from .graph import Graph

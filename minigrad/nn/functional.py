@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..functional.conv import conv2d, fold, unfold
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .grad_mode import no_grad
-from .layer import Parameter
+from .parameter import Parameter
 from .linear import linear_forward
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d

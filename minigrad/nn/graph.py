@@ -275,7 +275,7 @@ class Graph(Container):
 
     # -- printing -------------------------------------------------------------------------------
     def __repr__(self):
-        lines = [f"Graph(", f"  inputs: {', '.join(self.input_names)}"]
+        lines = ["Graph(", f"  inputs: {', '.join(self.input_names)}"]
         for node in self._nodes:
             sources = ", ".join(v.name for v in node.inputs)
             if self._first_use(node):

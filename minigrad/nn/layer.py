@@ -1,4 +1,4 @@
-"""Parameter and Layer: the contract every minigrad layer follows.
+"""Layer: the contract every minigrad layer follows (Parameter lives in nn/parameter.py).
 
 A layer's ``forward(x)`` computes its output and stores in ``self._cache`` everything
 ``backward`` needs; ``backward(grad_out)`` returns the gradient of its input(s) and *adds*
@@ -19,90 +19,11 @@ from ..io import Checkpoint
 from ..backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
 from ..utils import check_same_dtype
 from .grad_mode import is_grad_enabled, no_grad
+from .parameter import Parameter, move_array
 
 __all__ = ["Parameter", "Layer", "no_grad", "is_grad_enabled"]
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-
-class Parameter:
-    """A trainable array ``data`` with its gradient ``grad`` (same shape, dtype and backend).
-
-    ``grad`` starts at zero; every backward adds to it until ``zero_grad()``.
-    ``requires_grad=False`` freezes it (PyTorch's flag): ``grad`` is None, layers compute no gradient
-    for it and optimizers leave it unchanged (fine-tuning with a frozen stem). Setting the flag back
-    to True gives it a zero gradient again.
-    """
-
-    def __init__(self, data, requires_grad: bool = True):
-        if not is_array(data):
-            raise TypeError(f"Parameter: expected a NumPy or CuPy array, got {type(data).__name__}")
-        check_backend_dtype(backend_of(data), data.dtype, "Parameter")   # float16 on CuPy: refused up front
-        self.data = data
-        self.grad = None
-        self._requires_grad = False
-        self.requires_grad = requires_grad
-
-    @property
-    def requires_grad(self) -> bool:
-        return self._requires_grad
-
-    @requires_grad.setter
-    def requires_grad(self, flag):
-        if not isinstance(flag, (bool, numpy.bool_)):
-            raise TypeError(f"Parameter.requires_grad must be True or False, got {flag!r}")
-        flag = bool(flag)
-        if flag and self.grad is None:
-            self.grad = get_array_module(self.data).zeros_like(self.data)
-        elif not flag:
-            self.grad = None
-        self._requires_grad = flag
-
-    def requires_grad_(self, requires_grad: bool = True):
-        """Set ``requires_grad`` in place; returns self."""
-        self.requires_grad = requires_grad
-        return self
-
-    shape = property(lambda self: tuple(self.data.shape))
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: int(self.data.size))
-    backend = property(lambda self: backend_of(self.data))
-
-    def accumulate(self, grad, where: str = "Parameter"):
-        """grad += g, after checking shape and backend (a wrong gradient fails loudly here); a frozen
-        parameter (requires_grad=False) takes nothing."""
-        if not self._requires_grad:
-            return
-        get_array_module(self.data, grad, names=("parameter", "gradient"), where=where)
-        if tuple(grad.shape) != self.shape:
-            raise ValueError(f"{where}: gradient of shape {tuple(grad.shape)} does not match the parameter "
-                             f"of shape {self.shape}")
-        self.grad += grad
-
-    def zero_grad(self):
-        if self.grad is not None:
-            self.grad[...] = 0
-
-    def to(self, backend=None, dtype=None):
-        """Move/cast data and grad in place; returns self."""
-        check_backend_dtype(self.backend if backend is None else backend, self.dtype if dtype is None else dtype,
-                            "Parameter.to")
-        self.data = _move(self.data, backend, dtype)
-        self.grad = None if self.grad is None else _move(self.grad, backend, dtype)
-        return self
-
-    def __repr__(self):
-        return f"Parameter(shape={self.shape}, dtype={self.dtype}, backend={self.backend})"
-
-
-def _move(array, backend, dtype):
-    """Array on `backend` (None: keep) with floating dtype `dtype` (None: keep; ints never cast)."""
-    if backend is not None:
-        array = to_backend(array, backend)
-    if dtype is not None and array.dtype.kind == "f" and array.dtype != dtype:
-        array = array.astype(dtype)
-    return array
 
 
 class Layer:
@@ -407,7 +328,7 @@ class Layer:
         for layer in self.modules():
             for name, buf in list(layer._buffers.items()):
                 if buf is not None:
-                    layer._buffers[name] = _move(buf, backend, dtype)
+                    layer._buffers[name] = move_array(buf, backend, dtype)
             layer._cache = None
         return self
 

@@ -14,7 +14,8 @@ from ..kernels import cpu_linear
 from ..memory import check_bytes
 from ..utils import check_float_array, check_grad_like, check_same_dtype
 from .init import fan_in_bias, kaiming_uniform
-from .layer import Layer, Parameter
+from .layer import Layer
+from .parameter import Parameter
 
 
 def linear_forward(x, weight, bias, where: str):

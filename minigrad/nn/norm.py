@@ -21,7 +21,8 @@ import numbers
 
 from ..backend import active_module, get_array_module
 from ..utils import check_float_array, check_ndim, check_same_dtype
-from .layer import Layer, Parameter
+from .layer import Layer
+from .parameter import Parameter
 
 
 def check_eps(eps, where: str) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-from bisect import bisect_right
 from collections import Counter
 
 from .optimizer import Optimizer

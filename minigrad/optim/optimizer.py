@@ -20,7 +20,7 @@ import copy
 import math
 
 from ..backend import BackendMismatchError, backend_of, is_array, to_backend
-from ..nn.layer import Parameter
+from ..nn.parameter import Parameter
 
 __all__ = ["Optimizer", "required"]
 
