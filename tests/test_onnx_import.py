@@ -238,6 +238,40 @@ def test_shared_linear_on_nd_input_reimports_shared_with_its_bias(tmp_path):
     np.testing.assert_allclose(graph(x), g(x), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("bias_shape", [(), (1,), (3,), (1, 3)])
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_gemm_bias_shapes_per_output_feature_match_onnx_runtime(bias_shape, trans_b):
+    """Gemm's C is broadcast to (N, O): (), (1,) and (O,), (1, O) give every row the same per-feature bias,
+    which is a Linear's bias (an (O, 1) C, a bias per row, is refused: test_onnx_load_errors.py)."""
+    weight = onnx.numpy_helper.from_array(sample((3, 4) if trans_b else (4, 3), seed=1), "w")
+    bias = onnx.numpy_helper.from_array(sample(bias_shape, seed=2), "b")
+    node = onnx.helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=trans_b)
+    model = single_node_model(node, [value_info("x", ["N", 4])], [value_info("y", ["N", 3])], [weight, bias])
+    x = sample((5, 4), seed=3)
+    (expected,) = run_ort(model.SerializeToString(), x)
+    assert_close(mg.onnx.load(model).eval()(x), expected)
+
+
+@pytest.mark.parametrize("mode,pad_pads,conv_pads", [("constant", [0, 0, 1, 2, 0, 0, 1, 2], [1, 0, 1, 0]),
+                                                     ("constant", [0, 0, 0, 0, 0, 0, 1, 1], [1, 1, 0, 0]),
+                                                     ("reflect", [0, 0, 1, 2, 0, 0, 1, 2], [0, 0, 0, 0])])
+def test_pad_before_conv_becomes_its_padding(mode, pad_pads, conv_pads):
+    """A Pad with pads >= 0 right before a Conv: a constant (zero) Pad adds to the Conv's pads, a reflect Pad
+    becomes padding_mode; the Graph equals ONNX Runtime (negative pads, a crop, are refused:
+    test_onnx_load_errors.py)."""
+    helper = onnx.helper
+    inits = [onnx.numpy_helper.from_array(np.array(pad_pads, np.int64), "pads"),
+             onnx.numpy_helper.from_array(sample((4, 3, 3, 3), seed=1), "w")]
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode=mode),
+             helper.make_node("Conv", ["p", "w"], ["y"], name="conv", pads=conv_pads)]
+    graph = helper.make_graph(nodes, "g", [value_info("x", ["N", 3, 8, 8])], [value_info("y", ["N", 4, None, None])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = sample((2, 3, 8, 8), seed=2)
+    (expected,) = run_ort(model.SerializeToString(), x)
+    assert_close(mg.onnx.load(model).eval()(x), expected)
+
+
 # -- GELU below opset 20: its formula reads back as one GELU -------------------------------------------------
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

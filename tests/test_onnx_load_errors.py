@@ -10,7 +10,7 @@ from minigrad import nn
 
 onnx = pytest.importorskip("onnx")        # the test extra includes minigrad[onnx]
 ort = pytest.importorskip("onnxruntime")
-from support.onnx_files import sample, single_node_model, value_info  # noqa: E402
+from support.onnx_files import run_ort, sample, single_node_model, value_info  # noqa: E402
 
 
 # -- ops, attributes and patterns ----------------------------------------------------------------------------
@@ -71,6 +71,44 @@ def test_kernel_shape_and_bias_shape_mismatches_are_refused():
     graph = helper.make_graph(nodes, "g", [value_info("x", [5, 4])], [value_info("y", [5, 5])], initializer=[w, b])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(mg.onnx.OnnxError, match=r"node 'plus' \(Add\): adding the constant 'b' of shape \(5, 1\)"):
+        mg.onnx.load(model)
+
+
+@pytest.mark.parametrize("bias_shape", [(3, 1), (3, 3)])
+def test_gemm_bias_per_row_is_refused(bias_shape):
+    """ONNX broadcasts Gemm's C to (N, O): an (O, 1) or (N, O) C adds a different bias to each row, which a
+    Linear's per-feature bias cannot express (read as per-feature, (O, 1) differed from ONNX Runtime)."""
+    weight = onnx.numpy_helper.from_array(sample((3, 4), seed=1), "w")
+    bias = onnx.numpy_helper.from_array(sample(bias_shape, seed=2), "b")
+    node = onnx.helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)
+    model = single_node_model(node, [value_info("x", [3, 4])], [value_info("y", [3, 3])], [weight, bias])
+    x = sample((3, 4), seed=3)
+    (expected,) = run_ort(model.SerializeToString(), x)               # a valid model: rows get their own bias
+    added = expected - x @ onnx.numpy_helper.to_array(weight).T                  # (N, O): the bias each row got
+    assert np.abs(added - added[0]).max() > 0.1                                 # not one per-feature bias
+    shape = str(bias_shape).replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(mg.onnx.OnnxError, match=rf"node 'fc' \(Gemm\): bias C of shape {shape} is not supported "
+                                                 r"\(only \(\), \(1,\), \(3,\) or \(1, 3\)"):
+        mg.onnx.load(model)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_pad_with_negative_pads_before_conv_is_refused(mode):
+    """A Pad with a negative pad crops; adding it to the Conv's pads (crop 1, pad 1 -> no padding) would keep
+    the border values where ONNX Runtime has zeros. minigrad has no crop layer, so the Pad is refused."""
+    helper = onnx.helper
+    pads = [0, 0, -1, -1, 0, 0, -1, -1]
+    inits = [onnx.numpy_helper.from_array(np.array(pads, np.int64), "pads"),
+             onnx.numpy_helper.from_array(sample((4, 3, 3, 3), seed=1), "w")]
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="crop", mode=mode),
+             helper.make_node("Conv", ["p", "w"], ["y"], name="conv", pads=[1, 1, 1, 1] if mode == "constant"
+                              else [0, 0, 0, 0])]
+    graph = helper.make_graph(nodes, "g", [value_info("x", ["N", 3, 8, 8])], [value_info("y", ["N", 4, None, None])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    run_ort(model.SerializeToString(), sample((2, 3, 8, 8), seed=2))   # a valid model
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'crop' \(Pad\): attribute 'pads' = \[0, 0, -1, -1, 0, 0, -1, "
+                                                 r"-1\] is not supported \(a negative pad crops the input"):
         mg.onnx.load(model)
 
 

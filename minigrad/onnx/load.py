@@ -7,7 +7,7 @@ Each ONNX node becomes one Graph node with a minigrad layer (Conv -> Conv2d, Gem
 -> Linear, BatchNormalization -> BatchNorm1d/2d with the running statistics as buffers, ...); the
 nodes that only compute constants or shapes (Constant, Identity/Transpose of an initializer, the
 Shape -> Gather -> Unsqueeze -> Concat chain of ``x.view(x.size(0), -1)``) are evaluated (importer.py), and a
-Pad right before a Conv becomes the convolution's padding (or padding_mode). Node names come from
+Pad (pads >= 0) right before a Conv becomes the convolution's padding (or padding_mode). Node names come from
 the weight's initializer name (``layer1.0.conv1.weight`` -> node ``layer1_0_conv1``, so the state-dict
 name is ``layer1_0_conv1.weight``), else from the ONNX node name; '.' is not allowed in a node name.
 An op, an attribute value or a pattern that has no exact minigrad equivalent raises OnnxError naming
@@ -109,10 +109,13 @@ class _OnnxToMinigrad(Importer):
             self.require(node, attrs.get(name, default) == default, name, attrs.get(name), f"only {default}")
         weight, bias = self.const(node, 1, "weight B"), self.const(node, 2, "bias C")
         weight = weight if attrs.get("transB", 0) else weight.T          # (in, out) -> (out, in)
-        if bias is not None and bias.size not in (1, weight.shape[0]):
-            raise self.fail(node, f"bias C of shape {bias.shape} does not broadcast to ({weight.shape[0]},)")
+        out = weight.shape[0]
+        if bias is not None and bias.shape not in ((), (1,), (out,), (1, out)):
+            # ONNX broadcasts C to (N, O): (O, 1) or (N, O) would be a bias per row, not per output feature
+            raise self.fail(node, f"bias C of shape {bias.shape} is not supported (only (), (1,), ({out},) or "
+                                  f"(1, {out}): one value per output feature or one for all)")
         if bias is not None:
-            bias = numpy.broadcast_to(bias.reshape(-1), (weight.shape[0],))   # (1, O) or (1,) -> (O,)
+            bias = numpy.broadcast_to(bias.reshape(-1), (out,))   # (), (1,), (O,) or (1, O) -> (O,)
         layer = Linear(weight.shape[1], weight.shape[0], bias is not None, dtype=weight.dtype)
         self._set(layer, weight, bias)
         self.add(node, layer, [node.input[0]], weight_input=1)
@@ -333,6 +336,8 @@ class _OnnxToMinigrad(Importer):
             raise self.fail(node, "the 'axes' input is not supported")
         if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
             raise self.fail(node, f"pads {pads} are not supported (only the H and W axes of a 4-D input)")
+        self.require(node, all(p >= 0 for p in pads), "pads", pads,
+                     "a negative pad crops the input; minigrad has no crop layer and a Conv's padding only adds")
         self.value(node, node.input[0])
         self.pending_pad[node.output[0]] = (node.input[0], [pads[2], pads[3], pads[6], pads[7]], mode)
 
