@@ -140,3 +140,56 @@ def test_cli_refuses_a_bad_or_stray_dist_timeout(capsys):
     from minigrad import cli
     assert cli.main(["train", "--dist-timeout", "5"]) == 2
     assert "--dist-timeout applies to --distributed runs only" in capsys.readouterr().err
+
+
+def test_the_timeout_line_when_every_rank_is_inside_the_collective():
+    # a slow collective (a large broadcast on a slow link) or too short a timeout: no rank is to blame
+    line = watchdog.timeout_reason("broadcast", 4, 3, [], {1: (4, "broadcast"), 2: (4, "broadcast")})
+    assert line == ("broadcast (collective #4) did not complete within 3 s (--dist-timeout): every rank responds "
+                    "and is inside collective #4 (broadcast), which has not completed within the timeout: it is "
+                    "slow (e.g. a large message on a slow link) or the timeout is too short for it; a larger "
+                    "--dist-timeout (or MINIGRAD_DIST_TIMEOUT) lets it finish")
+    assert "not all" not in line
+
+
+@pytest.mark.parametrize("pongs, where", [
+    ({1: (4, "all_reduce"), 2: (3, None)}, "rank 1 is in collective #4 (all_reduce), rank 2 is outside collectives "
+                                           "after #3"),                        # rank 2 computes (or has stopped calling)
+    ({1: (4, "barrier")}, "rank 1 is in collective #4 (barrier)"),            # a different collective: a program bug
+    ({1: (5, "all_reduce")}, "rank 1 is in collective #5 (all_reduce)"),      # one collective ahead
+])
+def test_the_timeout_line_when_not_every_rank_is_inside_the_collective(pongs, where):
+    line = watchdog.timeout_reason("all_reduce", 4, 2.5, [], pongs)
+    assert line == ("all_reduce (collective #4) did not complete within 2.5 s (--dist-timeout): every rank responds, "
+                    "but not all of them are inside it: " + where)
+
+
+def test_the_timeout_line_names_the_silent_ranks():
+    assert watchdog.timeout_reason("all_reduce", 7, 3, [2], {1: (7, "all_reduce")}).endswith(
+        ": rank 2 does not respond (stopped, hung or dead)")
+    assert watchdog.timeout_reason("barrier", 1, 120, [1, 3], {2: (1, "barrier")}) == (
+        "barrier (collective #1) did not complete within 120 s (--dist-timeout): ranks 1, 3 do not respond "
+        "(stopped, hung or dead)")
+
+
+_SLOW_COLLECTIVE = r"""
+import time
+from mpi4py import MPI
+from minigrad.distributed import watchdog
+dog = watchdog.Watchdog(MPI.COMM_WORLD, 1.0)
+dog.call(lambda: (MPI.COMM_WORLD.Barrier(), time.sleep(60)), "broadcast")   # every rank inside a slow collective
+print("finished without noticing", flush=True)
+"""
+
+
+@needs_mpi
+def test_a_collective_slower_than_the_timeout_on_every_rank_ends_the_job_saying_so():
+    proc = subprocess.run([MPIRUN, "-np", "2", sys.executable, "-c", _SLOW_COLLECTIVE], env=_mpi_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "finished without noticing" not in proc.stdout
+    for rank in (0, 1):
+        line = next((l for l in proc.stderr.splitlines() if l.startswith(f"mg.distributed: rank {rank}: ")), None)
+        assert line is not None, proc.stderr
+        assert "broadcast (collective #1) did not complete within 1 s (--dist-timeout): every rank responds and is " \
+               "inside collective #1 (broadcast), which has not completed within the timeout" in line, line
+        assert "a larger --dist-timeout (or MINIGRAD_DIST_TIMEOUT) lets it finish" in line, line

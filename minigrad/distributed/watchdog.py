@@ -16,8 +16,12 @@ duplicate of the communicator (MPI_THREAD_MULTIPLE, mpi4py's default):
                  a non-zero exit status
 
 A live rank answers pings whatever it is doing (computing, or waiting in a collective), so a rank that is
-merely slower than the others is not blamed; only a silent one is. Without MPI_THREAD_MULTIPLE the
-collectives keep no deadline, and ``Watchdog`` says so once with a warning.
+merely slower than the others is not named as unresponsive; only a silent one is. The job still ends
+at the deadline when every rank answers; the line (``timeout_reason``) then says where each rank is:
+every rank inside the collective (it is slow, e.g. a large broadcast on a slow link, or the timeout is
+too short for it: a larger ``--dist-timeout`` lets it finish), or not all of them in it (a rank computing
+longer than the timeout between collectives, or a program whose ranks call different collectives).
+Without MPI_THREAD_MULTIPLE the collectives keep no deadline, and ``Watchdog`` says so once with a warning.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import threading
 import time
 import warnings
 
-__all__ = ["Watchdog", "DEFAULT_TIMEOUT", "ENV", "resolve_timeout"]
+__all__ = ["Watchdog", "DEFAULT_TIMEOUT", "ENV", "resolve_timeout", "timeout_reason"]
 
 DEFAULT_TIMEOUT = 120.0
 ENV = "MINIGRAD_DIST_TIMEOUT"
@@ -52,6 +56,25 @@ def resolve_timeout(seconds=None) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
         raise ValueError(f"mg.distributed: {source} must be a finite number of seconds > 0, got {seconds!r}")
     return float(seconds)
+
+
+def timeout_reason(what: str, count: int, timeout: float, silent, pongs) -> str:
+    """Why the job ends: collective ``what`` (#``count`` on this rank) did not complete within ``timeout`` s.
+
+    silent: the other ranks that did not answer the pings; pongs: {rank: (collectives started, the one in
+    progress or None)} of the other ranks that did.
+    """
+    head = f"{what} (collective #{count}) did not complete within {timeout:g} s (--dist-timeout): "
+    if silent:
+        return head + (f"rank {silent[0]} does" if len(silent) == 1 else
+                       f"ranks {', '.join(map(str, silent))} do") + " not respond (stopped, hung or dead)"
+    if all(state == (count, what) for state in pongs.values()):
+        return head + (f"every rank responds and is inside collective #{count} ({what}), which has not completed "
+                       f"within the timeout: it is slow (e.g. a large message on a slow link) or the timeout is "
+                       f"too short for it; a larger --dist-timeout (or {ENV}) lets it finish")
+    return head + "every rank responds, but not all of them are inside it: " + ", ".join(
+        f"rank {r} is " + (f"in collective #{n} ({name})" if name else f"outside collectives after #{n}")
+        for r, (n, name) in sorted(pongs.items()))
 
 
 class Watchdog:
@@ -132,15 +155,7 @@ class Watchdog:
             self._serve(pongs)
             time.sleep(1e-3)
         silent = [r for r in others if r not in pongs]
-        if silent:
-            who = (f"rank {silent[0]} does" if len(silent) == 1 else
-                   f"ranks {', '.join(map(str, silent))} do") + " not respond (stopped, hung or dead)"
-        else:                              # everyone answers: they are not all in this collective (a program bug)
-            who = "every rank responds, but not all of them take part in it: " + ", ".join(
-                f"rank {r} is " + (f"in collective #{count} ({what})" if what else f"outside collectives "
-                                   f"after #{count}") for r, (count, what) in sorted(pongs.items()))
-        self._end(f"{self.what} (collective #{self.count}) did not complete within {self.timeout:g} s "
-                  f"(--dist-timeout): {who}", notify=sorted(pongs))
+        self._end(timeout_reason(self.what, self.count, self.timeout, silent, pongs), notify=sorted(pongs))
 
     def _end(self, reason, notify=(), ack_to=None):
         """Print why, tell the ranks in ``notify`` (waiting briefly for their acknowledgements), abort the job."""
