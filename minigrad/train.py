@@ -35,11 +35,11 @@ from .kernels.dispatch import gpu_kernels
 from .nn.layer import no_grad
 from .atomic_write import write_bytes_atomic
 from .rundir import open_append
+from .train_checkpoint import (CHECKPOINT_NAME, read_train_state, restore_training_checkpoint,
+                               save_training_checkpoint)
 
-__all__ = ["fit", "evaluate", "Callback", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
+__all__ = ["fit", "evaluate", "Callback", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME", "read_train_state"]
 
-CHECKPOINT_NAME = "checkpoint.npz"
-_FORMAT = 1
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -184,59 +184,6 @@ def _nonfinite_error(step, epoch, steps_per_epoch, state, checkpoint):
                               checkpoint=checkpoint if good is not None else None, checkpoint_step=good)
 
 
-# -- checkpoints --------------------------------------------------------------------------------------
-def _loader_state(loader):
-    return loader.state_dict() if hasattr(loader, "state_dict") else None
-
-
-def _save_checkpoint(path, state, meter_values, epoch_seconds, train_loader, val_loader, metadata):
-    """mg.save: model, optimizer, scheduler and RNG state, plus ``train_state`` (loop position, sums, history)."""
-    from .io import save
-    train_state = {
-        "format": _FORMAT, "epoch": state.epoch, "step": state.step, "records": state.records,
-        "meter": meter_values, "epoch_seconds": epoch_seconds,
-        "train_loader": _loader_state(train_loader), "val_loader": _loader_state(val_loader) if val_loader else None,
-    }
-    save(path, state.model, state.optimizer, scheduler=state.scheduler, train_state=train_state, **(metadata or {}))
-
-
-def read_train_state(checkpoint) -> dict:
-    """The training state stored in a checkpoint written by ``fit`` (epoch, step, history records, ...),
-    checked for sense (minigrad/resume_checks.py: epoch >= 0, step within its epoch and schedule, ...)."""
-    from .io import load
-    from .resume_checks import check_train_state
-    ckpt = load(checkpoint, backend="numpy")
-    train_state = ckpt["metadata"].get("train_state")
-    if not isinstance(train_state, dict):
-        raise ValueError(f"{checkpoint}: not a training checkpoint written by mg.train.fit (no 'train_state' in "
-                         "its metadata); load weights with mg.load_into(path, model) instead")
-    if train_state.get("format") != _FORMAT:
-        raise ValueError(f"{checkpoint}: training-state format {train_state.get('format')!r} is not supported "
-                         f"(expected {_FORMAT})")
-    check_train_state(checkpoint, train_state, ckpt["scheduler"])
-    return train_state
-
-
-def _restore(path, state, train_loader, val_loader):
-    """Everything checked first (loader fits, then mg.load_into's all-or-nothing load), then applied."""
-    from .io import load_into
-    train_state = read_train_state(path)
-    previous = None
-    if train_state["train_loader"] is not None and hasattr(train_loader, "load_state_dict"):
-        previous = train_loader.state_dict()
-        train_loader.load_state_dict(train_state["train_loader"])   # raises if the dataset differs
-    try:
-        load_into(path, state.model, state.optimizer, scheduler=state.scheduler, restore_rng=True)
-    except Exception:
-        if previous is not None:                                     # a refused file changes nothing
-            train_loader.load_state_dict(previous)
-        raise
-    if val_loader is not None and train_state["val_loader"] is not None and hasattr(val_loader, "load_state_dict"):
-        val_loader.load_state_dict(train_state["val_loader"])
-    state.epoch, state.step, state.records = train_state["epoch"], train_state["step"], train_state["records"]
-    return train_state["meter"], train_state["epoch_seconds"]
-
-
 # -- the loop -----------------------------------------------------------------------------------------
 def evaluate(model, loader, loss=None, progress=False) -> dict:
     """Run ``model`` in eval mode (no caches) over ``loader``: ``{"loss", "accuracy", "n", "seconds", "images_per_s"}``.
@@ -340,7 +287,7 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
         if not os.path.isfile(source):
             raise FileNotFoundError(f"fit: resume requested but there is no checkpoint at {source}; "
                                     "start without resume to train from scratch")
-        meter_values, epoch_seconds = _restore(source, state, train_loader, val_loader)
+        meter_values, epoch_seconds = restore_training_checkpoint(source, state, train_loader, val_loader)
         state.checkpoint_step = state.step if source == checkpoint else None
     log = state.log = _open_log(log_path, state.records)
 
@@ -349,7 +296,7 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
         values = meter.read() if meter is not None else None
         if values is not None and values["bad_step"] >= 0:  # never checkpoint a diverged model
             raise _nonfinite_error(values["bad_step"], state.epoch, steps_per_epoch, state, checkpoint)
-        _save_checkpoint(checkpoint, state, values, seconds, train_loader, val_loader, metadata)
+        save_training_checkpoint(checkpoint, state, values, seconds, train_loader, val_loader, metadata)
         state.checkpoint_step = state.step
         for c in callbacks:
             c.on_checkpoint(state, checkpoint)
