@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["check_bytes", "available_bytes", "SMALL", "ENV"]
+__all__ = ["check_bytes", "available_bytes", "check_setting", "MemorySettingError", "SMALL", "ENV"]
 
 ENV = "MINIGRAD_MAX_BYTES"
 SMALL = 64 << 20          # below this, no check against the machine (an allocation that small is never the problem)
@@ -31,8 +31,17 @@ CGROUP = "/sys/fs/cgroup"  # where the cgroup memory files are read (v2: memory.
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+class MemorySettingError(ValueError):
+    """MINIGRAD_MAX_BYTES holds something that is not a size."""
+
+
+def check_setting() -> None:
+    """Raise MemorySettingError now if MINIGRAD_MAX_BYTES is not a size (the CLI checks it before any work)."""
+    _env_limit()
+
+
 def _env_limit():
-    """MINIGRAD_MAX_BYTES in bytes; None when unset; float('inf') for 'off'. ValueError for anything else."""
+    """MINIGRAD_MAX_BYTES in bytes; None when unset; float('inf') for 'off'. MemorySettingError otherwise."""
     raw = os.environ.get(ENV)
     if raw is None or not raw.strip():
         return None
@@ -45,7 +54,7 @@ def _env_limit():
     except ValueError:
         value = float("nan")
     if not 0 <= value < float("inf"):                                   # nan, -1, 1e999, garbage
-        raise ValueError(f"{ENV} must be a number of bytes >= 0 (e.g. 1000000), a size with a K/M/G/T suffix "
+        raise MemorySettingError(f"{ENV} must be a number of bytes >= 0 (e.g. 1000000), a size with a K/M/G/T suffix "
                          f"(e.g. 8G, 512M) or 'off', got {raw!r}")
     return value
 

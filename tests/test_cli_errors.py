@@ -121,3 +121,11 @@ def test_more_memory_than_allowed_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MINIGRAD_MAX_BYTES", "100K")
     assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 2
     one_line_error(capsys, "Conv2d", "bytes", "--batch-size")
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "lots"])
+def test_a_bad_memory_limit_setting_is_one_line_before_any_work(value, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("MINIGRAD_MAX_BYTES", value)
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY]) == 2
+    one_line_error(capsys, "MINIGRAD_MAX_BYTES must be a number of bytes", repr(value))
+    assert not (tmp_path / "run").exists()                 # refused before the run directory was made

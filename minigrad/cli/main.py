@@ -5,6 +5,7 @@ import argparse
 import errno
 import sys
 
+from ..memory import check_setting as check_memory_setting
 from .common import CLIError
 from .parser import build_parser
 
@@ -37,9 +38,10 @@ _OS_ADVICE = {errno.ENOSPC: "free some space or choose another --out", errno.EDQ
 def _error_line(exc) -> str | None:
     """The one-line message for a user-facing error, or None for an error that is a bug (traceback)."""
     from ..io import CheckpointError
+    from ..memory import MemorySettingError
     from ..resume import ResumeError
     from ..rundir import RunDirectoryError
-    if isinstance(exc, (CLIError, ResumeError, RunDirectoryError)):
+    if isinstance(exc, (CLIError, ResumeError, RunDirectoryError, MemorySettingError)):
         return str(exc)
     if isinstance(exc, CheckpointError):
         return f"{exc}; check the file, or start a new run with another --out (or --overwrite)"
@@ -59,6 +61,7 @@ def main(argv=None) -> int:
         if command == "bench":
             return cmd_bench(argv[1:])
         args = build_parser().parse_args(argv)
+        check_memory_setting()          # a bad MINIGRAD_MAX_BYTES is one line now, not an error mid-training
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - user-facing errors become one line; anything else is re-raised
         line = _error_line(exc)
