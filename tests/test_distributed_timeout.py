@@ -193,3 +193,27 @@ def test_a_collective_slower_than_the_timeout_on_every_rank_ends_the_job_saying_
         assert "broadcast (collective #1) did not complete within 1 s (--dist-timeout): every rank responds and is " \
                "inside collective #1 (broadcast), which has not completed within the timeout" in line, line
         assert "a larger --dist-timeout (or MINIGRAD_DIST_TIMEOUT) lets it finish" in line, line
+
+
+def test_a_collective_that_completes_while_the_ranks_answer_does_not_end_the_job():
+    """The deadline passed, the pings went out, and the collective finished before the answers were in:
+    nothing to end (a late collective is not a hung one). No MPI needed: the messaging is replaced."""
+    dog = object.__new__(watchdog.Watchdog)
+    dog.rank, dog.size, dog.timeout = 0, 2, 1.0
+    dog.count, dog.what, dog.started = 3, "all_reduce", time.monotonic() - 2.0
+    sent, ended = [], []
+    dog._isend = lambda obj, dest, tag: sent.append((dest, tag))
+
+    def serve(pongs=None):               # the collective completes; rank 1 answers that it is outside it
+        dog.started = None
+        if pongs is not None:
+            pongs[1] = (3, None)
+
+    dog._serve = serve
+    dog._end = lambda reason, notify=(), ack_to=None: ended.append(reason)
+    dog._timed_out()
+    assert sent and ended == []
+    dog.count, dog.started = 4, time.monotonic() - 2.0      # a collective that stays stuck still ends the job
+    dog._serve = lambda pongs=None: None
+    dog._timed_out()
+    assert len(ended) == 1 and "rank 1" in ended[0]

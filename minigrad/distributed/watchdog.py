@@ -9,7 +9,8 @@ duplicate of the communicator (MPI_THREAD_MULTIPLE, mpi4py's default):
     each PERIOD  answers the other ranks' pings, and checks the collective in progress, if any
     deadline     ``timeout`` seconds (default 120; ``mg.distributed.set_timeout``, ``--dist-timeout``,
                  ``MINIGRAD_DIST_TIMEOUT``) inside one collective: ping every other rank and wait up
-                 to ``grace`` seconds for the answers; a rank that does not answer is unresponsive
+                 to ``grace`` seconds for the answers; a rank that does not answer is unresponsive (if
+                 the collective completes meanwhile, nothing ends: the next one gets a new deadline)
     end          print one line naming the collective and the unresponsive ranks, tell every rank that
                  answered (each prints the same line with its own rank and acknowledges), then
                  ``comm.Abort``: mpirun ends every process of the job, the stopped one included, with
@@ -147,6 +148,7 @@ class Watchdog:
                 self._end(f"{message} (reported by rank {source})", ack_to=source)
 
     def _timed_out(self):
+        collective = (self.count, self.started)
         others = [r for r in range(self.size) if r != self.rank]
         for other in others:
             self._isend(self.rank, other, _PING)
@@ -154,6 +156,8 @@ class Watchdog:
         while len(pongs) < len(others) and time.monotonic() < deadline:
             self._serve(pongs)
             time.sleep(1e-3)
+        if (self.count, self.started) != collective:   # it completed while the answers came: no timeout
+            return
         silent = [r for r in others if r not in pongs]
         self._end(timeout_reason(self.what, self.count, self.timeout, silent, pongs), notify=sorted(pongs))
 
