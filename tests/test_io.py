@@ -11,6 +11,7 @@ import pytest
 import minigrad as mg
 from minigrad import io as mg_io
 from minigrad import optim
+from support import crafted_zip
 from support.strict_backend import StrictArray, assert_strict, strict_layer, to_strict
 
 
@@ -322,20 +323,10 @@ def test_random_byte_flips_are_refused_or_harmless(trained, tmp_path):
     assert refused > 20
 
 
-def _rewrite_meta(path, out, change):
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    meta = json.loads(arrays["__meta__"].tobytes().decode())
-    change(meta)
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    arrays["__meta_crc32__"] = np.array([mg_io._crc(arrays["__meta__"])], dtype=np.uint64)
-    np.savez(out, **arrays)
-
-
 def test_wrong_version_and_format_are_refused(trained, tmp_path):
     model, opt, sched, path = trained
     newer = tmp_path / "v2.npz"
-    _rewrite_meta(path, newer, lambda m: m.update(version=2))
+    crafted_zip.rewrite_meta(path, newer, lambda m: m.update(version=2))
     _refused(newer, "format version 2 is not supported", "reads version 1", "newer minigrad")
     target = _model()
     before = _host_state(target)
@@ -343,7 +334,7 @@ def test_wrong_version_and_format_are_refused(trained, tmp_path):
         mg.load_into(newer, target)
     _assert_same_state(_host_state(target), before)
     other = tmp_path / "fmt.npz"
-    _rewrite_meta(path, other, lambda m: m.update(format="something-else"))
+    crafted_zip.rewrite_meta(path, other, lambda m: m.update(format="something-else"))
     _refused(other, "not a minigrad checkpoint", "something-else")
 
 

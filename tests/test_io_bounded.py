@@ -152,17 +152,6 @@ def _train_run(tmp_path, scheduler=None):
     return model, optimizer, loader, sched
 
 
-def _edit_train_state(path, out, change):
-    """Rewrite the checkpoint with change(meta) applied and the header CRC repaired (a crafted file)."""
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    meta = json.loads(arrays["__meta__"].tobytes().decode())
-    change(meta)
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    arrays["__meta_crc32__"] = np.array([mg_io._crc(arrays["__meta__"])], dtype=np.uint64)
-    np.savez(out, **arrays)
-
-
 def _resume(tmp_path, scheduler=None, epochs=2):
     model, optimizer, loader, sched = _train_run(tmp_path, scheduler)
     before = [p.data.copy() for p in model.parameters()]
@@ -188,8 +177,8 @@ def test_a_crafted_training_state_is_refused(tmp_path, change, words):
     good = tmp_path / "good" / mg.train.CHECKPOINT_NAME
     mg.train.read_train_state(good)                               # the real one is sound
     (tmp_path / "run").mkdir()
-    _edit_train_state(good, tmp_path / "run" / mg.train.CHECKPOINT_NAME,
-                      lambda meta: change(meta["metadata"]["train_state"]))
+    crafted_zip.rewrite_meta(good, tmp_path / "run" / mg.train.CHECKPOINT_NAME,
+                             lambda meta: change(meta["metadata"]["train_state"]))
     message = _resume(tmp_path)
     assert "the training state in this checkpoint is invalid" in message and words in message, message
 
@@ -205,7 +194,7 @@ def test_a_step_beyond_the_schedule_is_refused(tmp_path):
 
     def change(meta):
         meta["scheduler"]["state"]["total_steps"] = 3             # its own schedule ends before step 4
-    _edit_train_state(tmp_path / "good" / mg.train.CHECKPOINT_NAME, tmp_path / "run" / mg.train.CHECKPOINT_NAME,
-                      change)
+    crafted_zip.rewrite_meta(tmp_path / "good" / mg.train.CHECKPOINT_NAME, tmp_path / "run" / mg.train.CHECKPOINT_NAME,
+                             change)
     message = _resume(tmp_path, one_cycle, epochs=1)
     assert "step 4 is beyond the learning-rate schedule (total_steps 3)" in message, message

@@ -1,4 +1,5 @@
-"""Crafted .npz archives for the bounded-loading tests: a member that inflates to gigabytes from a few MB.
+"""Crafted .npz archives for the checkpoint tests: a member that inflates to gigabytes from a few MB, and a
+checkpoint whose JSON header was rewritten with its CRC repaired (``rewrite_meta``).
 
 A deflate stream may be cut into independently compressed segments, each ending with a full flush,
 so the compressed form of ``zeros`` bytes of zeros is one compressed 64 MiB block repeated: writing a
@@ -6,6 +7,7 @@ so the compressed form of ``zeros`` bytes of zeros is one compressed 64 MiB bloc
 (local headers, central directory, end record; sizes below 4 GiB need no zip64).
 """
 import io
+import json
 import struct
 import zipfile
 import zlib
@@ -14,6 +16,21 @@ import numpy as np
 
 BLOCK = 64 << 20
 _block_cache = {}
+
+
+def rewrite_meta(path, out, change):
+    """Write to ``out`` (may be ``path``) the checkpoint at ``path`` with ``change(meta)`` applied to its JSON
+    header and the header's CRC repaired: a consistent file that claims something else (another version or
+    format, a crafted training state, another architecture)."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(arrays["__meta__"].tobytes().decode("utf-8"))
+    change(meta)
+    data = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    arrays["__meta__"] = data
+    arrays["__meta_crc32__"] = np.array([zlib.crc32(data.tobytes())], dtype=np.uint64)
+    with open(out, "wb") as handle:                     # an open file: savez appends no ".npz" to the name
+        np.savez(handle, **arrays)
 
 
 def _zero_block():
