@@ -15,8 +15,8 @@
 #   3. minigrad train --backend cupy (LeNet-5, 4 epochs of MNIST),
 # while nvidia-smi samples the memory in use. It prints ONE summary block (tests passed/failed, each conv case's
 # time over PyTorch's, MNIST seconds per epoch and accuracy, kernel compile time, peak GPU memory) and writes it
-# as JSON to benchmarks/results/<date>-gpu-session.json and to $OUT (./gpu-out elsewhere), with summary.txt and
-# gpu-session.tar.gz (nvidia-smi.txt, info.txt, pytest.txt/.xml, bench-gpu.json/.md/.txt, train.json/.txt,
+# as JSON to benchmarks/results/<date>-gpu.json and to $OUT (./gpu-out elsewhere), with summary.txt and
+# gpu-raw-outputs.tar.gz (nvidia-smi.txt, info.txt, pytest.txt/.xml, bench-gpu.json/.md/.txt, train.json/.txt,
 # history.jsonl, memory.csv).
 set -u
 OUT=${OUT:-gpu-out}
@@ -112,7 +112,7 @@ else:
     print("MNIST: no result")
 print(f"peak GPU memory in use: {summary['peak_gpu_memory_mib']} MiB (nvidia-smi, every 250 ms)")
 print("=" * 72)
-name = f"{summary['date'][:10]}-gpu-session.json"
+name = f"{summary['date'][:10]}-gpu.json"
 for folder in ("benchmarks/results", out):
     with open(os.path.join(folder, name), "w") as f:
         json.dump(summary, f, indent=1)
@@ -121,4 +121,4 @@ EOF
 step "done"
 } 2>&1 | tee "$OUT/summary.txt"
 rm -rf "$WORK/train-run"
-tar -czf "$OUT/gpu-session.tar.gz" -C "$WORK" .
+tar -czf "$OUT/gpu-raw-outputs.tar.gz" -C "$WORK" .
