@@ -31,7 +31,7 @@ def linear_forward(x, weight, bias, where: str):
     check_float_array(x, where)
     if weight.ndim != 2:
         raise ValueError(f"{where}: expected weight of shape (out_features, in_features), got "
-                         f"{getattr(weight, 'shape', type(weight).__name__)}")
+                         f"{tuple(weight.shape)}")
     out_features, in_features = weight.shape
     if x.ndim < 1 or x.shape[-1] != in_features:
         raise ValueError(f"{where}: expected input with last dimension in_features={in_features}, "
