@@ -147,10 +147,11 @@ FD_LAYERS = [
     lambda: mg.nn.BatchNorm2d(3),
     lambda: mg.nn.BatchNorm2d(3).eval(),
     lambda: mg.nn.BatchNorm2d(3, affine=False, track_running_stats=False).eval(),
+    lambda: mg.nn.BatchNorm2d(3, bias=False),
     lambda: mg.nn.LayerNorm((3, 4)),
     lambda: mg.nn.LayerNorm(4, elementwise_affine=False),
 ]
-FD_SHAPES = [(4, 3), (4, 3), (2, 3, 2, 3), (2, 3, 2, 3), (2, 3, 2, 3), (2, 3, 4), (3, 4)]
+FD_SHAPES = [(4, 3), (4, 3), (2, 3, 2, 3), (2, 3, 2, 3), (2, 3, 2, 3), (2, 3, 2, 3), (2, 3, 4), (3, 4)]
 
 
 @pytest.mark.parametrize("index", range(len(FD_LAYERS)))
