@@ -73,3 +73,11 @@ def test_reliability_page_quotes_the_recorded_summation_order_cost():
     lenet, resnet = cases["lenet5 (batch 128)"], cases["resnet20 (batch 32)"]
     assert (f"was {lenet['ratio_median']:.3f} for LeNet-5 (batch 128) and {resnet['ratio_median']:.3f} for ResNet-20 "
             f"(batch 32), with 10th-90th percentiles of {low:.2f}-{high:.2f}") in page
+
+
+def test_benchmarks_page_quotes_the_recorded_conv_step_comparison():
+    page = (ROOT / "docs/benchmarks.md").read_text()
+    record = _source("docs/benchmarks.md", "conv-step-ab")
+    for name, case in record["cases"].items():
+        row = f"| {name} | {case['before_ms']:.2f} | {case['after_ms']:.2f} | {case['ratio']:.3f} |"
+        assert row in page, f"docs/benchmarks.md does not quote the recorded row: {row}"
