@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-from . import random as mg_random
-from .backend import to_backend
+from .runtime import random as mg_random
+from .runtime.backend import to_backend
 from .nn import (AdaptiveAvgPool2d, Add, BatchNorm2d, Conv2d, Dropout, Flatten, Graph, Linear, MaxPool2d,
                  ReLU, Sequential)
 

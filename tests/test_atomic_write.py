@@ -1,4 +1,4 @@
-"""Atomic writes (minigrad/atomic_write.py): the file gets the mode open() would give under the umask in force,
+"""Atomic writes (minigrad/io/atomic_write.py): the file gets the mode open() would give under the umask in force,
 and the umask is read without setting it (os.umask changes it for every thread of the process)."""
 import os
 import stat
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from minigrad import atomic_write
-from minigrad.atomic_write import current_umask, write_bytes_atomic
+from minigrad.io import atomic_write
+from minigrad.io.atomic_write import current_umask, write_bytes_atomic
 
 needs_posix_modes = pytest.mark.skipif(not hasattr(os, "fchmod"), reason="file modes are POSIX only")
 

@@ -65,7 +65,7 @@ def test_out_on_a_read_only_file_system(tmp_path, capsys, monkeypatch):
 def test_disk_full_while_writing_a_checkpoint(tmp_path, capsys, monkeypatch):
     def full(fileobj, arrays):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(mg.io, "_write_archive", full)
+    monkeypatch.setattr(mg.io.checkpoint, "_write_archive", full)
     assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 2
     one_line_error(capsys, str(tmp_path / "run"), "No space left", "free some space")
     assert not (tmp_path / "run" / "checkpoint.npz").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import io as mg_io
+from minigrad.io import checkpoint as mg_io
 from minigrad import optim
 from support import crafted_zip
 from support.strict_backend import StrictArray, assert_strict, strict_layer, to_strict

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import io as mg_io
+from minigrad.io import checkpoint as mg_io
 from support import crafted_zip
 
 GIB = 1 << 30

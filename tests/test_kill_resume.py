@@ -126,7 +126,7 @@ class DiskFullAtStep(mg.train.Callback):
         if state.step == self.step:
             def disk_full(*args, **kwargs):
                 raise OSError(errno.ENOSPC, "No space left on device")
-            self.monkeypatch.setattr(mg.io.os, "replace", disk_full)
+            self.monkeypatch.setattr(mg.io.checkpoint.os, "replace", disk_full)
 
 
 def test_failed_checkpoint_write_in_fit_keeps_the_last_good_one(tmp_path, monkeypatch, reference):

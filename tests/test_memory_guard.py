@@ -1,4 +1,4 @@
-"""The memory guard (minigrad/memory.py): shapes that need more memory than the machine can give raise a
+"""The memory guard (minigrad/runtime/memory.py): shapes that need more memory than the machine can give raise a
 MemoryError naming the layer, the shape and the bytes, before anything is allocated, instead of getting
 the process OOM-killed. Checked for real under an address-space limit in a child process, and through
 MINIGRAD_MAX_BYTES in this one."""
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import memory
+from minigrad.runtime import memory
 from minigrad.functional import conv as F
 
 # In a child process limited to its current size + 2 GiB (ulimit -v), run two shapes whose outputs alone need far

@@ -1,4 +1,4 @@
-"""Extending and overriding a run on resume (minigrad.resume): the lr schedule when the run grows, flags that
+"""Extending and overriding a run on resume (minigrad.train.resume): the lr schedule when the run grows, flags that
 differ from the checkpoint's, and the advice after a non-finite loss."""
 import json
 import math
@@ -36,7 +36,7 @@ def kill_at_epoch(monkeypatch, epoch):
         if calls["n"] == epoch:
             raise KeyboardInterrupt
         return evaluate(*args, **kwargs)
-    monkeypatch.setattr(mg.train, "evaluate", interrupted)
+    monkeypatch.setattr(mg.train.loop, "evaluate", interrupted)
 
 
 # -- the schedulers -------------------------------------------------------------------------------------

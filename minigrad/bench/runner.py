@@ -275,8 +275,8 @@ def plot_ratios(rows, path, title) -> None:
 
 def run(args) -> int:
     """Run the benchmark described by parsed ``args``; returns the exit status."""
-    from .. import backend as mg_backend
-    from .. import threads
+    from ..runtime import backend as mg_backend
+    from ..runtime import threads
     train_e2e = getattr(args, "train", False)
     cases_arg = args.cases if args.cases is not None else ("" if train_e2e else ",".join(GROUPS))
     groups = [g.strip() for g in cases_arg.split(",") if g.strip()]

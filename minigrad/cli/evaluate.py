@@ -10,7 +10,7 @@ __all__ = ["cmd_evaluate"]
 
 
 def _load_metadata(path) -> dict:
-    from ..io import load
+    from ..io.checkpoint import load
     try:
         return dict(load(path)["metadata"])
     except (OSError, ValueError, KeyError) as exc:
@@ -24,7 +24,7 @@ def cmd_evaluate(args) -> int:
 
     say = Printer(args.json)
     if os.path.isdir(args.checkpoint):          # a run directory: its checkpoint.npz
-        from ..train import CHECKPOINT_NAME
+        from ..train.loop import CHECKPOINT_NAME
         args.checkpoint = os.path.join(args.checkpoint, CHECKPOINT_NAME)
     if not os.path.isfile(args.checkpoint):
         raise CLIError(f"no such checkpoint: {args.checkpoint}; give a checkpoint.npz or the --out directory of "

@@ -5,7 +5,7 @@ import argparse
 import errno
 import sys
 
-from ..memory import check_setting as check_memory_setting
+from ..runtime.memory import check_setting as check_memory_setting
 from .common import CLIError
 from .parser import build_parser
 
@@ -37,10 +37,10 @@ _OS_ADVICE = {errno.ENOSPC: "free some space or choose another --out", errno.EDQ
 
 def _error_line(exc) -> str | None:
     """The one-line message for a user-facing error, or None for an error that is a bug (traceback)."""
-    from ..io import CheckpointError
-    from ..memory import MemorySettingError
-    from ..resume import ResumeError
-    from ..rundir import RunDirectoryError
+    from ..io.checkpoint import CheckpointError
+    from ..runtime.memory import MemorySettingError
+    from ..train.resume import ResumeError
+    from ..train.rundir import RunDirectoryError
     if isinstance(exc, (CLIError, ResumeError, RunDirectoryError, MemorySettingError)):
         return str(exc)
     if isinstance(exc, CheckpointError):

@@ -10,7 +10,7 @@ __all__ = ["plot_history"]
 
 def plot_history(history: dict, path: str, title: str = "") -> str:
     """Save loss and accuracy curves (per logging interval and per epoch) as a PNG; returns the path."""
-    from ..atomic_write import write_bytes_atomic
+    from ..io.atomic_write import write_bytes_atomic
     require_matplotlib()
     import matplotlib
     matplotlib.use("Agg")

@@ -47,7 +47,7 @@ def _open_run_directory(out, args, say, dist):
     broadcasts whether it got the lock, and on a refusal rank 0 raises its error (one line, exit 2) while the
     others raise _RankZeroRefused (exit 2 without a word). Returns rank 0's RunDirectory, None on the others.
     """
-    from ..rundir import open_run_directory
+    from ..train.rundir import open_run_directory
     if dist is None:
         return open_run_directory(out, args.resume, args.overwrite, say)
     run_dir, refusal = None, None
@@ -71,8 +71,8 @@ class _RankZeroRefused(Exception):
 def _train(args, say, dist, out, run_dir) -> int:
     import minigrad as mg
     from ..data import DataLoader
-    from ..resume import ApplyResume, nonfinite_advice
-    from ..train import CHECKPOINT_NAME, Callback, fit, read_train_state
+    from ..train.resume import ApplyResume, nonfinite_advice
+    from ..train.loop import CHECKPOINT_NAME, Callback, fit, read_train_state
 
     main_rank = run_dir is not None
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
@@ -168,7 +168,7 @@ def _train(args, say, dist, out, run_dir) -> int:
 
 
 def _load_checkpoint(path):
-    from ..io import load
+    from ..io.checkpoint import load
     try:
         return load(path, backend="numpy")
     except (OSError, ValueError, KeyError) as exc:
@@ -176,9 +176,9 @@ def _load_checkpoint(path):
 
 
 def _plan_resume(args, config, resumed, steps_per_epoch, out):
-    """The resumed run's config and the changes its flags make (minigrad.resume), or a CLIError."""
-    from ..resume import plan_resume
-    from ..train import read_train_state
+    """The resumed run's config and the changes its flags make (minigrad.train.resume), or a CLIError."""
+    from ..train.resume import plan_resume
+    from ..train.loop import read_train_state
     given = {key: getattr(args, key) for key in ("model", "epochs", "batch_size", "lr", "optimizer", "scheduler",
                                                  "weight_decay", "seed", "limit_train", "limit_test")
              if getattr(args, key) is not None}

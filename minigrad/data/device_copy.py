@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..backend import module_for, to_backend
+from ..runtime.backend import module_for, to_backend
 
 __all__ = ["PinnedCopier"]
 

@@ -20,8 +20,8 @@ import numbers
 
 import numpy
 
-from .. import random as mg_random
-from ..backend import get_backend, is_array, to_backend
+from ..runtime import random as mg_random
+from ..runtime.backend import get_backend, is_array, to_backend
 from .device_copy import PinnedCopier
 
 __all__ = ["ArrayDataset", "DataLoader"]

@@ -12,9 +12,9 @@ import numbers
 
 import numpy
 
-from .. import random as mg_random
-from ..backend import get_array_module
-from ..utils import check_float_array, check_ndim, pair
+from ..runtime import random as mg_random
+from ..runtime.backend import get_array_module
+from ..runtime.checks import check_float_array, check_ndim, pair
 
 __all__ = ["Compose", "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from ..backend import backend_of, cupy_available, get_backend, module_for
+from ..runtime.backend import backend_of, cupy_available, get_backend, module_for
 from . import watchdog as _watchdog
 
 __all__ = ["DistributedError", "init", "is_initialized", "world_size", "rank", "local_rank", "is_main",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from ..backend import backend_of, get_array_module, module_for
+from ..runtime.backend import backend_of, get_array_module, module_for
 from ..nn.layer import Layer
 from . import comm
 

@@ -18,7 +18,7 @@ class NcclCommunicator:
     """One NCCL communicator over all MPI ranks; in-place all-reduce and broadcast of CuPy arrays."""
 
     def __init__(self, mpi_comm, rank: int, size: int, device: int):
-        from ..backend import module_for
+        from ..runtime.backend import module_for
         cupy = module_for("cupy")  # raises BackendUnavailableError saying what to install
         nccl = getattr(cupy.cuda, "nccl", None)   # set once imported (and by the simulated CuPy)
         if nccl is None:

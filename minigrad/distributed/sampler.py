@@ -17,7 +17,7 @@ import numbers
 
 import numpy
 
-from .. import random as mg_random
+from ..runtime import random as mg_random
 from ..data.loader import DataLoader
 from . import comm
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from ..kernels.dispatch import conv_kernel
 from ..kernels.im2col import col2im, conv_out_size, im2col
-from ..memory import check_bytes
-from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
+from ..runtime.memory import check_bytes
+from ..runtime.checks import check_float_array, check_ndim, check_same_dtype, positive_pair
 
 __all__ = ["unfold", "fold", "conv2d", "conv2d_input", "conv2d_weight", "ConvGeometry"]
 
@@ -192,7 +192,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
 
 def _check_memory(geom, kernel, shape, like, what="output", buffers=1):
     """MemoryError naming the layer unless ``shape``, one zero-padded sample (the least any kernel needs
-    besides its result) and the kernel's declared column buffers fit (minigrad/memory.py)."""
+    besides its result) and the kernel's declared column buffers fit (minigrad/runtime/memory.py)."""
     itemsize = like.dtype.itemsize
     top, bottom, left, right = geom.pads
     padded = (geom.in_channels * (geom.in_size[0] + top + bottom) * (geom.in_size[1] + left + right)

@@ -7,7 +7,7 @@ matching scatter-add, looped over the (few) padded rows/columns.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from ..kernels.im2col import pad_constant
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")

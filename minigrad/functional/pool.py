@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from ..kernels.dispatch import pool_kernel
-from ..memory import check_bytes
+from ..runtime.memory import check_bytes
 
 __all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
            "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -59,7 +59,7 @@ class PoolGeometry:
 
 def _check_memory(geom, shape, like, outputs=1):
     """MemoryError naming the layer unless ``outputs`` arrays of ``shape`` and the padded input fit
-    (minigrad/memory.py)."""
+    (minigrad/runtime/memory.py)."""
     n, c = shape[:2]
     padded = n * c * (geom.in_size[0] + geom.pads[0] + geom.pads[1]) * (geom.in_size[1] + geom.pads[2] + geom.pads[3])
     check_bytes((outputs * math.prod(shape) + padded) * like.dtype.itemsize, geom.where, shape, like=like)

@@ -16,7 +16,7 @@ On CuPy, ``cupyx.scipy.special.erf/erfc`` is used instead.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, is_gpu_array
+from ..runtime.backend import get_array_module, is_gpu_array
 
 __all__ = ["erf", "erfc"]
 

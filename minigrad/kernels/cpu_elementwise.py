@@ -23,5 +23,5 @@ def select(mask, values):
         bits = np.negative(mask.view(np.int8), dtype=_INT_OF[values.dtype])   # True -> -1 (all ones), False -> 0
         np.bitwise_and(bits, values.view(bits.dtype), out=bits)               # same-width view: any strides
         return bits.view(values.dtype)
-    from ..backend import get_array_module
+    from ..runtime.backend import get_array_module
     return get_array_module(values, mask).where(mask, values, 0.0)

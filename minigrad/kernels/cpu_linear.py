@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .. import threads
+from ..runtime import threads
 from .cpu_runtime import supported
 
 __all__ = ["supported", "blas_policy", "BLAS_THREADS_MIN_FLOPS"]

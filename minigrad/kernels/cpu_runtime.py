@@ -26,7 +26,7 @@ import threading
 
 import numpy as np
 
-from .. import threads
+from ..runtime import threads
 from .cpu_memory import tune_allocator
 
 __all__ = ["BUDGET", "MIN_CHUNKS", "GEMM_COLUMNS", "supported", "work_buffer", "release_buffers", "split_range",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from ..backend import is_gpu_array
+from ..runtime.backend import is_gpu_array
 from . import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool, cpu_runtime, cpu_samplemajor,
                cpu_winograd, gpu_pool, pool_reference, reference_conv)
 

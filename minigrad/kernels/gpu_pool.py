@@ -5,7 +5,7 @@ windows that read it (no atomics, deterministic sums). Same signatures as ``pool
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, is_gpu_array
+from ..runtime.backend import get_array_module, is_gpu_array
 from . import cuda
 
 

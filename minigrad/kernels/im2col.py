@@ -8,7 +8,7 @@ On CuPy arrays both are one CUDA kernel each (kernels/cuda.py) with the same lay
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, is_gpu_array
+from ..runtime.backend import get_array_module, is_gpu_array
 
 
 def conv_out_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,

@@ -15,7 +15,7 @@ overhang.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from .im2col import kernel_offsets, pad_constant
 
 

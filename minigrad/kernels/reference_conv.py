@@ -21,7 +21,7 @@ backward's extra memory is about the budget plus the weight size.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, is_gpu_array
+from ..runtime.backend import get_array_module, is_gpu_array
 from .im2col import col2im, im2col
 
 MAX_COLUMN_BYTES = 256 * 2**20   # column-sized buffers per chunk on the GPU (bytes)
@@ -41,7 +41,7 @@ def chunk_size(geom, itemsize: int, budget: int | None = None, buffers: int = 1)
 
 
 def workspace_bytes(geom, like, buffers: int = 1) -> int:
-    """Bytes of the column buffers of one chunk for arrays like ``like`` (for the memory guard, minigrad/memory.py)."""
+    """Bytes of the column buffers of one chunk for arrays like ``like`` (for the memory guard, minigrad/runtime/memory.py)."""
     itemsize = like.dtype.itemsize
     per_sample = geom.in_channels * geom.kernel[0] * geom.kernel[1] * geom.out_size[0] * geom.out_size[1]
     step = chunk_size(geom, itemsize, column_budget(like), buffers)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..backend import get_array_module, is_array
+from ..runtime.backend import get_array_module, is_array
 from ..functional.special import erfc
 from ..kernels.cpu_elementwise import select
-from ..utils import check_float_array, check_same_dtype
+from ..runtime.checks import check_float_array, check_same_dtype
 from .layer import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",

@@ -12,12 +12,12 @@ import numbers
 
 from ..functional.conv import conv_backward, conv_forward, make_geometry, resolve_padding
 from ..functional.padding import PADDING_MODES, check_padding, pad2d, pad2d_backward
-from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
+from ..runtime.checks import check_float_array, check_ndim, check_same_dtype, positive_pair
 from .init import fan_in_bias, kaiming_uniform
 from .grad_mode import is_grad_enabled
 from .layer import Layer
 from .parameter import Parameter
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 
 
 class ConvBase(Layer):

@@ -16,10 +16,10 @@ Cached for backward: the (padded) input and the geometry.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from ..functional.conv import conv_backward, conv_forward, make_geometry
 from ..kernels.im2col import pad_constant
-from ..utils import check_float_array, check_ndim, check_same_dtype, positive_pair
+from ..runtime.checks import check_float_array, check_ndim, check_same_dtype, positive_pair
 from .conv import ConvBase
 
 __all__ = ["ConvTranspose2d"]

@@ -20,7 +20,7 @@ a shared layer's under its first node.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, is_array
+from ..runtime.backend import get_array_module, is_array
 from .container import Container, check_child_name, run_named
 from .layer import Layer
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from .. import random as mg_random
-from ..backend import to_backend
+from ..runtime import random as mg_random
+from ..runtime.backend import to_backend
 
 
 def uniform(shape, bound: float, dtype="float32"):

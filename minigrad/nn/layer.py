@@ -14,10 +14,10 @@ from collections.abc import Mapping
 
 import numpy
 
-from .. import anomaly
-from ..io import Checkpoint
-from ..backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
-from ..utils import check_same_dtype
+from ..debug import anomaly
+from ..io.checkpoint import Checkpoint
+from ..runtime.backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
+from ..runtime.checks import check_same_dtype
 from .grad_mode import is_grad_enabled, no_grad
 from .parameter import Parameter, move_array
 
@@ -310,7 +310,7 @@ class Layer:
         ``to()`` with no argument moves to the active backend. Integer buffers keep their dtype.
         """
         if backend is None and dtype is None:
-            from ..backend import get_backend
+            from ..runtime.backend import get_backend
             backend = get_backend()
         if dtype is not None:
             try:

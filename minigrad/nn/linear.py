@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 
-from ..backend import backend_of, get_array_module, is_array
+from ..runtime.backend import backend_of, get_array_module, is_array
 from ..kernels import cpu_linear
-from ..memory import check_bytes
-from ..utils import check_float_array, check_grad_like, check_same_dtype
+from ..runtime.memory import check_bytes
+from ..runtime.checks import check_float_array, check_grad_like, check_same_dtype
 from .init import fan_in_bias, kaiming_uniform
 from .layer import Layer
 from .parameter import Parameter

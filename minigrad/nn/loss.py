@@ -24,9 +24,9 @@ import numbers
 
 import numpy
 
-from ..backend import backend_of, get_array_module, is_array, to_backend
+from ..runtime.backend import backend_of, get_array_module, is_array, to_backend
 from ..kernels.dispatch import gpu_kernels
-from ..utils import check_float_array, check_same_dtype
+from ..runtime.checks import check_float_array, check_same_dtype
 from .activation import log_softmax
 from .layer import Layer
 

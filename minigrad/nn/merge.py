@@ -9,8 +9,8 @@ dtype, one backend): no silent broadcasting.
 """
 from __future__ import annotations
 
-from ..backend import backend_of, get_array_module
-from ..utils import check_float_array, check_grad_like, check_same_dtype
+from ..runtime.backend import backend_of, get_array_module
+from ..runtime.checks import check_float_array, check_grad_like, check_same_dtype
 from .layer import Layer
 
 __all__ = ["Add", "Mul", "Concat"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numbers
 
-from .. import random as mg_random
-from ..backend import backend_of, get_array_module, is_array, is_gpu_array, to_backend
-from ..utils import check_float_array, check_grad_like
+from ..runtime import random as mg_random
+from ..runtime.backend import backend_of, get_array_module, is_array, is_gpu_array, to_backend
+from ..runtime.checks import check_float_array, check_grad_like
 from .layer import Layer
 
 __all__ = ["Dropout", "Identity"]

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..backend import active_module, get_array_module
-from ..utils import check_float_array, check_ndim, check_same_dtype
+from ..runtime.backend import active_module, get_array_module
+from ..runtime.checks import check_float_array, check_ndim, check_same_dtype
 from .layer import Layer
 from .parameter import Parameter
 

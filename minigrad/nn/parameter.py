@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
+from ..runtime.backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
 
 __all__ = ["Parameter", "move_array"]
 

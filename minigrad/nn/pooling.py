@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numbers
 
-from ..backend import backend_of, get_array_module
+from ..runtime.backend import backend_of, get_array_module
 from ..functional import pool as P
-from ..utils import check_float_array, check_grad_like, check_ndim, positive_pair
+from ..runtime.checks import check_float_array, check_grad_like, check_ndim, positive_pair
 from .layer import Layer
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]

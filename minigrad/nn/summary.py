@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..backend import active_module, get_array_module
+from ..runtime.backend import active_module, get_array_module
 from .grad_mode import no_grad
 
 __all__ = ["Summary", "summary"]

@@ -12,8 +12,8 @@ import sys
 
 import numpy
 
-from ..io import CheckpointError, load, load_into
-from ..safetensors_io import save_safetensors
+from ..io.checkpoint import CheckpointError, load, load_into
+from ..io.safetensors_file import save_safetensors
 from .common import OPSET_MAX, OPSET_MIN, OnnxError
 from .export import export
 

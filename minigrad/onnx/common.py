@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ..extras import require
+from ..runtime.optional import require
 
 __all__ = ["OnnxError", "require_onnx", "node_name", "OPSET_MIN", "OPSET_MAX"]
 

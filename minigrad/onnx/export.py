@@ -29,8 +29,8 @@ import os
 
 import numpy
 
-from ..atomic_write import write_bytes_atomic
-from ..backend import get_backend, is_array, to_backend
+from ..io.atomic_write import write_bytes_atomic
+from ..runtime.backend import get_backend, is_array, to_backend
 from ..functional.conv import resolve_padding
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
                   ConvTranspose2d, Dropout, Flatten, Graph, Identity, Layer, LayerNorm, LeakyReLU, Linear, LogSoftmax,

@@ -19,7 +19,7 @@ import math
 
 import numpy
 
-from ..backend import get_backend, to_backend
+from ..runtime.backend import get_backend, to_backend
 from ..functional.conv import resolve_padding
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
                   ConvTranspose2d, Dropout, Flatten, Graph, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d,

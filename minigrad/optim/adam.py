@@ -15,7 +15,7 @@ State: ``step`` (int), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from ..kernels.dispatch import gpu_kernels
 from .optimizer import Optimizer
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module, is_array
+from ..runtime.backend import get_array_module, is_array
 from ..nn.parameter import Parameter
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 
-from ..backend import BackendMismatchError, backend_of, is_array, to_backend
+from ..runtime.backend import BackendMismatchError, backend_of, is_array, to_backend
 from ..nn.parameter import Parameter
 
 __all__ = ["Optimizer", "required"]

@@ -13,7 +13,7 @@ State: ``step`` (int), ``square_avg``, ``momentum_buffer`` (momentum > 0), ``gra
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from .adam import lerp_
 from .optimizer import Optimizer
 

@@ -12,7 +12,7 @@ State: ``momentum_buffer`` (same shape, dtype and backend as p) when momentum !=
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..runtime.backend import get_array_module
 from ..kernels.dispatch import gpu_kernels
 from .optimizer import Optimizer, required
 

@@ -16,7 +16,7 @@ import errno
 import glob
 import os
 
-from .atomic_write import write_bytes_atomic
+from ..io.atomic_write import write_bytes_atomic
 
 __all__ = ["RunDirectory", "RunDirectoryBusy", "RunDirectoryError", "open_run_directory", "RUN_FILES", "LOCK_NAME",
            "open_append"]

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 import numpy
 
 from .atomic_write import write_bytes_atomic
-from .backend import is_array, to_backend
-from .extras import require
+from ..runtime.backend import is_array, to_backend
+from ..runtime.optional import require
 
 __all__ = ["save_safetensors", "load_safetensors", "SafetensorsError"]
 

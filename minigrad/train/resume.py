@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import shlex
 
-from .train import Callback
+from .loop import Callback
 
 __all__ = ["ResumeError", "OVERRIDABLE", "FIXED", "plan_resume", "ApplyResume", "nonfinite_advice"]
 

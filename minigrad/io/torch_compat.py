@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import numpy
 
-from .backend import is_array, to_backend
+from ..runtime.backend import is_array, to_backend
 
 __all__ = ["from_torch_state_dict", "to_torch_state_dict"]
 

@@ -30,158 +30,18 @@ import time
 
 import numpy
 
-from .backend import get_array_module
-from .kernels.dispatch import gpu_kernels
-from .nn.layer import no_grad
-from .atomic_write import write_bytes_atomic
+from ..runtime.backend import get_array_module
+from ..kernels.dispatch import gpu_kernels
+from ..nn.layer import no_grad
+from ..io.atomic_write import write_bytes_atomic
 from .rundir import open_append
-from .train_checkpoint import (CHECKPOINT_NAME, read_train_state, restore_training_checkpoint,
-                               save_training_checkpoint)
+from .state import (Callback, FunctionCallback, Meter, NonFiniteLossError, TrainState, check_positive,
+                    lr_of, nonfinite_error, record_into, resolve_scheduler_interval)
+from .checkpoint import CHECKPOINT_NAME, read_train_state, restore_training_checkpoint, save_training_checkpoint
 
-__all__ = ["fit", "evaluate", "Callback", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME", "read_train_state"]
-
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the step and what to try.
-
-    Attributes: ``step`` (the first step with a non-finite loss), ``checkpoint`` and ``checkpoint_step``
-    (the last checkpoint written or resumed from by this ``fit``, which predates the divergence; None if none).
-    """
-
-    def __init__(self, message, step=None, checkpoint=None, checkpoint_step=None):
-        super().__init__(message)
-        self.step, self.checkpoint, self.checkpoint_step = step, checkpoint, checkpoint_step
+__all__ = ["fit", "evaluate"]
 
 
-class Callback:
-    """Hooks called by ``fit``; override the ones you need. ``state`` is the live TrainState.
-
-    Set ``state.stop_training = True`` in any hook to stop after the current step.
-    ``on_step_end`` runs every step and must not read device values (that would sync every step);
-    ``on_log`` and ``on_epoch_end`` receive metrics that were already read back.
-    """
-
-    def on_train_begin(self, state): ...
-    def on_epoch_begin(self, state): ...
-    def on_step_end(self, state): ...
-    def on_log(self, state, logs: dict): ...
-    def on_checkpoint(self, state, path: str): ...
-    def on_epoch_end(self, state, logs: dict): ...
-    def on_train_end(self, state): ...
-
-
-class _FunctionCallback(Callback):
-    """A plain function ``fn(state, logs)`` is called at the end of every epoch."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def on_epoch_end(self, state, logs):
-        self.fn(state, logs)
-
-
-class TrainState:
-    """What ``fit`` knows while it runs: model, optimizer, scheduler, epoch, step, history records."""
-
-    def __init__(self, model, optimizer, scheduler, epochs):
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.epochs = epochs
-        self.epoch = 0             # index of the running epoch (== epochs when done)
-        self.step = 0              # optimizer steps taken so far, over all epochs
-        self.records: list = []    # history records, {"type": "epoch" | "step" | other events, ...}
-        self.stop_training = False
-        self.checkpoint_step = None  # step of the last checkpoint written or resumed from (None: none yet)
-        self.log = None              # the open history file (JSON lines), if fit has one
-
-    def add_record(self, record: dict):
-        """Append a history record (a dict with a "type"), also to the history file when there is one."""
-        _record(self, self.log, record)
-
-    @property
-    def history(self) -> dict:
-        return history_from_records(self.records)
-
-
-def history_from_records(records) -> dict:
-    """Lists per metric: ``{"epoch": [...], "train_loss": [...], ..., "steps": {"step": [...], "loss": [...]}}``."""
-    history: dict = {"steps": {}}
-    for record in records:
-        if record["type"] not in ("epoch", "step"):      # other events (e.g. a resume's changes)
-            history.setdefault("events", []).append(dict(record))
-            continue
-        target = history if record["type"] == "epoch" else history["steps"]
-        for key, value in record.items():
-            if key != "type":
-                target.setdefault(key, []).append(value)
-    return history
-
-
-def _lr_of(optimizer):
-    groups = getattr(optimizer, "param_groups", None)
-    return float(groups[0]["lr"]) if groups else None
-
-
-def _scheduler_interval(scheduler, interval):
-    if scheduler is None:
-        return None
-    if interval is None:
-        interval = "step" if type(scheduler).__name__ == "OneCycleLR" else "epoch"
-    if interval not in ("step", "epoch"):
-        raise ValueError(f"fit: scheduler_interval must be 'step', 'epoch' or None, got {interval!r}")
-    return interval
-
-
-def _check_positive(name, value, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"fit: {name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
-
-
-class _Meter:
-    """Running sums of one epoch on the device: loss * n, correct predictions, first non-finite step."""
-
-    def __init__(self, xp, values=None):
-        values = values or {"loss_sum": 0.0, "correct": 0, "count": 0, "bad_step": -1,
-                            "logged": {"loss_sum": 0.0, "correct": 0, "count": 0}}
-        self.xp = xp
-        self.loss_sum = xp.asarray(values["loss_sum"], dtype=xp.float64)
-        self.correct = xp.asarray(values["correct"], dtype=xp.int64)
-        self.bad_step = xp.asarray(values["bad_step"], dtype=xp.int64)
-        self.count = int(values["count"])       # host: batch sizes are known without a sync
-        self.logged = dict(values["logged"])    # host copy of the sums at the last log record
-        self.has_accuracy = True
-
-    def add(self, value, out, y, step):
-        xp, n = self.xp, int(y.shape[0])
-        self.loss_sum += value.astype(xp.float64) * n
-        finite = xp.isfinite(value)
-        self.bad_step = xp.where(finite | (self.bad_step >= 0), self.bad_step, step)
-        if self.has_accuracy and out.ndim == 2 and y.ndim == 1 and y.dtype.kind in "iu":
-            self.correct += (out.argmax(axis=1) == y).sum()
-        else:
-            self.has_accuracy = False
-        self.count += n
-
-    def read(self) -> dict:
-        """One device-to-host read of the sums."""
-        loss_sum, correct, bad = (float(self.loss_sum), int(self.correct), int(self.bad_step))
-        return {"loss_sum": loss_sum, "correct": correct, "count": self.count, "bad_step": bad,
-                "logged": dict(self.logged)}
-
-
-def _nonfinite_error(step, epoch, steps_per_epoch, state, checkpoint):
-    where = f"step {step} (epoch {epoch + 1}, batch {(step - 1) % steps_per_epoch + 1} of {steps_per_epoch})"
-    hint = ("Try a lower learning rate, gradient clipping (mg.optim.clip_grad_norm_), or check the inputs "
-            "and labels for NaN/Inf (mg.detect_anomaly() names the first layer that produces one)")
-    good = state.checkpoint_step if checkpoint and os.path.isfile(checkpoint) else None
-    if good is not None:   # written (or resumed from) by this run, so from before the divergence
-        hint += f"; the last good checkpoint is {checkpoint} (step {good})"
-    else:
-        hint += "; no checkpoint was written before the divergence"
-    return NonFiniteLossError(f"the training loss became non-finite at {where}. {hint}.", step=step,
-                              checkpoint=checkpoint if good is not None else None, checkpoint_step=good)
 
 
 # -- the loop -----------------------------------------------------------------------------------------
@@ -201,7 +61,7 @@ def evaluate(model, loader, loss=None, progress=False) -> dict:
             for x, y in loader:
                 out = model(x)
                 xp = get_array_module(out)
-                meter = meter or _Meter(xp)
+                meter = meter or Meter(xp)
                 value = loss(out, y) if loss is not None else xp.zeros((), dtype=out.dtype)
                 meter.add(value, out, y, -1)
                 bar.update(1)
@@ -266,14 +126,14 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
         log_every: steps between metric reads (the only device-to-host syncs of the loop).
         metadata: extra JSON-able entries stored in every checkpoint (e.g. how to rebuild the model).
     """
-    _check_positive("epochs", epochs, allow_none=False)
-    _check_positive("checkpoint_every", checkpoint_every)
-    _check_positive("log_every", log_every, allow_none=False)
-    interval = _scheduler_interval(scheduler, scheduler_interval)
+    check_positive("epochs", epochs, allow_none=False)
+    check_positive("checkpoint_every", checkpoint_every)
+    check_positive("log_every", log_every, allow_none=False)
+    interval = resolve_scheduler_interval(scheduler, scheduler_interval)
     for c in callbacks:
         if not isinstance(c, Callback) and not callable(c):
             raise TypeError(f"fit: callbacks must be Callback objects or functions, got {type(c).__name__}")
-    callbacks = [c if isinstance(c, Callback) else _FunctionCallback(c) for c in callbacks]
+    callbacks = [c if isinstance(c, Callback) else FunctionCallback(c) for c in callbacks]
     if (checkpoint_every or resume is True) and checkpoint_dir is None:
         raise ValueError("fit: checkpoint_every and resume=True need checkpoint_dir")
     checkpoint = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_NAME) if checkpoint_dir is not None else None
@@ -295,7 +155,7 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
         _check_targets(loss)
         values = meter.read() if meter is not None else None
         if values is not None and values["bad_step"] >= 0:  # never checkpoint a diverged model
-            raise _nonfinite_error(values["bad_step"], state.epoch, steps_per_epoch, state, checkpoint)
+            raise nonfinite_error(values["bad_step"], state.epoch, steps_per_epoch, state, checkpoint)
         save_training_checkpoint(checkpoint, state, values, seconds, train_loader, val_loader, metadata)
         state.checkpoint_step = state.step
         for c in callbacks:
@@ -353,13 +213,6 @@ def _open_log(log_path, records):
     return open_append(log_path)
 
 
-def _record(state, log, record):
-    state.records.append(record)
-    if log is not None:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-
-
 def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, progress, log_every,
                checkpoint_every, save_checkpoint, meter_values, seconds_before, steps_per_epoch, checkpoint):
     model, optimizer, scheduler = state.model, state.optimizer, state.scheduler
@@ -378,15 +231,15 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
         _check_targets(loss)       # a bad label first: it can also make the loss non-finite
         values = meter.read()
         if values["bad_step"] >= 0:
-            raise _nonfinite_error(values["bad_step"], epoch, steps_per_epoch, state, checkpoint)
+            raise nonfinite_error(values["bad_step"], epoch, steps_per_epoch, state, checkpoint)
         logged = meter.logged
         n = values["count"] - logged["count"]
         if n and not final:
             logs = {"type": "step", "step": state.step, "epoch": epoch + 1,
                     "loss": (values["loss_sum"] - logged["loss_sum"]) / n,
                     "acc": (values["correct"] - logged["correct"]) / n if meter.has_accuracy else None,
-                    "lr": _lr_of(optimizer)}
-            _record(state, log, logs)
+                    "lr": lr_of(optimizer)}
+            record_into(state, log, logs)
             meter.logged = {"loss_sum": values["loss_sum"], "correct": values["correct"], "count": values["count"]}
             for c in callbacks:
                 c.on_log(state, logs)
@@ -409,7 +262,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
     if not finished:
         for x, y in train_loader:
             if meter is None:
-                meter = _Meter(get_array_module(x), meter_values)
+                meter = Meter(get_array_module(x), meter_values)
             optimizer.zero_grad()
             out = model(x)
             value = loss(out, y)
@@ -432,7 +285,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
         else:
             finished = True
     if meter is None:  # resumed exactly at the end of the epoch's batches
-        meter = _Meter(numpy, meter_values)
+        meter = Meter(numpy, meter_values)
     values = read_and_log(final=True)
     bar.close()
     if not finished:  # a callback stopped training mid-epoch
@@ -442,7 +295,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
     record = {"type": "epoch", "epoch": epoch + 1, "step": state.step,
               "train_loss": values["loss_sum"] / count,
               "train_acc": values["correct"] / count if meter.has_accuracy else None,
-              "lr": _lr_of(optimizer), "seconds": seconds,
+              "lr": lr_of(optimizer), "seconds": seconds,
               "images_per_s": _all_processes(train_loader, values["count"]) / seconds if seconds > 0 else None}
     if val_loader is not None:
         val = evaluate(model, val_loader, loss)
@@ -451,7 +304,7 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
     if interval == "epoch":
         scheduler.step()
     state.epoch = epoch + 1
-    _record(state, log, record)
+    record_into(state, log, record)
     for c in callbacks:
         c.on_epoch_end(state, record)
     return True

@@ -17,7 +17,7 @@ import functools
 import threading
 from contextlib import contextmanager
 
-from .backend import get_array_module, is_array
+from ..runtime.backend import get_array_module, is_array
 
 __all__ = ["detect_anomaly", "AnomalyError", "is_anomaly_enabled"]
 

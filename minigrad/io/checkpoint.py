@@ -34,12 +34,12 @@ from collections.abc import Mapping
 
 import numpy
 
-from . import random as mg_random
+from ..runtime import random as mg_random
 from .atomic_write import write_atomic
 from .archive import NpzReader, is_npy_file
-from .backend import backend_of, get_backend, is_array, to_backend
-from .memory import check_bytes
-from .safetensors_io import SafetensorsError, load_safetensors, save_safetensors
+from ..runtime.backend import backend_of, get_backend, is_array, to_backend
+from ..runtime.memory import check_bytes
+from .safetensors_file import SafetensorsError, load_safetensors, save_safetensors
 
 __all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION",
            "save_safetensors", "load_safetensors", "SafetensorsError"]
@@ -221,7 +221,7 @@ def _read_verified(path: str, meta_only: bool = False) -> tuple[dict, dict]:
     """(meta, host arrays) with format, version, dtypes, shapes and checksums all checked.
 
     Bounded: every member's .npy header is compared with the checkpoint's JSON header before any data is
-    inflated, and a member is read only up to the size its header declares (minigrad/archive.py), so a
+    inflated, and a member is read only up to the size its header declares (minigrad/io/archive.py), so a
     crafted file costs at most the memory of the arrays its header lists. ``meta_only``: stop after the
     header (arrays is empty).
     """

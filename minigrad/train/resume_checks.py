@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from .io import CheckpointError
+from ..io.checkpoint import CheckpointError
 
 __all__ = ["check_train_state"]
 

@@ -14,8 +14,8 @@ import copy
 
 import numpy
 
-from . import random as mg_random
-from .backend import get_array_module, is_array
+from ..runtime import random as mg_random
+from ..runtime.backend import get_array_module, is_array
 
 __all__ = ["gradcheck", "GradcheckError"]
 

@@ -4,7 +4,7 @@ epoch's metric sums, the loaders' positions and the history, so a killed run con
 """
 from __future__ import annotations
 
-from .io import load, load_into, save
+from ..io.checkpoint import load, load_into, save
 from .resume_checks import check_train_state
 
 __all__ = ["CHECKPOINT_NAME", "FORMAT", "loader_state", "save_training_checkpoint", "read_train_state",
@@ -30,7 +30,7 @@ def save_training_checkpoint(path, state, meter_values, epoch_seconds, train_loa
 
 def read_train_state(checkpoint) -> dict:
     """The training state stored in a checkpoint written by ``fit`` (epoch, step, history records, ...),
-    checked for sense (minigrad/resume_checks.py: epoch >= 0, step within its epoch and schedule, ...)."""
+    checked for sense (minigrad/train/resume_checks.py: epoch >= 0, step within its epoch and schedule, ...)."""
     ckpt = load(checkpoint, backend="numpy")
     train_state = ckpt["metadata"].get("train_state")
     if not isinstance(train_state, dict):
