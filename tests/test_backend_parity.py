@@ -9,6 +9,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.backend import to_backend
+from support.grads import set_grad
 
 nn = mg.nn
 
@@ -119,8 +120,8 @@ def test_optimizer_same_on_every_backend(name, backend):
     for _ in range(4):
         for p_ref, p in zip(reference.parameters(), moved.parameters()):
             grad = rng.standard_normal(p_ref.shape).astype("float32")
-            p_ref.grad[...] = grad
-            p.grad[...] = to_backend(grad, backend)
+            set_grad(p_ref, grad)
+            set_grad(p, to_backend(grad, backend))
         opt_ref.step()
         opt.step()
     for p_ref, p in zip(reference.parameters(), moved.parameters()):
@@ -289,7 +290,7 @@ def test_optimizer_matches_pytorch_on_the_device(name, backend, torch_fp32):
     for _ in range(4):
         for p, tp in zip(ours.parameters(), theirs.parameters()):
             grad = rng.standard_normal(tp.shape).astype("float32")
-            p.grad[...] = to_backend(grad, backend)
+            set_grad(p, to_backend(grad, backend))
             tp.grad = torch.tensor(grad, device=device)
         opt.step()
         torch_opt.step()

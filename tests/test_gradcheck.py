@@ -42,7 +42,7 @@ def test_wrong_parameter_gradient_is_caught():
 def test_original_layer_untouched():
     layer = Square()
     mg.gradcheck(layer, np.ones((2, 2)))
-    assert layer.scale.data.dtype == np.float32 and not layer.scale.grad.any()
+    assert layer.scale.data.dtype == np.float32 and layer.scale.grad is None
 
 
 def test_function_pair_and_bad_argument():

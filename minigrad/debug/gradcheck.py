@@ -86,7 +86,7 @@ def gradcheck(layer_or_function, inputs, eps: float = 1e-6, atol: float = 1e-5, 
             checks.append((f"input {position}", inputs[position], grad))
     if check_parameters:
         for name, param in params:
-            checks.append((f"parameter '{name}'", param.data, param.grad.copy()))
+            checks.append((f"parameter '{name}'", param.data, None if param.grad is None else param.grad.copy()))
 
     for what, array, analytic in checks:
         if analytic is None or tuple(analytic.shape) != tuple(array.shape):

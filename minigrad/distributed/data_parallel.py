@@ -150,7 +150,7 @@ class DataParallel(Layer):
     def _flat_buffer(self, index, params):
         """A reusable contiguous buffer for bucket ``index`` (re-made if the model moved or was cast)."""
         numel = sum(p.size for p in params)
-        xp = get_array_module(params[0].grad)
+        xp = get_array_module(params[0].data)
         buf = self._buffers_cache.get(index)
         if buf is None or buf.size != numel or buf.dtype != params[0].dtype or \
                 backend_of(buf) != params[0].backend:
@@ -167,8 +167,11 @@ class DataParallel(Layer):
         for index, params in enumerate(self.buckets()):
             flat = self._flat_buffer(index, params)
             offset = 0
-            for p in params:                       # pack: grads -> (numel,) buffer
-                flat[offset:offset + p.size] = p.grad.reshape(-1)  # (*p.shape) -> (p.size,)
+            for p in params:                       # pack: grads -> (numel,) buffer (no gradient yet: zeros)
+                if p.grad is None:
+                    flat[offset:offset + p.size] = 0
+                else:
+                    flat[offset:offset + p.size] = p.grad.reshape(-1)  # (*p.shape) -> (p.size,)
                 offset += p.size
             timers.append(_CollectiveTimer(flat))
             flat = comm.all_reduce(flat, op="mean")
@@ -176,7 +179,10 @@ class DataParallel(Layer):
             self.comm_calls += 1
             offset = 0
             for p in params:                       # unpack: (numel,) buffer -> grads
-                p.grad[...] = flat[offset:offset + p.size].reshape(p.shape)  # (p.size,) -> (*p.shape)
+                if p.grad is None:
+                    p.grad = flat[offset:offset + p.size].reshape(p.shape).copy()  # (p.size,) -> (*p.shape)
+                else:
+                    p.grad[...] = flat[offset:offset + p.size].reshape(p.shape)  # (p.size,) -> (*p.shape)
                 offset += p.size
         self.comm_seconds += sum(timer.seconds() for timer in timers)
         self.sync_seconds += time.perf_counter() - start

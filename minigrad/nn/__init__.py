@@ -1,13 +1,14 @@
 """Layers (``mg.nn``): explicit forward/backward, PyTorch names and signatures."""
 from .conv import Conv2d
 from .layer import Layer, is_grad_enabled, no_grad
+from .forward_record import GradientOwnershipError
 from .parameter import Parameter
 from .linear import Flatten, Linear
 from .container import Sequential
 from .graph import Graph
 from .merge import Add, Concat, Mul
 
-__all__ = ["Layer", "Parameter", "no_grad", "is_grad_enabled", "Conv2d", "Linear", "Flatten",
+__all__ = ["Layer", "Parameter", "no_grad", "is_grad_enabled", "GradientOwnershipError", "Conv2d", "Linear", "Flatten",
            "Sequential", "Graph", "Add", "Mul", "Concat"]
 
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402

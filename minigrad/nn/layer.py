@@ -9,6 +9,7 @@ several nodes: it saves the cache after each use and restores it before that use
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
@@ -18,6 +19,7 @@ from ..debug import anomaly
 from ..io.checkpoint import Checkpoint
 from ..runtime.backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
 from ..runtime.checks import check_same_dtype
+from . import forward_record as records
 from .grad_mode import is_grad_enabled, no_grad
 from .parameter import Parameter, move_array
 
@@ -41,7 +43,8 @@ class Layer:
         super().__init_subclass__(**kwargs)
         for phase in ("forward", "backward", "backward_parameters"):
             if phase in cls.__dict__:
-                setattr(cls, phase, anomaly.checked(cls.__dict__[phase], phase))
+                method = anomaly.checked(cls.__dict__[phase], phase)
+                setattr(cls, phase, method if phase == "forward" else _owned_backward(method))
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -131,10 +134,30 @@ class Layer:
         check_same_dtype(grad_out, like, self.label, "grad_out", like_name)
 
     def __call__(self, *inputs, **kwargs):
-        """``forward(*inputs, **kwargs)``; inside ``no_grad()`` the caches are dropped afterwards."""
-        out = self.forward(*inputs, **kwargs)
+        """``forward(*inputs, **kwargs)``, keeping the books of nn/forward_record.py: inside ``no_grad()``
+        every cache of this layer's tree is left as it was; a top-level training call gets a record that
+        its output is tagged with, so a backward pairs a gradient with the forward it belongs to."""
         if not is_grad_enabled():
-            self.clear_cache()
+            saved = records.snapshot(self)
+            records.enter_call()
+            try:
+                return self.forward(*inputs, **kwargs)
+            finally:
+                records.exit_call()
+                records.restore(saved)
+        if records.call_depth():                   # a container running its children: it keeps the books
+            return self.forward(*inputs, **kwargs)
+        record = records.ForwardRecord(self, [records.record_of(x) for x in inputs])
+        records.claim(self, record)
+        records.enter_call()
+        try:
+            out = self.forward(*inputs, **kwargs)
+        except BaseException:
+            record.done = True                     # its caches are half written: no backward from them
+            raise
+        finally:
+            records.exit_call()
+        records.tag_outputs(out, record)
         return out
 
     @property
@@ -156,6 +179,8 @@ class Layer:
     def clear_cache(self):
         for layer in self.modules():
             layer._cache = None
+        if not records.call_depth():                # a user's call (not a Graph's, mid-backward)
+            records.forget_records(self)
 
     def save_caches(self) -> list:
         """Snapshot every sub-layer's cache (Graph uses this to run a shared layer at several nodes)."""
@@ -225,9 +250,11 @@ class Layer:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none: bool = True):
+        """Reset every parameter's gradient, as ``torch.nn.Module.zero_grad``: to None ("no gradient yet",
+        the default) or, with ``set_to_none=False``, to zeros in place."""
         for param in self.parameters():
-            param.zero_grad()
+            param.zero_grad(set_to_none)
 
     def requires_grad_(self, requires_grad: bool = True):
         """Freeze (False) or unfreeze (True) every parameter of this layer and its sub-layers, like
@@ -330,6 +357,7 @@ class Layer:
                 if buf is not None:
                     layer._buffers[name] = move_array(buf, backend, dtype)
             layer._cache = None
+        records.forget_records(self)
         return self
 
     @property
@@ -357,6 +385,30 @@ class Layer:
         return "\n".join(lines) + "\n)"
 
 
+def _owned_backward(method):
+    """Wrap a backward so that, called by the user (not by a container), it runs on the caches of the forward
+    its gradient belongs to, or is refused (nn/forward_record.py)."""
+    @functools.wraps(method)
+    def backward(self, *args, **kwargs):
+        if records.call_depth():
+            return method(self, *args, **kwargs)
+        grad = args[0] if args else next(iter(kwargs.values()), None)
+        record = records.select_record(self, grad)
+        records.enter_call()
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            if record is not None:
+                record.done = True           # its caches are (partly) spent: a retry needs a new forward
+            raise
+        finally:
+            records.exit_call()
+        if record is not None:
+            records.finish_backward(record, result)
+        return result
+    return backward
+
+
 # Layer's own backward and backward_parameters run the subclasses' _backward: check them in anomaly mode too.
-Layer.backward = anomaly.checked(Layer.backward, "backward")
-Layer.backward_parameters = anomaly.checked(Layer.backward_parameters, "backward_parameters")
+Layer.backward = _owned_backward(anomaly.checked(Layer.backward, "backward"))
+Layer.backward_parameters = _owned_backward(anomaly.checked(Layer.backward_parameters, "backward_parameters"))

@@ -168,7 +168,11 @@ class _BatchNorm(Layer):
         check_same_dtype(grad_out, xhat, self.label, "grad_out", "input")
         xp = get_array_module(grad_out)
         dy = grad_out.reshape(xhat.shape)                                 # (N, C, *) -> (N, C, L)
-        if count == 0:                            # empty batch: its parameter gradients are 0, nothing to add
+        if count == 0:                            # empty batch: its parameter gradients are 0 (as PyTorch's)
+            if self.affine:
+                self.weight.accumulate(xp.zeros_like(self.weight.data), self.label)
+                if self.bias is not None:
+                    self.bias.accumulate(xp.zeros_like(self.bias.data), self.label)
             return grad_out.copy()
         scale = invstd if not self.affine else invstd * self.weight.data  # (C,)
         if self.affine or use_batch_stats:

@@ -13,10 +13,12 @@ __all__ = ["Parameter", "move_array"]
 class Parameter:
     """A trainable array ``data`` with its gradient ``grad`` (same shape, dtype and backend).
 
-    ``grad`` starts at zero; every backward adds to it until ``zero_grad()``.
+    ``grad`` is None until a backward gives the parameter a gradient ("no gradient yet", as in PyTorch):
+    the first backward writes it, later ones add to it, until ``zero_grad`` (of the optimizer or the
+    model; PyTorch's default ``set_to_none=True`` makes it None again, ``set_to_none=False`` zeroes it in
+    place) or ``p.grad = None``. Optimizers skip a parameter whose grad is None.
     ``requires_grad=False`` freezes it (PyTorch's flag): ``grad`` is None, layers compute no gradient
-    for it and optimizers leave it unchanged (fine-tuning with a frozen stem). Setting the flag back
-    to True gives it a zero gradient again.
+    for it and optimizers leave it unchanged (fine-tuning with a frozen stem), whatever ``grad`` holds.
     """
 
     def __init__(self, data, requires_grad: bool = True):
@@ -37,9 +39,7 @@ class Parameter:
         if not isinstance(flag, (bool, numpy.bool_)):
             raise TypeError(f"Parameter.requires_grad must be True or False, got {flag!r}")
         flag = bool(flag)
-        if flag and self.grad is None:
-            self.grad = get_array_module(self.data).zeros_like(self.data)
-        elif not flag:
+        if not flag:
             self.grad = None
         self._requires_grad = flag
 
@@ -55,7 +55,8 @@ class Parameter:
     backend = property(lambda self: backend_of(self.data))
 
     def accumulate(self, grad, where: str = "Parameter"):
-        """grad += g, after checking shape and backend (a wrong gradient fails loudly here); a frozen
+        """``self.grad = g`` (a copy in the parameter's dtype) when there is no gradient yet, else
+        ``self.grad += g``, after checking shape and backend (a wrong gradient fails loudly here); a frozen
         parameter (requires_grad=False) takes nothing."""
         if not self._requires_grad:
             return
@@ -63,10 +64,20 @@ class Parameter:
         if tuple(grad.shape) != self.shape:
             raise ValueError(f"{where}: gradient of shape {tuple(grad.shape)} does not match the parameter "
                              f"of shape {self.shape}")
-        self.grad += grad
+        if self.grad is None:
+            self.grad = grad.astype(self.data.dtype, copy=True)   # a copy: never a view of a kernel's buffer
+        else:
+            self.grad += grad
 
-    def zero_grad(self):
-        if self.grad is not None:
+    def numel(self) -> int:
+        """Number of elements, as ``torch.Tensor.numel``."""
+        return int(self.data.size)
+
+    def zero_grad(self, set_to_none: bool = False):
+        """Zero the gradient in place (``set_to_none=True``: make it None, "no gradient yet")."""
+        if set_to_none:
+            self.grad = None
+        elif self.grad is not None:
             self.grad[...] = 0
 
     def to(self, backend=None, dtype=None):

@@ -117,12 +117,13 @@ class Optimizer:
             raise ValueError(f"{self.name}: invalid weight_decay={wd!r} (expected a finite number >= 0)")
 
     # -- the loop ------------------------------------------------------------------------------------
-    def zero_grad(self):
-        """Set every parameter's gradient to zero (in place)."""
+    def zero_grad(self, set_to_none: bool = True):
+        """Reset the gradients of this optimizer's parameters, as ``torch.optim.Optimizer.zero_grad``: to None
+        (the default; the next backward writes them, and ``step`` skips a parameter still without one) or,
+        with ``set_to_none=False``, to zeros in place."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
-                    p.zero_grad()
+                p.zero_grad(set_to_none)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""

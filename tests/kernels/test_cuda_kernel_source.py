@@ -16,6 +16,7 @@ from minigrad.kernels.cuda import KERNELS, REDUCTIONS
 from minigrad.kernels.im2col import col2im, conv_out_size, im2col
 
 from support import cuda_host
+from support.grads import set_grad
 
 # Non-raw input parameters that are arrays (the rest are scalars); outputs are always arrays.
 ARRAY_INPUTS = {"sgd_momentum": {"grad"}, "adam": {"grad"}, "softmax_xent_forward": {"lse"}}
@@ -236,7 +237,7 @@ def test_sgd_momentum_matches_optimizer(lib, nesterov, wd, dampening, maximize):
     ours, buf = param.data.copy(), np.empty(50)
     for step in range(4):
         grad = rng.standard_normal(50)
-        param.grad[...] = grad
+        set_grad(param, grad)
         opt.step()
         run(lib, "sgd_momentum", grad, 0.1, 0.9, dampening, wd, nesterov, maximize, step == 0, ours, buf, count=50)
         np.testing.assert_allclose(ours, param.data, rtol=1e-14, atol=1e-15)
@@ -252,7 +253,7 @@ def test_adam_matches_optimizer(lib, cls, wd, maximize):
     ours, m, v = param.data.copy(), np.zeros(40), np.zeros(40)
     for step in range(1, 6):
         grad = rng.standard_normal(40)
-        param.grad[...] = grad
+        set_grad(param, grad)
         opt.step()
         bc1, bc2_sqrt = 1 - betas[0] ** step, (1 - betas[1] ** step) ** 0.5
         run(lib, "adam", grad, 1e-2, *betas, 1e-8, wd, bc1, bc2_sqrt, cls == "AdamW", maximize, ours, m, v, count=40)

@@ -58,8 +58,10 @@ def test_gradients_accumulate_until_zero_grad():
     conv(x)
     conv.backward(dy)
     np.testing.assert_allclose(conv.weight.grad, 2 * once, rtol=1e-6)
-    conv.zero_grad()
+    conv.zero_grad(set_to_none=False)
     assert not conv.weight.grad.any() and not conv.bias.grad.any()
+    conv.zero_grad()                                       # PyTorch's default: no gradient yet
+    assert conv.weight.grad is None and conv.bias.grad is None
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -111,7 +113,10 @@ def test_state_dict_names_and_exchange_with_torch():
 
 
 def test_to_dtype_casts_params_and_grads():
-    conv = mg.nn.Conv2d(1, 2, 3).to(dtype="float64")
+    conv = mg.nn.Conv2d(1, 2, 3)
+    conv(np.ones((1, 1, 4, 4), "float32"))
+    conv.backward(np.ones((1, 2, 2, 2), "float32"))
+    conv.to(dtype="float64")
     assert conv.weight.data.dtype == np.float64 and conv.weight.grad.dtype == np.float64
     assert conv(np.zeros((1, 1, 4, 4))).dtype == np.float64
 

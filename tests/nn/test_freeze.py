@@ -33,7 +33,9 @@ def test_parameter_flag():
     p.zero_grad()                                   # nothing to zero, no error
     p.accumulate(np.ones(3, "float32"))             # a frozen parameter takes nothing
     assert p.grad is None
-    assert p.requires_grad_(True) is p and p.grad is not None and not p.grad.any()
+    assert p.requires_grad_(True) is p and p.grad is None          # trainable again, no gradient yet
+    p.accumulate(np.ones(3, "float32"))
+    np.testing.assert_array_equal(p.grad, np.ones(3, "float32"))
     with pytest.raises(TypeError, match="requires_grad must be True or False"):
         p.requires_grad = "no"
 

@@ -24,8 +24,9 @@ class Block(mg.nn.Layer):
 
 def test_parameter_holds_data_and_zero_grad():
     p = mg.nn.Parameter(np.ones((2, 3), "float32"))
-    assert p.grad.shape == p.data.shape and p.grad.dtype == np.float32 and not p.grad.any()
-    p.accumulate(np.ones((2, 3), "float32"))
+    assert p.grad is None and p.numel() == 6                  # no gradient yet, as in PyTorch
+    p.accumulate(np.ones((2, 3), "float64"))                  # the first gradient is written, in p's dtype
+    assert p.grad.shape == p.data.shape and p.grad.dtype == np.float32
     p.accumulate(np.ones((2, 3), "float32"))
     assert (p.grad == 2).all()
     with pytest.raises(ValueError, match=r"gradient of shape \(3, 2\) does not match the parameter of shape \(2, 3\)"):
@@ -63,7 +64,10 @@ def test_load_state_dict_copies_and_validates_before_writing():
 
 
 def test_to_dtype_keeps_integer_buffers():
-    block = Block().to(dtype="float64")
+    block = Block()
+    block(np.ones((2, 4), "float32"))
+    block.backward(np.ones((2, 2), "float32"))
+    block.to(dtype="float64")
     assert block.fc1.weight.data.dtype == np.float64 and block.fc1.weight.grad.dtype == np.float64
     assert block.mean.dtype == np.float64 and block.steps.dtype == np.int64
     assert block.dtype == np.float64 and block.backend == "numpy"
@@ -78,8 +82,10 @@ def test_train_eval_and_zero_grad_recurse():
     block(np.ones((2, 4), "float32"))
     block.backward(np.ones((2, 2), "float32"))
     assert block.fc1.weight.grad.any()
-    block.zero_grad()
+    block.zero_grad(set_to_none=False)
     assert not any(p.grad.any() for p in block.parameters())
+    block.zero_grad()
+    assert all(p.grad is None for p in block.parameters())
 
 
 def test_no_grad_keeps_no_cache():

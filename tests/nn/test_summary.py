@@ -53,7 +53,7 @@ def test_summary_leaves_the_model_untouched():
     assert [layer.training for layer in model.modules()] == [False, True, False]
     assert all("forward" not in layer.__dict__ for layer in model.modules())
     assert all(layer._cache is None for layer in model.modules())
-    assert not model[0].weight.grad.any()
+    assert model[0].weight.grad is None
 
 
 def test_summary_restores_forward_after_an_error():

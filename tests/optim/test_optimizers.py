@@ -7,6 +7,7 @@ import minigrad as mg
 from minigrad import optim
 from minigrad.nn import Parameter
 from support.strict_backend import StrictArray, assert_strict, strict_layer, to_strict
+from support.grads import set_grad
 
 torch = pytest.importorskip("torch")
 
@@ -63,7 +64,7 @@ def _pair(rng, shapes=SHAPES, dtype="float64"):
 def _set_grads(rng, mg_params, t_params):
     for p, t in zip(mg_params, t_params):
         g = rng.standard_normal(p.shape).astype(p.dtype)
-        p.grad[...] = g
+        set_grad(p, g)
         t.grad = torch.tensor(g.copy())
 
 
@@ -192,7 +193,7 @@ def test_state_dict_round_trip_continues_identically(name, kwargs, rng):
     def run(opt, params, steps):
         for step in steps:
             for p, g in zip(params, grads[step]):
-                p.grad[...] = g
+                set_grad(p, g)
             opt.step()
 
     run(opt, params, range(3))
@@ -215,7 +216,7 @@ def test_state_dict_round_trip_continues_identically(name, kwargs, rng):
 def test_load_state_dict_casts_to_param_dtype_and_checks_shapes(rng):
     params = [Parameter(rng.standard_normal((2, 3)).astype("float32"))]
     opt = optim.Adam(params)
-    params[0].grad[...] = 1
+    set_grad(params[0], 1)
     opt.step()
     sd = opt.state_dict()
     target = [Parameter(np.zeros((2, 3)))]                    # float64 parameter
@@ -235,14 +236,16 @@ def test_load_state_dict_casts_to_param_dtype_and_checks_shapes(rng):
 def test_zero_grad_and_none_grads(rng):
     a, b = Parameter(rng.standard_normal(3)), Parameter(rng.standard_normal(2))
     opt = optim.SGD([a, b], lr=0.1, momentum=0.9)
-    a.grad[...] = 1.0
+    set_grad(a, 1.0)
     b.grad = None                                             # skipped, like torch
     before = b.data.copy()
     opt.step()
     np.testing.assert_array_equal(b.data, before)
     assert b not in opt.state
-    opt.zero_grad()
-    assert not a.grad.any()
+    opt.zero_grad(set_to_none=False)
+    assert not a.grad.any() and b.grad is None
+    opt.zero_grad()                                           # torch's default: set_to_none=True
+    assert a.grad is None and b.grad is None
 
 
 def _model():
@@ -289,7 +292,7 @@ def test_state_follows_model_between_backends_and_dtypes(make, rng):
 
     def step(m, o, g):
         for p, gi in zip(m.parameters(), g):
-            p.grad[...] = gi
+            set_grad(p, gi)
         o.step()
 
     step(model, opt, grads[0])
@@ -318,7 +321,7 @@ def test_load_state_dict_onto_other_backend(rng):
     model = _model()
     opt = optim.Adam(model.parameters())
     for p in model.parameters():
-        p.grad[...] = rng.standard_normal(p.shape)
+        set_grad(p, rng.standard_normal(p.shape))
     opt.step()
     sd = opt.state_dict()                                     # numpy arrays
     strict_model = strict_layer(_model())
@@ -335,11 +338,11 @@ def test_state_follows_model_to_cupy(rng):
     model = _model()
     opt = optim.AdamW(model.parameters(), amsgrad=True)
     for p in model.parameters():
-        p.grad[...] = rng.standard_normal(p.shape)
+        set_grad(p, rng.standard_normal(p.shape))
     opt.step()
     model.to("cupy")
     for p in model.parameters():
-        p.grad[...] = 1.0
+        set_grad(p, 1.0)
     opt.step()
     for p in model.parameters():
         assert mg.backend.backend_of(opt.state[p]["exp_avg"]) == "cupy"

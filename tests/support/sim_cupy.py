@@ -111,7 +111,7 @@ def _device_call(fn, *args, **kwargs):
 class ndarray:
     """A device array (NumPy storage). ``get()`` copies it to the host."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")   # real CuPy arrays are weak-referenceable too
     __array_priority__ = 100
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):

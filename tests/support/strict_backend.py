@@ -112,7 +112,7 @@ def strict_layer(layer):
     """Move a layer's parameters, gradients and buffers onto the strict backend (in place)."""
     for param in layer.parameters():
         param.data = to_strict(param.data)
-        param.grad = to_strict(param.grad)
+        param.grad = None if param.grad is None else to_strict(param.grad)
     for sub in layer.modules():
         for name, buf in list(sub._buffers.items()):
             if buf is not None:
