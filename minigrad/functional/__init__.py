@@ -1,14 +1,31 @@
-"""Stateless functions on arrays (``mg.functional``): convolution kernels and padding, and the layers' functional
-forms with ``torch.nn.functional``'s names (``relu``, ``softmax``, ``max_pool2d``, ``linear``, ``cross_entropy`` ...,
-defined in ``minigrad.nn.functional``; forward only)."""
+"""Stateless functions on arrays (``mg.functional``, also ``minigrad.nn.functional``): one namespace.
+
+- ``torch.nn.functional``'s forms, forward only: ``relu``, ``leaky_relu``, ``gelu``, ``sigmoid``, ``tanh``,
+  ``softmax``, ``log_softmax``, ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``, ``linear``,
+  ``cross_entropy``, ``nll_loss``, ``mse_loss``, ``binary_cross_entropy_with_logits``, ``conv2d``;
+- the convolution kernels and their gradients (``unfold``, ``fold``, ``conv2d_input``, ``conv2d_weight``,
+  as ``torch.nn.functional`` / ``torch.nn.grad``), padding and ``erf``.
+
+The layers of ``mg.nn`` run the same code (each module here holds a layer's forward and backward math),
+so ``F.relu(x)`` equals ``mg.nn.ReLU()(x)`` bit for bit. There is no autograd tape: to train through an
+operation, use its layer, whose ``backward`` gives the gradients.
+
+    y = F.relu(x)                                   # x: any shape -> same shape
+    p = F.softmax(logits, dim=1)                    # (N, C) -> (N, C), rows sum to 1
+    y = F.max_pool2d(x, 2)                          # (N, C, H, W) -> (N, C, H/2, W/2)
+    y = F.linear(x, weight, bias)                   # (*, in) @ (out, in).T + (out,) -> (*, out)
+    loss = F.cross_entropy(logits, target)          # 0-d array (reduction='mean')
+"""
+from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d, conv2d_input, conv2d_weight, fold, unfold
+from .linear import linear
+from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
 from .padding import pad2d, pad2d_backward
+from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .special import erf, erfc
 
-__all__ = ["unfold", "fold", "conv2d", "conv2d_input", "conv2d_weight", "pad2d", "pad2d_backward"]
+TORCH_FORMS = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "max_pool2d",
+               "avg_pool2d", "adaptive_avg_pool2d", "linear", "cross_entropy", "nll_loss", "mse_loss",
+               "binary_cross_entropy_with_logits", "conv2d", "unfold", "fold"]
 
-from .special import erf, erfc  # noqa: E402
-__all__ += ["erf", "erfc"]
-
-from ..nn import functional as _layer_forms  # noqa: E402  (after the kernels above, which the layers import)
-from ..nn.functional import *  # noqa: E402,F401,F403
-__all__ += [name for name in _layer_forms.__all__ if name not in __all__]
+__all__ = TORCH_FORMS + ["conv2d_input", "conv2d_weight", "pad2d", "pad2d_backward", "erf", "erfc"]

@@ -1,6 +1,8 @@
 """2-D max, average and adaptive-average pooling with their gradients, over any array module.
 
-This module holds the geometry (output sizes, pads, divisors) and the public functions; the
+This module holds the geometry (output sizes, pads, divisors), the whole-argument operations the pooling
+layers run (``max_pool`` / ``max_pool_backward`` ..., errors naming the caller) and torch.nn.functional's
+forms (``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``; forward only); the
 passes themselves run in the kernel ``minigrad.kernels.dispatch.pool_kernel`` picks: one CUDA kernel
 per pass on CuPy, in-place passes over blocks of planes for NumPy max pooling (``cpu_pool``), else
 the reference loop over the kh*kw kernel offsets (``pool_reference``):
@@ -20,15 +22,20 @@ minus one in ceil mode when the last window would start past the input and the l
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
-from ..runtime.backend import get_array_module
 from ..kernels.dispatch import pool_kernel
+from ..runtime.backend import backend_of, get_array_module
+from ..runtime.checks import check_float_array, check_grad_like, check_ndim, positive_pair
 from ..runtime.memory import check_bytes
 
 __all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
            "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-           "adaptive_bins", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"]
+           "adaptive_bins", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+           "pool_options", "check_divisor_override", "adaptive_output_size", "as_batched", "check_pool_grad",
+           "flat_indices", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "adaptive_avg_pool",
+           "adaptive_avg_pool_backward", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -177,3 +184,138 @@ def adaptive_avg_pool2d_backward(grad_out, in_shape):
     a_h = _averaging_matrix(xp, h, oh, grad_out.dtype)
     a_w = _averaging_matrix(xp, w, ow, grad_out.dtype)
     return a_h.T @ grad_out @ a_w                            # (H, OH) @ (N, C, OH, OW) @ (OW, W)
+
+
+# -- whole-argument operations: what nn.MaxPool2d / AvgPool2d / AdaptiveAvgPool2d and the torch forms run --
+def pool_options(kernel_size, stride, padding, dilation, where: str):
+    """Normalise (kernel_size, stride, padding, dilation) to pairs, PyTorch's rules (stride None: kernel_size;
+    padding at most half the kernel)."""
+    kernel = positive_pair(kernel_size, "kernel_size", where)
+    stride = kernel if stride is None or stride == [] else positive_pair(stride, "stride", where)
+    padding = positive_pair(padding, "padding", where, allow_zero=True)
+    dilation = positive_pair(dilation, "dilation", where)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{where}: padding should be at most half of the kernel size, got padding "
+                         f"{padding} with kernel_size {kernel}")
+    return kernel, stride, padding, dilation
+
+
+def check_divisor_override(divisor_override, where: str):
+    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(
+            divisor_override, numbers.Integral) or divisor_override == 0):
+        raise ValueError(f"{where}: divisor_override must be a non-zero int or None, got {divisor_override!r}")
+    return divisor_override
+
+
+def adaptive_output_size(output_size, where: str):
+    """output_size: int or pair; None in a pair keeps that input size."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2 and None in output_size:
+        return tuple(None if v is None else positive_pair(v, "output_size", where)[0] for v in output_size)
+    return positive_pair(output_size, "output_size", where)
+
+
+def as_batched(x, where: str):
+    """Check x and return it as (N, C, H, W) plus whether it was unbatched (C, H, W)."""
+    check_float_array(x, where)
+    check_ndim(x, (3, 4), where, "(N, C, H, W) or (C, H, W)")
+    if x.ndim == 3:
+        return x[None], True                              # (C, H, W) -> (1, C, H, W)
+    return x, False
+
+
+def check_pool_grad(grad_out, where: str, expected_shape, unbatched, like):
+    """grad_out must have the output's shape and the input's backend and dtype; like = (backend, dtype).
+    Returns it as (N, C, OH, OW)."""
+    if unbatched:
+        expected_shape = expected_shape[1:]
+    check_grad_like(grad_out, where, expected_shape, *like)
+    return grad_out[None] if unbatched else grad_out      # (C, OH, OW) -> (1, C, OH, OW)
+
+
+def flat_indices(argmax, geom: PoolGeometry):
+    """argmax offsets -> PyTorch's indices h*W + w into each (H, W) input plane (int64)."""
+    xp = get_array_module(argmax)
+    kw = geom.kernel[1]
+    (sh, sw), (ph, pw), (dh, dw) = geom.stride, geom.padding, geom.dilation
+    oh, ow = geom.out_size
+    k = argmax.astype("int64")
+    rows = xp.arange(oh, dtype="int64").reshape(-1, 1) * sh - ph + (k // kw) * dh   # (N, C, OH, OW)
+    cols = xp.arange(ow, dtype="int64").reshape(1, -1) * sw - pw + (k % kw) * dw
+    return rows * geom.in_size[1] + cols
+
+
+def max_pool(x, options, ceil_mode, return_indices, where):
+    """-> (y, saved) or ((y, indices), saved); x: (N, C, H, W) or (C, H, W). options: pool_options(...)."""
+    x4, unbatched = as_batched(x, where)
+    geom = make_pool_geometry(x4.shape, *options, ceil_mode, where)
+    y, argmax = max_pool2d_forward(x4, geom)
+    saved = (argmax, tuple(x4.shape), geom, unbatched, (backend_of(x4), x4.dtype))
+    if unbatched:
+        y = y[0]                                          # (1, C, OH, OW) -> (C, OH, OW)
+    if return_indices:
+        indices = flat_indices(argmax, geom)
+        return (y, indices[0] if unbatched else indices), saved
+    return y, saved
+
+
+def max_pool_backward(saved, grad_out, where):
+    argmax, in_shape, geom, unbatched, like = saved
+    dy = check_pool_grad(grad_out, where, argmax.shape, unbatched, like)
+    grad = max_pool2d_backward(dy, argmax, in_shape, geom)
+    return grad[0] if unbatched else grad
+
+
+def avg_pool(x, options, ceil_mode, count_include_pad, divisor_override, where):
+    """-> (y, saved); x: (N, C, H, W) or (C, H, W). options: pool_options(...) with dilation 1."""
+    x4, unbatched = as_batched(x, where)
+    geom = make_pool_geometry(x4.shape, *options, ceil_mode, where)
+    divisor = avg_divisor(get_array_module(x4), geom, count_include_pad, divisor_override, x4.dtype)
+    y = avg_pool2d_forward(x4, geom, divisor)
+    return (y[0] if unbatched else y), (tuple(x4.shape), geom, divisor, unbatched, (backend_of(x4), x4.dtype))
+
+
+def avg_pool_backward(saved, grad_out, where):
+    in_shape, geom, divisor, unbatched, like = saved
+    dy = check_pool_grad(grad_out, where, in_shape[:2] + geom.out_size, unbatched, like)
+    grad = avg_pool2d_backward(dy, in_shape, geom, divisor)
+    return grad[0] if unbatched else grad
+
+
+def adaptive_avg_pool(x, output_size, where):
+    """-> (y, saved); output_size from adaptive_output_size (None entries keep the input's size)."""
+    x4, unbatched = as_batched(x, where)
+    h, w = x4.shape[2:]
+    if h < 1 or w < 1:
+        raise ValueError(f"{where}: expected non-empty spatial dimensions, got input of shape {tuple(x.shape)}")
+    out = (output_size[0] or h, output_size[1] or w)
+    y = adaptive_avg_pool2d_forward(x4, out)
+    return (y[0] if unbatched else y), (tuple(x4.shape), out, unbatched, (backend_of(x4), x4.dtype))
+
+
+def adaptive_avg_pool_backward(saved, grad_out, where):
+    in_shape, out, unbatched, like = saved
+    dy = check_pool_grad(grad_out, where, in_shape[:2] + out, unbatched, like)
+    grad = adaptive_avg_pool2d_backward(dy, in_shape)
+    return grad[0] if unbatched else grad
+
+
+# -- torch.nn.functional's forms (forward only) --------------------------------------------------------------
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over windows. x: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) (and the indices with
+    ``return_indices=True``); padding is -inf."""
+    options = pool_options(kernel_size, stride, padding, dilation, "max_pool2d")
+    return max_pool(input, options, bool(ceil_mode), bool(return_indices), "max_pool2d")[0]
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Average over windows. x: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW)."""
+    options = pool_options(kernel_size, stride, padding, 1, "avg_pool2d")
+    divisor_override = check_divisor_override(divisor_override, "avg_pool2d")
+    return avg_pool(input, options, bool(ceil_mode), bool(count_include_pad), divisor_override, "avg_pool2d")[0]
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Mean over PyTorch's adaptive bins. x: (N, C, H, W) or (C, H, W) -> (N, C, *output_size)."""
+    return adaptive_avg_pool(input, adaptive_output_size(output_size, "adaptive_avg_pool2d"),
+                             "adaptive_avg_pool2d")[0]

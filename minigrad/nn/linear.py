@@ -9,47 +9,13 @@ from __future__ import annotations
 
 import math
 
-from ..runtime.backend import backend_of, get_array_module, is_array
+from ..functional.linear import linear_forward
+from ..runtime.backend import backend_of
 from ..kernels import cpu_linear
-from ..runtime.memory import check_bytes
-from ..runtime.checks import check_float_array, check_grad_like, check_same_dtype
+from ..runtime.checks import check_grad_like
 from .init import fan_in_bias, kaiming_uniform
 from .layer import Layer
 from .parameter import Parameter
-
-
-def linear_forward(x, weight, bias, where: str):
-    """y = x @ weight.T + bias: Linear.forward and ``mg.functional.linear``; errors name ``where``.
-
-    x: (*, in_features); weight: (out_features, in_features); bias: (out_features,) or None
-    -> y: (*, out_features).
-    """
-    for name, array in (("weight", weight), ("bias", bias)):
-        if array is not None and not is_array(array):
-            raise TypeError(f"{where}: expected {name} to be a NumPy or CuPy array, got {type(array).__name__}")
-    get_array_module(x, weight, names=("input", "weight"), where=where)
-    check_float_array(x, where)
-    if weight.ndim != 2:
-        raise ValueError(f"{where}: expected weight of shape (out_features, in_features), got "
-                         f"{tuple(weight.shape)}")
-    out_features, in_features = weight.shape
-    if x.ndim < 1 or x.shape[-1] != in_features:
-        raise ValueError(f"{where}: expected input with last dimension in_features={in_features}, "
-                         f"got input of shape {tuple(x.shape)}")
-    check_same_dtype(x, weight, where, "input", "weight")
-    if bias is not None:
-        get_array_module(x, bias, names=("input", "bias"), where=where)
-        if tuple(bias.shape) != (out_features,):
-            raise ValueError(f"{where}: expected bias of shape ({out_features},), got {tuple(bias.shape)}")
-        check_same_dtype(x, bias, where, "input", "bias")
-    out_shape = tuple(x.shape[:-1]) + (out_features,)
-    check_bytes(math.prod(out_shape) * x.dtype.itemsize, where, out_shape, like=x)
-    x2 = x.reshape(-1, in_features)                          # (*, in) -> (M, in)
-    with cpu_linear.blas_policy(x2, weight):
-        y = x2 @ weight.T                                    # (M, in) @ (in, out) -> (M, out)
-    if bias is not None:
-        y += bias
-    return y.reshape(tuple(x.shape[:-1]) + (out_features,))  # (M, out) -> (*, out)
 
 
 class Linear(Layer):
