@@ -121,25 +121,31 @@ def softmax_dim(dim, ndim: int, where: str) -> int:
     return dim % max(ndim, 1)
 
 
-def log_softmax_along(x, dim: int):
-    """Numerically stable log-softmax of x along dim: x - max - log(sum(exp(x - max)))."""
+def _shifted(x, dim: int, of_scalar: float):
+    """x - max(x) along dim, or the result itself for a 0-d x (of_scalar) or an empty one (empty)."""
     xp = get_array_module(x)
     if x.ndim == 0:
-        return xp.zeros_like(x)
+        return None, xp.full_like(x, of_scalar)
     if x.size == 0:  # nothing to normalise (and no maximum of an empty axis): an empty result
-        return x.copy()
-    shifted = x - x.max(axis=dim, keepdims=True)
+        return None, x.copy()
+    return x - x.max(axis=dim, keepdims=True), None
+
+
+def log_softmax_along(x, dim: int):
+    """Numerically stable log-softmax of x along dim: x - max - log(sum(exp(x - max)))."""
+    shifted, done = _shifted(x, dim, 0.0)
+    if done is not None:
+        return done
+    xp = get_array_module(x)
     return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 
 
 def softmax_along(x, dim: int):
     """Numerically stable softmax of x along dim: exp(x - max) / sum(exp(x - max))."""
-    xp = get_array_module(x)
-    if x.ndim == 0:
-        return xp.ones_like(x)
-    if x.size == 0:  # nothing to normalise (and no maximum of an empty axis): an empty result
-        return x.copy()
-    e = xp.exp(x - x.max(axis=dim, keepdims=True))
+    shifted, done = _shifted(x, dim, 1.0)
+    if done is not None:
+        return done
+    e = get_array_module(x).exp(shifted)
     return e / e.sum(axis=dim, keepdims=True)
 
 

@@ -29,97 +29,78 @@ def _check_grad(layer, grad_out, reference):
         check_float_array(grad_out, layer.label, "grad_out")
 
 
-class ReLU(Layer):
-    """y = max(x, 0). ``inplace`` is accepted for PyTorch compatibility; a new array is returned."""
+class _Elementwise(Layer):
+    """An activation whose forward is ``_forward(x, *options) -> (y, saved)`` and whose backward is
+    ``_backward(saved, grad_out, *options)`` (functional.activation); ``_options()`` gives the options."""
+
+    def _options(self):
+        return ()
+
+    def forward(self, x):
+        """x: any shape -> same shape. Caches what the backward needs (see functional.activation)."""
+        check_float_array(x, self.label)
+        y, self._cache = self._forward(x, *self._options())
+        return y
+
+    def backward(self, grad_out):
+        saved = self.take_cache()
+        _check_grad(self, grad_out, saved)
+        return self._backward(saved, grad_out, *self._options())
+
+
+class ReLU(_Elementwise):
+    """y = max(x, 0). ``inplace`` is accepted for PyTorch compatibility; a new array is returned.
+    Caches the mask x > 0."""
+
+    _forward, _backward = staticmethod(A.relu_forward), staticmethod(A.relu_backward)
 
     def __init__(self, inplace: bool = False):
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches the mask x > 0."""
-        check_float_array(x, self.label)
-        y, self._cache = A.relu_forward(x)
-        return y
 
-    def backward(self, grad_out):
-        positive = self.take_cache()
-        _check_grad(self, grad_out, positive)
-        return A.relu_backward(positive, grad_out)
+class LeakyReLU(_Elementwise):
+    """y = x for x > 0, negative_slope * x otherwise. Caches the mask x > 0."""
 
-
-class LeakyReLU(Layer):
-    """y = x for x > 0, negative_slope * x otherwise."""
+    _forward, _backward = staticmethod(A.leaky_relu_forward), staticmethod(A.leaky_relu_backward)
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
         self.negative_slope, self.inplace = A.check_negative_slope(negative_slope, "LeakyReLU"), inplace
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches the mask x > 0."""
-        check_float_array(x, self.label)
-        y, self._cache = A.leaky_relu_forward(x, self.negative_slope)
-        return y
-
-    def backward(self, grad_out):
-        positive = self.take_cache()
-        _check_grad(self, grad_out, positive)
-        return A.leaky_relu_backward(positive, grad_out, self.negative_slope)
+    def _options(self):
+        return (self.negative_slope,)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
 
 
-class GELU(Layer):
-    """Gaussian error linear unit: exact x * Phi(x) (approximate='none') or the tanh form."""
+class GELU(_Elementwise):
+    """Gaussian error linear unit: exact x * Phi(x) (approximate='none') or the tanh form. Caches x."""
+
+    _forward, _backward = staticmethod(A.gelu_forward), staticmethod(A.gelu_backward)
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
         self.approximate = A.check_approximate(approximate, "GELU")
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches x."""
-        check_float_array(x, self.label)
-        y, self._cache = A.gelu_forward(x, self.approximate)
-        return y
-
-    def backward(self, grad_out):
-        x = self.take_cache()
-        _check_grad(self, grad_out, x)
-        return A.gelu_backward(x, grad_out, self.approximate)
+    def _options(self):
+        return (self.approximate,)
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
 
 
-class Sigmoid(Layer):
-    """y = 1 / (1 + exp(-x)), computed without overflow for large |x|."""
+class Sigmoid(_Elementwise):
+    """y = 1 / (1 + exp(-x)), computed without overflow for large |x|. Caches y."""
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches y."""
-        check_float_array(x, self.label)
-        y, self._cache = A.sigmoid_forward(x)
-        return y
-
-    def backward(self, grad_out):
-        y = self.take_cache()
-        _check_grad(self, grad_out, y)
-        return A.sigmoid_backward(y, grad_out)
+    _forward, _backward = staticmethod(A.sigmoid_forward), staticmethod(A.sigmoid_backward)
 
 
-class Tanh(Layer):
-    """y = tanh(x)."""
+class Tanh(_Elementwise):
+    """y = tanh(x). Caches y."""
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches y."""
-        check_float_array(x, self.label)
-        y, self._cache = A.tanh_forward(x)
-        return y
-
-    def backward(self, grad_out):
-        y = self.take_cache()
-        _check_grad(self, grad_out, y)
-        return A.tanh_backward(y, grad_out)
+    _forward, _backward = staticmethod(A.tanh_forward), staticmethod(A.tanh_backward)
 
 
 class _SoftmaxAlongDim(Layer):
