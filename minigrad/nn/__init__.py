@@ -5,11 +5,12 @@ from .forward_record import GradientOwnershipError
 from .parameter import Parameter
 from .linear import Flatten, Linear
 from .container import Sequential
+from .module_list import ModuleDict, ModuleList
 from .graph import Graph
 from .merge import Add, Concat, Mul
 
 __all__ = ["Layer", "Parameter", "no_grad", "is_grad_enabled", "GradientOwnershipError", "Conv2d", "Linear", "Flatten",
-           "Sequential", "Graph", "Add", "Mul", "Concat"]
+           "Sequential", "ModuleList", "ModuleDict", "Graph", "Add", "Mul", "Concat"]
 
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
 __all__ += ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
@@ -23,3 +24,5 @@ from .conv_transpose import ConvTranspose2d  # noqa: E402
 __all__ += ["ConvTranspose2d"]
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: E402
 __all__ += ["CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss"]
+from . import init  # noqa: E402
+__all__ += ["init"]

@@ -27,13 +27,14 @@ forward's activations alive, as holding a tensor with a graph does in PyTorch: e
 """
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 
 from ..runtime.backend import is_array
 
 __all__ = ["ForwardRecord", "GradientOwnershipError", "call_depth", "enter_call", "exit_call", "tag_outputs",
-           "record_of", "gradient_owner", "claim", "snapshot", "restore", "select_record", "finish_backward", "forget_records"]
+           "record_of", "gradient_owner", "owned_backward", "claim", "snapshot", "restore", "select_record", "finish_backward", "forget_records"]
 
 _local = threading.local()
 _produced: dict = {}                                # id(array) -> ForwardRecord of the call that returned it
@@ -209,3 +210,27 @@ def forget_records(layer):
         owner = _owner.pop(module, None)
         if owner is not None and owner.caches is None and not owner.done:
             owner.done = owner.dropped = True
+
+
+def owned_backward(method):
+    """Wrap a backward so that, called by the user (not by a container), it runs on the caches of the forward
+    its gradient belongs to, or is refused (nn/forward_record.py)."""
+    @functools.wraps(method)
+    def backward(self, *args, **kwargs):
+        if call_depth():
+            return method(self, *args, **kwargs)
+        grad = args[0] if args else next(iter(kwargs.values()), None)
+        record = select_record(self, grad)
+        enter_call()
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            if record is not None:
+                record.done = True           # its caches are (partly) spent: a retry needs a new forward
+            raise
+        finally:
+            exit_call()
+        if record is not None:
+            finish_backward(record, result)
+        return result
+    return backward

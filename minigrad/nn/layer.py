@@ -9,7 +9,6 @@ several nodes: it saves the cache after each use and restores it before that use
 """
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
@@ -44,7 +43,7 @@ class Layer:
         for phase in ("forward", "backward", "backward_parameters"):
             if phase in cls.__dict__:
                 method = anomaly.checked(cls.__dict__[phase], phase)
-                setattr(cls, phase, method if phase == "forward" else _owned_backward(method))
+                setattr(cls, phase, method if phase == "forward" else records.owned_backward(method))
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -213,6 +212,14 @@ class Layer:
 
     def modules(self):
         return [layer for _, layer in self.named_modules()]
+
+    def apply(self, fn):
+        """Call ``fn`` on every sub-layer (children first, depth first) and then on this layer, as
+        ``torch.nn.Module.apply``; returns self. ``model.apply(init_weights)``."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
 
     def named_parameters(self, prefix: str = ""):
         """(dotted name, Parameter) pairs; a parameter shared by two sub-layers is listed once."""
@@ -385,30 +392,6 @@ class Layer:
         return "\n".join(lines) + "\n)"
 
 
-def _owned_backward(method):
-    """Wrap a backward so that, called by the user (not by a container), it runs on the caches of the forward
-    its gradient belongs to, or is refused (nn/forward_record.py)."""
-    @functools.wraps(method)
-    def backward(self, *args, **kwargs):
-        if records.call_depth():
-            return method(self, *args, **kwargs)
-        grad = args[0] if args else next(iter(kwargs.values()), None)
-        record = records.select_record(self, grad)
-        records.enter_call()
-        try:
-            result = method(self, *args, **kwargs)
-        except BaseException:
-            if record is not None:
-                record.done = True           # its caches are (partly) spent: a retry needs a new forward
-            raise
-        finally:
-            records.exit_call()
-        if record is not None:
-            records.finish_backward(record, result)
-        return result
-    return backward
-
-
 # Layer's own backward and backward_parameters run the subclasses' _backward: check them in anomaly mode too.
-Layer.backward = _owned_backward(anomaly.checked(Layer.backward, "backward"))
-Layer.backward_parameters = _owned_backward(anomaly.checked(Layer.backward_parameters, "backward_parameters"))
+Layer.backward = records.owned_backward(anomaly.checked(Layer.backward, "backward"))
+Layer.backward_parameters = records.owned_backward(anomaly.checked(Layer.backward_parameters, "backward_parameters"))
