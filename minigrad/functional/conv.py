@@ -244,6 +244,15 @@ def _check_grad_output(grad_output, geom, reference, reference_name, where):
     check_same_dtype(grad_output, reference, where, "grad_output", reference_name)
 
 
+def _unbatched_grad_output(grad_output, where):
+    """An unbatched call's grad_output (O, OH, OW) as (1, O, OH, OW)."""
+    check_float_array(grad_output, where, "grad_output")
+    if grad_output.ndim != 3:
+        raise ValueError(f"{where}: an unbatched input (C, H, W) takes grad_output of shape (O, OH, OW), got "
+                         f"{grad_output.ndim}-D grad_output of shape {tuple(grad_output.shape)}")
+    return grad_output[None]                             # (O, OH, OW) -> (1, O, OH, OW)
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation), like ``torch.nn.functional.conv2d``.
 
@@ -266,14 +275,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
     """Gradient of conv2d with respect to its input, like ``torch.nn.grad.conv2d_input``.
 
-    input_size: (N, C, H, W); weight: (O, C/groups, kh, kw); grad_output: (N, O, OH, OW).
-    Returns (N, C, H, W): fold(W^T @ grad_output).
+    input_size: (N, C, H, W) or unbatched (C, H, W); weight: (O, C/groups, kh, kw); grad_output:
+    (N, O, OH, OW) (or (O, OH, OW)). Returns (N, C, H, W) (or (C, H, W)): fold(W^T @ grad_output).
     """
     where = "conv2d_input"
     input_size = tuple(int(s) for s in input_size)
-    if len(input_size) != 4:
-        raise ValueError(f"{where}: expected input_size (N, C, H, W), got {input_size}")
+    if len(input_size) not in (3, 4):
+        raise ValueError(f"{where}: expected input_size (N, C, H, W) or (C, H, W), got {input_size}")
     check_float_array(weight, where, "weight")
+    if len(input_size) == 3:                             # unbatched, like torch.nn.grad
+        grad_output = _unbatched_grad_output(grad_output, where)
+        return conv2d_input((1,) + input_size, weight, grad_output, stride, padding, dilation, groups)[0]
     geom = make_geometry(input_size, weight.shape, stride, padding, dilation, groups, where)
     _check_grad_output(grad_output, geom, weight, "weight", where)
     grad_x, _, _ = conv_backward(None, weight, grad_output, geom, need_input=True, need_weight=False,
@@ -284,12 +296,16 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
 def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
     """Gradient of conv2d with respect to its weight, like ``torch.nn.grad.conv2d_weight``.
 
-    input: (N, C, H, W); weight_size: (O, C/groups, kh, kw); grad_output: (N, O, OH, OW).
-    Returns (O, C/groups, kh, kw): sum over the batch of grad_output @ unfold(input)^T.
+    input: (N, C, H, W) or unbatched (C, H, W); weight_size: (O, C/groups, kh, kw); grad_output:
+    (N, O, OH, OW) (or (O, OH, OW)). Returns (O, C/groups, kh, kw): sum over the batch of
+    grad_output @ unfold(input)^T.
     """
     where = "conv2d_weight"
     check_float_array(input, where)
-    check_ndim(input, 4, where, "(N, C, H, W)")
+    check_ndim(input, (3, 4), where, "(N, C, H, W) or (C, H, W)")
+    if input.ndim == 3:                                  # unbatched, like torch.nn.grad
+        grad_output = _unbatched_grad_output(grad_output, where)
+        return conv2d_weight(input[None], weight_size, grad_output, stride, padding, dilation, groups)
     weight_size = tuple(int(s) for s in weight_size)
     geom = make_geometry(input.shape, weight_size, stride, padding, dilation, groups, where)
     _check_grad_output(grad_output, geom, input, "input", where)

@@ -178,3 +178,30 @@ def test_bad_arguments_raise_clear_errors(call, error, words):
         call()
     for word in words:
         assert word in str(info.value), f"{word!r} not in {info.value}"
+
+
+@pytest.mark.parametrize("groups,stride,padding", [(1, 1, 0), (2, 2, 1), (1, (2, 1), (0, 2))])
+def test_unbatched_gradients_like_torch_nn_grad(groups, stride, padding):
+    """conv2d takes unbatched (C, H, W) inputs, as torch's does; its gradients do too: the gradients of
+    torch's conv2d on an unbatched input (autograd) are the reference."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 7, 6))                               # (C, H, W)
+    w = rng.standard_normal((6, 4 // groups, 3, 2))
+    x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y_t = torch.nn.functional.conv2d(x_t, w_t, stride=stride, padding=padding, groups=groups)
+    dy = rng.standard_normal(tuple(y_t.shape))                       # (O, OH, OW)
+    ref_x, ref_w = torch.autograd.grad(y_t, (x_t, w_t), torch.tensor(dy))
+    ours_x = F.conv2d_input(x.shape, w, dy, stride, padding, 1, groups)
+    ours_w = F.conv2d_weight(x, w.shape, dy, stride, padding, 1, groups)
+    assert ours_x.shape == x.shape and ours_w.shape == w.shape
+    np.testing.assert_allclose(ours_x, ref_x.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours_w, ref_w.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_unbatched_gradients_refuse_a_batched_grad_output():
+    x, w = np.ones((2, 5, 5)), np.ones((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"conv2d_input: an unbatched input \(C, H, W\) takes grad_output of shape "
+                                         r"\(O, OH, OW\), got 4-D grad_output of shape \(1, 3, 3, 3\)"):
+        F.conv2d_input(x.shape, w, np.ones((1, 3, 3, 3)))
+    with pytest.raises(ValueError, match=r"conv2d_weight: an unbatched input"):
+        F.conv2d_weight(x, w.shape, np.ones((1, 3, 3, 3)))
