@@ -1,6 +1,8 @@
 """Weight files and checkpoints: one ``.npz`` archive, no pickle, written atomically, verified on load.
 
     mg.save("ckpt.npz", model, optimizer, scheduler=sched, epoch=3)   # metadata: any JSON-able keywords
+    mg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, "ckpt.npz")
+    obj = mg.load("ckpt.npz")                      # the same dict back (io/tree.py), torch.save's common use
     ckpt = mg.load("ckpt.npz", backend="numpy")    # Checkpoint: ["model"], ["optimizer"], ["metadata"], ...
     mg.load_into("ckpt.npz", model, optimizer)     # checks everything first, then loads (all or nothing)
 
@@ -40,6 +42,7 @@ from .archive import NpzReader, is_npy_file
 from ..runtime.backend import backend_of, get_backend, is_array, to_backend
 from ..runtime.memory import check_bytes
 from .safetensors_file import SafetensorsError, load_safetensors, save_safetensors
+from . import tree as object_tree
 
 __all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION",
            "save_safetensors", "load_safetensors", "SafetensorsError"]
@@ -95,6 +98,8 @@ def _host(array, what):
 
 
 def _crc(array) -> int:
+    if array.size == 0:                       # (a memoryview of an empty array cannot be cast to bytes)
+        return zlib.crc32(b"")
     return zlib.crc32(memoryview(numpy.asarray(array, order="C")).cast("B"))
 
 
@@ -121,14 +126,22 @@ def save(path, model, optimizer=None, *, scheduler=None, **metadata):
     ``torch.save``'s order, ``mg.save(model.state_dict(), path)`` or ``mg.save(model, path)``, is accepted
     too: a path is never a model, so the two arguments are told apart by their types.
     """
-    if _is_path(model) and not _is_path(path) and (isinstance(path, Mapping) or hasattr(path, "state_dict")):
+    if _is_path(model) and not _is_path(path) and (isinstance(path, (Mapping, list, tuple)) or
+                                                   hasattr(path, "state_dict")):
         path, model = model, path  # torch.save(obj, f) order
     if not _is_path(path):
         raise TypeError(f"mg.save: expected a file path (str or os.PathLike) as the first argument, got "
                         f"{type(path).__name__}; call mg.save(path, model) or mg.save(path, model.state_dict())")
     path = os.fspath(path)
     arrays, entries = {}, {}
-    model_keys = []
+    model_keys, tree = [], None
+    if object_tree.is_tree(model):             # a dict of state dicts, numbers, strings ...: stored as it is
+        if optimizer is not None or scheduler is not None or metadata:
+            raise TypeError("mg.save: a saved dict holds everything itself; put the optimizer's and scheduler's "
+                            "state_dict() and the metadata into it")
+        tree, found = object_tree.encode(model)
+        arrays.update((f"tree/{i}", _host(array, where)) for i, (where, array) in enumerate(found))
+        model = {}
     for name, value in _model_state(model).items():
         if not isinstance(name, str) or not name:
             raise TypeError(f"mg.save: state-dict names must be non-empty strings, got {name!r}")
@@ -157,6 +170,8 @@ def save(path, model, optimizer=None, *, scheduler=None, **metadata):
     meta = {"format": FORMAT, "version": VERSION, "model_keys": model_keys, "arrays": entries,
             "optimizer": optimizer_meta, "scheduler": scheduler_meta, "metadata": metadata,
             "rng": mg_random.get_state(), "saved_from_backend": _backend_name(model)}
+    if tree is not None:
+        meta["tree"] = tree
     try:
         text = json.dumps(meta, default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as exc:
@@ -262,14 +277,18 @@ def _read_verified(path: str, meta_only: bool = False) -> tuple[dict, dict]:
     return meta, arrays
 
 
-def load(path, backend=None) -> Checkpoint:
+def load(path, backend=None):
     """Read and verify a file written by ``mg.save``; arrays land on ``backend`` (default: the active one).
 
-    Raises CheckpointError for a truncated, corrupted, foreign or wrong-version file (nothing is returned).
+    Returns a Checkpoint, or for a file written from a dict (``mg.save({"model": ..., "epoch": 3}, path)``)
+    that dict. Raises CheckpointError for a truncated, corrupted, foreign or wrong-version file (nothing is
+    returned).
     """
     path = os.fspath(path)
     backend = backend if backend is not None else get_backend()
     meta, arrays = _read_verified(path)
+    if "tree" in meta:
+        return _load_tree(path, meta, arrays, backend)
     model = OrderedDict((name, to_backend(arrays[f"model/{name}"], backend)) for name in meta["model_keys"])
     optimizer = None
     opt_meta = meta.get("optimizer")
@@ -290,6 +309,17 @@ def load(path, backend=None) -> Checkpoint:
                       scheduler=sched_meta["state"] if sched_meta else None,
                       scheduler_type=sched_meta["type"] if sched_meta else None,
                       metadata=meta.get("metadata", {}), rng=meta.get("rng"))
+
+
+def _load_tree(path, meta, arrays, backend):
+    count = len(arrays)
+    if set(arrays) != {f"tree/{i}" for i in range(count)}:
+        raise CheckpointError(f"{path}: the stored object's arrays are not numbered 0..{count - 1}; the file is "
+                              "corrupted or crafted")
+    try:
+        return object_tree.decode(meta["tree"], [to_backend(arrays[f"tree/{i}"], backend) for i in range(count)])
+    except (object_tree.TreeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: {exc}; the file is corrupted or crafted") from None
 
 
 def _check_model(path, model, state):
@@ -314,6 +344,9 @@ def _check_model(path, model, state):
 def _declared_model(path) -> OrderedDict:
     """The model state the checkpoint's header declares, as zero-cost views (shape and dtype only)."""
     meta, _ = _read_verified(path, meta_only=True)
+    if "tree" in meta:
+        raise CheckpointError(f"{path}: the file holds an object saved from a dict (mg.save(dict, path)), not a "
+                              "model checkpoint: obj = mg.load(path); model.load_state_dict(obj['model'])")
     declared = OrderedDict()
     try:
         for name in meta["model_keys"]:
