@@ -20,6 +20,7 @@ from ..runtime.backend import backend_of, check_backend_dtype, get_array_module,
 from ..runtime.checks import check_same_dtype
 from . import forward_record as records
 from .grad_mode import is_grad_enabled, no_grad
+from .module_tree import LayerTree
 from .parameter import Parameter, move_array
 
 __all__ = ["Parameter", "Layer", "no_grad", "is_grad_enabled"]
@@ -27,7 +28,7 @@ __all__ = ["Parameter", "Layer", "no_grad", "is_grad_enabled"]
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
-class Layer:
+class Layer(LayerTree):
     """Base class of every layer.
 
     Subclasses implement ``forward(x)`` and ``backward(grad_out)`` and assign
@@ -140,17 +141,17 @@ class Layer:
             saved = records.snapshot(self)
             records.enter_call()
             try:
-                return self.forward(*inputs, **kwargs)
+                return self._run_forward(inputs, kwargs)
             finally:
                 records.exit_call()
                 records.restore(saved)
         if records.call_depth():                   # a container running its children: it keeps the books
-            return self.forward(*inputs, **kwargs)
+            return self._run_forward(inputs, kwargs)
         record = records.ForwardRecord(self, [records.record_of(x) for x in inputs])
         records.claim(self, record)
         records.enter_call()
         try:
-            out = self.forward(*inputs, **kwargs)
+            out = self._run_forward(inputs, kwargs)
         except BaseException:
             record.done = True                     # its caches are half written: no backward from them
             raise
@@ -188,65 +189,6 @@ class Layer:
     def restore_caches(self, caches: list):
         for layer, cache in zip(self.modules(), caches):
             layer._cache = cache
-
-    # -- traversal ------------------------------------------------------------------------------
-    def named_children(self):
-        return iter(self._layers.items())
-
-    def children(self):
-        return iter(self._layers.values())
-
-    def named_modules(self, prefix: str = ""):
-        """(name, layer) for this layer and every sub-layer, depth first; shared layers once."""
-        seen = set()
-
-        def walk(layer, name):
-            if id(layer) in seen:
-                return
-            seen.add(id(layer))
-            yield name, layer
-            for child_name, child in layer._layers.items():
-                yield from walk(child, f"{name}.{child_name}" if name else child_name)
-
-        yield from walk(self, prefix)
-
-    def modules(self):
-        return [layer for _, layer in self.named_modules()]
-
-    def apply(self, fn):
-        """Call ``fn`` on every sub-layer (children first, depth first) and then on this layer, as
-        ``torch.nn.Module.apply``; returns self. ``model.apply(init_weights)``."""
-        for child in self.children():
-            child.apply(fn)
-        fn(self)
-        return self
-
-    def named_parameters(self, prefix: str = ""):
-        """(dotted name, Parameter) pairs; a parameter shared by two sub-layers is listed once."""
-        seen = set()
-        for layer_name, layer in self.named_modules(prefix):
-            for name, param in layer._parameters.items():
-                if id(param) not in seen:
-                    seen.add(id(param))
-                    yield (f"{layer_name}.{name}" if layer_name else name), param
-
-    def parameters(self):
-        return [param for _, param in self.named_parameters()]
-
-    def named_buffers(self, prefix: str = ""):
-        for layer_name, layer in self.named_modules(prefix):
-            for name, buf in layer._buffers.items():
-                if buf is not None:
-                    yield (f"{layer_name}.{name}" if layer_name else name), buf
-
-    def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
-
-    def summary(self, input_shape, dtype=None, verbose: bool = True):
-        """Print (and return) each layer's output shape and parameter count for ``input_shape``,
-        e.g. ``model.summary((1, 1, 28, 28))``; see minigrad.nn.summary."""
-        from .summary import summary
-        return summary(self, input_shape, dtype=dtype, verbose=verbose)
 
     # -- modes and gradients ---------------------------------------------------------------------
     def train(self, mode: bool = True):
