@@ -17,13 +17,17 @@ Indices count parameters across groups in order. ``step`` is a Python int (PyTor
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 from ..runtime.backend import BackendMismatchError, backend_of, is_array, to_backend
+from ..nn.module_tree import RemovableHandle
 from ..nn.parameter import Parameter
 
 __all__ = ["Optimizer", "required"]
 
+
+_hook_ids = itertools.count()
 
 class _Required:
     def __repr__(self):
@@ -125,8 +129,33 @@ class Optimizer:
             for p in group["params"]:
                 p.zero_grad(set_to_none)
 
+    def register_step_pre_hook(self, hook):
+        """``hook(optimizer, args, kwargs)`` runs before each ``step``, as torch's; returns a handle whose
+        ``remove()`` unregisters it."""
+        return self._add_step_hook("_step_pre_hooks", hook)
+
+    def register_step_post_hook(self, hook):
+        """``hook(optimizer, args, kwargs)`` runs after each ``step``, as torch's; returns a removable handle."""
+        return self._add_step_hook("_step_post_hooks", hook)
+
+    def _add_step_hook(self, table, hook):
+        if not callable(hook):
+            raise TypeError(f"{self.name}: a hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__.setdefault(table, {})
+        key = next(_hook_ids)
+        hooks[key] = hook
+        return RemovableHandle(hooks, key)
+
     def step(self, closure=None):
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""
+        for hook in list(self.__dict__.get("_step_pre_hooks", {}).values()):
+            hook(self, (closure,) if closure is not None else (), {})
+        loss = self._step(closure)
+        for hook in list(self.__dict__.get("_step_post_hooks", {}).values()):
+            hook(self, (closure,) if closure is not None else (), {})
+        return loss
+
+    def _step(self, closure):
         loss = closure() if closure is not None else None
         # Check every gradient before touching any parameter: a bad one leaves the model unchanged.
         work = [(group, p, self._checked_grad(p, index), index)

@@ -405,3 +405,18 @@ def test_gradient_of_wrong_shape_dtype_or_backend(name):
         opt.step()
     np.testing.assert_array_equal(p.data, before)
     assert not isinstance(p.data, StrictArray)
+
+
+def test_step_hooks_run_around_step_like_torch():
+    p = Parameter(np.ones(2))
+    opt = optim.SGD([p], lr=0.5)
+    seen = []
+    pre = opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(("pre", float(p.data[0]))))
+    opt.register_step_post_hook(lambda o, args, kwargs: seen.append(("post", float(p.data[0]))))
+    set_grad(p, 1.0)
+    opt.step()
+    pre.remove()
+    opt.step()
+    assert seen == [("pre", 1.0), ("post", 0.5), ("post", 0.0)]
+    with pytest.raises(TypeError, match="SGD: a hook must be callable"):
+        opt.register_step_pre_hook(None)
