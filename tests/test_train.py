@@ -269,3 +269,19 @@ def test_deferred_label_check_is_neither_lost_nor_blamed_on_later_calls(backend)
     with loss.deferred_checks():              # the dropped count does not surface here
         loss(logits, good)
     assert loss.defer_checks is False
+
+
+def test_fit_steps_reduce_lr_on_plateau_with_the_validation_loss():
+    model, loss, optimizer, loader = setup()
+    val = DataLoader(ArrayDataset(*blobs(64, seed=1)), batch_size=32)
+    seen = []
+    scheduler = mg.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0, threshold=0.9)
+    original = scheduler.step
+    scheduler.step = lambda metrics=None: (seen.append(metrics), original(metrics))[1]
+    history = mg.train.fit(model, loss, optimizer, loader, epochs=3, val_loader=val, scheduler=scheduler,
+                           progress=False)
+    assert seen == history["val_loss"] and len(seen) == 3
+    assert optimizer.param_groups[0]["lr"] < 0.1                  # threshold 0.9: no epoch counts as better
+    with pytest.raises(ValueError, match="ReduceLROnPlateau steps on an epoch's validation loss"):
+        mg.train.fit(model, loss, optimizer, loader, epochs=1, scheduler=scheduler, scheduler_interval="step",
+                     progress=False)

@@ -64,9 +64,11 @@ class DataParallel(Layer):
         self.broadcast_parameters(buffers=broadcast_buffers)
 
     # -- traversal: the wrapped model's names, without a prefix ------------------------------
-    def named_modules(self, prefix: str = ""):
+    def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
+        if isinstance(memo, str):          # named_modules("prefix"), positionally
+            memo, prefix = None, memo
         yield prefix, self
-        for name, layer in self.module.named_modules(prefix):
+        for name, layer in self.module.named_modules(memo, prefix, remove_duplicate):
             if layer is not self:
                 yield name, layer
 

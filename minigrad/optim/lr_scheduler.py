@@ -1,9 +1,17 @@
 """Learning-rate schedulers with PyTorch's names, signatures and values (``torch.optim.lr_scheduler``).
 
 A scheduler sets ``group["lr"]`` of its optimizer's parameter groups. Call ``scheduler.step()``
-after ``optimizer.step()``, once per epoch (StepLR, MultiStepLR, CosineAnnealingLR, LinearLR)
-or once per batch (OneCycleLR). The values are computed with PyTorch's own recursive
-("chainable") formulas, so they agree with PyTorch to the last bit, not only approximately.
+after ``optimizer.step()``, once per epoch (StepLR, MultiStepLR, CosineAnnealingLR, LinearLR, ExponentialLR,
+LambdaLR, MultiplicativeLR, CosineAnnealingWarmRestarts, SequentialLR, ChainedScheduler) or once per batch
+(OneCycleLR; CosineAnnealingWarmRestarts also takes ``step(epoch + i / iters)``); ``ReduceLROnPlateau`` is
+stepped with the metric it watches, ``scheduler.step(val_loss)``. The values are computed with PyTorch's own
+recursive ("chainable") formulas, so they agree with PyTorch to the last bit, not only approximately.
+
+This module holds StepLR, MultiStepLR, CosineAnnealingLR, LinearLR and OneCycleLR. It re-exports the base
+class ``LRScheduler`` (from ``lr_scheduler_base``) and the other schedulers, from ``lr_scheduler_decay``
+(ExponentialLR, LambdaLR, MultiplicativeLR, CosineAnnealingWarmRestarts), ``lr_scheduler_plateau``
+(ReduceLROnPlateau) and ``lr_scheduler_compose`` (SequentialLR, ChainedScheduler), so that every scheduler is
+``mg.optim.lr_scheduler.<Name>``, as in PyTorch.
 
 Construction performs step 0: it stores ``initial_lr`` in each group and sets the first lr.
 ``state_dict()`` is JSON-friendly (numbers, lists, dicts) so checkpoints can store it without pickle.
@@ -16,78 +24,20 @@ from __future__ import annotations
 
 import copy
 import math
+from bisect import bisect_right
 from collections import Counter
 
+from .lr_scheduler_base import LRScheduler, check_int
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
-
-
-def _check_int(name, value, where, low=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{where}: {name} must be an int >= {low}, got {value!r}")
-
-
-class LRScheduler:
-    """Base class: ``last_epoch`` counts steps; subclasses implement ``get_lr()`` (the chainable form)."""
-
-    def __init__(self, optimizer, last_epoch: int = -1):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: expected a minigrad Optimizer, got {type(optimizer).__name__}")
-        self.optimizer = optimizer
-        if last_epoch == -1:
-            for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-        else:
-            for i, group in enumerate(optimizer.param_groups):
-                if "initial_lr" not in group:
-                    raise KeyError(f"{type(self).__name__}: param_groups[{i}] has no 'initial_lr'; resuming with "
-                                   "last_epoch >= 0 needs an optimizer restored from a state dict")
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = last_epoch
-        self._step_count = 0
-        self._is_initial = True
-        try:
-            self.step()
-        finally:
-            self._is_initial = False
-
-    def get_lr(self) -> list:
-        raise NotImplementedError
-
-    def get_last_lr(self) -> list:
-        """The learning rates set by the last ``step()``, one per parameter group."""
-        return list(self._last_lr)
-
-    def step(self):
-        """Advance one epoch (or batch, for OneCycleLR) and set the new learning rates."""
-        self._step_count += 1
-        self.last_epoch += 1
-        values = self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def _group_lrs(self):
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict:
-        """Every attribute except the optimizer (JSON-friendly)."""
-        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict: dict):
-        """Restore attributes saved by ``state_dict()`` (the optimizer's lrs come from its own state dict)."""
-        self.__dict__.update(copy.deepcopy(state_dict))
-
-    def __repr__(self):
-        return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
 
 
 class StepLR(LRScheduler):
     """lr = initial_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        _check_int("step_size", step_size, "StepLR")
+        check_int("step_size", step_size, "StepLR")
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -96,6 +46,9 @@ class StepLR(LRScheduler):
             return self._group_lrs()
         return [lr * self.gamma for lr in self._group_lrs()]
 
+    def _get_closed_form_lr(self):
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
+
 
 class MultiStepLR(LRScheduler):
     """lr = initial_lr * gamma ** (number of milestones <= epoch)."""
@@ -103,7 +56,7 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         milestones = list(milestones)
         for m in milestones:
-            _check_int("every milestone", m, "MultiStepLR", low=0)
+            check_int("every milestone", m, "MultiStepLR", low=0)
         self.milestones = Counter(milestones)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -112,6 +65,10 @@ class MultiStepLR(LRScheduler):
         if self.last_epoch not in self.milestones:
             return self._group_lrs()
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._group_lrs()]
+
+    def _get_closed_form_lr(self):
+        passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
+        return [base * self.gamma ** passed for base in self.base_lrs]
 
     def state_dict(self):
         state = super().state_dict()
@@ -136,7 +93,7 @@ class CosineAnnealingLR(LRScheduler):
     start_epoch = 0   # where the curve starts (0 unless replanned)
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        _check_int("T_max", T_max, "CosineAnnealingLR")
+        check_int("T_max", T_max, "CosineAnnealingLR")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
@@ -147,7 +104,7 @@ class CosineAnnealingLR(LRScheduler):
     def replan(self, T_max: int, lr=None):
         """Anneal from the current epoch and lr (or ``lr``, a number or one per group) to eta_min at epoch
         ``T_max`` (counted from the start of the run), which must lie ahead of the current epoch."""
-        _check_int("T_max", T_max, "CosineAnnealingLR.replan")
+        check_int("T_max", T_max, "CosineAnnealingLR.replan")
         if T_max <= self.last_epoch:
             raise ValueError(f"CosineAnnealingLR.replan: T_max={T_max} must be beyond the current epoch "
                              f"{self.last_epoch}")
@@ -170,6 +127,10 @@ class CosineAnnealingLR(LRScheduler):
         return [(1 + math.cos(math.pi * e / t_max)) / (1 + math.cos(math.pi * (e - 1) / t_max)) * (lr - eta_min)
                 + eta_min for lr in self._group_lrs()]
 
+    def _get_closed_form_lr(self):
+        e, t_max, eta_min = self.last_epoch - self.start_epoch, self.T_max - self.start_epoch, self.eta_min
+        return [eta_min + (base - eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2 for base in self.base_lrs]
+
 
 class LinearLR(LRScheduler):
     """Linear warmup: the factor goes from start_factor to end_factor over total_iters steps."""
@@ -179,7 +140,7 @@ class LinearLR(LRScheduler):
             raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor!r}")
         if not 0 <= end_factor <= 1.0:
             raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor!r}")
-        _check_int("total_iters", total_iters, "LinearLR")
+        check_int("total_iters", total_iters, "LinearLR")
         self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
         super().__init__(optimizer, last_epoch)
 
@@ -190,6 +151,10 @@ class LinearLR(LRScheduler):
         if self._is_initial or e > self.total_iters:
             return self._group_lrs()
         return [lr * (1.0 + (f - s) / (self.total_iters * s + (e - 1) * (f - s))) for lr in self._group_lrs()]
+
+    def _get_closed_form_lr(self):
+        e, s, f = self.last_epoch, self.start_factor, self.end_factor
+        return [base * (s + (f - s) * min(self.total_iters, e) / self.total_iters) for base in self.base_lrs]
 
 
 class OneCycleLR(LRScheduler):
@@ -205,11 +170,11 @@ class OneCycleLR(LRScheduler):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"OneCycleLR: expected a minigrad Optimizer, got {type(optimizer).__name__}")
         if total_steps is not None:
-            _check_int("total_steps", total_steps, "OneCycleLR")
+            check_int("total_steps", total_steps, "OneCycleLR")
             self.total_steps = total_steps
         elif epochs is not None and steps_per_epoch is not None:
-            _check_int("epochs", epochs, "OneCycleLR")
-            _check_int("steps_per_epoch", steps_per_epoch, "OneCycleLR")
+            check_int("epochs", epochs, "OneCycleLR")
+            check_int("steps_per_epoch", steps_per_epoch, "OneCycleLR")
             self.total_steps = epochs * steps_per_epoch
         else:
             raise ValueError("OneCycleLR: give either total_steps or both epochs and steps_per_epoch")
@@ -279,7 +244,7 @@ class OneCycleLR(LRScheduler):
         from its current value up to max_lr at the end of the warm-up (if still warming up), or anneals from
         max_lr (past it). Momentum follows the same course.
         """
-        _check_int("total_steps", total_steps, "OneCycleLR.replan")
+        check_int("total_steps", total_steps, "OneCycleLR.replan")
         step = self.last_epoch
         if total_steps <= step:
             raise ValueError(f"OneCycleLR.replan: total_steps={total_steps} must be beyond the current step {step}")
@@ -339,3 +304,13 @@ class OneCycleLR(LRScheduler):
                 else:
                     group["momentum"] = momentum
         return lrs
+
+
+# The schedulers kept in their own modules (each imports only lr_scheduler_base, so there is no cycle).
+from .lr_scheduler_compose import ChainedScheduler, SequentialLR  # noqa: E402
+from .lr_scheduler_decay import (ConstantLR, CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR,  # noqa: E402
+                                 MultiplicativeLR, PolynomialLR)
+from .lr_scheduler_plateau import ReduceLROnPlateau  # noqa: E402
+
+__all__ += ["ExponentialLR", "ConstantLR", "PolynomialLR", "LambdaLR", "MultiplicativeLR", "CosineAnnealingWarmRestarts", "ReduceLROnPlateau",
+            "SequentialLR", "ChainedScheduler"]

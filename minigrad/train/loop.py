@@ -117,7 +117,8 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
         train_loader: yields ``(x, y)`` batches (``mg.data.DataLoader``; its state is checkpointed).
         epochs: total number of epochs (a resumed run continues up to this number).
         val_loader: evaluated at the end of each epoch (``val_loss``, ``val_acc``).
-        scheduler: stepped once per epoch, or per step for OneCycleLR / ``scheduler_interval="step"``.
+        scheduler: stepped once per epoch, or per step for OneCycleLR / ``scheduler_interval="step"``;
+            ReduceLROnPlateau is stepped with the epoch's validation loss (the training loss without val_loader).
         callbacks: Callback objects, or functions ``fn(state, logs)`` called at the end of each epoch.
         checkpoint_dir: where ``checkpoint.npz`` is written (each epoch, and every ``checkpoint_every`` steps).
         resume: True continues from ``checkpoint_dir/checkpoint.npz`` (which must exist); a path names the file.
@@ -302,7 +303,10 @@ def _run_epoch(state, loss, train_loader, val_loader, interval, callbacks, log, 
         record["val_loss"], record["val_acc"] = val["loss"], val["accuracy"]
         model.train()
     if interval == "epoch":
-        scheduler.step()
+        if getattr(scheduler, "needs_metric", False):   # ReduceLROnPlateau: the validation loss, else the training loss
+            scheduler.step(record["val_loss"] if val_loader is not None else record["train_loss"])
+        else:
+            scheduler.step()
     state.epoch = epoch + 1
     record_into(state, log, record)
     for c in callbacks:

@@ -103,6 +103,9 @@ def resolve_scheduler_interval(scheduler, interval):
         interval = "step" if type(scheduler).__name__ == "OneCycleLR" else "epoch"
     if interval not in ("step", "epoch"):
         raise ValueError(f"fit: scheduler_interval must be 'step', 'epoch' or None, got {interval!r}")
+    if interval == "step" and getattr(scheduler, "needs_metric", False):
+        raise ValueError(f"fit: {type(scheduler).__name__} steps on an epoch's validation loss: use "
+                         "scheduler_interval='epoch' (the default)")
     return interval
 
 
