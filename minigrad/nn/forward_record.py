@@ -124,7 +124,10 @@ def claim(layer, record):
     for module in modules:
         _owner[module] = record
     if record is not None:
-        _records_of.setdefault(layer, weakref.WeakSet()).add(record)
+        records = _records_of.get(layer)
+        if records is None:
+            records = _records_of[layer] = weakref.WeakSet()
+        records.add(record)
 
 
 def _owns(layer, record) -> bool:
