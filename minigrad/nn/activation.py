@@ -36,10 +36,10 @@ class _Elementwise(Layer):
     def _options(self):
         return ()
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches what the backward needs (see functional.activation)."""
-        check_float_array(x, self.label)
-        y, self._cache = self._forward(x, *self._options())
+    def forward(self, input):
+        """input: any shape -> same shape. Caches what the backward needs (see functional.activation)."""
+        check_float_array(input, self.label)
+        y, self._cache = self._forward(input, *self._options())
         return y
 
     def backward(self, grad_out):
@@ -111,11 +111,11 @@ class _SoftmaxAlongDim(Layer):
         super().__init__()
         self.dim = dim
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches y."""
-        check_float_array(x, self.label)
-        dim = A.softmax_dim(self.dim, x.ndim, self.label)
-        y = self._function(x, dim)
+    def forward(self, input):
+        """input: any shape -> same shape. Caches y."""
+        check_float_array(input, self.label)
+        dim = A.softmax_dim(self.dim, input.ndim, self.label)
+        y = self._function(input, dim)
         self._cache = (y, dim)
         return y
 

@@ -125,7 +125,7 @@ class Sequential(Container):
         return self
 
     # -- forward / backward -----------------------------------------------------------------------
-    def forward(self, x):
+    def forward(self, input):
         """Run the layers in order. Each layer caches what its own backward needs; a layer that appears
         more than once (``Sequential(lin, lin)``) has its caches saved after each use, like Graph does."""
         items = list(self._layers.items())
@@ -134,10 +134,10 @@ class Sequential(Container):
             counts[id(layer)] = counts.get(id(layer), 0) + 1
         uses = []
         for key, layer in items:
-            x = run_named(self._qualified(key), "in layer", layer, x)
+            input = run_named(self._qualified(key), "in layer", layer, input)
             uses.append(layer.save_caches() if counts[id(layer)] > 1 else None)
         self._cache = uses if any(use is not None for use in uses) else None
-        return x
+        return input
 
     def _backward_steps(self, items, start):
         """(position, key, layer) from the last to `start`, each shared layer's caches of that use restored."""

@@ -108,16 +108,16 @@ class Conv2d(ConvBase):
         return make_geometry(in_shape, self.weight.shape, self.stride, padding, self.dilation,
                              self.groups, where)
 
-    def forward(self, x):
-        """x: (N, C, H, W) -> (N, O, OH, OW), or unbatched (C, H, W) -> (O, OH, OW). Caches the (padded) input."""
-        x, unbatched = self._batched(x)
-        geom = self._geometry(x)
+    def forward(self, input):
+        """input: (N, C, H, W) -> (N, O, OH, OW), or unbatched (C, H, W) -> (O, OH, OW). Caches the (padded) input."""
+        input, unbatched = self._batched(input)
+        geom = self._geometry(input)
         if self.padding_mode != "zeros":
-            x = pad2d(x, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
+            input = pad2d(input, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
         bias = self.bias.data if self.bias is not None else None
         saved = {} if is_grad_enabled() else None           # the kernel may keep its columns here for backward
-        self._cache = (x, geom, saved, unbatched)
-        y = conv_forward(x, self.weight.data, bias, geom, saved)
+        self._cache = (input, geom, saved, unbatched)
+        y = conv_forward(input, self.weight.data, bias, geom, saved)
         return y[0] if unbatched else y
 
     def _backward(self, grad_out, need_input):

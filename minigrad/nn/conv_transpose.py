@@ -88,20 +88,20 @@ class ConvTranspose2d(ConvBase):
         return make_geometry((x.shape[0], self.out_channels, out_h, out_w), self.weight.shape, self.stride,
                              self.padding, self.dilation, self.groups, where)
 
-    def forward(self, x, output_size=None):
-        """x: (N, I, H, W) -> (N, O, OH, OW), or unbatched (I, H, W) -> (O, OH, OW). Caches the input
+    def forward(self, input, output_size=None):
+        """input: (N, I, H, W) -> (N, O, OH, OW), or unbatched (I, H, W) -> (O, OH, OW). Caches the input
         (zero-padded to C's output size)."""
-        x, unbatched = self._batched(x)
-        geom = self._geometry(x, output_size)
-        h, w = x.shape[2:]
+        input, unbatched = self._batched(input)
+        geom = self._geometry(input, output_size)
+        h, w = input.shape[2:]
         grow_h, grow_w = geom.out_size[0] - h, geom.out_size[1] - w
-        if grow_h or grow_w:  # output_padding >= stride: C's natural output is larger than x
-            x = pad_constant(x, (0, grow_h, 0, grow_w))      # (N, I, H, W) -> (N, I, H', W')
-        y, _, _ = conv_backward(None, self.weight.data, x, geom, need_input=True, need_weight=False,
+        if grow_h or grow_w:  # output_padding >= stride: C's natural output is larger than input
+            input = pad_constant(input, (0, grow_h, 0, grow_w))      # (N, I, H, W) -> (N, I, H', W')
+        y, _, _ = conv_backward(None, self.weight.data, input, geom, need_input=True, need_weight=False,
                                 need_bias=False)
         if self.bias is not None:
             y += self.bias.data.reshape(1, -1, 1, 1)         # (O,) -> (1, O, 1, 1)
-        self._cache = (x, geom, (h, w), unbatched)
+        self._cache = (input, geom, (h, w), unbatched)
         return y[0] if unbatched else y
 
     def _backward(self, grad_out, need_input):

@@ -32,10 +32,10 @@ class Linear(Layer):
         if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
             self.to(device)
 
-    def forward(self, x):
-        """x: (N, *, in_features) -> (N, *, out_features). Caches x."""
-        y = linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data, self.label)
-        self._cache = x
+    def forward(self, input):
+        """input: (N, *, in_features) -> (N, *, out_features). Caches input."""
+        y = linear_forward(input, self.weight.data, None if self.bias is None else self.bias.data, self.label)
+        self._cache = input
         return y
 
     def _backward(self, grad_out, need_input):
@@ -63,22 +63,22 @@ class Flatten(Layer):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, x):
-        if not hasattr(x, "shape"):
-            raise TypeError(f"{self.label}: expected an array, got {type(x).__name__}")
-        ndim = x.ndim
+    def forward(self, input):
+        if not hasattr(input, "shape"):
+            raise TypeError(f"{self.label}: expected an array, got {type(input).__name__}")
+        ndim = input.ndim
         for dim in (self.start_dim, self.end_dim):
             if ndim and not -ndim <= dim < ndim:
                 raise IndexError(f"{self.label}: dimension out of range (expected to be in range of "
-                                 f"[{-ndim}, {ndim - 1}] for an input of shape {tuple(x.shape)}, but got {dim})")
+                                 f"[{-ndim}, {ndim - 1}] for an input of shape {tuple(input.shape)}, but got {dim})")
         start = self.start_dim % ndim if ndim else 0
         end = self.end_dim % ndim if ndim else 0
         if ndim == 0 or start > end:
             raise ValueError(f"{self.label}: cannot flatten dims {self.start_dim}..{self.end_dim} of an input "
-                             f"of shape {tuple(x.shape)}")
-        merged = math.prod(x.shape[start:end + 1])           # explicit, not -1: a zero-size input has no -1
-        y = x.reshape(x.shape[:start] + (merged,) + x.shape[end + 1:])  # (.., a, b, ..) -> (.., a*b, ..)
-        self._cache = (tuple(x.shape), tuple(y.shape), backend_of(x), x.dtype)
+                             f"of shape {tuple(input.shape)}")
+        merged = math.prod(input.shape[start:end + 1])           # explicit, not -1: a zero-size input has no -1
+        y = input.reshape(input.shape[:start] + (merged,) + input.shape[end + 1:])  # (.., a, b, ..) -> (.., a*b, ..)
+        self._cache = (tuple(input.shape), tuple(y.shape), backend_of(input), input.dtype)
         return y
 
     def backward(self, grad_out):

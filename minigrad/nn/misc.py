@@ -46,19 +46,19 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: dropout probability has to be between 0 and 1, but got {p!r}")
         self.p, self.inplace = float(p), inplace
 
-    def forward(self, x):
-        """x: any shape -> same shape. Caches the scaled mask (None when it is the identity)."""
-        check_float_array(x, self.label)
+    def forward(self, input):
+        """input: any shape -> same shape. Caches the scaled mask (None when it is the identity)."""
+        check_float_array(input, self.label)
         if not self.training or self.p == 0.0:
-            self._cache = (None, tuple(x.shape))
-            return x
+            self._cache = (None, tuple(input.shape))
+            return input
         if self.p == 1.0:
-            mask = get_array_module(x).zeros_like(x)
+            mask = get_array_module(input).zeros_like(input)
         else:
-            keep = _uniform_like(x) >= self.p                 # P(keep) = 1 - p
-            mask = keep.astype(x.dtype) / (1.0 - self.p)
-        self._cache = (mask, tuple(x.shape))
-        return x * mask
+            keep = _uniform_like(input) >= self.p                 # P(keep) = 1 - p
+            mask = keep.astype(input.dtype) / (1.0 - self.p)
+        self._cache = (mask, tuple(input.shape))
+        return input * mask
 
     def backward(self, grad_out):
         """grad_out: same shape as x -> dy * mask (or dy itself in eval mode)."""
@@ -81,9 +81,9 @@ class Identity(Layer):
     def __init__(self, *args, **kwargs):
         super().__init__()
 
-    def forward(self, x):
-        self._cache = (tuple(x.shape), backend_of(x), x.dtype) if is_array(x) else ()
-        return x
+    def forward(self, input):
+        self._cache = (tuple(input.shape), backend_of(input), input.dtype) if is_array(input) else ()
+        return input
 
     def backward(self, grad_out):
         like = self.take_cache()

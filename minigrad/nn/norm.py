@@ -102,27 +102,27 @@ class _BatchNorm(Layer):
         if reference is not None:
             check_same_dtype(x, reference, where, "input", "weight" if self.affine else "running_mean")
 
-    def forward(self, x):
-        """x: (N, C, *) -> (N, C, *). Caches xhat (N, C, L), invstd (C,) and the mode.
+    def forward(self, input):
+        """input: (N, C, *) -> (N, C, *). Caches xhat (N, C, L), invstd (C,) and the mode.
 
         The math runs on the (N, C, L) view (L = the spatial size, 1 for (N, C) input), so every
         per-channel sum is a reduction over the contiguous last axis, then over N.
         """
-        self._check(x)
-        xp = get_array_module(x)
-        n, c = x.shape[0], self.num_features
-        x3 = x.reshape(n, c, math.prod(x.shape[2:]))                      # (N, C, *) -> (N, C, L)
+        self._check(input)
+        xp = get_array_module(input)
+        n, c = input.shape[0], self.num_features
+        x3 = input.reshape(n, c, math.prod(input.shape[2:]))                      # (N, C, *) -> (N, C, L)
         count = x3.shape[0] * x3.shape[2]
         use_batch_stats = self.training or not self.track_running_stats
         if count == 0:  # an empty batch: an empty output; PyTorch counts the batch but moves no statistic
             if self.training and self.track_running_stats:
                 self._buffers["num_batches_tracked"] += 1
-            self._cache = (x3, None, use_batch_stats, tuple(x.shape), count)
-            return x.copy()
+            self._cache = (x3, None, use_batch_stats, tuple(input.shape), count)
+            return input.copy()
         if use_batch_stats:
             if count <= 1:
                 raise ValueError(f"{self.label}: expected more than 1 value per channel when training, got "
-                                 f"input of shape {tuple(x.shape)}")
+                                 f"input of shape {tuple(input.shape)}")
             mean = _channel_sum(x3) / count                               # (C,)
             xhat = x3 - mean[:, None]
             var = _channel_dot(xp, xhat, xhat) / count                    # biased batch variance (C,)
@@ -133,13 +133,13 @@ class _BatchNorm(Layer):
             xhat = x3 - mean[:, None]
         invstd = 1.0 / xp.sqrt(var + self.eps)                            # (C,)
         xhat *= invstd[:, None]                                           # in place: centered -> xhat
-        self._cache = (xhat, invstd, use_batch_stats, tuple(x.shape), count)
+        self._cache = (xhat, invstd, use_batch_stats, tuple(input.shape), count)
         if not self.affine:
-            return xhat.reshape(x.shape)                                  # (N, C, L) -> (N, C, *)
+            return xhat.reshape(input.shape)                                  # (N, C, L) -> (N, C, *)
         y = xhat * self.weight.data[:, None]
         if self.bias is not None:
             y += self.bias.data[:, None]
-        return y.reshape(x.shape)                                         # (N, C, L) -> (N, C, *)
+        return y.reshape(input.shape)                                         # (N, C, L) -> (N, C, *)
 
     def _update_running_stats(self, mean, var, count):
         """running = (1 - f) * running + f * batch (variance unbiased); f = momentum or 1/batches."""
@@ -229,22 +229,22 @@ class LayerNorm(Layer):
         if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
             self.to(device)
 
-    def forward(self, x):
-        """x: (*, *normalized_shape) -> same shape. Caches xhat and invstd (*, 1, ..)."""
+    def forward(self, input):
+        """input: (*, *normalized_shape) -> same shape. Caches xhat and invstd (*, 1, ..)."""
         where = self.label
         k = len(self.normalized_shape)
         reference = self.weight.data if self.weight is not None else None
-        get_array_module(x, reference, names=("input", "weight"), where=self.label)
-        check_float_array(x, where)
-        if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
+        get_array_module(input, reference, names=("input", "weight"), where=self.label)
+        check_float_array(input, where)
+        if input.ndim < k or tuple(input.shape[input.ndim - k:]) != self.normalized_shape:
             raise ValueError(f"{where}: expected input whose trailing dimensions are normalized_shape="
-                             f"{self.normalized_shape}, got input of shape {tuple(x.shape)}")
+                             f"{self.normalized_shape}, got input of shape {tuple(input.shape)}")
         if reference is not None:
-            check_same_dtype(x, reference, where, "input", "weight")
-        xp = get_array_module(x)
-        axes = tuple(range(x.ndim - k, x.ndim))
-        mean = x.mean(axis=axes, keepdims=True)
-        centered = x - mean
+            check_same_dtype(input, reference, where, "input", "weight")
+        xp = get_array_module(input)
+        axes = tuple(range(input.ndim - k, input.ndim))
+        mean = input.mean(axis=axes, keepdims=True)
+        centered = input - mean
         var = (centered * centered).mean(axis=axes, keepdims=True)
         invstd = 1.0 / xp.sqrt(var + self.eps)
         xhat = centered * invstd

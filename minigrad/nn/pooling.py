@@ -46,8 +46,8 @@ class MaxPool2d(_Pool2d):
         self._setup(kernel_size, stride, padding, dilation, ceil_mode)
         self.return_indices = bool(return_indices)
 
-    def forward(self, x):
-        out, self._cache = P.max_pool(x, self._options(), self.ceil_mode, self.return_indices, self.label)
+    def forward(self, input):
+        out, self._cache = P.max_pool(input, self._options(), self.ceil_mode, self.return_indices, self.label)
         return out
 
     def backward(self, grad_out):
@@ -68,8 +68,8 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = bool(count_include_pad)
         self.divisor_override = P.check_divisor_override(divisor_override, "AvgPool2d")
 
-    def forward(self, x):
-        y, self._cache = P.avg_pool(x, self._options(), self.ceil_mode, self.count_include_pad,
+    def forward(self, input):
+        y, self._cache = P.avg_pool(input, self._options(), self.ceil_mode, self.count_include_pad,
                                     self.divisor_override, self.label)
         return y
 
@@ -95,8 +95,8 @@ class AdaptiveAvgPool2d(Layer):
         super().__init__()
         self.output_size = P.adaptive_output_size(output_size, "AdaptiveAvgPool2d")
 
-    def forward(self, x):
-        y, self._cache = P.adaptive_avg_pool(x, self.output_size, self.label)
+    def forward(self, input):
+        y, self._cache = P.adaptive_avg_pool(input, self.output_size, self.label)
         return y
 
     def backward(self, grad_out):
