@@ -11,7 +11,7 @@ import itertools
 
 from .parameter import Parameter
 
-__all__ = ["LayerTree", "RemovableHandle"]
+__all__ = ["LayerTree", "RemovableHandle", "add_hook"]
 
 _hook_ids = itertools.count()
 
@@ -30,6 +30,16 @@ class RemovableHandle:
 
     def __exit__(self, *exc):
         self.remove()
+
+
+def add_hook(owner, table: str, hook, where: str) -> RemovableHandle:
+    """Register ``hook`` in ``owner.__dict__[table]`` (a dict, created on first use); a removable handle."""
+    if not callable(hook):
+        raise TypeError(f"{where}: a hook must be callable, got {type(hook).__name__}")
+    hooks = owner.__dict__.setdefault(table, {})
+    key = next(_hook_ids)
+    hooks[key] = hook
+    return RemovableHandle(hooks, key)
 
 
 def _check_name(name, where: str):
@@ -197,12 +207,7 @@ class LayerTree:
         return self._add_hook("_forward_hooks", hook)
 
     def _add_hook(self, table: str, hook):
-        if not callable(hook):
-            raise TypeError(f"{type(self).__name__}: a hook must be callable, got {type(hook).__name__}")
-        hooks = self.__dict__.setdefault(table, {})
-        key = next(_hook_ids)
-        hooks[key] = hook
-        return RemovableHandle(hooks, key)
+        return add_hook(self, table, hook, type(self).__name__)
 
     def _run_forward(self, inputs, kwargs):
         """forward(*inputs, **kwargs) with the forward hooks around it."""

@@ -17,17 +17,14 @@ Indices count parameters across groups in order. ``step`` is a Python int (PyTor
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 
 from ..runtime.backend import BackendMismatchError, backend_of, is_array, to_backend
-from ..nn.module_tree import RemovableHandle
+from ..nn.module_tree import add_hook
 from ..nn.parameter import Parameter
 
 __all__ = ["Optimizer", "required"]
 
-
-_hook_ids = itertools.count()
 
 class _Required:
     def __repr__(self):
@@ -139,12 +136,7 @@ class Optimizer:
         return self._add_step_hook("_step_post_hooks", hook)
 
     def _add_step_hook(self, table, hook):
-        if not callable(hook):
-            raise TypeError(f"{self.name}: a hook must be callable, got {type(hook).__name__}")
-        hooks = self.__dict__.setdefault(table, {})
-        key = next(_hook_ids)
-        hooks[key] = hook
-        return RemovableHandle(hooks, key)
+        return add_hook(self, table, hook, self.name)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""
