@@ -97,7 +97,7 @@ def worker(args):
 def launch(args):
     mpirun = shutil.which("mpirun")
     if mpirun is None:
-        sys.exit("mpirun not found: apt-get install openmpi-bin libopenmpi-dev; pip install 'minigrad[distributed]'")
+        sys.exit("mpirun not found: apt-get install openmpi-bin libopenmpi-dev; pip install -e '.[distributed]' (from the minigrad checkout)")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     best = {}  # repeats interleave the process counts; the fastest run of each is kept (noisy machines)

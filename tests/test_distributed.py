@@ -35,7 +35,7 @@ def two_process_run(tmp_path_factory):
     if MPIRUN is None:
         pytest.skip("mpirun not found: install Open MPI (apt-get install openmpi-bin libopenmpi-dev)")
     if not HAVE_MPI4PY:
-        pytest.skip("mpi4py not installed: pip install 'minigrad[distributed]'")
+        pytest.skip("mpi4py not installed: pip install -e '.[distributed]'")
     out = tmp_path_factory.mktemp("mpi2")
     proc = subprocess.run([MPIRUN, "-np", "2", sys.executable, WORKER, str(out)], env=_mpi_env(),
                           capture_output=True, text=True, timeout=180)
@@ -114,7 +114,7 @@ def test_init_without_mpi4py_under_a_launcher_says_what_to_install():
             "try:\n    d.init()\nexcept d.DistributedError as e:\n    print('ERR', e)\n")
     env = dict(os.environ, OMPI_COMM_WORLD_SIZE="2")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60).stdout
-    assert "ERR" in out and "2 processes" in out and "minigrad[distributed]" in out
+    assert "ERR" in out and "2 processes" in out and ".[distributed]" in out
     env["OMPI_COMM_WORLD_SIZE"] = "1"
     code_alone = "import sys; sys.modules['mpi4py'] = None\nfrom minigrad import distributed as d\n" \
                  "d.init(); print(d.world_size(), d.rank())"
@@ -283,9 +283,9 @@ def test_cli_train_distributed_matches_one_process(tmp_path):
     """`mpirun -np 2 minigrad train --distributed` == `minigrad train` (same global batch), rank 0 writes."""
     if MPIRUN is None or not HAVE_MPI4PY:
         pytest.skip("needs mpirun and mpi4py (apt-get install openmpi-bin libopenmpi-dev; "
-                    "pip install 'minigrad[distributed]')")
+                    "pip install -e '.[distributed]')")
     if mg.data.mnist_zarr_path() is None:
-        pytest.skip("MNIST needs the data extra: pip install 'minigrad[data]'")
+        pytest.skip("MNIST needs the data extra: pip install -e '.[data]'")
     args = ["-m", "minigrad.cli", "train", "--model", "mlp", "--limit-train", "512", "--limit-test", "100",
             "--epochs", "1", "--batch-size", "64", "--optimizer", "sgd", "--json", "--no-progress"]
     env = _mpi_env()

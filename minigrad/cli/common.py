@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["CLIError", "DEFAULTS", "DEFAULT_LR", "MODELS", "OPTIMIZERS", "SCHEDULERS", "build_model",
-           "build_optimizer", "build_scheduler", "default_weight_decay", "load_datasets", "set_backend", "Printer",
-           "show_progress", "require_matplotlib"]
+__all__ = ["CLIError", "BACKEND_ALIASES", "BackendName", "DEFAULTS", "DEFAULT_LR", "MODELS", "OPTIMIZERS",
+           "SCHEDULERS", "build_model", "build_optimizer", "build_scheduler", "default_weight_decay", "load_datasets",
+           "set_backend", "Printer", "show_progress", "require_matplotlib"]
 
 # Defaults of `minigrad train`, chosen to reach >= 99% MNIST test accuracy in a few CPU minutes.
 DEFAULTS = {"model": "lenet5", "epochs": 4, "batch_size": 128, "optimizer": "adam", "scheduler": "onecycle",
@@ -14,6 +14,18 @@ DEFAULT_LR = {"sgd": 0.05, "adam": 4e-3, "adamw": 4e-3, "rmsprop": 1e-3}
 MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")
 OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
+# The names --backend takes: those of mg.set_backend (minigrad.runtime.backend; tests/test_cli_polish.py checks).
+BACKEND_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
+                   "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
+
+
+class BackendName(str):
+    """The value of --backend ("numpy" or "cupy"); ``from_env`` when it came from $MINIGRAD_BACKEND."""
+
+    def __new__(cls, name, from_env=False):
+        self = super().__new__(cls, name)
+        self.from_env = from_env
+        return self
 
 
 class CLIError(Exception):
@@ -72,8 +84,9 @@ def load_datasets(data_root, limit_train, limit_test, need_train=True):
     try:
         train = MNIST("train", root=data_root, limit=limit_train) if need_train else None
         test = MNIST("test", root=data_root, limit=limit_test)
-    except DatasetNotFoundError as exc:
-        raise CLIError(str(exc)) from None
+    except DatasetNotFoundError as exc:   # worded for Python (root=DIR): say it with the flag
+        message = str(exc).replace("drop root=...", "leave out --data-root").replace("root=DIR", "--data-root DIR")
+        raise CLIError(message if data_root is None else f"--data-root {data_root}: {message}") from None
     return train, test
 
 
@@ -82,7 +95,8 @@ def set_backend(name):
     try:
         mg.set_backend(name)
     except mg.BackendUnavailableError as exc:
-        raise CLIError(f"--backend {name}: {exc}") from None
+        where = " (from MINIGRAD_BACKEND)" if getattr(name, "from_env", False) else ""
+        raise CLIError(f"--backend {name}{where}: {exc}") from None
 
 
 class Printer:
@@ -96,8 +110,9 @@ class Printer:
 
 
 def show_progress(args) -> bool:
-    if args.progress == "auto":
-        return sys.stderr.isatty()
+    if args.progress == "auto":     # the rule of mg.train.fit(progress=None): a bar only on a terminal
+        from ..train.loop import stderr_is_terminal
+        return stderr_is_terminal()
     return args.progress == "on"
 
 
@@ -106,4 +121,5 @@ def require_matplotlib():
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise CLIError('--plot needs matplotlib, which is not installed: pip install "minigrad[plot]"') from None
+        raise CLIError('--plot needs matplotlib, which is not installed: pip install -e ".[plot]" '
+                       '(from the minigrad checkout)') from None

@@ -75,11 +75,12 @@ def cmd_info(args) -> int:
         return 0
     rows = [("minigrad", info["minigrad"]), ("python", f"{info['python']} on {info['platform']}"),
             ("numpy", info["numpy"]), ("torch", info["torch"] or "not installed (only needed by the tests)"),
-            ("cupy", info["cupy"] or 'not installed (GPU: pip install "minigrad[cuda12]" or "[cuda13]")'),
+            ("cupy", info["cupy"] or 'not installed (GPU: pip install -e ".[cuda12]" or -e ".[cuda13]" '
+                                     'in the minigrad checkout)'),
             ("backends", ", ".join(info["backends"]) + f" (active: {info['active_backend']})"),
             ("GPU", info["gpu"] or ("none (CuPy not installed)" if not info["cupy"] else
                                      f"none usable: {info.get('cupy_unavailable')}")),
-            ("MNIST", info["mnist"] or 'not installed: pip install "minigrad[data]"'),
+            ("MNIST", info["mnist"] or 'not installed: pip install -e ".[data]" (from the minigrad checkout)'),
             ("BLAS", ", ".join(f"{k} {v}" for k, v in (info["blas"] or {}).items()) or "unknown"),
             ("CPUs", f"{info['cpu_count']} ({info.get('cpus_usable', '?')} usable)"),
             ("threads (minigrad)", f"{info['minigrad_threads']} (CPU kernels; mg.set_num_threads or "

@@ -1,13 +1,13 @@
 """``minigrad.cli.main``: parse, run the command, and turn a user mistake into one line on stderr (exit 2)."""
 from __future__ import annotations
 
-import argparse
 import errno
+import os
 import sys
 
 from ..runtime.memory import check_setting as check_memory_setting
 from .common import CLIError
-from .parser import build_parser
+from .parser import CommandParser, build_parser
 
 __all__ = ["main", "cmd_bench"]
 
@@ -20,7 +20,7 @@ def cmd_bench(bench_args) -> int:
         if getattr(exc, "name", None) not in ("minigrad.bench", None):
             raise
         raise CLIError("`minigrad bench` is not available: this installation has no minigrad.bench module") from None
-    parser = argparse.ArgumentParser(prog="minigrad bench", description="minigrad benchmarks")
+    parser = CommandParser(prog="minigrad bench", description="minigrad benchmarks")
     bench.add_arguments(parser)
     return bench.run(parser.parse_args(bench_args)) or 0
 
@@ -54,6 +54,44 @@ def _error_line(exc) -> str | None:
 
 
 def main(argv=None) -> int:
+    """Run ``minigrad ARGV``; returns the exit status. A closed stdout (``minigrad info | head -1``) ends the
+    command quietly with status 1 (Python's recipe: what is left to print goes to os.devnull)."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()     # here, not at interpreter exit where a BrokenPipeError is only reported
+    except BrokenPipeError:
+        if not _stdout_is_closed():    # another pipe (a socket, a child process): not ours to hide
+            raise
+        _stdout_to_devnull()
+        return 1
+
+
+def _stdout_is_closed() -> bool:
+    """True when nobody reads stdout any more (poll reports an error on a pipe without readers)."""
+    import select
+    if not hasattr(select, "poll"):
+        return True                    # no poll (Windows): take the broken pipe to be stdout, as the recipe does
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, AttributeError, ValueError):   # no file descriptor behind sys.stdout
+        return False
+
+
+def _stdout_to_devnull():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):   # no file descriptor behind sys.stdout (captured, closed)
+        pass
+
+
+def _run(argv) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else None
     debug = "--debug" in argv

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
-from .common import DEFAULT_LR, DEFAULTS, MODELS, OPTIMIZERS, SCHEDULERS, build_model
+from .common import BACKEND_ALIASES, DEFAULT_LR, DEFAULTS, MODELS, OPTIMIZERS, SCHEDULERS, BackendName, build_model
 from .evaluate import cmd_evaluate
 from .info import cmd_info
 from .train_command import cmd_train
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "CommandParser"]
 
 
 def _number(kind, accepts, wanted: str):
@@ -52,20 +54,68 @@ def _progress_arguments(parser):
                         help="the same as --progress off")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line on stderr (exit status 2) that points to --help."""
+def _backend(text):
+    """An argparse type: a backend name or alias (as mg.set_backend takes it) -> "numpy" or "cupy".
+
+    The default comes from $MINIGRAD_BACKEND (a BackendName marked from_env); a bad value there is named as such.
+    """
+    name = BACKEND_ALIASES.get(text.strip().lower())
+    if name is None:
+        what = f"MINIGRAD_BACKEND={text!r} is not a backend" if getattr(text, "from_env", False) else \
+            f"unknown backend {text!r}"
+        raise argparse.ArgumentTypeError(f"{what}: choose numpy (alias cpu) or cupy (alias cuda)")
+    return BackendName(name, from_env=getattr(text, "from_env", False))
+
+
+def _backend_argument(parser):
+    env = os.environ.get("MINIGRAD_BACKEND", "").strip()
+    parser.add_argument("--backend", type=_backend, metavar="{numpy,cupy}",
+                        default=BackendName(env, from_env=True) if env else "numpy",
+                        help="numpy (CPU; alias cpu) or cupy (GPU; alias cuda); default: $MINIGRAD_BACKEND when "
+                             "it is set, else numpy")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse without abbreviations (``--epoch`` is not ``--epochs``), where a usage mistake is one line on
+    stderr (exit status 2) pointing to the --help of the (sub)command it belongs to."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but arguments no parser knows are blamed on the sub-command they follow."""
+        argv = list(args) if args is not None else None
+        namespace, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            self._owner_of(extras, argv, namespace).error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def _owner_of(self, extras, argv, namespace):
+        """The sub-command's parser when every unknown argument comes after its name, else this parser."""
+        argv = sys.argv[1:] if argv is None else argv
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                command = getattr(namespace, action.dest, None)
+                if command in action.choices and command in argv:
+                    after = argv[argv.index(command) + 1:]
+                    if all(extra in after for extra in extras):
+                        return action.choices[command]
+        return self
+
 
 def build_parser() -> argparse.ArgumentParser:
     examples = __doc__.split("\n\n")[1]
-    parser = _Parser(prog="minigrad", description="minigrad: train and evaluate small networks on "
-                                     "MNIST, show system info, run benchmarks.", epilog="examples:\n" + examples,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"minigrad {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,export,bench}")
+    parser = CommandParser(prog="minigrad", description="minigrad: train and evaluate small networks on "
+                                            "MNIST, show system info, run benchmarks.", epilog="examples:\n" + examples,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minigrad {_version()}",
+                        help="print the version of minigrad and exit")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,export,bench}",
+                                help="the command to run (`minigrad COMMAND --help` for its options)")
     sub.required = True
 
     t = sub.add_parser("train", help="train a model on MNIST (default: LeNet-5, CPU, >= 99%% test accuracy)")
@@ -79,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "sgd uses momentum 0.9, nesterov)")
     t.add_argument("--scheduler", choices=SCHEDULERS, help=f"lr schedule (default {DEFAULTS['scheduler']})")
     t.add_argument("--weight-decay", type=_nonnegative_float, help="weight decay (default 0; adamw 0.01)")
-    t.add_argument("--backend", default="numpy", choices=("numpy", "cupy"), help="numpy (CPU) or cupy (GPU)")
+    _backend_argument(t)
     t.add_argument("--seed", type=_nonnegative_int, help=f"random seed (default {DEFAULTS['seed']})")
     t.add_argument("--out", help="run directory: checkpoint.npz, history.jsonl, metrics.json, curves.png "
                                  "(default runs/MODEL)")
@@ -95,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every STEPS steps (always at the end of each epoch)")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on stdout")
     t.add_argument("--plot", action="store_true", help='save loss/accuracy curves as OUT/curves.png '
-                                                        '(needs matplotlib: pip install "minigrad[plot]")')
+                                                        '(needs matplotlib: pip install -e ".[plot]" in the '
+                                                        'minigrad checkout)')
     t.add_argument("--limit-train", type=_positive_int, metavar="N", help="use only the first N training images")
     t.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test images")
     t.add_argument("--data-root", metavar="DIR", help="read MNIST IDX files from DIR instead of the data extra")
@@ -111,17 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="test accuracy of a checkpoint written by `minigrad train`")
     e.add_argument("checkpoint", help="checkpoint.npz, or a run directory (the --out of `minigrad train`)")
-    e.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
-    e.add_argument("--batch-size", type=_positive_int, default=1000)
-    e.add_argument("--limit-test", type=_positive_int, metavar="N")
-    e.add_argument("--data-root", metavar="DIR")
+    _backend_argument(e)
+    e.add_argument("--batch-size", type=_positive_int, default=1000, help="batch size (default 1000)")
+    e.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test images")
+    e.add_argument("--data-root", metavar="DIR", help="read MNIST IDX files from DIR instead of the data extra")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
     _progress_arguments(e)
     e.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     e.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="versions, backends, GPU, BLAS and thread count")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print everything as one JSON object on stdout")
     i.set_defaults(func=cmd_info)
 
     from ..onnx.command import add_export_parser    # minigrad export CHECKPOINT --onnx OUT.onnx

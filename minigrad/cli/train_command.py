@@ -24,19 +24,50 @@ def cmd_train(args) -> int:
         raise CLIError("--override changes the settings of a resumed run: use it with --resume")
     if args.resume and args.overwrite:
         raise CLIError("--resume continues the run in --out and --overwrite replaces it: give only one")
+    if dist is None:
+        set_backend(args.backend)    # a missing CuPy is the first thing to hear, before anything about --out
+    created = _missing_directories(out)   # what opening the run directory creates (removed again on a failure)
     try:
         run_dir = _open_run_directory(out, args, say, dist)   # rank 0 writes; None on the other ranks
     except _RankZeroRefused:
         return 2       # rank 0 was refused and says why: this rank ends too instead of waiting for it
     try:
         return _train(args, say, dist, out, run_dir)
-    except OSError as exc:
-        if exc.filename is None:        # e.g. ENOSPC from a write: name the run directory
+    except BaseException as exc:
+        if isinstance(exc, OSError) and exc.filename is None:   # e.g. ENOSPC from a write: name the run directory
             exc.filename = out
+        if run_dir is not None:
+            _remove_if_unused(run_dir, created)
         raise
     finally:
         if run_dir is not None:
             run_dir.release()
+
+
+def _missing_directories(out) -> list:
+    """``out`` and its parents that do not exist yet, innermost first."""
+    missing, path = [], os.path.abspath(out)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _remove_if_unused(run_dir, created):
+    """After a run that failed before writing anything (--resume with nothing to resume, a bad --data-root, an
+    interrupt while loading): remove the directories this invocation created, when they hold nothing but the
+    lock file. A directory that existed before is never removed; nor is one where anything else was written."""
+    from ..train.rundir import LOCK_NAME
+    if not created:
+        return
+    try:
+        if os.listdir(run_dir.path) != [LOCK_NAME]:
+            return
+        os.unlink(os.path.join(run_dir.path, LOCK_NAME))   # still locked: no other process takes it meanwhile
+        for directory in created:
+            os.rmdir(directory)         # fails (and stops) at the first one that is not empty
+    except OSError:
+        pass
 
 
 def _open_run_directory(out, args, say, dist):
@@ -85,7 +116,6 @@ def _train(args, say, dist, out, run_dir) -> int:
         resumed = _load_checkpoint(checkpoint)
         config = {**config, **(resumed["metadata"].get("run_config") or {})}   # the run's own settings
         say(f"Resuming from {checkpoint} (step {read_train_state(checkpoint)['step']})")
-    set_backend(args.backend)
     mg.manual_seed(config["seed"])
     train_set, test_set = load_datasets(args.data_root, config["limit_train"], config["limit_test"])
     model, transform = build_model(config["model"])

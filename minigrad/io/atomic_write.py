@@ -3,9 +3,10 @@
 A temp file ``.<name>.<random>.tmp`` in the target's directory is written, flushed and fsynced, then
 ``os.replace``d over the target, and the directory is fsynced. A crash or an exception (disk full,
 Ctrl-C) leaves the old file or the new one, never a mix, and removes the temp file. A symbolic link at
-the target is replaced, not followed. The file gets the mode ``open()`` would give (umask applied; the
-umask is read from /proc/self/status, or once at import where that is missing, never by setting it:
-``os.umask`` changes it for every thread).
+the target is replaced, not followed. An OSError (no such directory, a directory at the target, disk
+full) names the target (``filename``), never the temp file. The file gets the mode ``open()`` would give
+(umask applied; the umask is read from /proc/self/status, or once at import where that is missing, never
+by setting it: ``os.umask`` changes it for every thread).
 """
 from __future__ import annotations
 
@@ -64,7 +65,10 @@ def write_atomic(path, write) -> str:
     """Create or replace ``path`` atomically with what ``write(handle)`` writes to a binary file; returns the path."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _naming(exc, path, None)
     try:
         with os.fdopen(fd, "wb") as handle:
             if hasattr(os, "fchmod"):
@@ -73,14 +77,24 @@ def write_atomic(path, write) -> str:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _naming(exc, path, tmp)
         raise
     fsync_directory(directory)
     return path
+
+
+def _naming(exc: OSError, path: str, tmp) -> OSError:
+    """``exc`` (same type and errno) naming the target ``path`` instead of the temp file (or nothing): the user
+    asked for ``path`` and never heard of ``.<name>.<random>.tmp``. An error about another file is kept."""
+    if exc.filename is None or exc.filename == tmp or tmp is None:
+        exc.filename, exc.filename2 = path, None
+    return exc
 
 
 def write_bytes_atomic(path, data: bytes) -> str:

@@ -10,7 +10,7 @@
 A safetensors file is an 8-byte header length, a JSON header (per tensor: dtype, shape, byte range;
 plus optional string metadata) and the raw little-endian bytes; no pickle, nothing executed on load.
 Writing goes through a temp file and ``os.replace`` (the old file survives a failure), like ``mg.save``.
-Needs the ``onnx`` extra (``pip install "minigrad[onnx]"``), which installs ``safetensors``.
+Needs the ``onnx`` extra (``pip install -e ".[onnx]"`` from the checkout), which installs ``safetensors``.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from ..runtime.checks import check_float_array, check_ndim, check_same_dtype, po
 from .init import fan_in_bias, kaiming_uniform
 from .grad_mode import is_grad_enabled
 from .layer import Layer
+from .linear import device_dtype
 from .parameter import Parameter
 from ..runtime.backend import get_array_module
 
@@ -81,8 +82,9 @@ class Conv2d(ConvBase):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", dtype="float32", *, device=None):
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
         where = "Conv2d"
+        dtype = device_dtype(Conv2d, device, dtype, f"{in_channels!r}, {out_channels!r}, {kernel_size!r}, ...")
         super().__init__(where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                          weight_channels=(out_channels, in_channels), fan_in_channels=in_channels, dtype=dtype)
         if padding_mode not in PADDING_MODES:

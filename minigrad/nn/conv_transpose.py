@@ -21,6 +21,7 @@ from ..functional.conv import conv_backward, conv_forward, make_geometry
 from ..kernels.im2col import pad_constant
 from ..runtime.checks import check_float_array, check_ndim, check_same_dtype, positive_pair
 from .conv import ConvBase
+from .linear import device_dtype
 
 __all__ = ["ConvTranspose2d"]
 
@@ -33,8 +34,10 @@ class ConvTranspose2d(ConvBase):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups=1, bias=True, dilation=1, padding_mode="zeros", dtype="float32", *, device=None):
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
         where = "ConvTranspose2d"
+        dtype = device_dtype(ConvTranspose2d, device, dtype,
+                             f"{in_channels!r}, {out_channels!r}, {kernel_size!r}, ...")
         # torch's fan-in is weight.size(1) * kh * kw = out_channels/groups * kh * kw
         super().__init__(where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                          weight_channels=(in_channels, out_channels), fan_in_channels=out_channels, dtype=dtype)

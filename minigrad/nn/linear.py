@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from ..functional.linear import linear_forward
 from ..runtime.backend import backend_of
 from ..kernels import cpu_linear
@@ -18,11 +20,60 @@ from .layer import Layer
 from .parameter import Parameter
 
 
+# Device names a layer's device= takes (as Layer.to does); a dtype given where one of these is expected, or the
+# other way round, is a call written for minigrad's old order (dtype before device), refused with the new form.
+_DEVICE_NAMES = ("numpy", "cpu", "np", "cupy", "cuda", "gpu", "cp")
+
+
+def _is_dtype(value) -> bool:
+    """Whether ``value`` names a dtype (a NumPy dtype, a scalar type, torch.float64, or a string such as 'float64')."""
+    if isinstance(value, (numpy.dtype, type)):
+        return True
+    if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
+        return True
+    if isinstance(value, str) and value.lower() not in _DEVICE_NAMES:
+        try:
+            numpy.dtype(value)
+        except TypeError:
+            return False
+        return True
+    return False
+
+
+def device_dtype(cls, device, dtype, leading: str):
+    """The dtype a layer built with PyTorch's ``(..., device=None, dtype=None)`` pair creates its arrays in.
+
+    dtype=None is float32 (PyTorch's default dtype). A dtype in the device slot -- ``Linear(4, 2, True, "float64")``,
+    minigrad's old order -- or a device name in the dtype slot is refused with a TypeError naming the keyword form;
+    ``leading`` is the text of the arguments before device, for that message. The device itself is applied by
+    the layer afterwards, as ``.to(device)``.
+    """
+    import inspect
+
+    where = cls.__name__
+    if device is not None and _is_dtype(device):
+        shown = f'"{device}"' if isinstance(device, str) else repr(device)
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]   # without self
+        names = [p.name for p in params]
+        order = ""
+        if "device" in names:   # a subclass may have its own signature
+            nth = names.index("device") + 1
+            suffix = {1: "st", 2: "nd", 3: "rd"}.get(nth if nth < 20 else nth % 10, "th")
+            order = (f" PyTorch's order is {where}({', '.join(str(p) for p in params)}), so the {nth}{suffix} "
+                     "positional argument is device.")
+        raise TypeError(f"{where}: device={device!r} is a dtype, not a device.{order} Pass the dtype by keyword: "
+                        f"{where}({leading}, dtype={shown})")
+    if isinstance(dtype, str) and dtype.lower() in _DEVICE_NAMES:
+        raise TypeError(f"{where}: dtype={dtype!r} is a device, not a dtype; pass it as device={dtype!r}")
+    return "float32" if dtype is None else dtype
+
+
 class Linear(Layer):
     """y = x @ weight.T + bias. weight: (out_features, in_features); bias: (out_features,)."""
 
-    def __init__(self, in_features, out_features, bias=True, dtype="float32", *, device=None):
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
+        dtype = device_dtype(Linear, device, dtype, f"{in_features!r}, {out_features!r}, {bias!r}")
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Linear: {name} must be a positive int, got {value!r}")

@@ -10,6 +10,8 @@ per call (``deferred_checks``).
 from __future__ import annotations
 
 import contextlib
+import inspect
+import numbers
 
 from ..functional import loss as L
 from .layer import Layer
@@ -17,11 +19,36 @@ from .layer import Layer
 __all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss"]
 
 
-class _Loss(Layer):
-    """Shared reduction handling."""
+def _check_legacy_slots(cls, size_average, reduce):
+    """PyTorch's deprecated size_average / reduce come before reduction (and ignore_index, pos_weight) in its
+    order; they take None or a bool (a bool: NotImplementedError, in check_reduction). Anything else is an
+    argument of minigrad's old order (reduction, ignore_index, label_smoothing or pos_weight before them) given
+    positionally: a TypeError naming PyTorch's order and the keyword form."""
+    where = cls.__name__
+    for name, value in (("size_average", size_average), ("reduce", reduce)):
+        if value is None or isinstance(value, bool) or type(value).__name__ == "bool_":   # NumPy's bool too
+            continue
+        if isinstance(value, str):
+            hint = f"reduction={value!r}"
+        elif isinstance(value, numbers.Integral) and "ignore_index" in inspect.signature(cls.__init__).parameters:
+            hint = f"ignore_index={value!r}"
+        elif isinstance(value, numbers.Real) and "label_smoothing" in inspect.signature(cls.__init__).parameters:
+            hint = f"label_smoothing={value!r}"
+        elif hasattr(value, "shape") and "pos_weight" in inspect.signature(cls.__init__).parameters:
+            hint = "pos_weight=..."
+        else:
+            hint = "the option's name"
+        order = ", ".join(str(p) for p in list(inspect.signature(cls.__init__).parameters.values())[1:])
+        raise TypeError(f"{where}: {name} (PyTorch's deprecated flag) takes None or a bool, got {value!r}. PyTorch's "
+                        f"order is {where}({order}): pass the other options by keyword, e.g. {where}({hint})")
 
-    def __init__(self, reduction="mean", size_average=None, reduce=None):
+
+class _Loss(Layer):
+    """Shared reduction handling. size_average and reduce: PyTorch's deprecated pair, refused unless None."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
+        _check_legacy_slots(type(self), size_average, reduce)
         self.reduction = L.check_reduction(reduction, size_average, reduce, type(self).__name__)
 
     def extra_repr(self):
@@ -31,8 +58,8 @@ class _Loss(Layer):
 class _ClassIndexLoss(_Loss):
     """CrossEntropyLoss and NLLLoss: (N, C) or (N, C, d1, ...) scores, class-index targets."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", *, size_average=None, reduce=None):
-        super().__init__(reduction, size_average, reduce)
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
         where = type(self).__name__
         self.ignore_index = L.check_ignore_index(ignore_index, where)
         self.register_buffer("weight", L.check_weight(weight, where, "weight", one_per_class=True))
@@ -84,9 +111,9 @@ class CrossEntropyLoss(_ClassIndexLoss):
     """Softmax cross-entropy of logits (N, C) / (N, C, d1, ...) / (C,) against class indices
     (N,) / (N, d1, ...) / () or class probabilities (same shape as the logits)."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
-                 size_average=None, reduce=None):
-        super().__init__(weight, ignore_index, reduction, size_average=size_average, reduce=reduce)
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
         self.label_smoothing = L.check_label_smoothing(label_smoothing, "CrossEntropyLoss")
 
     def forward(self, input, target):
@@ -138,8 +165,8 @@ class BCEWithLogitsLoss(_Loss):
     """Sigmoid + binary cross-entropy in one stable step. weight broadcasts over the input;
     pos_weight (one per class, broadcast along the last dimension) weighs the positive term."""
 
-    def __init__(self, weight=None, reduction="mean", pos_weight=None, *, size_average=None, reduce=None):
-        super().__init__(reduction, size_average, reduce)
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
         self.register_buffer("weight", L.check_weight(weight, "BCEWithLogitsLoss", "weight"))
         self.register_buffer("pos_weight", L.check_weight(pos_weight, "BCEWithLogitsLoss", "pos_weight"))
 

@@ -22,6 +22,7 @@ import numbers
 from ..runtime.backend import active_module, get_array_module
 from ..runtime.checks import check_float_array, check_ndim, check_same_dtype
 from .layer import Layer
+from .linear import device_dtype
 from .parameter import Parameter
 
 
@@ -59,9 +60,10 @@ class _BatchNorm(Layer):
     _layout: str = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype="float32", *, bias=True, device=None):
+                 device=None, dtype=None, *, bias=True):
         super().__init__()
         where = type(self).__name__
+        dtype = device_dtype(type(self), device, dtype, f"{num_features!r}, ...")
         if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features < 1:
             raise ValueError(f"{where}: num_features must be a positive int, got {num_features!r}")
         check_eps(eps, where)
@@ -213,9 +215,9 @@ class LayerNorm(Layer):
     """Normalise each sample over its trailing ``normalized_shape`` axes; optional affine weight/bias
     of shape normalized_shape. x: (*, *normalized_shape) -> same shape."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype="float32", *,
-                 device=None):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
+        dtype = device_dtype(LayerNorm, device, dtype, f"{normalized_shape!r}, ...")
         shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
         if not shape or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in shape):
             raise ValueError(f"LayerNorm: normalized_shape must be a positive int or a non-empty tuple of "

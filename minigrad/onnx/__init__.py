@@ -3,7 +3,7 @@
     mg.onnx.export(model, example_input, "model.onnx")   # run it in ONNX Runtime, on a server or a phone
     graph = mg.onnx.load("resnet.onnx")                  # a minigrad Graph: inspect, fine-tune, export again
 
-Needs the ``onnx`` extra: ``pip install "minigrad[onnx]"`` (onnx, onnxruntime, safetensors).
+Needs the ``onnx`` extra: ``pip install -e ".[onnx]"`` from the checkout (onnx, onnxruntime, safetensors).
 """
 from .common import OnnxError
 from .export import export

@@ -7,6 +7,7 @@ safetensors weights. A user mistake prints one line and exits with status 2.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -65,10 +66,32 @@ def _export(args):
     load_into(path, model)
     written = []
     if args.safetensors:
-        written.append(save_safetensors(model, args.safetensors, metadata={"model": str(config["model"])}))
+        written.append(_writing("--safetensors", args.safetensors, lambda: save_safetensors(
+            model, args.safetensors, metadata={"model": str(config["model"])})))
     if args.onnx:
         size = 28 if transform is None else 32        # the padded-digit models take 32x32 input
         dtype = next(iter(model.parameters())).dtype
-        export(model, numpy.zeros((1, 1, size, size), dtype=dtype), args.onnx, opset=args.opset)
+        _writing("--onnx", args.onnx, lambda: export(model, numpy.zeros((1, 1, size, size), dtype=dtype), args.onnx,
+                                                     opset=args.opset))
         written.append(os.fspath(args.onnx))
     return written
+
+
+_WRITE_HINTS = {errno.ENOENT: "its directory does not exist: create it or give another path",
+                errno.ENOTDIR: "a component of the path is a file, not a directory: give another path",
+                errno.EISDIR: "it is a directory: give a file name in it",
+                errno.EACCES: "no permission: give another path", errno.EPERM: "no permission: give another path",
+                errno.EROFS: "the file system is read-only: give another path",
+                errno.ENOSPC: "the disk is full: free some space or give another path"}
+
+
+def _writing(flag, target, write):
+    """``write()``, with an OSError (naming the target: minigrad.io.atomic_write) as one line naming the flag."""
+    try:
+        return write()
+    except OSError as exc:
+        if exc.strerror is None:
+            raise
+        hint = _WRITE_HINTS.get(exc.errno)
+        raise OnnxError(f"{flag} {os.fspath(target)}: cannot write it ({exc.strerror})"
+                        + (f"; {hint}" if hint else "")) from exc

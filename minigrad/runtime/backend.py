@@ -55,7 +55,8 @@ def _normalize(name) -> str:
 
 
 _GPU_HINT = ("Check the NVIDIA driver (nvidia-smi) and that the CuPy package matches the CUDA version it "
-             "supports: pip install \"minigrad[cuda12]\" (CUDA 12) or pip install \"minigrad[cuda13]\" (CUDA 13); "
+             "supports: pip install -e \".[cuda12]\" (CUDA 12) or pip install -e \".[cuda13]\" (CUDA 13), from the "
+             "minigrad checkout; "
              "or use the 'numpy' backend on this machine")
 
 
@@ -66,8 +67,8 @@ def _import_cupy():
     except Exception as exc:  # ImportError, or a broken CUDA install raising at import
         raise BackendUnavailableError(
             "the 'cupy' backend needs CuPy, which is not installed or failed to import "
-            f"({type(exc).__name__}: {exc}). Install it with: pip install \"minigrad[cuda12]\" "
-            "(CUDA 12) or pip install \"minigrad[cuda13]\" (CUDA 13)") from exc
+            f"({type(exc).__name__}: {exc}). Install it with: pip install -e \".[cuda12]\" "
+            "(CUDA 12) or pip install -e \".[cuda13]\" (CUDA 13), from the minigrad checkout") from exc
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:

@@ -1,6 +1,6 @@
 """Optional dependencies: imported only when a function needs them, with an error naming the extra.
 
-    onnx = require("onnx", "mg.onnx.export")     # ImportError: ... pip install "minigrad[onnx]"
+    onnx = require("onnx", "mg.onnx.export")     # ImportError: ... pip install -e ".[onnx]" (from the checkout)
 """
 from __future__ import annotations
 
@@ -18,4 +18,4 @@ def require(module: str, where: str):
     except ImportError as exc:
         extra = EXTRA_OF.get(module, module.split(".")[0])
         raise ImportError(f"{where} needs the '{module.split('.')[0]}' package, which is not installed ({exc}); "
-                          f'install it with: pip install "minigrad[{extra}]"') from exc
+                          f'install it with: pip install -e ".[{extra}]" (from the minigrad checkout)') from exc

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 
 import numpy
@@ -39,7 +40,7 @@ from .state import (Callback, FunctionCallback, Meter, NonFiniteLossError, Train
                     lr_of, nonfinite_error, record_into, resolve_scheduler_interval)
 from .checkpoint import CHECKPOINT_NAME, read_train_state, restore_training_checkpoint, save_training_checkpoint
 
-__all__ = ["fit", "evaluate"]
+__all__ = ["fit", "evaluate", "stderr_is_terminal"]
 
 
 
@@ -93,10 +94,21 @@ def _check_targets(loss):
 
 
 def _progress_bar(total, initial, desc, enabled):
+    if enabled is None:     # the default of fit: a bar for a person at a terminal, none in a redirected log
+        enabled = stderr_is_terminal()
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True, leave=True)
+
+
+def stderr_is_terminal() -> bool:
+    """True when stderr (where tqdm draws) is a terminal: the rule of ``progress=None`` and of ``minigrad
+    --progress auto``."""
+    try:
+        return bool(sys.stderr is not None and sys.stderr.isatty())
+    except (AttributeError, ValueError):    # a replaced or closed stream
+        return False
 
 
 class _NoBar:
@@ -106,7 +118,7 @@ class _NoBar:
 
 
 def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler=None, callbacks=(),
-        checkpoint_dir=None, checkpoint_every=None, resume=False, log_path=None, progress=True,
+        checkpoint_dir=None, checkpoint_every=None, resume=False, log_path=None, progress=None,
         log_every=50, scheduler_interval=None, metadata=None) -> dict:
     """Train ``model`` for ``epochs`` epochs; return the history dict (see the module docstring).
 
@@ -123,7 +135,8 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, scheduler
         checkpoint_dir: where ``checkpoint.npz`` is written (each epoch, and every ``checkpoint_every`` steps).
         resume: True continues from ``checkpoint_dir/checkpoint.npz`` (which must exist); a path names the file.
         log_path: JSON-lines file receiving every history record (rewritten from the checkpoint on resume).
-        progress: show a tqdm bar per epoch (loss, accuracy, images/s).
+        progress: a tqdm bar per epoch on stderr (loss, accuracy, images/s): True always, False never, None
+            (the default) only when stderr is a terminal, so a log redirected to a file gets no bar.
         log_every: steps between metric reads (the only device-to-host syncs of the loop).
         metadata: extra JSON-able entries stored in every checkpoint (e.g. how to rebuild the model).
     """

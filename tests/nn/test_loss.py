@@ -112,7 +112,7 @@ def test_nll_loss_matches_torch(shape, weighted, reduction, dtype):
 def test_mse_loss_matches_torch(reduction, dtype):
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((2, 3, 4)).astype(dtype), rng.standard_normal((2, 3, 4)).astype(dtype)
-    _compare_loss(mg.nn.MSELoss(reduction), torch.nn.MSELoss(reduction=reduction), x, y, dtype)
+    _compare_loss(mg.nn.MSELoss(reduction=reduction), torch.nn.MSELoss(reduction=reduction), x, y, dtype)
 
 
 BCE_OPTIONS = [dict(), dict(weight=(3,)), dict(weight=(2, 1)), dict(pos_weight=(3,)),
@@ -174,8 +174,8 @@ def test_loss_finite_differences(reduction):
     assert _fd(mg.nn.CrossEntropyLoss(weight, reduction=reduction, label_smoothing=0.1), x, q)
     assert _fd(mg.nn.NLLLoss(weight, reduction=reduction), x, t)
     y = np.random.default_rng(9).uniform(0, 1, x.shape)
-    assert _fd(mg.nn.MSELoss(reduction), x, y)
-    assert _fd(mg.nn.BCEWithLogitsLoss(np.array([1.0, 2.0]), reduction, pos_weight=np.array([3.0, 0.5])), x, y)
+    assert _fd(mg.nn.MSELoss(reduction=reduction), x, y)
+    assert _fd(mg.nn.BCEWithLogitsLoss(np.array([1.0, 2.0]), reduction=reduction, pos_weight=np.array([3.0, 0.5])), x, y)
 
 
 STRICT_CASES = [
@@ -237,7 +237,7 @@ def test_target_validation_errors():
 
 def test_loss_argument_and_shape_errors():
     with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'avg'"):
-        mg.nn.MSELoss("avg")
+        mg.nn.MSELoss(reduction="avg")
     with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
         mg.nn.CrossEntropyLoss(label_smoothing=1.5)
     with pytest.raises(ValueError, match="weight must be a 1-D array"):
