@@ -7,7 +7,7 @@
     mpirun -np 2 minigrad train --distributed      # data-parallel over 2 processes (mg.distributed)
     minigrad evaluate runs/lenet5/checkpoint.npz
     minigrad info                       # versions, backends, GPU, BLAS and threads
-    minigrad export runs/lenet5 --onnx lenet5.onnx   # ONNX (and --safetensors) for other runtimes
+    minigrad export runs/lenet5 --onnx runs/lenet5/lenet5.onnx   # ONNX (and --safetensors), beside the run
     minigrad bench ...                  # benchmarks (minigrad.bench)
 
 (the examples above are the epilog of ``minigrad --help``)
