@@ -34,6 +34,12 @@ import minigrad as mg
 torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")   # common_modules imports it
 common_modules = pytest.importorskip("torch.testing._internal.common_modules")
+# Importing torch's test utilities freezes torch.backends' global flags for the whole process (its own test
+# runner sets them through context managers). Other tests here set them directly (minigrad.bench.cases.full_fp32
+# turns TF32 off), so undo the freeze this import made.
+if torch.backends.flags_frozen():
+    torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True   # torch.backends' own
+assert not torch.backends.flags_frozen()
 
 RTOL, ATOL = 1e-10, 1e-12
 REFUSALS = (TypeError, ValueError, NotImplementedError, KeyError)
