@@ -211,3 +211,24 @@ def test_fit_draws_a_bar_only_on_a_terminal_by_default(capsys, monkeypatch):
     assert "epoch 1/1" in drawn
     _tiny_fit(progress=False)
     assert terminal.getvalue() == drawn
+
+
+def test_a_bad_or_unavailable_backend_variable_is_one_line_for_every_command():
+    one_line_error(run("info", MINIGRAD_BACKEND="foo"), "MINIGRAD_BACKEND='foo'", "unknown backend")
+    if not backend_module.cupy_available():
+        one_line_error(run("info", "--json", MINIGRAD_BACKEND="cupy"), "needs CuPy", "MINIGRAD_BACKEND is set")
+
+
+def test_python_dash_m_minigrad_is_the_command():
+    result = subprocess.run([sys.executable, "-m", "minigrad", "--version"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == f"minigrad {mg.__version__}"
+
+
+def test_loading_a_pytorch_file_names_what_it_is_and_the_way_to_convert_it(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    with pytest.raises(mg.CheckpointError, match=r"a PyTorch file \(torch.save\); convert its state dict with "
+                                                 r"mg.torch_compat.from_torch_state_dict\(torch.load\(path\)\)"):
+        mg.load(path)

@@ -41,8 +41,14 @@ def _error_line(exc) -> str | None:
     from ..runtime.memory import MemorySettingError
     from ..train.resume import ResumeError
     from ..train.rundir import RunDirectoryError
+    from ..runtime.backend import BackendUnavailableError
     if isinstance(exc, (CLIError, ResumeError, RunDirectoryError, MemorySettingError)):
         return str(exc)
+    if isinstance(exc, BackendUnavailableError) or (isinstance(exc, ValueError) and
+                                                    str(exc).startswith("MINIGRAD_BACKEND=")):
+        source = " (MINIGRAD_BACKEND is set)" if os.environ.get("MINIGRAD_BACKEND") and not str(exc).startswith(
+            "MINIGRAD_BACKEND=") else ""
+        return f"{exc}{source}"
     if isinstance(exc, CheckpointError):
         return f"{exc}; check the file, or start a new run with another --out (or --overwrite)"
     if isinstance(exc, MemoryError) and str(exc):   # the memory guard names the layer, shape and bytes

@@ -201,6 +201,9 @@ def _read_meta(reader: NpzReader, fail) -> dict:
     """The verified JSON header: format, version and CRC32 checked, its size bounded by META_LIMIT."""
     names = set(reader.names)
     if _META not in names:
+        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            raise fail("not a minigrad checkpoint but a PyTorch file (torch.save); convert its state dict with "
+                       "mg.torch_compat.from_torch_state_dict(torch.load(path))")
         raise fail("not a minigrad checkpoint (no '__meta__' entry; was it written by numpy.savez "
                    "rather than mg.save?)")
     dtype, shape, _ = reader.header(_META)
