@@ -57,7 +57,9 @@ def test_train_json_then_evaluate_end_to_end(tmp_path):
 
 
 def test_info_reports_versions_backends_and_threads():
-    info = json.loads(run("info", "--json").stdout)
+    out = run("info", "--json").stdout
+    assert len(out.strip().splitlines()) == 1           # one line, as evaluate --json: `| head -1` gets it all
+    info = json.loads(out)
     assert info["minigrad"] == mg.__version__ and info["numpy"] == np.__version__
     assert "numpy" in info["backends"] and info["cpu_count"] >= 1 and info["minigrad_threads"] >= 1
     if info["cupy"] is None:

@@ -104,7 +104,7 @@ def test_the_backend_is_checked_before_the_run_directory(tmp_path):
 # -- B: no abbreviations -----------------------------------------------------------------------------
 def test_abbreviations_are_refused(tmp_path):
     one_line_error(run("train", "--epoch", "2", *TINY[:-4], "--out", str(tmp_path / "run"), cwd=tmp_path),
-                   "unrecognized arguments", "--epoch 2", "minigrad train --help")
+                   "unrecognized arguments", "--epoch 2", "did you mean --epochs?", "minigrad train --help")
     assert not (tmp_path / "run").exists()
     parser = build_parser()
     assert parser.allow_abbrev is False

@@ -71,7 +71,7 @@ def _numpy_blas():
 def cmd_info(args) -> int:
     info = collect_info()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info))                 # one line, as evaluate --json
         return 0
     rows = [("minigrad", info["minigrad"]), ("python", f"{info['python']} on {info['platform']}"),
             ("numpy", info["numpy"]), ("torch", info["torch"] or "not installed (only needed by the tests)"),

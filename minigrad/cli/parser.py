@@ -91,8 +91,20 @@ class CommandParser(argparse.ArgumentParser):
         argv = list(args) if args is not None else None
         namespace, extras = self.parse_known_args(argv, namespace)
         if extras:
-            self._owner_of(extras, argv, namespace).error(f"unrecognized arguments: {' '.join(extras)}")
+            owner = self._owner_of(extras, argv, namespace)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}{owner.suggestion(extras)}")
         return namespace
+
+    def suggestion(self, extras) -> str:
+        """"; did you mean --epochs?" for an unknown option close to one this parser has."""
+        import difflib
+        known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+        for extra in extras:
+            if extra.startswith("--"):
+                close = difflib.get_close_matches(extra.split("=", 1)[0], known, n=1, cutoff=0.75)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
 
     def _owner_of(self, extras, argv, namespace):
         """The sub-command's parser when every unknown argument comes after its name, else this parser."""
