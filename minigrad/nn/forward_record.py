@@ -34,7 +34,7 @@ import weakref
 from ..runtime.backend import is_array
 
 __all__ = ["ForwardRecord", "GradientOwnershipError", "call_depth", "enter_call", "exit_call", "tag_outputs",
-           "record_of", "gradient_owner", "owned_backward", "claim", "snapshot", "restore", "select_record", "finish_backward", "forget_records"]
+           "record_of", "gradient_owner", "owned_backward", "claim", "select_record", "finish_backward", "forget_records"]
 
 _local = threading.local()
 _produced: dict = {}                                # id(array) -> ForwardRecord of the call that returned it
@@ -56,7 +56,7 @@ class ForwardRecord:
     def __init__(self, layer, inputs):
         self.layer = layer
         self.inputs = inputs          # per positional input: the record of the call that returned it, or None
-        self.caches = None            # [(layer, cache), ...] for the layer's tree, once parked
+        self.caches = None            # layer.save_caches() of the layer's tree, once parked
         self.done = False             # its backward ran (or its caches were dropped): no backward any more
         self.dropped = False          # its caches were dropped by to() or clear_cache()
 
@@ -103,16 +103,6 @@ def gradient_owner(grad):
     return _gradient_of.get(id(grad)) if is_array(grad) else None
 
 
-def snapshot(layer) -> list:
-    """[(sub-layer, cache)] for every layer of ``layer``'s tree."""
-    return [(module, module._cache) for module in layer.modules()]
-
-
-def restore(pairs):
-    for module, cache in pairs:
-        module._cache = cache
-
-
 def claim(layer, record):
     """Make ``record`` the owner of the caches of ``layer``'s tree. Records that owned some of them and
     still wait for their backward keep their whole tree's caches first."""
@@ -120,7 +110,7 @@ def claim(layer, record):
     for module in modules:
         owner = _owner.get(module)
         if owner is not None and owner is not record and not owner.done and owner.caches is None:
-            owner.caches = snapshot(owner.layer)
+            owner.caches = owner.layer.save_caches()
     for module in modules:
         _owner[module] = record
     if record is not None:
@@ -181,7 +171,7 @@ def select_record(layer, grad):
             raise _gone(layer)
         parked, record.caches = record.caches, None
         claim(layer, record)
-        restore(parked)
+        layer.restore_caches(parked)
     return record
 
 

@@ -138,13 +138,13 @@ class Layer(LayerTree):
         every cache of this layer's tree is left as it was; a top-level training call gets a record that
         its output is tagged with, so a backward pairs a gradient with the forward it belongs to."""
         if not is_grad_enabled():
-            saved = records.snapshot(self)
+            saved = self.save_caches()
             records.enter_call()
             try:
                 return self._run_forward(inputs, kwargs)
             finally:
                 records.exit_call()
-                records.restore(saved)
+                self.restore_caches(saved)
         if records.call_depth():                   # a container running its children: it keeps the books
             return self._run_forward(inputs, kwargs)
         record = records.ForwardRecord(self, [records.record_of(x) for x in inputs])
@@ -183,11 +183,13 @@ class Layer(LayerTree):
             records.forget_records(self)
 
     def save_caches(self) -> list:
-        """Snapshot every sub-layer's cache (Graph uses this to run a shared layer at several nodes)."""
-        return [layer._cache for layer in self.modules()]
+        """Snapshot every sub-layer's cache, [(layer, cache), ...] (Graph uses this to run a shared layer at
+        several nodes; no_grad calls and nn/forward_record.py to put caches back)."""
+        return [(layer, layer._cache) for layer in self.modules()]
 
     def restore_caches(self, caches: list):
-        for layer, cache in zip(self.modules(), caches):
+        """Put back the caches ``save_caches`` returned, each into the layer it came from."""
+        for layer, cache in caches:
             layer._cache = cache
 
     # -- modes and gradients ---------------------------------------------------------------------
