@@ -65,9 +65,9 @@ def test_backend_default_comes_from_the_environment(monkeypatch):
 
 
 def test_backend_takes_the_aliases_of_set_backend(monkeypatch):
-    from minigrad.cli.common import BACKEND_ALIASES
+    from minigrad.cli.parser import BACKEND_ALIASES
     monkeypatch.delenv("MINIGRAD_BACKEND", raising=False)
-    assert BACKEND_ALIASES == backend_module._ALIASES        # the same names as mg.set_backend
+    assert BACKEND_ALIASES is backend_module.BACKEND_ALIASES   # the same names as mg.set_backend
     for alias, name in BACKEND_ALIASES.items():
         assert build_parser().parse_args(["train", "--backend", alias]).backend == name
     assert build_parser().parse_args(["train", "--backend", "CUDA"]).backend == "cupy"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["CLIError", "BACKEND_ALIASES", "BackendName", "DEFAULTS", "DEFAULT_LR", "MODELS", "OPTIMIZERS",
+__all__ = ["CLIError", "BackendName", "DEFAULTS", "DEFAULT_LR", "MODELS", "OPTIMIZERS",
            "SCHEDULERS", "build_model", "build_optimizer", "build_scheduler", "default_weight_decay", "load_datasets",
            "set_backend", "Printer", "show_progress", "require_matplotlib"]
 
@@ -14,9 +14,6 @@ DEFAULT_LR = {"sgd": 0.05, "adam": 4e-3, "adamw": 4e-3, "rmsprop": 1e-3}
 MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")
 OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
-# The names --backend takes: those of mg.set_backend (minigrad.runtime.backend; tests/test_cli_polish.py checks).
-BACKEND_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
-                   "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
 
 
 class BackendName(str):

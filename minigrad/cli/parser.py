@@ -19,7 +19,8 @@ import math
 import os
 import sys
 
-from .common import BACKEND_ALIASES, DEFAULT_LR, DEFAULTS, MODELS, OPTIMIZERS, SCHEDULERS, BackendName, build_model
+from ..runtime.backend import BACKEND_ALIASES
+from .common import DEFAULT_LR, DEFAULTS, MODELS, OPTIMIZERS, SCHEDULERS, BackendName, build_model
 from .evaluate import cmd_evaluate
 from .info import cmd_info
 from .train_command import cmd_train

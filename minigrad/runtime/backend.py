@@ -19,14 +19,15 @@ import sys
 import numpy
 
 __all__ = [
-    "BackendMismatchError", "BackendUnavailableError", "set_backend", "get_backend",
+    "BACKEND_ALIASES", "BackendMismatchError", "BackendUnavailableError", "set_backend", "get_backend",
     "get_array_module", "active_module", "to_backend", "backend_of", "is_array",
     "register_array_module", "cupy_available", "describe", "is_gpu_array", "GPU_FLOAT_DTYPES",
     "check_backend_dtype",
 ]
 
-_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
-            "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
+# The names set_backend, to() and the CLI's --backend take, and the backend each one means.
+BACKEND_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
+                   "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
 
 # The floating dtypes the 'cupy' backend takes: every CUDA kernel of minigrad.kernels is compiled for
 # these (tests/kernels/test_cuda_kernel_nvrtc.py). float16 is refused up front: the fused loss and
@@ -48,10 +49,10 @@ class BackendUnavailableError(RuntimeError):
 
 
 def _normalize(name) -> str:
-    if not isinstance(name, str) or name.lower() not in _ALIASES:
+    if not isinstance(name, str) or name.lower() not in BACKEND_ALIASES:
         raise ValueError(
             f"unknown backend {name!r}: expected one of 'numpy' (alias 'cpu') or 'cupy' (alias 'cuda')")
-    return _ALIASES[name.lower()]
+    return BACKEND_ALIASES[name.lower()]
 
 
 _GPU_HINT = ("Check the NVIDIA driver (nvidia-smi) and that the CuPy package matches the CUDA version it "
@@ -196,7 +197,7 @@ def check_backend_dtype(name: str, dtype, where: str) -> None:
 
     Names other than the built-in backends (e.g. the strict test backend) take every dtype.
     """
-    if not isinstance(name, str) or _ALIASES.get(name.lower()) != "cupy":
+    if not isinstance(name, str) or BACKEND_ALIASES.get(name.lower()) != "cupy":
         return
     dtype = numpy.dtype(dtype)
     if dtype.kind == "f" and dtype.name not in GPU_FLOAT_DTYPES:
