@@ -68,9 +68,9 @@ class LayerTree:
         seen = set() if memo is None else memo
 
         def walk(layer, name):
-            if remove_duplicate and id(layer) in seen:
+            if remove_duplicate and layer in seen:     # memo holds the layers seen, as torch's
                 return
-            seen.add(id(layer))
+            seen.add(layer)
             yield name, layer
             for child_name, child in layer._layers.items():
                 yield from walk(child, f"{name}.{child_name}" if name else child_name)
