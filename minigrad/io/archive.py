@@ -28,9 +28,15 @@ CHUNK = 1 << 20          # bytes inflated per read
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def is_npy_file(path) -> bool:
-    """True if the file starts like a single ``.npy`` array (not an archive)."""
-    with open(path, "rb") as handle:
+def is_npy_file(source) -> bool:
+    """True if the file (a path, or a binary file object: read from its start) starts like a single ``.npy``
+    array (not an archive)."""
+    if hasattr(source, "read"):
+        source.seek(0)
+        start = source.read(len(_NPY_MAGIC))
+        source.seek(0)
+        return start == _NPY_MAGIC
+    with open(source, "rb") as handle:
         return handle.read(len(_NPY_MAGIC)) == _NPY_MAGIC
 
 
@@ -54,11 +60,12 @@ def _read_header(handle, name):
 class NpzReader:
     """An open ``.npz`` archive whose members are read header first (a context manager).
 
-    ``names``: the member names without their ``.npy`` suffix, in archive order.
+    ``names``: the member names without their ``.npy`` suffix, in archive order. ``source``: a path or an
+    open binary file object (closed with the reader).
     """
 
-    def __init__(self, path):
-        self._zip = zipfile.ZipFile(path)
+    def __init__(self, source):
+        self._zip = zipfile.ZipFile(source)
         try:
             self._members = {}
             for info in self._zip.infolist():

@@ -39,6 +39,7 @@ import numpy
 from ..runtime import random as mg_random
 from .atomic_write import write_atomic
 from .archive import NpzReader, is_npy_file
+from .regular_file import open_regular
 from ..runtime.backend import backend_of, get_backend, is_array, to_backend
 from ..runtime.memory import check_bytes
 from .safetensors_file import SafetensorsError, load_safetensors, save_safetensors
@@ -246,10 +247,11 @@ def _read_verified(path: str, meta_only: bool = False) -> tuple[dict, dict]:
     def fail(reason):
         return CheckpointError(f"{path}: {reason}")
 
+    handle = open_regular(path, None, CheckpointError, "checkpoint")   # never a FIFO, a device or a directory
     try:
-        if is_npy_file(path):
+        if is_npy_file(handle):
             raise fail("not a minigrad checkpoint (a single .npy array, not an .npz archive)")
-        with NpzReader(path) as reader:
+        with NpzReader(handle) as reader:
             meta = _read_meta(reader, fail)
             entries = meta["arrays"]
             stored = set(reader.names) - {_META, _META_CRC}
@@ -277,6 +279,8 @@ def _read_verified(path: str, meta_only: bool = False) -> tuple[dict, dict]:
     except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError from a damaged header, ...
         raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}); the file is "
                               "truncated, corrupted or not a minigrad checkpoint") from exc
+    finally:
+        handle.close()
     return meta, arrays
 
 

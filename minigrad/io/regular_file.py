@@ -27,17 +27,22 @@ def not_regular_message(path, mode: int, what: str = "file") -> str:
             "(loading from pipes, devices and sockets is not supported)")
 
 
-def check_regular(path, where: str, error=ValueError, what: str = "file") -> None:
+def _refusal(error, where, path, mode, what):
+    message = not_regular_message(path, mode, what)
+    return error(f"{where}: {message}" if where else message)
+
+
+def check_regular(path, where: str | None, error=ValueError, what: str = "file") -> None:
     """Raise ``error`` ("where: path is a FIFO ...") unless ``path`` is a regular file (following symlinks).
 
-    A missing path raises FileNotFoundError, as ``open`` would.
+    A missing path raises FileNotFoundError, as ``open`` would. ``where`` None: the message starts with the path.
     """
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise error(f"{where}: {not_regular_message(path, mode, what)}")
+        raise _refusal(error, where, path, mode, what)
 
 
-def open_regular(path, where: str, error=ValueError, what: str = "file"):
+def open_regular(path, where: str | None, error=ValueError, what: str = "file"):
     """``open(path, "rb")`` for a regular file; ``error`` naming ``where`` for anything else.
 
     FileNotFoundError / PermissionError pass through as ``open`` raises them.
@@ -47,11 +52,11 @@ def open_regular(path, where: str, error=ValueError, what: str = "file"):
     try:
         fd = os.open(path, flags)
     except IsADirectoryError:
-        raise error(f"{where}: {not_regular_message(path, stat.S_IFDIR, what)}") from None
+        raise _refusal(error, where, path, stat.S_IFDIR, what) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise error(f"{where}: {not_regular_message(path, mode, what)}")
+            raise _refusal(error, where, path, mode, what)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

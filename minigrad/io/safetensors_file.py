@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import numpy
 
 from .atomic_write import write_bytes_atomic
+from .regular_file import open_regular
 from ..runtime.backend import is_array, to_backend
 from ..runtime.optional import require
 
@@ -79,11 +80,14 @@ def load_safetensors(path, backend: str | None = None) -> "OrderedDict[str, obje
     where = "mg.io.load_safetensors"
     st_numpy = require("safetensors.numpy", where)
     path = os.fspath(path)
-    with open(path, "rb") as handle:
+    with open_regular(path, where, SafetensorsError, "safetensors file") as handle:  # no FIFO, device, directory
         data = handle.read()
     try:
         header = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
         dtypes = {name: entry["dtype"] for name, entry in header.items() if name != "__metadata__"}
+        for name, dtype in dtypes.items():      # a list or an object where a dtype name belongs
+            if not isinstance(dtype, str):
+                raise ValueError(f"tensor '{name}' has dtype {json.dumps(dtype)}, not a dtype name such as \"F32\"")
     except Exception as exc:  # too short for the length, a header cut off or not JSON
         raise SafetensorsError(f"{path}: cannot read the safetensors file ({type(exc).__name__}: {exc}); the file "
                                "is truncated, corrupted or not a safetensors file") from exc
