@@ -14,6 +14,7 @@ import hashlib
 import numpy
 
 from ..nn import GELU, Graph
+from .checks import read_tensor
 from .common import OnnxError, node_name
 from .patterns import FORMULA_HINT, FORMULA_OPS, find_gelus
 
@@ -42,11 +43,10 @@ class Importer:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.consts, self.source = {}, {}        # name -> numpy array; name -> the initializer it came from
         for init in model.graph.initializer:
-            self.consts[init.name] = onnx.numpy_helper.to_array(init)
+            self.consts[init.name] = read_tensor(onnx, init, f"{where}: initializer '{init.name}'")
             self.source[init.name] = init.name
         self.shapes = {}                          # value name -> [int | None, ...] from shape inference
-        inferred = onnx.shape_inference.infer_shapes(model)
-        for info in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        for info in self._inferred(model):
             if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
                 self.shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None
                                           for d in info.type.tensor_type.shape.dim]
@@ -58,9 +58,26 @@ class Importer:
         for out in model.graph.output:
             self.uses[out.name] = self.uses.get(out.name, 0) + 1
 
+    def _inferred(self, model):
+        """The shapes the graph computes from its inputs' declarations: the file's value_info and output shapes
+        are left out (a wrong one must not decide how a node is read), onnx's inference fills them in."""
+        bare = self.onnx.ModelProto()
+        bare.CopyFrom(model)
+        del bare.graph.value_info[:]
+        for out in bare.graph.output:
+            out.type.tensor_type.ClearField("shape")
+        try:
+            inferred = self.onnx.shape_inference.infer_shapes(bare, data_prop=True)
+        except Exception as exc:      # InferenceError: the graph's own shapes contradict each other
+            raise OnnxError(f"{self.where}: the graph's shapes cannot be inferred ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}); the file is "
+                            "corrupted or not a valid model") from exc
+        return list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+
     # -- errors and attributes ------------------------------------------------------------------
     def fail(self, node, reason):
-        return OnnxError(f"{self.where}: node '{node.name or node.output[0]}' ({node.op_type}): {reason}")
+        label = node.name or (node.output[0] if len(node.output) else "")
+        return OnnxError(f"{self.where}: node '{label}' ({node.op_type}): {reason}")
 
     def attrs(self, node, allowed):
         """The node's attributes as Python values; an attribute not in ``allowed`` raises OnnxError."""
@@ -78,14 +95,28 @@ class Importer:
         if not ok:
             raise self.fail(node, f"attribute '{attr}' = {value!r} is not supported ({why})")
 
-    def const(self, node, index, what):
+    def const(self, node, index, what, required=False, ndim=None, floating=False):
+        """Input ``index`` as a constant (None if absent and not ``required``), of rank ``ndim`` (an int or a
+        tuple of ranks) and a floating-point dtype if ``floating``; OnnxError naming the node otherwise."""
         name = node.input[index] if len(node.input) > index else ""
         if name == "":
+            if required:
+                raise self.fail(node, f"its {what} (input {index}) is missing; the file is corrupted")
             return None
         if name not in self.consts:
             raise self.fail(node, f"its {what} ('{name}') is computed at run time; only a constant "
                                   "(an initializer) is supported")
-        return self.consts[name]
+        array = self.consts[name]
+        ranks = (ndim,) if isinstance(ndim, int) else ndim
+        if ranks is not None and array.ndim not in ranks:
+            raise self.fail(node, f"its {what} '{name}' has shape {array.shape}; expected rank "
+                                  f"{' or '.join(map(str, ranks))}")
+        if array.dtype == object and (floating or ndim is not None):
+            raise self.fail(node, f"its {what} '{name}' is a shape computed at run time; only a constant is supported")
+        if floating and array.dtype not in (numpy.float32, numpy.float64):
+            raise self.fail(node, f"its {what} '{name}' has dtype {array.dtype}; minigrad layers take float32 or "
+                                  "float64 parameters (export the model in one of them)")
+        return array
 
     def value(self, node, name):
         if name in self.pending_pad:
@@ -128,6 +159,16 @@ class Importer:
         array = numpy.ascontiguousarray(self.consts[name])
         return (self.source.get(name, name), array.shape, hashlib.sha1(array.tobytes()).hexdigest())
 
+    def concat_axis(self, node, attrs, rank):
+        """Concat's axis (default 1 below opset 4, required from 4), checked against the inputs' rank."""
+        axis = attrs.get("axis", 1 if self.opset < 4 else None)
+        if axis is None:
+            raise self.fail(node, "attribute 'axis' is missing (required from opset 4); the file is corrupted")
+        if rank is None or not -rank <= axis < rank:
+            raise self.fail(node, f"attribute 'axis' = {axis} is not supported for inputs of rank "
+                                  f"{rank if rank is not None else 'unknown'} (expected an axis of the inputs)")
+        return axis % rank
+
     def check_outputs(self, node, count=1):
         extra = [o for o in node.output[count:] if o and self.uses.get(o)]
         if extra:
@@ -149,14 +190,7 @@ class Importer:
                 x, approximate = gelus[index]
                 self.add(node, GELU(approximate), [x])
                 continue
-            if self.fold(node):
-                continue
-            handler = getattr(self, f"op_{node.op_type}", None)
-            if handler is None:
-                hint = f"; {FORMULA_HINT}" if node.op_type in FORMULA_OPS else ""
-                raise self.fail(node, f"op {node.op_type} is not supported by mg.onnx.load (supported: "
-                                      f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))}){hint}")
-            handler(node)
+            self.convert(node)
         outputs = []
         for out in model.graph.output:
             if out.name not in self.values:
@@ -166,13 +200,34 @@ class Importer:
         self.graph.output(*outputs)
         return self.graph
 
+    def convert(self, node):
+        """Fold or convert one node. The checks of each op raise OnnxError naming the node; as a last resort,
+        anything else a corrupted file still provokes (NumPy's or a layer's ValueError, ...) becomes one too."""
+        try:
+            if self.fold(node):
+                return
+            handler = getattr(self, f"op_{node.op_type}", None)
+            if handler is None:
+                hint = f"; {FORMULA_HINT}" if node.op_type in FORMULA_OPS else ""
+                raise self.fail(node, f"op {node.op_type} is not supported by mg.onnx.load (supported: "
+                                      f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))}){hint}")
+            handler(node)
+        except OnnxError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
+            raise self.fail(node, f"cannot be read as a minigrad layer ({type(exc).__name__}: {exc}); the file is "
+                                  "corrupted or uses a form mg.onnx.load does not support") from exc
+
     def fold(self, node) -> bool:
         """Evaluate a node whose inputs are all constants (or shapes); True if it was one."""
         op, ins = node.op_type, [n for n in node.input if n]
         if op == "Constant":
             attrs = self.attrs(node, {"value", "value_float", "value_floats", "value_int", "value_ints"})
+            if len(attrs) != 1:
+                raise self.fail(node, f"has attributes {sorted(attrs)}; a Constant has exactly one value")
             (key, value), = attrs.items()
-            self.consts[node.output[0]] = (self.onnx.numpy_helper.to_array(value) if key == "value"
+            self.consts[node.output[0]] = (read_tensor(self.onnx, value, f"{self.where}: node '{node.name}' "
+                                                       "(Constant): attribute 'value'") if key == "value"
                                            else numpy.asarray(value))
             return True
         if op == "Shape" and len(ins) == 1 and ins[0] in self.values and not node.attribute:
@@ -188,7 +243,10 @@ class Importer:
         if op == "Identity" or op == "Cast" and c[0].dtype == object:
             result = c[0]
         elif op == "Cast":
-            result = c[0].astype(self.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+            to = attrs.get("to")
+            if not isinstance(to, int) or to not in self.onnx.TensorProto.DataType.values() or to in (0, 8, 16):
+                raise self.fail(node, f"attribute 'to' = {to!r} is not supported (a numeric ONNX data type)")
+            result = c[0].astype(self.onnx.helper.tensor_dtype_to_np_dtype(to))
         elif op == "Transpose":
             result = numpy.transpose(c[0], attrs.get("perm"))          # axes permuted by perm (default: reversed)
         elif op == "Gather":
@@ -198,12 +256,19 @@ class Importer:
             result = (numpy.expand_dims(c[0], tuple(axes)) if op == "Unsqueeze"         # a 1 inserted at each axis
                       else numpy.squeeze(c[0], None if axes is None else tuple(axes)))  # each axis (size 1) removed
         elif op == "Concat":
-            result = numpy.concatenate([numpy.atleast_1d(a) for a in c], axis=attrs.get("axis", 0))
-        elif op == "Reshape" and c[0].dtype != object:
-            result = c[0].reshape(c[1].astype(numpy.int64).tolist())   # (...) -> the constant target shape
+            result = numpy.concatenate(c, axis=self.concat_axis(node, attrs, c[0].ndim))
+        elif op == "Reshape" and c[0].dtype != object and c[1].ndim == 1 and not node.attribute:
+            target = [d if d != 0 else c[0].shape[i] for i, d in enumerate(c[1].astype(numpy.int64).tolist())]
+            result = c[0].reshape(target)   # (...) -> the constant target shape (0: that dimension kept)
         else:
             raise self.fail(node, f"op {op} on constants is not supported")
+        if op in ("Gather", "Unsqueeze", "Squeeze", "Transpose") and not _known_attrs(attrs, op):
+            raise self.fail(node, f"attributes {sorted(attrs)} are not supported on constants")
         self.consts[node.output[0]] = numpy.asarray(result)
         if op in ("Identity", "Transpose", "Cast") and ins[0] in self.source:
             self.source[node.output[0]] = self.source[ins[0]]
         return True
+
+
+def _known_attrs(attrs, op):
+    return set(attrs) <= {"Gather": {"axis"}, "Unsqueeze": {"axes"}, "Squeeze": {"axes"}, "Transpose": {"perm"}}[op]

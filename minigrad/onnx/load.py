@@ -20,17 +20,15 @@ import math
 import numpy
 
 from ..runtime.backend import get_backend, to_backend
-from ..functional.conv import resolve_padding
-from ..nn import (GELU, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
-                  ConvTranspose2d, Dropout, Flatten, Graph, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d,
-                  Mul, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh)
+from ..nn import (GELU, AdaptiveAvgPool2d, Add, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph,
+                  LayerNorm, LeakyReLU, Linear, LogSoftmax, Mul, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 from .common import require_onnx
 from .files import read_model
 from .importer import Dim, Importer, decimal
+from .spatial import PAD_MODES, SpatialOps
 
 __all__ = ["load"]
 
-_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 _SIMPLE = {"Relu": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh}
 
 
@@ -39,63 +37,8 @@ def _on_backend(array, dtype):
     return to_backend(numpy.array(array, dtype=dtype, order="C"), get_backend())
 
 
-class _OnnxToMinigrad(Importer):
+class _OnnxToMinigrad(SpatialOps, Importer):
     """One method per supported ONNX op: check its attributes, build the minigrad layer, add the node."""
-
-    def _pads2d(self, node, pads):
-        """ONNX pads (top, left, bottom, right) -> a Conv/Pool padding (symmetric pair) or None."""
-        top, left, bottom, right = (list(pads) + [0, 0, 0, 0])[:4] if pads else (0, 0, 0, 0)
-        return (top, left) if (top, left) == (bottom, right) else None
-
-    def _spatial(self, node, attrs, kernel, weight=None):
-        self.require(node, attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID"), "auto_pad",
-                     attrs.get("auto_pad"), "give explicit pads")
-        if len(kernel) != 2:
-            raise self.fail(node, f"attribute 'kernel_shape' = {list(kernel)} is not supported (2-D only)")
-        if weight is not None and (weight.ndim != 4 or tuple(weight.shape[2:]) != kernel):
-            raise self.fail(node, f"attribute 'kernel_shape' = {list(kernel)} does not match the weight of shape "
-                                  f"{weight.shape} (expected a 4-D weight with that kernel)")
-        return tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
-
-    def op_Conv(self, node):
-        attrs = self.attrs(node, {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
-        weight, bias = self.const(node, 1, "weight"), self.const(node, 2, "bias")
-        kernel = tuple(attrs.get("kernel_shape", weight.shape[2:]))
-        stride, dilation = self._spatial(node, attrs, kernel, weight)
-        pads = list(attrs.get("pads", [0, 0, 0, 0]))
-        x, mode = node.input[0], "zeros"
-        if x in self.pending_pad:                             # Pad -> Conv: the Pad becomes the padding
-            x, pad_pads, pad_mode = self.pending_pad.pop(x)
-            if pad_mode == "constant":
-                pads = [a + b for a, b in zip(pads, pad_pads)]
-            else:
-                self.require(node, pads == [0, 0, 0, 0], "pads", pads, f"a {pad_mode} Pad before a padded Conv")
-                pads, mode = pad_pads, _PAD_MODES[pad_mode]
-        padding = self._pads2d(node, pads)
-        if padding is None and stride == (1, 1):
-            top, bottom, left, right = resolve_padding("same", kernel, stride, dilation, self.where)
-            padding = "same" if list(pads) == [top, left, bottom, right] else None
-        self.require(node, padding is not None, "pads", pads, "asymmetric padding other than 'same'")
-        group = attrs.get("group", 1)
-        layer = Conv2d(weight.shape[1] * group, weight.shape[0], kernel, stride, padding, dilation, group,
-                       bias is not None, mode, dtype=weight.dtype)
-        self._set(layer, weight, bias)
-        self.add(node, layer, [x], weight_input=1)
-
-    def op_ConvTranspose(self, node):
-        attrs = self.attrs(node, {"auto_pad", "dilations", "group", "kernel_shape", "output_padding", "pads",
-                                  "strides"})
-        weight, bias = self.const(node, 1, "weight"), self.const(node, 2, "bias")
-        kernel = tuple(attrs.get("kernel_shape", weight.shape[2:]))
-        stride, dilation = self._spatial(node, attrs, kernel, weight)
-        padding = self._pads2d(node, attrs.get("pads"))
-        self.require(node, padding is not None, "pads", attrs.get("pads"), "asymmetric padding")
-        group = attrs.get("group", 1)
-        layer = ConvTranspose2d(weight.shape[0], weight.shape[1] * group, kernel, stride, padding,
-                                tuple(attrs.get("output_padding", (0, 0))), group, bias is not None, dilation,
-                                dtype=weight.dtype)
-        self._set(layer, weight, bias)
-        self.add(node, layer, [node.input[0]], weight_input=1)
 
     @staticmethod
     def _set(layer, weight, bias):
@@ -107,8 +50,9 @@ class _OnnxToMinigrad(Importer):
         attrs = self.attrs(node, {"alpha", "beta", "transA", "transB"})
         for name, default in (("alpha", 1.0), ("beta", 1.0), ("transA", 0)):
             self.require(node, attrs.get(name, default) == default, name, attrs.get(name), f"only {default}")
-        weight, bias = self.const(node, 1, "weight B"), self.const(node, 2, "bias C")
-        weight = weight if attrs.get("transB", 0) else weight.T          # (in, out) -> (out, in)
+        weight = self.const(node, 1, "weight B", required=True, ndim=2, floating=True)
+        bias = self.const(node, 2, "bias C", floating=True)
+        weight = weight if self._flag(node, attrs, "transB") else weight.T          # (in, out) -> (out, in)
         out = weight.shape[0]
         if bias is not None and bias.shape not in ((), (1,), (out,), (1, out)):
             # ONNX broadcasts C to (N, O): (O, 1) or (N, O) would be a bias per row, not per output feature
@@ -122,9 +66,7 @@ class _OnnxToMinigrad(Importer):
 
     def op_MatMul(self, node):
         self.attrs(node, set())
-        weight = self.const(node, 1, "second operand")
-        if weight.ndim != 2:
-            raise self.fail(node, f"a constant second operand of shape {weight.shape} is not supported (2-D only)")
+        weight = self.const(node, 1, "second operand", required=True, ndim=2, floating=True)
         layer = Linear(weight.shape[0], weight.shape[1], bias=False, dtype=weight.dtype)
         self._set(layer, weight.T, None)                                   # (in, out) -> (out, in)
         self.add(node, layer, [node.input[0]], weight_input=1)
@@ -137,7 +79,7 @@ class _OnnxToMinigrad(Importer):
         if b not in self.consts:
             return self._merge(node, Add(), [a, b])
         layer = self.layers_by_value.get(a)                                # MatMul + Add -> Linear with bias
-        bias = self.consts[b]
+        bias = self.const(node, list(node.input).index(b), "constant operand", floating=True)
         fits = (isinstance(layer, Linear) and self.uses.get(a) == 1 and bias.size == layer.out_features
                 and bias.shape[-1:] == (layer.out_features,) and bias.ndim <= 2)
         same = fits and layer.bias is not None and bool(                    # a shared MatMul's second use
@@ -173,7 +115,9 @@ class _OnnxToMinigrad(Importer):
 
     def op_Concat(self, node):
         attrs = self.attrs(node, {"axis"})
-        self.add(node, Concat(dim=attrs["axis"]), list(node.input))
+        ranks = {len(self.shapes[n]) if self.shapes.get(n) is not None else None for n in node.input}
+        axis = self.concat_axis(node, attrs, ranks.pop() if len(ranks) == 1 else None)
+        self.add(node, Concat(dim=axis), list(node.input))
 
     def op_Relu(self, node):
         self.attrs(node, set())
@@ -185,41 +129,22 @@ class _OnnxToMinigrad(Importer):
         self.add(node, LeakyReLU(self.attrs(node, {"alpha"}).get("alpha", 0.01)), [node.input[0]])
 
     def op_Gelu(self, node):
-        self.add(node, GELU(self.attrs(node, {"approximate"}).get("approximate", "none")), [node.input[0]])
+        approximate = self.attrs(node, {"approximate"}).get("approximate", "none")
+        self.require(node, approximate in ("none", "tanh"), "approximate", approximate, "'none' or 'tanh'")
+        self.add(node, GELU(approximate), [node.input[0]])
 
     def op_Softmax(self, node):
         attrs = self.attrs(node, {"axis"})
         rank = len(self.shapes.get(node.input[0]) or [])
         axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
+        if not rank or not -rank <= axis < rank:
+            raise self.fail(node, f"attribute 'axis' = {axis} is not supported for an input of rank {rank or 'unknown'}")
         if self.opset < 13 and not (rank and axis % rank == rank - 1):
             raise self.fail(node, f"attribute 'axis' = {axis} is not supported below opset 13 unless it is the "
                                   "last axis (the old Softmax flattened the trailing axes)")
         self.add(node, (LogSoftmax if node.op_type == "LogSoftmax" else Softmax)(dim=axis), [node.input[0]])
 
     op_LogSoftmax = op_Softmax
-
-    def _pool(self, node, attrs):
-        kernel = tuple(attrs["kernel_shape"])
-        stride, dilation = self._spatial(node, attrs, kernel)
-        padding = self._pads2d(node, attrs.get("pads"))
-        self.require(node, padding is not None, "pads", attrs.get("pads"), "asymmetric padding")
-        return kernel, stride, padding, dilation, bool(attrs.get("ceil_mode", 0))
-
-    def op_MaxPool(self, node):
-        attrs = self.attrs(node, {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order",
-                                  "strides"})
-        self.require(node, attrs.get("storage_order", 0) == 0, "storage_order", attrs.get("storage_order"), "only 0")
-        self.check_outputs(node)
-        kernel, stride, padding, dilation, ceil = self._pool(node, attrs)
-        self.add(node, MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil), [node.input[0]])
-
-    def op_AveragePool(self, node):
-        attrs = self.attrs(node, {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads",
-                                  "strides"})
-        kernel, stride, padding, dilation, ceil = self._pool(node, attrs)
-        self.require(node, dilation == (1, 1), "dilations", list(dilation), "AvgPool2d has no dilation")
-        self.add(node, AvgPool2d(kernel, stride, padding, ceil, bool(attrs.get("count_include_pad", 0))),
-                 [node.input[0]])
 
     def op_GlobalAveragePool(self, node):
         self.attrs(node, set())
@@ -248,12 +173,18 @@ class _OnnxToMinigrad(Importer):
                      "inference form only")
         self.require(node, attrs.get("spatial", 1) == 1, "spatial", attrs.get("spatial"), "only 1")
         self.check_outputs(node)
-        scale, bias, mean, var = (self.const(node, i, what) for i, what in
+        scale, bias, mean, var = (self.const(node, i, what, required=True, ndim=1, floating=True) for i, what in
                                   ((1, "scale"), (2, "bias B"), (3, "input_mean"), (4, "input_var")))
-        rank = len(self.shapes.get(node.input[0]) or [4])
+        shape = self.shapes.get(node.input[0])
+        rank = len(shape) if shape is not None else None
         cls = BatchNorm2d if rank == 4 else BatchNorm1d
         if rank not in (2, 3, 4):
             raise self.fail(node, f"input of rank {rank} is not supported (2-D, 3-D or 4-D)")
+        channels = {a.shape[0] for a in (scale, bias, mean, var)} | ({shape[1]} if shape[1] is not None else set())
+        if len(channels) != 1:
+            raise self.fail(node, f"scale, bias, mean and variance of shapes {scale.shape}, {bias.shape}, "
+                                  f"{mean.shape}, {var.shape} do not match the input's {shape[1]} channels")
+        self.require(node, attrs.get("epsilon", 1e-5) >= 0, "epsilon", attrs.get("epsilon"), "not negative")
         layer = cls(scale.shape[0], eps=attrs.get("epsilon", 1e-5), momentum=decimal(1.0 - attrs.get("momentum", 0.9)),
                     dtype=scale.dtype)
         self._set(layer, scale, bias)
@@ -264,8 +195,15 @@ class _OnnxToMinigrad(Importer):
     def op_LayerNormalization(self, node):
         attrs = self.attrs(node, {"axis", "epsilon", "stash_type"})
         self.check_outputs(node)
-        scale, bias = self.const(node, 1, "scale"), self.const(node, 2, "bias B")
+        scale = self.const(node, 1, "scale", required=True, floating=True)
+        bias = self.const(node, 2, "bias B", floating=True)
+        if bias is not None and bias.shape != scale.shape:
+            raise self.fail(node, f"bias B of shape {bias.shape} does not match the scale's {scale.shape}")
+        self.require(node, attrs.get("stash_type", 1) == 1, "stash_type", attrs.get("stash_type"), "only 1")
         axis, rank = attrs.get("axis", -1), len(self.shapes.get(node.input[0]) or [])
+        if not rank or scale.ndim == 0 or list(scale.shape) != self.shapes[node.input[0]][rank - scale.ndim:]:
+            raise self.fail(node, f"the scale of shape {scale.shape} does not match the input's trailing "
+                                  f"dimensions {self.shapes.get(node.input[0])}")
         if (axis if axis < 0 else axis - rank if rank else None) != -scale.ndim:
             raise self.fail(node, f"attribute 'axis' = {axis} does not match the scale of shape {scale.shape}")
         layer = LayerNorm(scale.shape, eps=attrs.get("epsilon", 1e-5), bias=bias is not None, dtype=scale.dtype)
@@ -281,9 +219,13 @@ class _OnnxToMinigrad(Importer):
 
     def op_Reshape(self, node):
         attrs = self.attrs(node, {"allowzero"})
-        x, target = node.input[0], list(self.const(node, 1, "shape").reshape(-1))   # (r,) target shape
-        if attrs.get("allowzero", 0):     # 0 in the target is then a zero-size dimension, not "copy"
-            self.require(node, not any(not isinstance(t, Dim) and int(t) == 0 for t in target), "allowzero",
+        given = self.const(node, 1, "shape", required=True)
+        if given.ndim != 1 or (given.dtype != object and given.dtype.kind not in "iu"):
+            raise self.fail(node, f"its target shape of shape {given.shape} and dtype {given.dtype} is not a 1-D "
+                                  "integer tensor")
+        x, target = node.input[0], [t if isinstance(t, Dim) else int(t) for t in given]   # (r,) target shape
+        if self._flag(node, attrs, "allowzero"):     # 0 in the target is then a zero-size dimension, not "copy"
+            self.require(node, 0 not in [t for t in target if not isinstance(t, Dim)], "allowzero",
                          attrs["allowzero"], "a target shape with a 0 entry would make an empty dimension")
         shape = self.shapes.get(x)
         if not shape:
@@ -292,22 +234,22 @@ class _OnnxToMinigrad(Importer):
         def keeps(token, i):   # does target entry `token` at output position keep input dimension i?
             if isinstance(token, Dim):
                 return token.value == x and token.index == i
-            return int(token) == 0 or (shape[i] is not None and int(token) == shape[i])
+            return token == 0 or (shape[i] is not None and token == shape[i])
 
         rank = len(shape)
-        flat = [i for i, t in enumerate(target) if not isinstance(t, Dim) and int(t) == -1]
+        flat = [i for i, t in enumerate(target) if not isinstance(t, Dim) and t == -1]
         if len(flat) == 1 and 1 <= len(target) <= rank:
             start, tail = flat[0], len(target) - flat[0] - 1
             end = rank - tail - 1
             if all(keeps(target[i], i) for i in range(start)) and \
                     all(keeps(target[start + 1 + j], end + 1 + j) for j in range(tail)):
                 return self.add(node, Flatten(start, end), [x])
-        if len(target) == 2 and all(d is not None for d in shape[1:]) and not isinstance(target[1], Dim) \
-                and int(target[0]) == -1 and int(target[1]) == math.prod(shape[1:]):
+        if len(target) == 2 and all(d is not None for d in shape[1:]) and not any(isinstance(t, Dim) for t in target) \
+                and target[0] == -1 and target[1] == math.prod(shape[1:]):
             return self.add(node, Flatten(), [x])
-        shown = ["dim" if isinstance(t, Dim) else int(t) for t in target]
-        raise self.fail(node, f"reshaping {shape} to {shown} is not a flatten; only flattening reshapes are "
-                              "supported")
+        shown = [f"size({t.index})" if isinstance(t, Dim) else t for t in target]
+        raise self.fail(node, f"reshaping {shape} to {shown} is not a flatten; only flattening reshapes (such as "
+                              "x.view(x.size(0), -1)) are supported: minigrad has no general reshape layer")
 
     def op_Identity(self, node):
         self.attrs(node, set())
@@ -315,22 +257,31 @@ class _OnnxToMinigrad(Importer):
 
     def op_Dropout(self, node):
         attrs = self.attrs(node, {"ratio", "seed", "is_test"})
-        ratio = self.const(node, 1, "ratio")
-        training = self.const(node, 2, "training_mode")
-        training = None if training is None else bool(training)
+        ratio = self.const(node, 1, "ratio", ndim=(0, 1), floating=True)
+        training = self.const(node, 2, "training_mode", ndim=(0, 1))
+        if any(a is not None and a.size != 1 for a in (ratio, training)):
+            raise self.fail(node, "its ratio and training_mode must be single values")
+        training = None if training is None else bool(training.reshape(-1)[0])
         self.require(node, not training, "training_mode", training, "inference form only")
         self.check_outputs(node)
-        p = decimal(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
+        p = decimal(ratio.reshape(-1)[0]) if ratio is not None else float(attrs.get("ratio", 0.5))
+        self.require(node, 0 <= p < 1, "ratio", p, "in [0, 1)")
         self.add(node, Dropout(p), [node.input[0]])
 
     def op_Pad(self, node):
         attrs = self.attrs(node, {"mode", "pads", "value"})
         pads = attrs.get("pads")
-        pads = list(pads) if pads is not None else [int(p) for p in self.const(node, 1, "pads")]
-        value = self.const(node, 2, "constant_value")
-        value = attrs.get("value", 0.0) if value is None else float(value)
+        if pads is None:
+            given = self.const(node, 1, "pads", required=True, ndim=1)
+            self.require(node, given.dtype.kind == "i", "pads", given.dtype, "an integer tensor")
+            pads = [int(p) for p in given]
+        pads = list(pads)
+        value = self.const(node, 2, "constant_value", ndim=(0, 1))
+        if value is not None and value.size != 1:
+            raise self.fail(node, f"its constant_value of shape {value.shape} is not a single value")
+        value = attrs.get("value", 0.0) if value is None else float(value.reshape(-1)[0])
         mode = attrs.get("mode", "constant")
-        self.require(node, mode in ("constant",) + tuple(_PAD_MODES), "mode", mode, "constant, reflect, edge, wrap")
+        self.require(node, mode in ("constant",) + tuple(PAD_MODES), "mode", mode, "constant, reflect, edge, wrap")
         self.require(node, value == 0.0, "constant_value", value, "only 0")
         if len(node.input) > 3 and node.input[3]:
             raise self.fail(node, "the 'axes' input is not supported")
