@@ -2,16 +2,17 @@
 
 A file may keep its initializers in external data files next to it (``model.onnx.data``; PyTorch's
 dynamo exporter does so by default): given a path, those are read from the file's directory and each
-one's byte count is checked against its shape. A truncated, corrupted or foreign file, a missing or
-short data file, or a model that fails ``onnx.checker`` raises OnnxError naming the file.
+one's byte count is checked against its shape, and no more than that count (plus one byte, to tell a too long
+file) is read from it. A truncated, corrupted or foreign file, a missing or short data file, a path that is not
+a regular file (a FIFO, a device, a directory), or a model that fails ``onnx.checker`` raises OnnxError naming
+the file.
 """
 from __future__ import annotations
 
-import math
 import os
 
-import numpy
-
+from ..io.regular_file import open_regular
+from .checks import tensor_nbytes
 from .common import OnnxError
 
 __all__ = ["read_model"]
@@ -28,7 +29,7 @@ def read_model(onnx, source, where: str):
         label = "bytes" if data is not None else os.fspath(source)
         directory = None if data is not None else os.path.dirname(os.path.abspath(label))
         if data is None:
-            with open(label, "rb") as handle:
+            with open_regular(label, where, OnnxError) as handle:     # not a FIFO, a device, a directory
                 data = handle.read()
         try:
             model = onnx.load_model_from_string(data)
@@ -64,16 +65,32 @@ def _load_external(onnx, tensors, label, directory, where):
         if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
             raise OnnxError(f"{where}: {label}: initializer '{tensor.name}' names the external data file "
                             f"'{location}', outside the model's folder; only files in {directory} are read")
+        entries = {e.key: e.value for e in tensor.external_data}
+        name = f"{where}: {label}: initializer '{tensor.name}'"
+        expected = tensor_nbytes(onnx, tensor, name)
         try:
-            onnx.external_data_helper.load_external_data_for_tensor(tensor, directory)
-        except Exception as exc:     # missing file, offset/length past its end, a location outside the folder
+            offset, length = int(entries.get("offset", 0)), entries.get("length")
+            length = None if length is None else int(length)
+        except ValueError:
+            raise OnnxError(f"{name}: its external data offset {entries.get('offset')!r} or length "
+                            f"{entries.get('length')!r} is not an integer; the file is corrupted") from None
+        if offset < 0 or length is not None and length != expected:
+            raise OnnxError(f"{name} of shape {tuple(tensor.dims)} needs {expected} bytes of external data, "
+                            f"'{location}' gives {length} (offset {offset}, its declared length); the file is "
+                            "corrupted or the data file does not belong to this model")
+        path = os.path.join(directory, location)
+        try:
+            with open_regular(path, where, OnnxError) as handle:
+                handle.seek(offset)
+                data = handle.read(expected + (1 if length is None else 0))   # never more than the tensor needs
+        except OSError as exc:       # missing file, no permission
             raise OnnxError(f"{where}: {label}: cannot read the external data of initializer '{tensor.name}' "
                             f"from '{location}' in {directory} ({type(exc).__name__}: {exc})") from exc
+        if len(data) != expected:
+            raise OnnxError(f"{where}: {label}: initializer '{tensor.name}' of shape {tuple(tensor.dims)} needs "
+                            f"{expected} bytes of external data, '{location}' gives "
+                            f"{'more' if len(data) > expected else len(data)} (from offset {offset}); the data "
+                            "file is truncated or does not belong to this model")
+        tensor.raw_data = data
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
-        itemsize = numpy.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
-        expected = math.prod(tensor.dims) * itemsize
-        if len(tensor.raw_data) != expected:
-            raise OnnxError(f"{where}: {label}: initializer '{tensor.name}' of shape {tuple(tensor.dims)} needs "
-                            f"{expected} bytes of external data, '{location}' gives {len(tensor.raw_data)}; the "
-                            "data file is truncated or does not belong to this model")
