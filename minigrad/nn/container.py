@@ -45,6 +45,7 @@ class Container(Layer):
 
     A child's ``name`` (used by errors via ``label``) is its qualified key, e.g. ``features.0``.
     """
+    FORWARD_COPIES = 0      # its children allocate, each checked by the memory guard itself
 
     @property
     def name(self):

@@ -8,6 +8,7 @@ Cached for backward: the (padded) input, and the kernel's columns when they are 
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from ..functional.conv import conv_backward, conv_forward, make_geometry, resolve_padding
@@ -19,6 +20,7 @@ from .layer import Layer
 from .linear import device_dtype
 from .parameter import Parameter
 from ..runtime.backend import get_array_module
+from ..runtime.memory import check_bytes
 
 
 class ConvBase(Layer):
@@ -26,6 +28,7 @@ class ConvBase(Layer):
 
     weight: (weight_channels[0], weight_channels[1] / groups, kh, kw); bias: (out_channels,).
     """
+    FORWARD_COPIES = 0      # forward checks its exact output and workspace bytes itself (runtime/memory.py)
 
     def __init__(self, where, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                  weight_channels, fan_in_channels, dtype):
@@ -43,8 +46,10 @@ class ConvBase(Layer):
         self.dilation = positive_pair(dilation, "dilation", where)
         fan_in = (fan_in_channels // groups) * self.kernel_size[0] * self.kernel_size[1]
         first, second = weight_channels
-        self.weight = Parameter(kaiming_uniform((first, second // groups) + self.kernel_size, fan_in, dtype=dtype))
-        self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype)) if bias else None
+        label = f"{where}({in_channels}, {out_channels}, kernel_size={self.kernel_size})"   # names it in MemoryError
+        self.weight = Parameter(kaiming_uniform((first, second // groups) + self.kernel_size, fan_in, dtype=dtype,
+                                                where=label))
+        self.bias = Parameter(fan_in_bias((out_channels,), fan_in, dtype=dtype, where=label)) if bias else None
 
     def _batched(self, x):
         """(x as (N, C, H, W), whether x came unbatched as (C, H, W)), like PyTorch's convolutions."""
@@ -115,6 +120,12 @@ class Conv2d(ConvBase):
         input, unbatched = self._batched(input)
         geom = self._geometry(input)
         if self.padding_mode != "zeros":
+            n, c, h, w = input.shape
+            top, bottom, left, right = self._pads
+            padded = (n, c, h + top + bottom, w + left + right)
+            # before padding: the padded input (and its row-padded step) and the output must fit
+            check_bytes((n * c * padded[2] * (w + padded[3]) + math.prod(geom.out_shape)) * input.dtype.itemsize,
+                        self.label, padded, what=f"{self.padding_mode}-padded input", like=input)
             input = pad2d(input, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
         bias = self.bias.data if self.bias is not None else None
         saved = {} if is_grad_enabled() else None           # the kernel may keep its columns here for backward

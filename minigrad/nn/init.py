@@ -6,7 +6,11 @@ Shape convention, as in PyTorch: a weight is ``(out, in, *kernel)``, so ``fan_in
 filled in place) or a NumPy/CuPy array (filled in place with ``arr[...] = values``), keeps its dtype and
 backend, and returns its argument. Random values are drawn on the host in float64 from minigrad's global
 generator (``mg.manual_seed``), or from the ``numpy.random.Generator`` passed as ``generator=``, then cast and
-copied onto the array's backend, so a seed gives the same weights on the CPU and on the GPU.
+copied onto the array's backend, so a seed gives the same weights on the CPU and on the GPU. They are drawn in
+chunks straight into an array of the parameter's dtype (``mg.random.draw_into``): initialising a float32
+weight never makes a float64 copy of it. A layer's default weights are checked against the memory guard
+(``runtime/memory.py``) before they are allocated: ``Linear(60000, 60000)`` on a small machine is a
+MemoryError naming the layer, not an OOM kill.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy
 
 from ..runtime import random as mg_random
 from ..runtime.backend import backend_of, is_array, to_backend
+from ..runtime.memory import check_bytes
 from .parameter import Parameter
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
@@ -27,23 +32,26 @@ __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_"
 
 # --- the layers' default initialisation (arrays built from scratch) -------------------------------------------
 
-def uniform(shape, bound: float, dtype="float32"):
-    """Array of U(-bound, bound) samples on the active backend."""
+def uniform(shape, bound: float, dtype="float32", where: str = "a layer's parameters", what: str = "weight"):
+    """Array of U(-bound, bound) samples on the active backend. ``where`` / ``what`` name the layer and the
+    parameter in the memory guard's error."""
+    check_bytes(math.prod(shape) * numpy.dtype(dtype).itemsize, where, shape, what=what,
+                advice="use smaller layer sizes")
     return to_backend(mg_random.uniform(-bound, bound, shape, dtype))
 
 
-def kaiming_uniform(shape, fan_in: int, a: float = math.sqrt(5), dtype="float32"):
+def kaiming_uniform(shape, fan_in: int, a: float = math.sqrt(5), dtype="float32", where: str = "a layer's parameters"):
     """PyTorch's default layer init: U(-b, b), b = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + a^2)).
 
     With a = sqrt(5) this is b = 1 / sqrt(fan_in).
     """
     gain = math.sqrt(2.0 / (1.0 + a * a))
-    return uniform(shape, gain * math.sqrt(3.0 / fan_in), dtype)
+    return uniform(shape, gain * math.sqrt(3.0 / fan_in), dtype, where, "weight")
 
 
-def fan_in_bias(shape, fan_in: int, dtype="float32"):
+def fan_in_bias(shape, fan_in: int, dtype="float32", where: str = "a layer's parameters"):
     """PyTorch's default bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    return uniform(shape, 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0, dtype)
+    return uniform(shape, 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0, dtype, where, "bias")
 
 
 # --- helpers of the in-place initialisers ---------------------------------------------------------------------
@@ -68,6 +76,16 @@ def _rng(generator, where: str) -> numpy.random.Generator:
         raise TypeError(f"nn.init.{where}: generator must be None or a numpy.random.Generator, "
                         f"got {type(generator).__name__}")
     return generator
+
+
+def _draw(array, draw) -> None:
+    """Fill ``array`` in place with ``draw(count)`` float64 samples, cast to its dtype in chunks (no float64
+    copy of the whole array): straight into a NumPy array, through one host array of its dtype for CuPy."""
+    if isinstance(array, numpy.ndarray):
+        mg_random.draw_into(array, draw)
+    else:
+        array[...] = to_backend(mg_random.draw_into(numpy.empty(array.shape, numpy.dtype(array.dtype)), draw),
+                                backend_of(array))
 
 
 def _write(array, host_values) -> None:
@@ -136,7 +154,7 @@ def uniform_(tensor, a=0.0, b=1.0, generator=None):
     rng = _rng(generator, "uniform_")
     if a > b:
         raise ValueError(f"nn.init.uniform_: expects a <= b, but found a={a} > b={b}")
-    _write(array, rng.uniform(a, b, size=array.shape))
+    _draw(array, lambda count: rng.uniform(a, b, size=count))
     return tensor
 
 
@@ -146,7 +164,7 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
     rng = _rng(generator, "normal_")
     if std < 0:
         raise ValueError(f"nn.init.normal_: expects std >= 0.0, but found std {std}")
-    _write(array, rng.normal(mean, std, size=array.shape))
+    _draw(array, lambda count: rng.normal(mean, std, size=count))
     return tensor
 
 
@@ -165,10 +183,12 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
                       "The distribution of values may be incorrect.", stacklevel=2)
     low, high = _norm_cdf((a - mean) / std), _norm_cdf((b - mean) / std)
-    u = rng.uniform(low, high, size=array.shape)
-    tiny = numpy.finfo(numpy.float64).tiny
-    u = numpy.clip(u, tiny, 1.0 - numpy.finfo(numpy.float64).epsneg)   # inv_cdf needs 0 < u < 1
-    _write(array, numpy.clip(mean + std * _NDTRI(u), a, b))
+    tiny, below_one = numpy.finfo(numpy.float64).tiny, 1.0 - numpy.finfo(numpy.float64).epsneg
+
+    def draw(count):
+        u = numpy.clip(rng.uniform(low, high, size=count), tiny, below_one)   # inv_cdf needs 0 < u < 1
+        return numpy.clip(mean + std * _NDTRI(u), a, b)
+    _draw(array, draw)
     return tensor
 
 
@@ -214,7 +234,7 @@ def dirac_(tensor, groups=1):
     out_chans_per_grp = sizes[0] // groups
     min_dim = min(out_chans_per_grp, sizes[1])
     centre = tuple(s // 2 for s in sizes[2:])
-    values = numpy.zeros(sizes)
+    values = numpy.zeros(sizes, dtype=numpy.dtype(array.dtype))
     for g in range(groups):
         for d in range(min_dim):
             values[(g * out_chans_per_grp + d, d) + centre] = 1
@@ -280,6 +300,9 @@ def orthogonal_(tensor, gain=1, generator=None):
         return tensor
     rows = array.shape[0]
     cols = array.size // rows
+    # QR needs the matrix in float64, its Q and R and LAPACK's workspace: about three float64 copies
+    check_bytes(3 * rows * cols * 8, "nn.init.orthogonal_", array.shape, what="a QR decomposition of a weight",
+                advice="use a smaller weight or another initialiser")
     flattened = rng.normal(0.0, 1.0, size=(rows, cols))
     if rows < cols:
         flattened = flattened.T

@@ -70,6 +70,7 @@ def device_dtype(cls, device, dtype, leading: str):
 
 class Linear(Layer):
     """y = x @ weight.T + bias. weight: (out_features, in_features); bias: (out_features,)."""
+    FORWARD_COPIES = 0      # forward checks its exact output and workspace bytes itself (runtime/memory.py)
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
@@ -78,8 +79,9 @@ class Linear(Layer):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Linear: {name} must be a positive int, got {value!r}")
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(kaiming_uniform((out_features, in_features), in_features, dtype=dtype))
-        self.bias = Parameter(fan_in_bias((out_features,), in_features, dtype=dtype)) if bias else None
+        label = f"Linear({in_features}, {out_features})"          # names the layer in a MemoryError
+        self.weight = Parameter(kaiming_uniform((out_features, in_features), in_features, dtype=dtype, where=label))
+        self.bias = Parameter(fan_in_bias((out_features,), in_features, dtype=dtype, where=label)) if bias else None
         if device is not None:   # PyTorch's device= ('cpu'/'cuda', or 'numpy'/'cupy'): the same as .to(device)
             self.to(device)
 

@@ -77,6 +77,7 @@ class Dropout(Layer):
 
 class Identity(Layer):
     """y = x; dx = dy. Accepts and ignores any constructor arguments, like torch.nn.Identity."""
+    FORWARD_COPIES = 0      # returns its input: allocates nothing
 
     def __init__(self, *args, **kwargs):
         super().__init__()

@@ -8,7 +8,9 @@ casting and moving it (``float()``, ``double()``, ``cpu()``, ``cuda()``), and fo
 from __future__ import annotations
 
 import itertools
+import os
 
+from ..runtime.memory import ENV, SMALL, check_bytes
 from .parameter import Parameter
 
 __all__ = ["LayerTree", "RemovableHandle", "add_hook"]
@@ -209,6 +211,25 @@ class LayerTree:
     def _add_hook(self, table: str, hook):
         return add_hook(self, table, hook, type(self).__name__)
 
+    # How many arrays the size of the inputs a forward allocates at most (its output, cache and temporaries):
+    # checked against the memory guard before forward runs. Containers allocate nothing themselves (0);
+    # normalisations keep more (3). The size is the inputs' logical size: a broadcast view (np.broadcast_to)
+    # of a few bytes that reads as gigabytes makes an output of gigabytes.
+    FORWARD_COPIES = 2
+
+    def _check_forward_memory(self, inputs):
+        """MemoryError naming the layer when FORWARD_COPIES copies of the inputs do not fit (runtime/memory.py)."""
+        nbytes, shape, like = 0, None, None
+        for x in inputs:
+            size, dtype = getattr(x, "size", None), getattr(x, "dtype", None)
+            if isinstance(size, int) and dtype is not None and hasattr(x, "shape"):
+                nbytes += size * getattr(dtype, "itemsize", 0)
+                shape, like = (x.shape, x) if shape is None else (shape, like)
+        total = nbytes * self.FORWARD_COPIES
+        if total >= SMALL or (total and ENV in os.environ):    # (the label is built only when a check runs)
+            check_bytes(total, self.label, shape, what="forward's output and temporaries for an input",
+                        like=like)
+
     def _run_forward(self, inputs, kwargs):
         """forward(*inputs, **kwargs) with the forward hooks around it."""
         pre, post = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
@@ -216,6 +237,8 @@ class LayerTree:
             result = hook(self, inputs)
             if result is not None:
                 inputs = result if isinstance(result, tuple) else (result,)
+        if self.FORWARD_COPIES:
+            self._check_forward_memory(inputs)
         out = self.forward(*inputs, **kwargs)
         for hook in list(post.values()) if post else ():
             result = hook(self, inputs, out)

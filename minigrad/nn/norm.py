@@ -19,7 +19,10 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy
+
 from ..runtime.backend import active_module, get_array_module
+from ..runtime.memory import check_bytes
 from ..runtime.checks import check_float_array, check_ndim, check_same_dtype
 from .layer import Layer
 from .linear import device_dtype
@@ -58,6 +61,7 @@ class _BatchNorm(Layer):
 
     _ndims: tuple = ()
     _layout: str = ""
+    FORWARD_COPIES = 3      # output, x_hat and the centred input (nn/module_tree.py: the memory guard)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
@@ -74,6 +78,8 @@ class _BatchNorm(Layer):
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         xp = active_module()
         c = self.num_features
+        check_bytes(4 * c * numpy.dtype(dtype).itemsize, f"{where}({c})", (c,), what="weight, bias and running "
+                    "statistics", advice="use smaller layer sizes")
         self.weight = Parameter(xp.ones(c, dtype=dtype)) if affine else None
         self.bias = Parameter(xp.zeros(c, dtype=dtype)) if affine and bias else None   # bias=False: scale only
         if track_running_stats:
@@ -214,6 +220,7 @@ class BatchNorm2d(_BatchNorm):
 class LayerNorm(Layer):
     """Normalise each sample over its trailing ``normalized_shape`` axes; optional affine weight/bias
     of shape normalized_shape. x: (*, *normalized_shape) -> same shape."""
+    FORWARD_COPIES = 3      # output, x_hat and the centred input (nn/module_tree.py: the memory guard)
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
@@ -225,6 +232,9 @@ class LayerNorm(Layer):
         self.normalized_shape = tuple(int(s) for s in shape)
         check_eps(eps, "LayerNorm")
         self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
+        check_bytes(2 * math.prod(self.normalized_shape) * numpy.dtype(dtype).itemsize,
+                    f"LayerNorm({self.normalized_shape})", self.normalized_shape, what="weight and bias",
+                    advice="use smaller layer sizes")
         xp = active_module()
         self.weight = Parameter(xp.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
         self.bias = Parameter(xp.zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine and bias else None

@@ -17,6 +17,7 @@ __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
 class _Pool2d(Layer):
     """Shared argument handling of MaxPool2d and AvgPool2d."""
+    FORWARD_COPIES = 0      # forward checks its exact output and workspace bytes itself (runtime/memory.py)
 
     def _setup(self, kernel_size, stride, padding, dilation, ceil_mode):
         self.kernel_size, self.stride, self.padding, self.dilation = P.pool_options(

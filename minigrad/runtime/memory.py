@@ -10,8 +10,9 @@ the bytes needed instead:
     check_bytes(nbytes, where, shape, what="output")   # where: the layer's label, e.g. "Conv2d '0'"
 
 What the machine can give (``available_bytes``) is the smallest of: MemAvailable + SwapFree from
-/proc/meminfo (``os.sysconf`` where there is no /proc), the cgroup's memory limit minus its usage
-without the reclaimable page cache (containers), and the address-space limit (``ulimit -v``) minus the
+/proc/meminfo (``os.sysconf`` where there is no /proc), the memory limit of the process's own cgroup and of
+each cgroup above it (v2 ``memory.max``, v1 ``memory.limit_in_bytes``) minus its usage without the
+reclaimable page cache (Slurm, systemd-run, Docker, Kubernetes), and the address-space limit (``ulimit -v``) minus the
 process's current size. ``MINIGRAD_MAX_BYTES`` (bytes, or with a K/M/G/T suffix; ``off`` disables the
 guard; anything else, nan or a negative number included, is refused with a ValueError) replaces that
 figure. Cost: requests under ``SMALL`` bytes return after one comparison (and one environment
@@ -27,7 +28,8 @@ __all__ = ["check_bytes", "available_bytes", "check_setting", "MemorySettingErro
 
 ENV = "MINIGRAD_MAX_BYTES"
 SMALL = 64 << 20          # below this, no check against the machine (an allocation that small is never the problem)
-CGROUP = "/sys/fs/cgroup"  # where the cgroup memory files are read (v2: memory.max; v1: memory/...)
+PROC_CGROUP = "/proc/self/cgroup"        # the process's own cgroups (v2: "0::/path", v1: "N:memory:/path")
+MOUNTINFO = "/proc/self/mountinfo"       # where each cgroup hierarchy is mounted
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -100,23 +102,103 @@ def _stat_field(path, name):
     return None
 
 
-def _cgroup():
-    """The container's memory limit minus its usage (cgroup v2, then v1), or None without a limit.
+def _unescape(field: str) -> str:
+    """A /proc/self/mountinfo path field: spaces, tabs, newlines and backslashes are written as octal escapes."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
 
-    The usage leaves out the inactive page cache (memory.stat's ``inactive_file``, v1:
-    ``total_inactive_file``): the kernel reclaims it before it fails an allocation, so counting it would
-    refuse allocations after reading large files.
+
+def _cgroup_mounts(mountinfo: str):
+    """[(version, mount point, mount root)] of the cgroup2 mounts and the cgroup v1 mounts of the memory
+    controller, from a mountinfo file (fields: id parent dev root mountpoint opts [tags] - fstype source super)."""
+    mounts = []
+    try:
+        with open(mountinfo) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return mounts
+    for line in lines:
+        before, sep, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not sep or len(fields) < 5 or len(tail) < 1:
+            continue
+        root, point, fstype = _unescape(fields[3]), _unescape(fields[4]), tail[0]
+        if fstype == "cgroup2":
+            mounts.append((2, point, root))
+        elif fstype == "cgroup" and len(tail) >= 3 and "memory" in tail[2].split(","):
+            mounts.append((1, point, root))
+    return mounts
+
+
+def _own_cgroups(proc_cgroup: str):
+    """{version: the process's cgroup path} from /proc/self/cgroup: v2's "0::/path", v1's "N:...memory...:/path"."""
+    paths = {}
+    try:
+        with open(proc_cgroup) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            paths[2] = path
+        elif "memory" in controllers.split(","):
+            paths[1] = path
+    return paths
+
+
+def _cgroup_dirs(proc_cgroup: str, mountinfo: str):
+    """[(version, directory)]: the process's own memory cgroup directories, each with its ancestors up to the
+    mount point (a limit set on a parent applies to its children too), innermost first."""
+    own = _own_cgroups(proc_cgroup)
+    found = []
+    for version, point, root in _cgroup_mounts(mountinfo):
+        path = own.get(version)
+        if path is None:
+            continue
+        # The mount shows the hierarchy from `root` down (a container sees its own cgroup as "/").
+        relative = path[len(root):] if root != "/" and (path == root or path.startswith(root + "/")) else path
+        directory = os.path.normpath(os.path.join(point, relative.lstrip("/")))
+        if not directory.startswith(os.path.normpath(point)) or not os.path.isdir(directory):
+            directory = os.path.normpath(point)      # a path this mount namespace cannot see: its root
+        chain = []
+        while True:
+            chain.append((version, directory))
+            if directory == os.path.normpath(point):
+                break
+            directory = os.path.dirname(directory)
+        found.extend(chain)
+    return found
+
+
+_FILES = {2: ("memory.max", "memory.current", "inactive_file"),
+          1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+
+
+def _cgroup(proc_cgroup: str | None = None, mountinfo: str | None = None):
+    """What the process's own memory cgroups leave: min over the cgroup and its ancestors (v2 and v1) of the
+    limit minus the usage; None when none of them has a limit.
+
+    The cgroup is the process's own (``/proc/self/cgroup``, found under its mount in ``/proc/self/mountinfo``),
+    not the root of the mount: under Slurm, ``systemd-run -p MemoryMax=``, Docker or Kubernetes the limit sits
+    on a nested cgroup. The usage leaves out the inactive page cache (memory.stat's ``inactive_file``, v1:
+    ``total_inactive_file``): the kernel reclaims it before it fails an allocation, so counting it would refuse
+    allocations after reading large files.
     """
-    for limit_name, usage_name, stat_name, cache_field in (
-            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
-            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
-             "total_inactive_file")):
-        limit = _read_int(os.path.join(CGROUP, limit_name))
-        if limit is not None and limit < 1 << 60:                       # v1 writes a huge number for "none"
-            usage = _read_int(os.path.join(CGROUP, usage_name)) or 0
-            cache = _stat_field(os.path.join(CGROUP, stat_name), cache_field) or 0
-            return max(0, limit - max(0, usage - cache))
-    return None
+    figures = []
+    for version, directory in _cgroup_dirs(proc_cgroup or PROC_CGROUP, mountinfo or MOUNTINFO):
+        limit_name, usage_name, cache_field = _FILES[version]
+        limit = _read_int(os.path.join(directory, limit_name))          # v2 "max" is not a number: no limit
+        if limit is None or limit >= 1 << 60:                           # v1 writes a huge number for "none"
+            continue
+        usage = _read_int(os.path.join(directory, usage_name)) or 0
+        cache = _stat_field(os.path.join(directory, "memory.stat"), cache_field) or 0
+        figures.append(max(0, limit - max(0, usage - cache)))
+    return min(figures) if figures else None
 
 
 def _address_space():
@@ -155,11 +237,12 @@ def _human(nbytes) -> str:
     return f"{int(nbytes)} bytes"
 
 
-def check_bytes(nbytes: int, where: str, shape, what: str = "output", like=None) -> None:
+def check_bytes(nbytes: int, where: str, shape, what: str = "output", like=None, advice: str | None = None) -> None:
     """Raise MemoryError naming ``where``, ``shape`` and ``nbytes`` when more than can be allocated now.
 
     nbytes: what the caller is about to allocate (its output and workspaces); shape: the one to name (or None);
-    like: an array on the device the allocation goes to (None: the host).
+    like: an array on the device the allocation goes to (None: the host); advice: what the user can change
+    (default: the input, batch, padding or stride).
     """
     if nbytes < SMALL and os.environ.get(ENV) is None:
         return
@@ -171,7 +254,8 @@ def check_bytes(nbytes: int, where: str, shape, what: str = "output", like=None)
     if limit is None or nbytes <= limit:
         return
     of_shape = f" of shape {tuple(shape)}" if shape is not None else ""
-    advice = "use a smaller input, batch, padding or stride" if shape is not None else "free memory"
+    if advice is None:
+        advice = "use a smaller input, batch, padding or stride" if shape is not None else "free memory"
     raise MemoryError(f"{where}: {what}{of_shape} needs {int(nbytes)} bytes ({_human(nbytes)}), more than the "
                       f"{int(limit)} bytes ({_human(limit)}) {source} allows; {advice}, or set {ENV} to change "
                       "the limit")
