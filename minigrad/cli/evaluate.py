@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from .common import CLIError, Printer, build_model, load_datasets, set_backend, show_progress
+from .common import CLIError, Printer, build_model, load_datasets, run_config_of, set_backend, show_progress
 
 __all__ = ["cmd_evaluate"]
 
@@ -17,23 +17,21 @@ def _load_metadata(path) -> dict:
         raise CLIError(f"cannot read checkpoint {path}: {exc}") from None
 
 
-
 def cmd_evaluate(args) -> int:
     import minigrad as mg
     from ..data import DataLoader
 
     say = Printer(args.json)
+    if not args.checkpoint.strip():
+        raise CLIError("the checkpoint path is empty: give a checkpoint.npz or the --out directory of a "
+                       "`minigrad train` run")
     if os.path.isdir(args.checkpoint):          # a run directory: its checkpoint.npz
         from ..train.loop import CHECKPOINT_NAME
         args.checkpoint = os.path.join(args.checkpoint, CHECKPOINT_NAME)
     if not os.path.isfile(args.checkpoint):
         raise CLIError(f"no such checkpoint: {args.checkpoint}; give a checkpoint.npz or the --out directory of "
                        "a `minigrad train` run")
-    meta = _load_metadata(args.checkpoint)
-    if "run_config" not in meta:
-        raise CLIError(f"{args.checkpoint} has no run configuration in its metadata (it was not written by "
-                       "`minigrad train`); load it in Python with mg.load_into(path, model)")
-    config = meta["run_config"]
+    config = run_config_of(args.checkpoint, _load_metadata(args.checkpoint), needed=("model",))
     set_backend(args.backend)
     _, test_set = load_datasets(args.data_root, None, args.limit_test, need_train=False)
     model, transform = build_model(config["model"])

@@ -5,7 +5,7 @@ import errno
 import os
 import sys
 
-from ..runtime.memory import check_setting as check_memory_setting
+from ..runtime.settings import SettingError, check_environment
 from .common import CLIError
 from .parser import CommandParser, build_parser
 
@@ -22,7 +22,18 @@ def cmd_bench(bench_args) -> int:
         raise CLIError("`minigrad bench` is not available: this installation has no minigrad.bench module") from None
     parser = CommandParser(prog="minigrad bench", description="minigrad benchmarks")
     bench.add_arguments(parser)
-    return bench.run(parser.parse_args(bench_args)) or 0
+    args = parser.parse_args(bench_args)
+    for flag, accepts, wanted in _BENCH_NUMBERS:      # refused here, not by a traceback mid-benchmark
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None and not accepts(value):
+            parser.error(f"argument {flag}: expected {wanted}, got {value!r}")
+    return bench.run(args) or 0
+
+
+# The numeric flags of `minigrad bench` (minigrad.bench's parser reads them as plain int/float).
+_BENCH_NUMBERS = (("--threads", lambda v: v >= 1, "a positive integer"),
+                  ("--repeat", lambda v: v >= 1, "a positive integer"),
+                  ("--pause", lambda v: 0 <= v < float("inf"), "a finite number of seconds >= 0"))
 
 
 # What to do about an operating-system error while reading or writing a run's files.
@@ -42,7 +53,7 @@ def _error_line(exc) -> str | None:
     from ..train.resume import ResumeError
     from ..train.rundir import RunDirectoryError
     from ..runtime.backend import BackendUnavailableError
-    if isinstance(exc, (CLIError, ResumeError, RunDirectoryError, MemorySettingError)):
+    if isinstance(exc, (CLIError, ResumeError, RunDirectoryError, MemorySettingError, SettingError)):
         return str(exc)
     if isinstance(exc, BackendUnavailableError) or (isinstance(exc, ValueError) and
                                                     str(exc).startswith("MINIGRAD_BACKEND=")):
@@ -57,6 +68,15 @@ def _error_line(exc) -> str | None:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}; {_OS_ADVICE[exc.errno]}"
     return None
+
+
+def _printed_here(exc) -> bool:
+    """False on the ranks other than 0 under mpirun for a mistake every process makes alike (a setting, the
+    command line): rank 0 alone prints it, and every process exits with status 2."""
+    if not (isinstance(exc, SettingError) or getattr(exc, "every_rank", False)):
+        return True
+    from ..distributed.comm import launcher_rank
+    return launcher_rank() in (None, 0)
 
 
 def main(argv=None) -> int:
@@ -103,15 +123,17 @@ def _run(argv) -> int:
     debug = "--debug" in argv
     try:
         if command == "bench":
+            check_environment()
             return cmd_bench(argv[1:])
         args = build_parser().parse_args(argv)
-        check_memory_setting()          # a bad MINIGRAD_MAX_BYTES is one line now, not an error mid-training
+        check_environment()             # a bad MINIGRAD_* setting is one line now, not an error mid-training
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - user-facing errors become one line; anything else is re-raised
         line = _error_line(exc)
         if line is None or debug:
             raise
-        print(f"minigrad {command}: error: {line}", file=sys.stderr)
+        if _printed_here(exc):
+            print(f"minigrad {command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minigrad {command}: interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ import math
 import os
 import sys
 
+from ..runtime import settings
 from ..runtime.backend import BACKEND_ALIASES
 from .common import DEFAULT_LR, DEFAULTS, MODELS, OPTIMIZERS, SCHEDULERS, BackendName, build_model
 from .evaluate import cmd_evaluate
@@ -60,11 +61,14 @@ def _backend(text):
 
     The default comes from $MINIGRAD_BACKEND (a BackendName marked from_env); a bad value there is named as such.
     """
+    if getattr(text, "from_env", False):
+        try:
+            settings.backend_name()          # the message of every reader of $MINIGRAD_BACKEND
+        except settings.SettingError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     name = BACKEND_ALIASES.get(text.strip().lower())
     if name is None:
-        what = f"MINIGRAD_BACKEND={text!r} is not a backend" if getattr(text, "from_env", False) else \
-            f"unknown backend {text!r}"
-        raise argparse.ArgumentTypeError(f"{what}: choose numpy (alias cpu) or cupy (alias cuda)")
+        raise argparse.ArgumentTypeError(f"unknown backend {text!r}: choose numpy (alias cpu) or cupy (alias cuda)")
     return BackendName(name, from_env=getattr(text, "from_env", False))
 
 
@@ -85,7 +89,10 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        """Exit 2 with one line; under mpirun only rank 0 prints it (every process has the same command line)."""
+        from ..distributed.comm import launcher_rank
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n" if launcher_rank() in (None, 0)
+                  else None)
 
     def parse_args(self, args=None, namespace=None):
         """As argparse's, but arguments no parser knows are blamed on the sub-command they follow."""

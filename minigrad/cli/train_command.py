@@ -4,12 +4,17 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 
 from .common import (DEFAULTS, DEFAULT_LR, CLIError, Printer, build_model, build_optimizer, build_scheduler,
-                     default_weight_decay, load_datasets, require_matplotlib, set_backend, show_progress)
+                     default_weight_decay, load_datasets, require_matplotlib, run_config_of, set_backend,
+                     show_progress)
 from .plot import plot_history
 
 __all__ = ["cmd_train"]
+
+# NumPy's floating-point warnings (warnings are process-wide, so this also covers the kernels' pool threads).
+_FLOATING_POINT_WARNINGS = r"(overflow|invalid value|divide by zero|underflow) encountered"
 
 
 def cmd_train(args) -> int:
@@ -19,11 +24,15 @@ def cmd_train(args) -> int:
         say = lambda *parts: None  # noqa: E731  (only rank 0 prints)
     if args.plot:
         require_matplotlib()
+    if args.out is not None and not args.out.strip():
+        raise CLIError("--out is empty: give the run directory (e.g. --out runs/lenet5), or leave out --out for "
+                       "runs/MODEL", every_rank=True)
     out = args.out or os.path.join("runs", args.model or DEFAULTS["model"])
     if args.override and not args.resume:
-        raise CLIError("--override changes the settings of a resumed run: use it with --resume")
+        raise CLIError("--override changes the settings of a resumed run: use it with --resume", every_rank=True)
     if args.resume and args.overwrite:
-        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give only one")
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give only one",
+                       every_rank=True)
     if dist is None:
         set_backend(args.backend)    # a missing CuPy is the first thing to hear, before anything about --out
     created = _missing_directories(out)   # what opening the run directory creates (removed again on a failure)
@@ -114,7 +123,7 @@ def _train(args, say, dist, out, run_dir) -> int:
             raise CLIError(f"--resume: no checkpoint at {checkpoint}; start the run again without --resume"
                            + (" and with --overwrite" if run_dir is not None and run_dir.existing_outputs() else ""))
         resumed = _load_checkpoint(checkpoint)
-        config = {**config, **(resumed["metadata"].get("run_config") or {})}   # the run's own settings
+        config = {**config, **run_config_of(checkpoint, resumed["metadata"])}   # the run's own settings
         say(f"Resuming from {checkpoint} (step {read_train_state(checkpoint)['step']})")
     mg.manual_seed(config["seed"])
     train_set, test_set = load_datasets(args.data_root, config["limit_train"], config["limit_test"])
@@ -159,13 +168,15 @@ def _train(args, say, dist, out, run_dir) -> int:
 
     start = time.perf_counter()
     try:
-        history = fit(model, loss, optimizer, train_loader, config["epochs"], val_loader=test_loader,
-                      scheduler=scheduler, callbacks=[*callbacks, EpochLine()],
-                      checkpoint_dir=out if main_rank else None,
-                      checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
-                      log_path=os.path.join(out, "history.jsonl") if main_rank else None,
-                      progress=show_progress(args) and main_rank,
-                      metadata={"run_config": config})
+        with warnings.catch_warnings():     # NumPy's overflow/invalid-value warnings on the way to a non-finite
+            warnings.filterwarnings("ignore", _FLOATING_POINT_WARNINGS, RuntimeWarning)   # loss: fit's error says it
+            history = fit(model, loss, optimizer, train_loader, config["epochs"], val_loader=test_loader,
+                          scheduler=scheduler, callbacks=[*callbacks, EpochLine()],
+                          checkpoint_dir=out if main_rank else None,
+                          checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
+                          log_path=os.path.join(out, "history.jsonl") if main_rank else None,
+                          progress=show_progress(args) and main_rank,
+                          metadata={"run_config": config})
     except mg.train.NonFiniteLossError as exc:
         raise CLIError(f"{exc} {nonfinite_advice(exc, config, out, args.data_root)}") from None
     wall = time.perf_counter() - start
@@ -225,19 +236,19 @@ def _init_distributed(args):
     if not args.distributed:
         if args.dist_timeout is not None:
             raise CLIError("--dist-timeout applies to --distributed runs only: add --distributed (under mpirun) "
-                           "or leave it out")
+                           "or leave it out", every_rank=True)
         return None
     from .. import distributed as dist
     if args.resume:
         raise CLIError("--resume is not supported with --distributed yet: resume the run without mpirun, "
-                       "or start a new one")
+                       "or start a new one", every_rank=True)
     set_backend(args.backend)  # before init(): on cupy, init() picks this process's GPU and starts NCCL
     if args.dist_timeout is not None:
         try:
             dist.set_timeout(args.dist_timeout)
         except ValueError as exc:
-            raise CLIError(f"--dist-timeout: {exc}; give the seconds a collective may take, e.g. --dist-timeout 60") \
-                from None
+            raise CLIError(f"--dist-timeout: {exc}; give the seconds a collective may take, e.g. --dist-timeout 60",
+                           every_rank=True) from None
     try:
         dist.init()
     except dist.DistributedError as exc:
@@ -245,7 +256,8 @@ def _init_distributed(args):
     batch = args.batch_size or DEFAULTS["batch_size"]
     if batch % dist.world_size():
         raise CLIError(f"--distributed: --batch-size {batch} is the global batch and must be divisible by the "
-                       f"number of processes ({dist.world_size()})")
+                       f"number of processes ({dist.world_size()}): give a multiple of {dist.world_size()}",
+                       every_rank=True)
     return dist
 
 

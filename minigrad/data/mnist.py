@@ -25,7 +25,7 @@ import os
 import numpy
 
 __all__ = ["MNIST", "load_mnist", "read_idx", "write_idx", "export_idx", "mnist_zarr_path", "DatasetNotFoundError",
-           "MNIST_MEAN", "MNIST_STD", "IDX_FILES"]
+           "DatasetError", "MNIST_MEAN", "MNIST_STD", "IDX_FILES"]
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -46,6 +46,11 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset's files are not on this machine; the message says what to install or where to put them."""
 
 
+class DatasetError(ValueError):
+    """A dataset file is there but cannot be used (truncated, bad header, wrong shape or labels); the message
+    names the file, what was expected and what was found."""
+
+
 def _check_split(split: str) -> str:
     if split not in IDX_FILES:
         raise ValueError(f"MNIST: split must be 'train' or 'test', got {split!r}")
@@ -58,7 +63,7 @@ def read_idx(path) -> numpy.ndarray:
 
     Header: two zero bytes, a type byte (0x08 = uint8, ...), the number of dimensions, then
     one big-endian uint32 per dimension. The payload must hold exactly prod(dims) items;
-    a bad magic number or a truncated/oversized file raises ValueError naming the file.
+    a bad magic number or a truncated/oversized file raises DatasetError (a ValueError) naming the file.
     """
     path = os.fspath(path)
     opener = gzip.open if path.endswith(".gz") else open
@@ -66,22 +71,22 @@ def read_idx(path) -> numpy.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; truncated gzip is EOFError
-        raise ValueError(f"cannot read IDX file {path}: {type(exc).__name__}: {exc}") from exc
+        raise DatasetError(f"cannot read IDX file {path}: {type(exc).__name__}: {exc}") from exc
     if len(raw) < 4:
-        raise ValueError(f"corrupt IDX file {path}: {len(raw)} bytes, shorter than the 4-byte magic number")
+        raise DatasetError(f"corrupt IDX file {path}: {len(raw)} bytes, shorter than the 4-byte magic number")
     zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
     if zero0 != 0 or zero1 != 0 or type_code not in _IDX_TYPES or ndim < 1:
-        raise ValueError(f"corrupt IDX file {path}: bad magic number 0x{raw[:4].hex()} (expected 0x0000TTDD "
+        raise DatasetError(f"corrupt IDX file {path}: bad magic number 0x{raw[:4].hex()} (expected 0x0000TTDD "
                          "with a known type byte TT, e.g. 0x00000803 for images, 0x00000801 for labels)")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"corrupt IDX file {path}: header announces {ndim} dimensions but the file has "
+        raise DatasetError(f"corrupt IDX file {path}: header announces {ndim} dimensions but the file has "
                          f"only {len(raw)} bytes")
     dims = tuple(int(d) for d in numpy.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = numpy.dtype(_IDX_TYPES[type_code])
     expected = int(numpy.prod(dims, dtype=numpy.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(f"corrupt IDX file {path}: dimensions {dims} need {expected} bytes of data, "
+        raise DatasetError(f"corrupt IDX file {path}: dimensions {dims} need {expected} bytes of data, "
                          f"found {len(raw) - header} (truncated or wrong file?)")
     data = numpy.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
@@ -138,13 +143,13 @@ def _load_idx_split(root, split: str):
             f"installed with {INSTALL_HINT}")
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.dtype != numpy.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"corrupt MNIST image file {paths[0]}: expected uint8 images of shape (N, 28, 28), "
+        raise DatasetError(f"corrupt MNIST image file {paths[0]}: expected uint8 images of shape (N, 28, 28), "
                          f"got {images.dtype} of shape {images.shape}")
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"corrupt MNIST label file {paths[1]}: expected 1-D integer labels, "
+        raise DatasetError(f"corrupt MNIST label file {paths[1]}: expected 1-D integer labels, "
                          f"got {labels.dtype} of shape {labels.shape}")
     if len(labels) != len(images):
-        raise ValueError(f"MNIST {split!r} split: {len(images)} images in {paths[0]} but {len(labels)} labels "
+        raise DatasetError(f"MNIST {split!r} split: {len(images)} images in {paths[0]} but {len(labels)} labels "
                          f"in {paths[1]}")
     return images, labels
 
@@ -203,7 +208,7 @@ def load_mnist(split: str = "train", root=None, limit: int | None = None):
     images = numpy.ascontiguousarray(images, dtype=numpy.uint8)
     labels = labels.astype(numpy.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"MNIST {split!r} split: labels must be in 0..9, found {labels.min()}..{labels.max()}")
+        raise DatasetError(f"MNIST {split!r} split: labels must be in 0..9, found {labels.min()}..{labels.max()}")
     return images, labels
 
 

@@ -20,13 +20,14 @@ from . import watchdog as _watchdog
 
 __all__ = ["DistributedError", "init", "is_initialized", "world_size", "rank", "local_rank", "is_main",
            "barrier", "all_reduce", "broadcast", "broadcast_object", "all_gather_object", "mpi_comm",
-           "set_timeout", "get_timeout"]
+           "set_timeout", "get_timeout", "launcher_rank"]
 
 _OPS = ("sum", "mean", "max", "min")
 
 # Environment variables that launchers set; if one says "more than one process" and mpi4py is
 # missing, running as a world of one would silently train N independent copies.
 _LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+_LAUNCHER_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
 
 
 class DistributedError(RuntimeError):
@@ -75,6 +76,17 @@ def _launcher_size() -> int:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return 1
+
+
+def launcher_rank() -> int | None:
+    """This process's rank as the launcher (mpirun) set it in the environment, None when not launched by one.
+
+    Known before ``init()`` (which starts MPI): the ``minigrad`` command uses it to print a mistake of the
+    command line, which every process makes alike, once (rank 0) instead of once per process."""
+    for var in _LAUNCHER_RANK_VARS:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return None
 
 
 def init() -> "_World":

@@ -27,11 +27,12 @@ Without MPI_THREAD_MULTIPLE the collectives keep no deadline, and ``Watchdog`` s
 from __future__ import annotations
 
 import atexit
-import os
 import sys
 import threading
 import time
 import warnings
+
+from ..runtime import settings
 
 __all__ = ["Watchdog", "DEFAULT_TIMEOUT", "ENV", "resolve_timeout", "timeout_reason"]
 
@@ -44,18 +45,11 @@ _PING, _PONG, _ABORT, _ACK = 701, 702, 703, 704
 
 def resolve_timeout(seconds=None) -> float:
     """seconds, else $MINIGRAD_DIST_TIMEOUT, else DEFAULT_TIMEOUT; must be a finite number > 0."""
-    source = "timeout"
     if seconds is None:
-        text = os.environ.get(ENV, "").strip()
-        if not text:
-            return DEFAULT_TIMEOUT
-        source = ENV
-        try:
-            seconds = float(text)
-        except ValueError:
-            raise ValueError(f"{ENV} must be a number of seconds, got {text!r}") from None
+        from_env = settings.dist_timeout()      # $MINIGRAD_DIST_TIMEOUT; a bad value raises SettingError
+        return DEFAULT_TIMEOUT if from_env is None else from_env
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
-        raise ValueError(f"mg.distributed: {source} must be a finite number of seconds > 0, got {seconds!r}")
+        raise ValueError(f"mg.distributed: timeout must be a finite number of seconds > 0, got {seconds!r}")
     return float(seconds)
 
 

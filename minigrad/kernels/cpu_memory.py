@@ -7,13 +7,16 @@ a kernel zero-fill: about 1000 faults, 6-8 % of a CIFAR-sized Conv2d forward+bac
 caching allocator, minigrad asks malloc (once, at import, glibc only) to serve requests up to 32 MiB
 from the heap and to keep up to 1 GiB of freed heap instead of trimming it.
 
-Set ``MINIGRAD_MALLOC_TUNING=0`` before importing minigrad to leave malloc alone.
+Set ``MINIGRAD_MALLOC_TUNING=0`` (or off/no/false) before importing minigrad to leave malloc alone. Another
+value (runtime/settings.py) leaves malloc alone too, at import, where an exception would make ``import
+minigrad`` fail; ``minigrad`` refuses it at start-up and so does ``mg.runtime.settings.check_environment()``.
 """
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
+
+from ..runtime import settings
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 MMAP_THRESHOLD = 32 << 20       # glibc's maximum on 64-bit systems
@@ -28,7 +31,10 @@ def tune_allocator() -> bool:
     global applied
     if applied:
         return True
-    if os.environ.get("MINIGRAD_MALLOC_TUNING", "1").strip() in ("0", "false", "no", "off"):
+    try:
+        if not settings.malloc_tuning():
+            return False
+    except settings.SettingError:     # a value that is neither on nor off: no tuning (see the module doc)
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

@@ -22,8 +22,7 @@ geometry always gets the same kernel and the same rounding:
 """
 from __future__ import annotations
 
-import os
-
+from ..runtime import settings
 from ..runtime.backend import is_gpu_array
 from . import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool, cpu_runtime, cpu_samplemajor,
                cpu_winograd, gpu_pool, pool_reference, reference_conv)
@@ -31,7 +30,7 @@ from . import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool, 
 __all__ = ["CONV_ALGORITHMS", "set_conv_algorithm", "get_conv_algorithm", "CONV_KERNELS", "cpu_kernel", "conv_kernel",
            "POOL_KERNELS", "pool_kernel", "gpu_kernels"]
 
-CONV_ALGORITHMS = ("auto", "reference", "winograd")
+CONV_ALGORITHMS = settings.CONV_ALGORITHMS      # ("auto", "reference", "winograd")
 _algorithm = None        # resolved from MINIGRAD_CONV on first use
 
 
@@ -47,10 +46,7 @@ def get_conv_algorithm() -> str:
     """The convolution algorithm setting (default: $MINIGRAD_CONV, else 'auto')."""
     global _algorithm
     if _algorithm is None:
-        env = os.environ.get("MINIGRAD_CONV", "auto").strip() or "auto"
-        if env not in CONV_ALGORITHMS:
-            raise ValueError(f"MINIGRAD_CONV must be one of {CONV_ALGORITHMS}, got {env!r}")
-        _algorithm = env
+        _algorithm = settings.conv_algorithm() or "auto"   # $MINIGRAD_CONV; a bad value raises SettingError
     return _algorithm
 
 

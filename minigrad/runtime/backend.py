@@ -13,10 +13,11 @@ Public API::
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy
+
+from . import settings
 
 __all__ = [
     "BACKEND_ALIASES", "BackendMismatchError", "BackendUnavailableError", "set_backend", "get_backend",
@@ -25,9 +26,9 @@ __all__ = [
     "check_backend_dtype",
 ]
 
-# The names set_backend, to() and the CLI's --backend take, and the backend each one means.
-BACKEND_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
-                   "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
+# The names set_backend, to(), the CLI's --backend and $MINIGRAD_BACKEND take, and the backend each one means
+# (settings.BACKEND_ALIASES, beside the other settings' values).
+BACKEND_ALIASES = settings.BACKEND_ALIASES
 
 # The floating dtypes the 'cupy' backend takes: every CUDA kernel of minigrad.kernels is compiled for
 # these (tests/kernels/test_cuda_kernel_nvrtc.py). float16 is refused up front: the fused loss and
@@ -106,11 +107,7 @@ def get_backend() -> str:
     """Name of the active backend, 'numpy' or 'cupy' (default: $MINIGRAD_BACKEND, else numpy)."""
     global _current
     if _current is None:
-        env = os.environ.get("MINIGRAD_BACKEND", "numpy")
-        try:
-            name = _normalize(env)
-        except ValueError as exc:
-            raise ValueError(f"MINIGRAD_BACKEND={env!r}: {exc}") from None
+        name = settings.backend_name() or "numpy"      # $MINIGRAD_BACKEND; a bad value raises SettingError
         if name == "cupy":
             _import_cupy()
         _current = name

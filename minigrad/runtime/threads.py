@@ -17,6 +17,8 @@ import os
 import threading
 import queue
 
+from . import settings
+
 __all__ = ["set_num_threads", "get_num_threads", "parallel_map", "blas_single_thread"]
 
 _lock = threading.Lock()
@@ -28,14 +30,8 @@ _controller_failed = False
 
 
 def _default_threads() -> int:
-    env = os.environ.get("MINIGRAD_NUM_THREADS")
-    if env is not None and env.strip():
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(f"MINIGRAD_NUM_THREADS must be a positive int, got {env!r}") from None
-        if value < 1:
-            raise ValueError(f"MINIGRAD_NUM_THREADS must be a positive int, got {env!r}")
+    value = settings.num_threads()      # $MINIGRAD_NUM_THREADS; a bad value raises settings.SettingError
+    if value is not None:
         return value
     try:
         return max(1, len(os.sched_getaffinity(0)))

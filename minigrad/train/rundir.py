@@ -106,11 +106,18 @@ class RunDirectory:
     def remove_stale_temp_files(self) -> list:
         """Delete ``.<name>.*.tmp`` files left by a process killed while writing; returns their names.
 
-        Only safe while holding the lock: a live writer's temp file would otherwise be removed under it.
+        Only safe while holding the lock: a live writer's temp file would otherwise be removed under it. A
+        directory of such a name was not made by minigrad: RunDirectoryError, and nothing is removed.
         """
         removed = []
         for name in RUN_FILES:
-            for path in glob.glob(os.path.join(glob.escape(self.path), f".{name}.*.tmp")):
+            found = glob.glob(os.path.join(glob.escape(self.path), f".{name}.*.tmp"))
+            for path in found:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    raise RunDirectoryError(f"{path} is a directory, named like the temporary files of {name} "
+                                            f"(.{name}.*.tmp) that minigrad removes when a run starts; move or "
+                                            "remove it")
+            for path in found:
                 os.unlink(path)
                 removed.append(os.path.basename(path))
         return removed
@@ -148,7 +155,10 @@ def open_run_directory(out, resume: bool, overwrite: bool, say=print) -> RunDire
                                         "--resume, replace it with --overwrite, or choose another --out")
             run_dir.remove_outputs()
             say(f"Overwriting the run in {out} (removed {', '.join(found)})")
-        stale = run_dir.remove_stale_temp_files()
+        try:
+            stale = run_dir.remove_stale_temp_files()
+        except RunDirectoryError as exc:
+            raise RunDirectoryError(f"--out {out}: {exc}, or choose another --out") from None
         if stale:
             say(f"Removed {len(stale)} temporary file(s) left in {out} by an interrupted write")
     except BaseException:
