@@ -1,30 +1,68 @@
-"""Linear layers on the CPU: who threads the matrix multiplies.
+"""Linear layers on the CPU: their matrix products, with results that do not depend on any thread count.
 
-OpenBLAS's worker threads keep spinning for a while after each multi-threaded call, and in a
-training step they then fight minigrad's own convolution threads for the cores. Small products gain
-little from a second BLAS thread and cost the convolutions more, so a product of fewer than
-BLAS_THREADS_MIN_FLOPS runs with one BLAS thread; bigger ones (an MLP with batch 256: 103 MFLOP per
-product) keep BLAS's own threads. Splitting the rows over minigrad's thread pool instead loses: waking
-the pool costs more than such a product. The measurements behind the threshold are in
-docs/benchmarks.md ("Linear layers and BLAS threads"). ``Linear`` wraps its products in
-``blas_policy``; the formulas stay in the layer.
+A product run on BLAS's own threads is split by OpenBLAS as it sees fit, and how it splits depends on
+its version and the instruction set's kernels: with some (OpenBLAS 0.3.31's Haswell kernels) the same
+product gives different last bits on 1 and 2 threads. So minigrad never lets BLAS thread a product. A
+product is cut into pieces by its sizes alone (``PIECE_FLOPS`` of work per piece, at most ``MAX_PIECES``),
+along the rows of the left operand or the columns of the right one, never along the summed dimension;
+each piece is one single-threaded BLAS call, and the pieces are shared out over minigrad's thread pool
+(``runtime/threads.py``). The same calls are made whatever the thread count, so each output number is
+computed the same way: ``MINIGRAD_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` change the speed, not the
+bits. A small product (under ``PIECE_FLOPS``: LeNet's, an MLP's at small batches) is one call on the
+calling thread, which also spares waking the pool.
+
+    y  = matmul(x2, weight.T)     (M, in) @ (in, out) -> (M, out)
+    dW = matmul(dy.T, x2)         (out, M) @ (M, in) -> (out, in)    the sum over M is never cut
+    dx = matmul(dy, weight)       (M, out) @ (out, in) -> (M, in)
+
+Arrays other than NumPy float32/float64 (CuPy, integer) go to ``@`` as they are.
 """
 from __future__ import annotations
 
-import contextlib
+import numpy as np
 
 from ..runtime import threads
-from .cpu_runtime import supported
+from .cpu_runtime import split_range, supported
 
-__all__ = ["supported", "blas_policy", "BLAS_THREADS_MIN_FLOPS"]
+__all__ = ["supported", "matmul", "pieces", "PIECE_FLOPS", "MAX_PIECES"]
 
-BLAS_THREADS_MIN_FLOPS = 32e6     # multiply-adds x 2 of one product; below: one BLAS thread
+PIECE_FLOPS = 16e6     # multiply-adds x 2 per piece of a cut product
+MAX_PIECES = 8         # pieces of one product at most (enough for 8 threads; fixed, not the thread count)
 
 
-def blas_policy(x2, weight):
-    """Context for the products of x2 (M, in) with weight (out, in): one BLAS thread for a small NumPy
-    product, BLAS's own threads otherwise (and for every other backend)."""
-    m, n_in = x2.shape
-    if supported(x2, weight) and 2.0 * m * n_in * weight.shape[0] < BLAS_THREADS_MIN_FLOPS:
-        return threads.blas_single_thread()
-    return contextlib.nullcontext()
+def pieces(p: int, q: int, r: int):
+    """How a (P, Q) @ (Q, R) product is cut: (axis, [(start, stop), ...]); axis 0 cuts the rows of the
+    result (the left operand's rows), axis 1 its columns. A function of the sizes only."""
+    count = int(min(MAX_PIECES, max(1, 2.0 * p * q * r // PIECE_FLOPS)))
+    axis = 0 if p >= r else 1
+    return axis, split_range(p if axis == 0 else r, count)
+
+
+def matmul(a, b):
+    """a (P, Q) @ b (Q, R) -> a new (P, R) array, the same bits with any thread count (see the module text)."""
+    if not supported(a, b) or a.ndim != 2 or b.ndim != 2:
+        return a @ b
+    p, q = a.shape
+    r = b.shape[1]
+    axis, ranges = pieces(p, q, r)
+    out = np.empty((p, r), dtype=np.result_type(a, b))
+    if len(ranges) <= 1:
+        with threads.blas_single_thread():
+            np.matmul(a, b, out=out)
+        return out
+
+    def piece(k):
+        start, stop = ranges[k]
+        if axis == 0:
+            np.matmul(a[start:stop], b, out=out[start:stop])                 # rows: contiguous in out
+        else:
+            out[:, start:stop] = np.matmul(a, b[:, start:stop])              # columns: (P, stop - start)
+
+    count = min(threads.get_num_threads(), len(ranges))
+
+    def share(t):
+        for k in range(t, len(ranges), count):
+            piece(k)
+
+    threads.parallel_map(share, range(count))
+    return out

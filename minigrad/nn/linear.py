@@ -97,10 +97,9 @@ class Linear(Layer):
         self.check_grad_out(grad_out, tuple(x.shape[:-1]) + (self.out_features,), x)
         dy = grad_out.reshape(-1, self.out_features)       # (N, *, out) -> (M, out)
         x2 = x.reshape(-1, self.in_features)               # (N, *, in) -> (M, in)
-        with cpu_linear.blas_policy(x2, self.weight.data):
-            if self.weight.requires_grad:                    # a frozen weight: no product computed
-                self.weight.accumulate(dy.T @ x2, self.label)   # (out, M) @ (M, in) -> (out, in)
-            dx = (dy @ self.weight.data).reshape(x.shape) if need_input else None   # (M, in) -> (N, *, in)
+        if self.weight.requires_grad:                        # a frozen weight: no product computed
+            self.weight.accumulate(cpu_linear.matmul(dy.T, x2), self.label)   # (out, M) @ (M, in) -> (out, in)
+        dx = cpu_linear.matmul(dy, self.weight.data).reshape(x.shape) if need_input else None   # (M, in) -> (N, *, in)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(dy.sum(axis=0), self.label)
         return dx

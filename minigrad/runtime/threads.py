@@ -7,8 +7,8 @@ A kernel cuts its work into chunks (``kernels/cpu_runtime``) and hands ``paralle
 chunks per thread: the calling thread runs the first share, pool workers the others. While the pieces
 run, BLAS is limited to one thread (``threadpoolctl``), so each piece's matrix multiplies run on the
 core of the thread that called them instead of fighting over both cores. A single piece runs
-inline: with ``set_num_threads(1)`` under single-threaded BLAS, otherwise (a batch smaller than
-the thread count) with BLAS's own threads.
+inline, also under single-threaded BLAS: how OpenBLAS splits a product over its own threads (and so the
+last bits of some products, with some of its kernels) would otherwise depend on the thread count.
 """
 from __future__ import annotations
 
@@ -119,11 +119,9 @@ def parallel_map(fn, items) -> list:
     items = list(items)
     if getattr(_local, "inside", False):
         return [fn(item) for item in items]
-    if len(items) <= 1:
-        if get_num_threads() == 1:   # one thread means one thread: BLAS too
-            with blas_single_thread():
-                return [fn(item) for item in items]
-        return [fn(item) for item in items]
+    if len(items) <= 1:              # BLAS single-threaded here too: its own threads' split is not ours to rely on
+        with blas_single_thread():
+            return [fn(item) for item in items]
     workers = _get_workers(len(items) - 1)
     jobs = [_Job() for _ in items[1:]]
     with blas_single_thread():

@@ -129,9 +129,9 @@ def test_fit_uses_backward_parameters(monkeypatch):
 
 @pytest.mark.parametrize("shape", [(5, 7), (40, 7), (100, 7), (6, 9, 7)])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("blas_threads_min_flops", [0.0, float("inf")])    # BLAS's threads, or one thread
-def test_linear_fast_path_matches_formulas(shape, bias, blas_threads_min_flops, monkeypatch):
-    monkeypatch.setattr(cpu_linear, "BLAS_THREADS_MIN_FLOPS", blas_threads_min_flops)
+@pytest.mark.parametrize("piece_flops", [1.0, float("inf")])    # products cut into pieces, or one call
+def test_linear_fast_path_matches_formulas(shape, bias, piece_flops, monkeypatch):
+    monkeypatch.setattr(cpu_linear, "PIECE_FLOPS", piece_flops)
     mg.manual_seed(0)
     layer = mg.nn.Linear(7, 4, bias=bias, dtype="float64")
     rng = np.random.default_rng(0)
