@@ -70,13 +70,19 @@ def _error_line(exc) -> str | None:
     return None
 
 
-def _printed_here(exc) -> bool:
-    """False on the ranks other than 0 under mpirun for a mistake every process makes alike (a setting, the
-    command line): rank 0 alone prints it, and every process exits with status 2."""
-    if not (isinstance(exc, SettingError) or getattr(exc, "every_rank", False)):
-        return True
-    from ..distributed.comm import launcher_rank
-    return launcher_rank() in (None, 0)
+def _report(line, exc, distributed):
+    """Print the error line, except under mpirun for a mistake every process makes alike (a setting, the command
+    line): rank 0 alone prints it, and with --distributed the processes then leave together (mpirun would end
+    the job, rank 0 with it, about a second after the first one exits), each with status 2."""
+    rank = None
+    if isinstance(exc, SettingError) or getattr(exc, "every_rank", False):
+        from ..distributed.comm import launcher_rank
+        rank = launcher_rank()
+    if rank in (None, 0):
+        print(line, file=sys.stderr, flush=True)
+    if rank is not None and distributed:
+        from ..distributed.comm import leave_together
+        leave_together()
 
 
 def main(argv=None) -> int:
@@ -132,8 +138,7 @@ def _run(argv) -> int:
         line = _error_line(exc)
         if line is None or debug:
             raise
-        if _printed_here(exc):
-            print(f"minigrad {command}: error: {line}", file=sys.stderr)
+        _report(f"minigrad {command}: error: {line}", exc, "--distributed" in argv)
         return 2
     except KeyboardInterrupt:
         print(f"minigrad {command}: interrupted", file=sys.stderr)

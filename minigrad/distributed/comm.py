@@ -20,7 +20,7 @@ from . import watchdog as _watchdog
 
 __all__ = ["DistributedError", "init", "is_initialized", "world_size", "rank", "local_rank", "is_main",
            "barrier", "all_reduce", "broadcast", "broadcast_object", "all_gather_object", "mpi_comm",
-           "set_timeout", "get_timeout", "launcher_rank"]
+           "set_timeout", "get_timeout", "launcher_rank", "leave_together"]
 
 _OPS = ("sum", "mean", "max", "min")
 
@@ -87,6 +87,34 @@ def launcher_rank() -> int | None:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return None
+
+
+def leave_together(seconds: float = 10.0) -> bool:
+    """Under mpirun, wait until every process of the job gets here (at most ``seconds``); True if they all did.
+
+    mpirun ends the whole job about a second after a process exits with a non-zero status: the ``minigrad``
+    command calls this on every process before exiting on a mistake of the command line, so that rank 0 has
+    printed it before any process exits. Starts MPI when ``init()`` has not (every process then does so alike);
+    without mpi4py, or with a process that never gets here, it returns False (at the deadline) instead of
+    hanging."""
+    import time
+    try:
+        if _world is not None and _world.comm is not None:
+            comm = _world.comm
+        else:
+            from mpi4py import MPI
+            comm = MPI.COMM_WORLD
+        if comm.Get_size() < 2:
+            return True
+        request = comm.Ibarrier()
+        deadline = time.monotonic() + seconds
+        while not request.Test():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+    except Exception:  # noqa: BLE001 - no MPI library, MPI errors: the processes exit as they would have
+        return False
 
 
 def init() -> "_World":
