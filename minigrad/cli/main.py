@@ -140,6 +140,12 @@ def _run(argv) -> int:
             raise
         _report(f"minigrad {command}: error: {line}", exc, "--distributed" in argv)
         return 2
+    except SystemExit as exc:           # a usage mistake (CommandParser.error: printed by rank 0 only)
+        if exc.code == 2 and "--distributed" in argv:
+            from ..distributed.comm import launcher_rank, leave_together
+            if launcher_rank() is not None:
+                leave_together()
+        raise
     except KeyboardInterrupt:
         print(f"minigrad {command}: interrupted", file=sys.stderr)
         return 130
