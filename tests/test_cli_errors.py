@@ -104,9 +104,17 @@ def test_evaluate_accepts_a_run_directory(tmp_path, capsys):
 
 @needs_mnist
 def test_more_memory_than_allowed_is_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("MINIGRAD_MAX_BYTES", "100K")
+    monkeypatch.setenv("MINIGRAD_MAX_BYTES", "300K")              # the model's weights fit, a batch does not
     assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 2
     one_line_error(capsys, "Conv2d", "bytes", "--batch-size")
+
+
+def test_a_model_too_big_to_build_is_one_line_without_batch_advice(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINIGRAD_MAX_BYTES", "100K")              # LeNet-5's Linear(400, 120) weight: 192000 bytes
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 2
+    err = one_line_error(capsys, "Linear(400, 120): weight of shape (120, 400) needs 192000 bytes",
+                         "use smaller layer sizes")
+    assert "--batch-size" not in err
 
 
 @pytest.mark.parametrize("value", ["nan", "-1", "lots"])

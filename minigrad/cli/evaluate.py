@@ -20,6 +20,7 @@ def _load_metadata(path) -> dict:
 def cmd_evaluate(args) -> int:
     import minigrad as mg
     from ..data import DataLoader
+    from ..io.regular_file import check_regular
 
     say = Printer(args.json)
     if not args.checkpoint.strip():
@@ -28,9 +29,10 @@ def cmd_evaluate(args) -> int:
     if os.path.isdir(args.checkpoint):          # a run directory: its checkpoint.npz
         from ..train.loop import CHECKPOINT_NAME
         args.checkpoint = os.path.join(args.checkpoint, CHECKPOINT_NAME)
-    if not os.path.isfile(args.checkpoint):
+    if not os.path.exists(args.checkpoint):
         raise CLIError(f"no such checkpoint: {args.checkpoint}; give a checkpoint.npz or the --out directory of "
                        "a `minigrad train` run")
+    check_regular(args.checkpoint, None, CLIError, "checkpoint")   # a FIFO or a device: mg.load's message
     config = run_config_of(args.checkpoint, _load_metadata(args.checkpoint), needed=("model",))
     set_backend(args.backend)
     _, test_set = load_datasets(args.data_root, None, args.limit_test, need_train=False)

@@ -63,6 +63,8 @@ def _error_line(exc) -> str | None:
     if isinstance(exc, CheckpointError):
         return f"{exc}; check the file, or start a new run with another --out (or --overwrite)"
     if isinstance(exc, MemoryError) and str(exc):   # the memory guard names the layer, shape and bytes
+        if "use smaller layer sizes" in str(exc):   # the model's own weights: no batch size helps
+            return f"{exc} (--model chooses the network)"
         return f"{exc} (the batch is set by --batch-size)"
     if isinstance(exc, OSError) and exc.errno in _OS_ADVICE:
         where = f"{exc.filename}: " if exc.filename else ""

@@ -10,6 +10,7 @@ from .common import (DEFAULTS, DEFAULT_LR, CLIError, Printer, build_model, build
                      default_weight_decay, load_datasets, require_matplotlib, run_config_of, set_backend,
                      show_progress)
 from .plot import plot_history
+from ..io.regular_file import check_regular
 
 __all__ = ["cmd_train"]
 
@@ -119,9 +120,10 @@ def _train(args, say, dist, out, run_dir) -> int:
     config = _train_config(args)
     resumed, callbacks = None, []
     if args.resume:
-        if not os.path.isfile(checkpoint):
+        if not os.path.exists(checkpoint):
             raise CLIError(f"--resume: no checkpoint at {checkpoint}; start the run again without --resume"
                            + (" and with --overwrite" if run_dir is not None and run_dir.existing_outputs() else ""))
+        check_regular(checkpoint, "--resume", CLIError, "checkpoint")    # a FIFO or a device: mg.load's message
         resumed = _load_checkpoint(checkpoint)
         config = {**config, **run_config_of(checkpoint, resumed["metadata"])}   # the run's own settings
         say(f"Resuming from {checkpoint} (step {read_train_state(checkpoint)['step']})")
