@@ -247,7 +247,7 @@ class _OnnxToMinigrad(SpatialOps, Importer):
         if len(target) == 2 and all(d is not None for d in shape[1:]) and not any(isinstance(t, Dim) for t in target) \
                 and target[0] == -1 and target[1] == math.prod(shape[1:]):
             return self.add(node, Flatten(), [x])
-        shown = [f"size({t.index})" if isinstance(t, Dim) else t for t in target]
+        shown = "[" + ", ".join(f"size({t.index})" if isinstance(t, Dim) else str(t) for t in target) + "]"
         raise self.fail(node, f"reshaping {shape} to {shown} is not a flatten; only flattening reshapes (such as "
                               "x.view(x.size(0), -1)) are supported: minigrad has no general reshape layer")
 
