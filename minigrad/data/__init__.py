@@ -6,12 +6,12 @@
 """
 from . import transforms
 from .loader import ArrayDataset, DataLoader
-from .mnist import (MNIST, MNIST_MEAN, MNIST_STD, DatasetNotFoundError, export_idx, load_mnist, mnist_zarr_path,
-                    read_idx, write_idx)
+from .mnist import (MNIST, MNIST_MEAN, MNIST_STD, DatasetError, DatasetNotFoundError, export_idx, load_mnist,
+                    mnist_zarr_path, read_idx, write_idx)
 from .transforms import Compose, Normalize, Pad, RandomCrop, RandomHorizontalFlip
 
 __all__ = [
-    "MNIST", "MNIST_MEAN", "MNIST_STD", "DatasetNotFoundError", "load_mnist", "mnist_zarr_path", "read_idx",
-    "write_idx", "export_idx",
+    "MNIST", "MNIST_MEAN", "MNIST_STD", "DatasetError", "DatasetNotFoundError", "load_mnist", "mnist_zarr_path",
+    "read_idx", "write_idx", "export_idx",
     "ArrayDataset", "DataLoader", "transforms", "Compose", "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip",
 ]
