@@ -240,6 +240,12 @@ class Importer:
             return False
         c = [self.consts[n] for n in ins]
         attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        integer = {"Gather": [1], "Unsqueeze": [1], "Squeeze": [1], "Reshape": [1]}.get(op, [])
+        if any(i < len(c) and (c[i].dtype.kind not in "iu" or (op != "Gather" and c[i].ndim != 1)) for i in integer):
+            raise self.fail(node, "its indices, axes or target shape are not a constant integer tensor (1-D for "
+                                  "axes and shapes)")
+        if any(not isinstance(a, int) for a in (attrs.get("axes") or [])):
+            raise self.fail(node, f"attribute 'axes' = {attrs['axes']!r} is not a list of integers")
         if op == "Identity" or op == "Cast" and c[0].dtype == object:
             result = c[0]
         elif op == "Cast":
@@ -253,12 +259,19 @@ class Importer:
             result = numpy.take(c[0], c[1].astype(numpy.int64), axis=attrs.get("axis", 0))
         elif op in ("Unsqueeze", "Squeeze"):
             axes = attrs.get("axes", c[1].tolist() if len(c) > 1 else None)
+            rank = c[0].ndim + (len(axes) if op == "Unsqueeze" else 0)
+            if axes is not None and (any(not -rank <= a < rank for a in axes)
+                                     or len({a % rank for a in axes}) < len(axes)):
+                raise self.fail(node, f"axes {axes} are not distinct axes of a rank-{rank} tensor")
             result = (numpy.expand_dims(c[0], tuple(axes)) if op == "Unsqueeze"         # a 1 inserted at each axis
                       else numpy.squeeze(c[0], None if axes is None else tuple(axes)))  # each axis (size 1) removed
         elif op == "Concat":
             result = numpy.concatenate(c, axis=self.concat_axis(node, attrs, c[0].ndim))
         elif op == "Reshape" and c[0].dtype != object and c[1].ndim == 1 and not node.attribute:
-            target = [d if d != 0 else c[0].shape[i] for i, d in enumerate(c[1].astype(numpy.int64).tolist())]
+            target = c[1].astype(numpy.int64).tolist()
+            if any(d == 0 for d in target[c[0].ndim:]) or any(d < -1 for d in target) or target.count(-1) > 1:
+                raise self.fail(node, f"target shape {target} is not valid for a constant of shape {c[0].shape}")
+            target = [d if d != 0 else c[0].shape[i] for i, d in enumerate(target)]
             result = c[0].reshape(target)   # (...) -> the constant target shape (0: that dimension kept)
         else:
             raise self.fail(node, f"op {op} on constants is not supported")

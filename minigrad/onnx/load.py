@@ -62,6 +62,7 @@ class _OnnxToMinigrad(SpatialOps, Importer):
             bias = numpy.broadcast_to(bias.reshape(-1), (out,))   # (), (1,), (O,) or (1, O) -> (O,)
         layer = Linear(weight.shape[1], weight.shape[0], bias is not None, dtype=weight.dtype)
         self._set(layer, weight, bias)
+        self.check_input(node, node.input[0], 2, 1, weight.shape[1])
         self.add(node, layer, [node.input[0]], weight_input=1)
 
     def op_MatMul(self, node):
@@ -69,6 +70,7 @@ class _OnnxToMinigrad(SpatialOps, Importer):
         weight = self.const(node, 1, "second operand", required=True, ndim=2, floating=True)
         layer = Linear(weight.shape[0], weight.shape[1], bias=False, dtype=weight.dtype)
         self._set(layer, weight.T, None)                                   # (in, out) -> (out, in)
+        self.check_input(node, node.input[0], len(self.shapes.get(node.input[0]) or [2]), -1, weight.shape[0])
         self.add(node, layer, [node.input[0]], weight_input=1)
 
     def op_Add(self, node):
@@ -185,6 +187,7 @@ class _OnnxToMinigrad(SpatialOps, Importer):
             raise self.fail(node, f"scale, bias, mean and variance of shapes {scale.shape}, {bias.shape}, "
                                   f"{mean.shape}, {var.shape} do not match the input's {shape[1]} channels")
         self.require(node, attrs.get("epsilon", 1e-5) >= 0, "epsilon", attrs.get("epsilon"), "not negative")
+        self.require(node, 0 <= attrs.get("momentum", 0.9) <= 1, "momentum", attrs.get("momentum"), "in [0, 1]")
         layer = cls(scale.shape[0], eps=attrs.get("epsilon", 1e-5), momentum=decimal(1.0 - attrs.get("momentum", 0.9)),
                     dtype=scale.dtype)
         self._set(layer, scale, bias)

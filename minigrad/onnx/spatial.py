@@ -19,6 +19,9 @@ class SpatialOps:
     def _pads(self, node, attrs):
         """The checked pads (top, left, bottom, right); auto_pad VALID ignores them (pads 0, as ONNX Runtime)."""
         if attrs.get("auto_pad", "NOTSET") == "VALID":
+            if node.op_type in ("Conv", "ConvTranspose") and "pads" in attrs:    # as ONNX Runtime: refused
+                raise self.fail(node, f"attributes 'auto_pad' = 'VALID' and 'pads' = {attrs['pads']} are both given; "
+                                      f"ONNX Runtime refuses such a {node.op_type}: keep one of them")
             return [0, 0, 0, 0]
         return list(int_list(lambda why: self.fail(node, why), attrs, "pads", (0, 0, 0, 0), 4, 0))
 
@@ -39,6 +42,13 @@ class SpatialOps:
             raise self.fail(node, f"attribute 'kernel_shape' = {list(kernel)} does not match the weight of shape "
                                   f"{weight.shape} (expected a 4-D weight with that kernel)")
         return kernel, int_list(fail, attrs, "strides", (1, 1), 2, 1), int_list(fail, attrs, "dilations", (1, 1), 2, 1)
+
+    def check_input(self, node, name, rank, axis=None, size=None):
+        """The inferred shape of input ``name`` must have ``rank`` (and ``size`` at ``axis``) where it is known."""
+        shape = self.shapes.get(name)
+        if shape is not None and (len(shape) != rank or axis is not None and shape[axis] not in (None, size)):
+            wanted = f"rank {rank}" + (f" with {size} at axis {axis}" if axis is not None else "")
+            raise self.fail(node, f"its input '{name}' has shape {shape}; its weights need {wanted}")
 
     def _flag(self, node, attrs, name, default=0):
         value = attrs.get(name, default)
@@ -80,6 +90,7 @@ class SpatialOps:
         layer = Conv2d(weight.shape[1] * group, weight.shape[0], kernel, stride, padding, dilation, group,
                        bias is not None, mode, dtype=weight.dtype)
         self._set(layer, weight, bias)
+        self.check_input(node, x, 4, 1, weight.shape[1] * group)
         self.add(node, layer, [x], weight_input=1)
 
     def op_ConvTranspose(self, node):
@@ -99,9 +110,11 @@ class SpatialOps:
                                 output_padding, group, bias is not None, dilation,
                                 dtype=weight.dtype)
         self._set(layer, weight, bias)
+        self.check_input(node, node.input[0], 4, 1, weight.shape[0])
         self.add(node, layer, [node.input[0]], weight_input=1)
 
     def _pool(self, node, attrs):
+        self.check_input(node, node.input[0], 4)
         kernel, stride, dilation = self._spatial(node, attrs)
         padding = self._pads2d(node, self._pads(node, attrs))
         self.require(node, padding is not None, "pads", attrs.get("pads"), "asymmetric padding")
