@@ -1,9 +1,10 @@
 """mg.onnx.load keeps both its promises on files nobody meant to write: a file that onnx.checker accepts either
 loads and computes what ONNX Runtime computes, or raises OnnxError naming the node; nothing else.
 
-``test_mutated_files_load_exactly_or_raise_onnx_error`` mutates three models (one written by mg.onnx.export, one by
-PyTorch's TorchScript exporter, one by its dynamo exporter) structurally, seeded, and checks every mutant. The
-regression tests after it hold the cases an adversarial probe found (issue 29, part 4).
+``test_mutated_files_load_exactly_or_raise_onnx_error`` mutates five models (two written by mg.onnx.export, two by
+PyTorch's TorchScript exporter, one by its dynamo exporter where onnxscript is installed) structurally, seeded, and
+checks every mutant that onnx.checker accepts (and that every file it refuses raises OnnxError). The regression
+tests after it hold the cases an adversarial probe found (issue 29, part 4); each fails on the code before it.
 """
 import os
 import random
@@ -71,6 +72,28 @@ def _torch_module():
     return net.eval(), torch.randn(2, 3, 8, 8)
 
 
+def _torch_model_2(tmp_path):
+    """Concat, two-input Add and Mul, ReduceMean, LayerNorm, Softmax: PyTorch's forms."""
+    import torch
+    from torch import nn as tnn
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = tnn.Conv2d(3, 4, 3), tnn.Conv2d(3, 4, 3, bias=False)
+            self.norm, self.fc = tnn.LayerNorm(8), tnn.Linear(8, 6)
+
+        def forward(self, x):
+            a, b = self.a(x), self.b(x)
+            h = torch.cat([a, b * torch.sigmoid(a)], dim=1) + torch.cat([b, a], dim=1)
+            h = torch.nn.functional.leaky_relu(h).mean(dim=(2, 3))
+            return torch.softmax(self.fc(self.norm(h)), dim=-1)
+
+    torch.manual_seed(0)
+    torch_export(Net().eval(), torch.randn(2, 3, 6, 6), tmp_path / "torch2.onnx", opset=17)
+    return onnx.load(str(tmp_path / "torch2.onnx"))
+
+
 def _torch_model(tmp_path):
     net, x = _torch_module()
     torch_export(net, x, tmp_path / "torch.onnx", opset=17)
@@ -102,7 +125,7 @@ def base_models(tmp_path_factory):
     pytest.importorskip("torch")
     tmp_path = tmp_path_factory.mktemp("bases")
     models = {"minigrad": _minigrad_model(tmp_path), "minigrad_2": _minigrad_model_2(tmp_path),
-              "torchscript": _torch_model(tmp_path)}
+              "torchscript": _torch_model(tmp_path), "torchscript_2": _torch_model_2(tmp_path)}
     dynamo = _dynamo_model(tmp_path)
     if dynamo is not None:
         models["dynamo"] = dynamo

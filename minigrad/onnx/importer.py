@@ -256,7 +256,12 @@ class Importer:
         elif op == "Transpose":
             result = numpy.transpose(c[0], attrs.get("perm"))          # axes permuted by perm (default: reversed)
         elif op == "Gather":
-            result = numpy.take(c[0], c[1].astype(numpy.int64), axis=attrs.get("axis", 0))
+            axis = attrs.get("axis", 0)
+            if not -c[0].ndim <= axis < c[0].ndim or c[1].size and not (-c[0].shape[axis] <= c[1].min()
+                                                                        and c[1].max() < c[0].shape[axis]):
+                raise self.fail(node, f"attribute 'axis' = {axis} or indices {c[1].tolist()} out of range for a "
+                                      f"constant of shape {c[0].shape}")
+            result = numpy.take(c[0], c[1].astype(numpy.int64), axis=axis)
         elif op in ("Unsqueeze", "Squeeze"):
             axes = attrs.get("axes", c[1].tolist() if len(c) > 1 else None)
             rank = c[0].ndim + (len(axes) if op == "Unsqueeze" else 0)

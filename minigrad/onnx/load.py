@@ -166,7 +166,8 @@ class _OnnxToMinigrad(SpatialOps, Importer):
             raise self.fail(node, f"attribute 'axes' = {axes} is not supported (only the mean over the last two "
                                   f"axes of a 4-D input, a global average pool; input rank {rank or 'unknown'})")
         pool = AdaptiveAvgPool2d(1)
-        layer = pool if attrs.get("keepdims", 1) else Sequential(pool, Flatten())   # (N, C, 1, 1) -> (N, C)
+        self._flag(node, attrs, "noop_with_empty_axes")
+        layer = pool if self._flag(node, attrs, "keepdims", 1) else Sequential(pool, Flatten())   # -> (N, C)
         self.add(node, layer, [node.input[0]])
 
     def op_BatchNormalization(self, node):
@@ -209,6 +210,7 @@ class _OnnxToMinigrad(SpatialOps, Importer):
                                   f"dimensions {self.shapes.get(node.input[0])}")
         if (axis if axis < 0 else axis - rank if rank else None) != -scale.ndim:
             raise self.fail(node, f"attribute 'axis' = {axis} does not match the scale of shape {scale.shape}")
+        self.require(node, attrs.get("epsilon", 1e-5) >= 0, "epsilon", attrs.get("epsilon"), "not negative")
         layer = LayerNorm(scale.shape, eps=attrs.get("epsilon", 1e-5), bias=bias is not None, dtype=scale.dtype)
         self._set(layer, scale, None)
         if bias is not None:
