@@ -494,3 +494,30 @@ def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path):
     finally:
         done.set()
         thread.join()
+
+
+def test_attribute_lists_of_the_wrong_length_or_range_name_node_and_attribute():
+    for attrs, named in ((dict(kernel_shape=[2, 2, 2]), "kernel_shape"), (dict(kernel_shape=[2, 2], strides=[0, 1]),
+                                                                            "strides"),
+                         (dict(kernel_shape=[2, 2], pads=[1, 1, 1]), "pads")):
+        node = onnx.helper.make_node("MaxPool", ["x"], ["y"], name="pool", **attrs)
+        model = single_node_model(node, [value_info("x", [1, 2, 8, 8])], [value_info("y", [1, 2, 7, 7])])
+        with pytest.raises(mg.onnx.OnnxError, match=rf"node 'pool' \(MaxPool\): attribute '{named}' = .* is not "
+                                                    r"supported \(expected \d integers"):
+            mg.onnx.load(model)
+
+
+def test_an_unforeseen_error_while_converting_still_names_the_node(monkeypatch):
+    """The last-resort net: whatever a check missed surfaces as OnnxError naming the node, not as a KeyError."""
+    import importlib
+    load_module = importlib.import_module("minigrad.onnx.load")      # the module, not the function
+
+    def broken(self, node):
+        raise KeyError("something no check foresaw")
+
+    monkeypatch.setattr(load_module._OnnxToMinigrad, "op_Relu", broken)
+    node = onnx.helper.make_node("Relu", ["x"], ["y"], name="act")
+    model = single_node_model(node, [value_info("x", [2, 3])], [value_info("y", [2, 3])])
+    with pytest.raises(mg.onnx.OnnxError, match=r"node 'act' \(Relu\): cannot be read as a minigrad layer "
+                                                r"\(KeyError: 'something no check foresaw'\)"):
+        mg.onnx.load(model)

@@ -11,7 +11,11 @@ Pad (pads >= 0) right before a Conv becomes the convolution's padding (or paddin
 the weight's initializer name (``layer1.0.conv1.weight`` -> node ``layer1_0_conv1``, so the state-dict
 name is ``layer1_0_conv1.weight``), else from the ONNX node name; '.' is not allowed in a node name.
 An op, an attribute value or a pattern that has no exact minigrad equivalent raises OnnxError naming
-the node, the op and the attribute: never a silently different graph.
+the node, the op and the attribute: never a silently different graph. Before use, every initializer's bytes
+are checked against its dims and type, every attribute's length and range and every constant's rank and
+dtype (checks.py); shapes come from onnx's shape inference on the graph, not from the file's value_info. A
+corrupted file that still provokes another error while a node is converted gets OnnxError naming that node
+(importer.py's ``convert``), so ``load`` raises nothing else for a bad file (tests/test_onnx_mutations.py).
 """
 from __future__ import annotations
 
