@@ -144,7 +144,8 @@ class _OnnxToMinigrad(SpatialOps, Importer):
         rank = len(self.shapes.get(node.input[0]) or [])
         axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
         if not rank or not -rank <= axis < rank:
-            raise self.fail(node, f"attribute 'axis' = {axis} is not supported for an input of rank {rank or 'unknown'}")
+            raise self.fail(node, f"attribute 'axis' = {axis} is not supported for an input of rank "
+                                  f"{rank or 'unknown'} (expected an axis of the input)")
         if self.opset < 13 and not (rank and axis % rank == rank - 1):
             raise self.fail(node, f"attribute 'axis' = {axis} is not supported below opset 13 unless it is the "
                                   "last axis (the old Softmax flattened the trailing axes)")
