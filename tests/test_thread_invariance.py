@@ -40,8 +40,10 @@ for batch in (1, 2, 3):
     mg.manual_seed(0)
     cases = {"Conv2d": (mg.nn.Conv2d(16, 32, 3, padding=1), (batch, 16, 64, 64)),
              "Conv2d_s2": (mg.nn.Conv2d(8, 16, 3, stride=2, padding=1), (batch, 8, 65, 65)),
-             "Linear": (mg.nn.Linear(4096, 2048), (batch, 4096)),
-             "Linear_wide_batch": (mg.nn.Linear(256, 512), (64 * batch, 256)),
+             # products of 33-100 MFLOP (one piece, or cut in two along the columns) and 134-403 MFLOP
+             # (cut in 4 or 8 along the rows or columns): kernels/cpu_linear.py
+             "Linear": (mg.nn.Linear(4096, 4096), (batch, 4096)),
+             "Linear_wide_batch": (mg.nn.Linear(512, 512), (256 * batch, 512)),
              "BatchNorm2d": (mg.nn.BatchNorm2d(16), (batch, 16, 32, 32))}
     for name, (layer, shape) in cases.items():
         x = rng.standard_normal(shape).astype(np.float32)

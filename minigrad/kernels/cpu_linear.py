@@ -3,13 +3,14 @@
 A product run on BLAS's own threads is split by OpenBLAS as it sees fit, and how it splits depends on
 its version and the instruction set's kernels: with some (OpenBLAS 0.3.31's Haswell kernels) the same
 product gives different last bits on 1 and 2 threads. So minigrad never lets BLAS thread a product. A
-product is cut into pieces by its sizes alone (``PIECE_FLOPS`` of work per piece, at most ``MAX_PIECES``),
+product is cut into pieces by its sizes alone (``PIECE_FLOPS`` of work per piece at least, a power of two of
+pieces up to ``MAX_PIECES``),
 along the rows of the left operand or the columns of the right one, never along the summed dimension;
 each piece is one single-threaded BLAS call, and the pieces are shared out over minigrad's thread pool
 (``runtime/threads.py``). The same calls are made whatever the thread count, so each output number is
 computed the same way: ``MINIGRAD_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` change the speed, not the
-bits. A small product (under ``PIECE_FLOPS``: LeNet's, an MLP's at small batches) is one call on the
-calling thread, which also spares waking the pool.
+bits. A product under 2 x ``PIECE_FLOPS`` (LeNet's, an MLP's at small batches) is one call on the
+calling thread, which also spares waking the pool (about 70 us).
 
     y  = matmul(x2, weight.T)     (M, in) @ (in, out) -> (M, out)
     dW = matmul(dy.T, x2)         (out, M) @ (M, in) -> (out, in)    the sum over M is never cut
@@ -26,14 +27,17 @@ from .cpu_runtime import split_range, supported
 
 __all__ = ["supported", "matmul", "pieces", "PIECE_FLOPS", "MAX_PIECES"]
 
-PIECE_FLOPS = 16e6     # multiply-adds x 2 per piece of a cut product
+PIECE_FLOPS = 32e6     # multiply-adds x 2 per piece of a cut product, at least
 MAX_PIECES = 8         # pieces of one product at most (enough for 8 threads; fixed, not the thread count)
 
 
 def pieces(p: int, q: int, r: int):
     """How a (P, Q) @ (Q, R) product is cut: (axis, [(start, stop), ...]); axis 0 cuts the rows of the
-    result (the left operand's rows), axis 1 its columns. A function of the sizes only."""
-    count = int(min(MAX_PIECES, max(1, 2.0 * p * q * r // PIECE_FLOPS)))
+    result (the left operand's rows), axis 1 its columns. A function of the sizes only: a power of two
+    of pieces (even shares for 2, 4 or 8 threads), each of PIECE_FLOPS at least, at most MAX_PIECES."""
+    count = 1
+    while count * 2 <= MAX_PIECES and 2.0 * p * q * r >= count * 2 * PIECE_FLOPS:
+        count *= 2
     axis = 0 if p >= r else 1
     return axis, split_range(p if axis == 0 else r, count)
 
