@@ -10,7 +10,7 @@ each piece is one single-threaded BLAS call, and the pieces are shared out over 
 (``runtime/threads.py``). The same calls are made whatever the thread count, so each output number is
 computed the same way: ``MINIGRAD_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` change the speed, not the
 bits. A product under 2 x ``PIECE_FLOPS`` (LeNet's, an MLP's at small batches) is one call on the
-calling thread, which also spares waking the pool (about 70 us).
+calling thread, which also spares waking the pool (docs/benchmarks.md measures what that costs).
 
     y  = matmul(x2, weight.T)     (M, in) @ (in, out) -> (M, out)
     dW = matmul(dy.T, x2)         (out, M) @ (M, in) -> (out, in)    the sum over M is never cut
