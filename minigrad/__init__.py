@@ -5,7 +5,8 @@ CuPy (CUDA) behind one switch, ``mg.set_backend("numpy" | "cupy")``.
 
 The packages, from the bottom up (docs/architecture.md): ``runtime`` (backend, threads, memory guard,
 random state, checks) and ``debug`` (gradcheck, detect_anomaly); ``kernels``; ``functional``, ``data`` and
-``io``; ``nn``, ``optim``, ``onnx`` and ``distributed``; ``train`` and ``bench``; ``cli`` on top.
+``io``; ``nn``, ``optim``, ``onnx`` and ``distributed``; ``train``, ``bench`` and ``viz`` (pictures of a
+network); ``cli`` on top.
 """
 import sys
 
@@ -43,3 +44,5 @@ from . import distributed  # noqa: E402  (mg.distributed; imports no MPI until m
 __all__ += ["distributed"]
 from . import onnx  # noqa: E402  (mg.onnx; imports the onnx package only when a function needs it)
 __all__ += ["onnx"]
+from . import viz  # noqa: E402  (mg.viz; imports matplotlib only when a picture is drawn)
+__all__ += ["viz"]

@@ -160,9 +160,11 @@ def test_no_package_init_imports_back_into_itself():
 
 
 # The direction of dependencies (docs/architecture.md): a package may import only packages of a lower rank
-# (and itself). nn is the base of its tier: optim, onnx, distributed and the model zoo build on it.
+# (and itself). nn is the base of its tier: optim, onnx, distributed and the model zoo build on it. viz (pictures
+# of a network) sits beside train and bench: it may use nn, functional, runtime, data and io; only cli above it.
 RANK = {"runtime": 0, "debug": 1, "kernels": 1, "functional": 2, "data": 2, "io": 2, "nn": 3,
-        "optim": 4, "onnx": 4, "distributed": 4, "models": 4, "train": 5, "bench": 5, "cli": 6}
+        "optim": 4, "onnx": 4, "distributed": 4, "models": 4, "train": 5, "bench": 5, "viz": 5,
+        "cli": 6}
 
 
 def test_packages_depend_downwards_only():

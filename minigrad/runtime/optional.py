@@ -8,7 +8,8 @@ import importlib
 
 __all__ = ["require", "EXTRA_OF"]
 
-EXTRA_OF = {"onnx": "onnx", "onnxruntime": "onnx", "safetensors": "onnx", "safetensors.numpy": "onnx"}
+EXTRA_OF = {"onnx": "onnx", "onnxruntime": "onnx", "safetensors": "onnx", "safetensors.numpy": "onnx",
+            "matplotlib": "plot", "matplotlib.figure": "plot"}
 
 
 def require(module: str, where: str):
