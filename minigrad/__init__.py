@@ -16,7 +16,7 @@ from .runtime import backend, random, threads
 from .debug import anomaly
 from .io import torch_compat
 from .runtime.backend import BackendMismatchError, BackendUnavailableError, get_backend, set_backend
-from .debug import AnomalyError, GradcheckError, detect_anomaly, gradcheck
+from .debug import AnomalyError, GradcheckError, detect_anomaly, gradcheck, trace
 from .io import CheckpointError, load, load_into, save
 from .kernels.dispatch import get_conv_algorithm, set_conv_algorithm
 from .nn.grad_mode import no_grad
@@ -36,7 +36,7 @@ del _name, _module
 __all__ = [
     "backend", "data", "debug", "functional", "io", "nn", "optim", "models", "runtime", "train", "torch_compat",
     "save", "load", "load_into", "CheckpointError", "set_backend", "get_backend", "BackendMismatchError",
-    "BackendUnavailableError", "gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "manual_seed",
+    "BackendUnavailableError", "gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "trace", "manual_seed",
     "no_grad", "set_num_threads", "get_num_threads", "set_conv_algorithm", "get_conv_algorithm", "__version__",
 ]
 

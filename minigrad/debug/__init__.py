@@ -2,8 +2,11 @@
 
     mg.gradcheck(layer, x)            # every gradient of a layer against central differences (float64)
     with mg.detect_anomaly(): ...     # raise at the first layer whose forward or backward makes a NaN/Inf
+    with mg.trace(): ...              # print every layer's forward and backward: shapes, dtype, time, norms
 """
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .gradcheck import GradcheckError, gradcheck
+from .tracing import is_tracing, trace
 
-__all__ = ["gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "is_anomaly_enabled"]
+__all__ = ["gradcheck", "GradcheckError", "detect_anomaly", "AnomalyError", "is_anomaly_enabled", "trace",
+           "is_tracing"]

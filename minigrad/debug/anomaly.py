@@ -18,6 +18,7 @@ import threading
 from contextlib import contextmanager
 
 from ..runtime.backend import get_array_module, is_array
+from .tracing import state as _tracing, traced_call
 
 __all__ = ["detect_anomaly", "AnomalyError", "is_anomaly_enabled"]
 
@@ -79,17 +80,20 @@ def _check(layer, phase, arrays, what):
 
 
 def checked(method, phase: str):
-    """Wrap a Layer's forward/backward so anomaly mode can check it (used by Layer.__init_subclass__)."""
+    """Wrap a Layer's forward/backward so anomaly mode can check it and mg.trace() print it (used by
+    Layer.__init_subclass__)."""
     if getattr(method, "_anomaly_checked", False):
         return method
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         if not getattr(_state, "enabled", False):
-            return method(self, *args, **kwargs)
+            if not _tracing["on"]:                     # the common case: one dict lookup more
+                return method(self, *args, **kwargs)
+            return traced_call(self, phase, method, args, kwargs)
         if phase == "forward" and getattr(_state, "check_inputs", True):
             _check(self, phase, _arrays(args), "input")
-        out = method(self, *args, **kwargs)
+        out = traced_call(self, phase, method, args, kwargs) if _tracing["on"] else method(self, *args, **kwargs)
         _check(self, phase, _arrays(out), "output" if phase == "forward" else "input gradient")
         if phase != "forward":
             for name, param in self._parameters.items():

@@ -16,6 +16,7 @@ import numpy
 
 from ..runtime import random as mg_random
 from ..runtime.backend import get_array_module, is_array
+from .tracing import untraced
 
 __all__ = ["gradcheck", "GradcheckError"]
 
@@ -28,8 +29,9 @@ def _as_tuple(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
+@untraced
 def gradcheck(layer_or_function, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              seed: int = 0, check_inputs: bool = True, check_parameters: bool = True) -> bool:
+             seed: int = 0, check_inputs: bool = True, check_parameters: bool = True) -> bool:
     """Check input and parameter gradients against central finite differences in float64.
 
     layer_or_function: a Layer (forward/backward; parameters are checked too and a float64

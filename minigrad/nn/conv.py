@@ -19,6 +19,7 @@ from .grad_mode import is_grad_enabled
 from .layer import Layer
 from .linear import device_dtype
 from .parameter import Parameter
+from ..debug import tracing
 from ..runtime.backend import get_array_module
 from ..runtime.memory import check_bytes
 
@@ -132,6 +133,39 @@ class Conv2d(ConvBase):
         self._cache = (input, geom, saved, unbatched)
         y = conv_forward(input, self.weight.data, bias, geom, saved)
         return y[0] if unbatched else y
+
+    def trace_details(self, phase, args, out):
+        """The unfold view of this call for mg.trace(): columns, reshaped weight, the GEMMs and their shapes."""
+        x = args[0]
+        if x.ndim == 3:
+            x = x[None]                                            # (C, H, W) -> (1, C, H, W)
+        if self.padding_mode != "zeros":
+            top, bottom, left, right = self._pads
+            x_shape = x.shape[:2] + (x.shape[2] + top + bottom, x.shape[3] + left + right)
+        else:
+            x_shape = tuple(x.shape)
+        n, g = x_shape[0], self.groups                            # backward: args[0] is grad_out (N, O, OH, OW)
+        out_h, out_w = (out.shape[-2:] if phase == "forward" else args[0].shape[-2:])
+        k = self.in_channels // g * self.kernel_size[0] * self.kernel_size[1]
+        og, length = self.out_channels // g, out_h * out_w
+        lines = []
+        if phase == "forward":
+            lines += [f"unfold   x {tuple(x_shape)} -> columns {(n, g * k, length)}  = (N, C*kh*kw, OH*OW), "
+                      f"padding {self.padding}, stride {self.stride}, dilation {self.dilation}",
+                      f"weight   {tuple(self.weight.shape)} -> {(g, og, k)}  = (groups, O/groups, C/groups*kh*kw)",
+                      f"GEMM     per sample and group: {tracing.gemm_text((og, k), (k, length))}, {n * g} of them",
+                      f"output   {(n, self.out_channels, length)} -> reshape {(n, self.out_channels, out_h, out_w)}"
+                      + (f" + bias {(self.out_channels,)}" if self.bias is not None else "")]
+        else:
+            lines.append(f"dW       sum over samples of dy @ columns^T: {tracing.gemm_text((og, length), (length, k))} "
+                         f"per group -> {tuple(self.weight.shape)}")
+            if self.bias is not None:
+                lines.append(f"db       dy summed over (N, OH, OW) -> {(self.out_channels,)}")
+            if out is not None:
+                dx_shape = (n,) + tuple(out.shape[-3:])                 # (N, C, H, W), unbatched or not
+                lines.append(f"dx       W^T @ dy: {tracing.gemm_text((k, og), (og, length))} per sample and group -> "
+                             f"dcolumns {(n, g * k, length)} -> fold -> {dx_shape}")
+        return lines
 
     def _backward(self, grad_out, need_input):
         """grad_out: (N, O, OH, OW) -> grad of input (N, C, H, W) or None; adds into weight.grad, bias.grad."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy
 
-from ..debug import anomaly
+from ..debug import anomaly, tracing
 from ..io.checkpoint import Checkpoint
 from ..runtime.backend import backend_of, check_backend_dtype, get_array_module, is_array, to_backend
 from ..runtime.checks import check_same_dtype
@@ -47,6 +47,8 @@ class Layer(LayerTree):
                 setattr(cls, phase, method if phase == "forward" else records.owned_backward(method))
 
     def __init__(self):
+        if tracing.state["on"] is None:          # MINIGRAD_TRACE, read when the first layer is built
+            tracing.resolve_environment()
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_layers", OrderedDict())
@@ -122,6 +124,12 @@ class Layer(LayerTree):
     def _backward(self, grad_out, need_input: bool):
         """Parameter gradients, and the input gradient when need_input (else return None)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def trace_details(self, phase: str, args: tuple, out) -> list | None:
+        """Extra lines for ``mg.trace()`` after this layer's ``phase`` ("forward", "backward",
+        "backward_parameters") ran on ``args`` and returned ``out``: e.g. a convolution's unfold shapes.
+        None: the trace's own line says it all."""
+        return None
 
     def check_grad_out(self, grad_out, shape, like, like_name: str = "input"):
         """Raise unless grad_out is an array of `shape`, on the backend and of the dtype of `like`."""

@@ -15,6 +15,7 @@ from ..functional.linear import linear_forward
 from ..runtime.backend import backend_of
 from ..kernels import cpu_linear
 from ..runtime.checks import check_grad_like
+from ..debug import tracing
 from .init import fan_in_bias, kaiming_uniform
 from .layer import Layer
 from .parameter import Parameter
@@ -103,6 +104,18 @@ class Linear(Layer):
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(dy.sum(axis=0), self.label)
         return dx
+
+    def trace_details(self, phase, args, out):
+        """The products of this call for mg.trace()."""
+        rows = math.prod(args[0].shape[:-1])                       # M: every position of (N, *)
+        w_in, w_out = self.in_features, self.out_features
+        if phase == "forward":
+            return [f"GEMM     x @ W^T: {tracing.gemm_text((rows, w_in), (w_in, w_out))}"
+                    + (f" + bias {(w_out,)}" if self.bias is not None else "")]
+        lines = [f"dW       dy^T @ x: {tracing.gemm_text((w_out, rows), (rows, w_in))}"]
+        if out is not None:
+            lines.append(f"dx       dy @ W: {tracing.gemm_text((rows, w_out), (w_out, w_in))}")
+        return lines
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -14,6 +14,7 @@ same message, whether the CLI checks it at start-up or a Python program meets it
     MINIGRAD_DIST_TIMEOUT    seconds an MPI collective may take (mg.distributed): a finite number > 0
                              (default 120)
     MINIGRAD_MAX_BYTES       the memory guard's limit (runtime/memory.py parses it)
+    MINIGRAD_TRACE           print every layer's forward and backward (mg.trace): on or off (default off)
 
 An unset or blank variable means the default.
 """
@@ -23,7 +24,7 @@ import math
 import os
 
 __all__ = ["SettingError", "check_environment", "num_threads", "backend_name", "conv_algorithm", "malloc_tuning",
-           "dist_timeout", "register", "BACKEND_ALIASES", "CONV_ALGORITHMS", "SETTINGS"]
+           "dist_timeout", "trace_on", "register", "BACKEND_ALIASES", "CONV_ALGORITHMS", "SETTINGS"]
 
 # The names set_backend, to(), the CLI's --backend and MINIGRAD_BACKEND take, and the backend each one means.
 BACKEND_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
@@ -96,6 +97,16 @@ def malloc_tuning() -> bool:
                   os.environ["MINIGRAD_MALLOC_TUNING"])
 
 
+def trace_on() -> bool:
+    """$MINIGRAD_TRACE as a bool (False when unset)."""
+    text = _text("MINIGRAD_TRACE")
+    if text is None or text.lower() in _OFF:
+        return False
+    if text.lower() in _ON:
+        return True
+    raise _refuse("MINIGRAD_TRACE", f"on ({'/'.join(_ON)}) or off ({'/'.join(_OFF)})", os.environ["MINIGRAD_TRACE"])
+
+
 def dist_timeout() -> float | None:
     """$MINIGRAD_DIST_TIMEOUT in seconds (a finite number > 0), None when unset."""
     text = _text("MINIGRAD_DIST_TIMEOUT")
@@ -115,7 +126,7 @@ def dist_timeout() -> float | None:
 # parsed by memory.py, which imports backend.py, which reads its setting here: runtime/__init__.py registers that
 # check (``register``), so this module imports no other.
 SETTINGS = {"MINIGRAD_NUM_THREADS": num_threads, "MINIGRAD_BACKEND": backend_name, "MINIGRAD_CONV": conv_algorithm,
-            "MINIGRAD_MALLOC_TUNING": malloc_tuning, "MINIGRAD_DIST_TIMEOUT": dist_timeout}
+            "MINIGRAD_MALLOC_TUNING": malloc_tuning, "MINIGRAD_DIST_TIMEOUT": dist_timeout, "MINIGRAD_TRACE": trace_on}
 
 
 def register(name: str, check, error=ValueError) -> None:
