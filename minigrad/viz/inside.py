@@ -36,7 +36,8 @@ def convolutions(model, where: str) -> list:
         return [(model.name or "Conv2d", model)]
     if not hasattr(model, "named_modules"):
         raise TypeError(f"{where}: expected a minigrad model or Conv2d layer, got {type(model).__name__}")
-    convs = [(name or type(layer).__name__, layer) for name, layer in model.named_modules() if isinstance(layer, Conv2d)]
+    convs = [(name or type(layer).__name__, layer) for name, layer in model.named_modules()
+             if isinstance(layer, Conv2d)]
     if not convs:
         kinds = sorted({type(layer).__name__ for layer in model.modules() if layer is not model})
         raise TypeError(f"{where}: the {type(model).__name__} has no Conv2d layer (it has: "
@@ -53,6 +54,14 @@ def _normalise(tile: numpy.ndarray) -> numpy.ndarray:
     """Scale to [0, 1] by the tile's own minimum and maximum (a constant tile becomes mid-grey)."""
     low, high = tile.min(), tile.max()
     return numpy.full_like(tile, 0.5) if high - low <= 0 else (tile - low) / (high - low)
+
+
+def _frame(ax):
+    """No ticks, a light grey frame: a tile's white pixels stay apart from the white page."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("#bbbbbb")
 
 
 class FiltersPicture(PlotPicture):
@@ -74,14 +83,15 @@ def filters(layer) -> FiltersPicture:
         (" (RGB)" if rgb else " (mean over input channels)" if weights.shape[1] > 1 else "")
 
     def draw(fig):
+        fig.set_layout_engine("constrained")
         fig.suptitle(title, fontsize=10)
         for i, tile in enumerate(tiles):
             ax = fig.add_subplot(rows, cols, i + 1)
             ax.imshow(tile, cmap=None if rgb else "gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_title(str(i), fontsize=8)
-            ax.set_axis_off()
+            _frame(ax)
 
-    picture = FiltersPicture(draw, (max(3.0, cols * TILE_IN), rows * TILE_IN + 0.6), where, title)
+    picture = FiltersPicture(draw, (max(4.0, cols * TILE_IN * 1.2), rows * TILE_IN * 1.2 + 0.5), where, title)
     picture.tiles, picture.grid, picture.weights = tiles, (rows, cols), weights
     return picture
 
@@ -142,7 +152,7 @@ def feature_maps(model, x, sample: int = 0, max_channels: int = 16) -> FeatureMa
                 ax = panel.add_subplot(rows, cols, i + 1)
                 ax.imshow(_normalise(plane), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
                 ax.set_title(str(i), fontsize=7)
-                ax.set_axis_off()
+                _frame(ax)
 
     height = sum((rows + 0.5) * TILE_IN for rows, _ in grids)
     title = f"feature maps of {type(model).__name__}, {len(maps)} convolution(s)"
