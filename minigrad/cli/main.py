@@ -5,7 +5,7 @@ import errno
 import os
 import sys
 
-from ..runtime.settings import SettingError, check_environment
+from ..runtime.settings import MAX_THREADS, SettingError, check_environment
 from .common import CLIError
 from .parser import CommandParser, build_parser
 
@@ -31,7 +31,7 @@ def cmd_bench(bench_args) -> int:
 
 
 # The numeric flags of `minigrad bench` (minigrad.bench's parser reads them as plain int/float).
-_BENCH_NUMBERS = (("--threads", lambda v: v >= 1, "a positive integer"),
+_BENCH_NUMBERS = (("--threads", lambda v: 1 <= v <= MAX_THREADS, f"a positive integer up to {MAX_THREADS}"),
                   ("--repeat", lambda v: v >= 1, "a positive integer"),
                   ("--pause", lambda v: 0 <= v < float("inf"), "a finite number of seconds >= 0"))
 

@@ -6,7 +6,8 @@ Each setting is read where it is used, lazily (``threads.get_num_threads``, ``ba
 through the parsing function here, so a bad value raises the same ``SettingError`` (a ValueError) with the
 same message, whether the CLI checks it at start-up or a Python program meets it on first use:
 
-    MINIGRAD_NUM_THREADS     threads of the CPU kernels: a positive int (default: the usable CPUs)
+    MINIGRAD_NUM_THREADS     threads of the CPU kernels: an int from 1 to MAX_THREADS (4096; default: the
+                             usable CPUs)
     MINIGRAD_BACKEND         default backend: numpy (aliases cpu, np) or cupy (aliases cuda, gpu, cp)
     MINIGRAD_CONV            convolution algorithm: auto, reference or winograd (default auto)
     MINIGRAD_MALLOC_TUNING   keep freed memory in the process (kernels/cpu_memory): 1/on/yes/true or
@@ -24,12 +25,15 @@ import math
 import os
 
 __all__ = ["SettingError", "check_environment", "num_threads", "backend_name", "conv_algorithm", "malloc_tuning",
-           "dist_timeout", "trace_on", "register", "BACKEND_ALIASES", "CONV_ALGORITHMS", "SETTINGS"]
+           "dist_timeout", "trace_on", "register", "BACKEND_ALIASES", "CONV_ALGORITHMS", "SETTINGS", "MAX_THREADS"]
 
 # The names set_backend, to(), the CLI's --backend and MINIGRAD_BACKEND take, and the backend each one means.
 BACKEND_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
                    "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
 CONV_ALGORITHMS = ("auto", "reference", "winograd")
+# The most threads the CPU kernels take (MINIGRAD_NUM_THREADS, mg.set_num_threads): far above any machine's cores,
+# low enough that a mistyped count is refused instead of starting that many threads.
+MAX_THREADS = 4096
 _ON, _OFF = ("1", "on", "yes", "true"), ("0", "off", "no", "false")
 
 
@@ -49,7 +53,7 @@ def _refuse(name: str, wanted: str, raw) -> SettingError:
 
 
 def num_threads() -> int | None:
-    """$MINIGRAD_NUM_THREADS as a positive int, None when unset."""
+    """$MINIGRAD_NUM_THREADS as an int from 1 to MAX_THREADS, None when unset."""
     text = _text("MINIGRAD_NUM_THREADS")
     if text is None:
         return None
@@ -57,8 +61,9 @@ def num_threads() -> int | None:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise _refuse("MINIGRAD_NUM_THREADS", "a positive int (the CPU kernels' thread count, e.g. 4)",
+    if not 1 <= value <= MAX_THREADS:
+        raise _refuse("MINIGRAD_NUM_THREADS", f"a positive int up to {MAX_THREADS} (the CPU kernels' thread count, "
+                      "e.g. 4)",
                       os.environ["MINIGRAD_NUM_THREADS"])
     return value
 

@@ -40,11 +40,11 @@ def _default_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use n threads (n >= 1) in the CPU kernels. Their results are the same bits for any n: chunks are cut
-    by sizes only and partial sums added in chunk order (kernels/cpu_runtime)."""
+    """Use n threads (1 <= n <= settings.MAX_THREADS, 4096) in the CPU kernels. Their results are the same bits
+    for any n: chunks are cut by sizes only and partial sums added in chunk order (kernels/cpu_runtime)."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= settings.MAX_THREADS:
+        raise ValueError(f"set_num_threads: expected a positive int up to {settings.MAX_THREADS}, got {n!r}")
     with _lock:
         _num_threads = n
 

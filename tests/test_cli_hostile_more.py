@@ -1,0 +1,31 @@
+"""More hostile inputs at the command line (after tests/test_cli_hostile.py, same rule): each ends with exit
+status 2 and exactly one line on stderr, ``minigrad CMD: error: ...`` naming the flag, file or value and what
+to do, and no traceback.
+
+Absurd thread counts, `bench --json` into a directory that cannot take the file, a directory in the place of
+a run's output file with --overwrite, malformed training states and loader positions in a checkpoint on
+--resume, a rerun after a run refused by the memory guard, and a non-finite test loss after training. The
+training runs use tiny noise IDX files under --data-root, so they need no installed MNIST.
+"""
+import json
+import os
+
+import pytest
+
+import minigrad as mg
+from test_cli_hostile import one_line_error, run
+
+TINY = ["--limit-train", "64", "--limit-test", "32", "--batch-size", "32", "--epochs", "1", "--progress", "off"]
+
+
+# -- thread counts -----------------------------------------------------------------------------------------
+def test_an_absurd_thread_count_is_refused():
+    huge = "99999999999999999999999"
+    one_line_error(run("info", MINIGRAD_NUM_THREADS=huge), "info", "MINIGRAD_NUM_THREADS", repr(huge), "4096")
+    one_line_error(run("info", MINIGRAD_NUM_THREADS="4097"), "info", "MINIGRAD_NUM_THREADS", "4096")
+    assert run("info", MINIGRAD_NUM_THREADS="4096").returncode == 0
+    one_line_error(run("bench", "--quick", "--no-torch", "--threads", "5000"), "bench", "--threads", "5000")
+    before = mg.get_num_threads()
+    with pytest.raises(ValueError, match="4096"):
+        mg.set_num_threads(10 ** 20)
+    assert mg.get_num_threads() == before
