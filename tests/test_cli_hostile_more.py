@@ -29,3 +29,25 @@ def test_an_absurd_thread_count_is_refused():
     with pytest.raises(ValueError, match="4096"):
         mg.set_num_threads(10 ** 20)
     assert mg.get_num_threads() == before
+
+
+# -- minigrad bench --json ---------------------------------------------------------------------------------
+BENCH = ["bench", "--quick", "--no-torch", "--cases", "pool", "--repeat", "1"]
+
+
+def test_bench_json_into_a_missing_or_wrong_directory_is_refused_before_running(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for path, words in ((tmp_path / "nodir" / "x.json", ["does not exist"]), (tmp_path, ["is a directory"]),
+                        (tmp_path / "file" / "x.json", ["not a directory"])):
+        result = run(*BENCH, "--json", str(path))
+        one_line_error(result, "bench", "--json", str(path), *words)
+        assert "round" not in result.stderr and result.stdout == ""      # refused before the benchmark ran
+    one_line_error(run(*BENCH, "--markdown", str(tmp_path / "nodir" / "x.md")), "bench", "--markdown")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_bench_json_that_cannot_be_written_at_the_end_is_one_line():
+    result = run(*BENCH, "--json", "/dev/full")
+    lines = [line for line in result.stderr.splitlines() if "round" not in line and "warning" not in line]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("minigrad bench: error: --json /dev/full: cannot write"), lines

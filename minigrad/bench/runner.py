@@ -372,8 +372,13 @@ def run(args) -> int:
               "geomean_floor_vs_torch": floor_vs_torch, "skipped": skipped, "cases": rows, "train_e2e": training,
               "trust": trust}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        try:
+            with open(args.json, "w") as f:
+                f.write(json.dumps(report, indent=1))
+        except OSError as exc:
+            print(f"minigrad bench: error: --json {args.json}: cannot write the report ({exc.strerror or exc}); "
+                  "free some space or choose another file", file=sys.stderr)
+            return 2
         print(f"wrote {args.json}")
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -23,6 +23,10 @@ def cmd_bench(bench_args) -> int:
     parser = CommandParser(prog="minigrad bench", description="minigrad benchmarks")
     bench.add_arguments(parser)
     args = parser.parse_args(bench_args)
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown), ("--plot", args.plot)):
+        problem = _output_path_problem(flag, path)   # refused before the benchmark runs, not after it
+        if problem:
+            raise CLIError(problem)
     for flag, accepts, wanted in _BENCH_NUMBERS:      # refused here, not by a traceback mid-benchmark
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None and not accepts(value):
@@ -34,6 +38,24 @@ def cmd_bench(bench_args) -> int:
 _BENCH_NUMBERS = (("--threads", lambda v: 1 <= v <= MAX_THREADS, f"a positive integer up to {MAX_THREADS}"),
                   ("--repeat", lambda v: v >= 1, "a positive integer"),
                   ("--pause", lambda v: 0 <= v < float("inf"), "a finite number of seconds >= 0"))
+
+
+def _output_path_problem(flag, path) -> str | None:
+    """Why the file ``path`` (given with ``flag``) cannot be written, or None: checked before the benchmark runs."""
+    if path is None:
+        return None
+    if not path.strip():
+        return f"{flag} is empty: give the file to write, or leave out {flag}"
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"{flag} {path} is a directory: give a file name, e.g. {os.path.join(path, 'bench.json')}"
+    if not os.path.exists(directory):
+        return f"{flag} {path}: the directory {directory} does not exist; create it or choose another file"
+    if not os.path.isdir(directory):
+        return f"{flag} {path}: {directory} is not a directory; choose another file"
+    if not os.access(directory, os.W_OK | os.X_OK) and not os.access(path, os.W_OK):
+        return f"{flag} {path}: no permission to write in {directory}; choose another file"
+    return None
 
 
 # What to do about an operating-system error while reading or writing a run's files.
