@@ -140,13 +140,13 @@ def feature_maps(model, x, sample: int = 0, max_channels: int = 16) -> FeatureMa
     names = [name for name, _ in maps]
     shown = [(name if names.count(name) == 1 else f"{name} (use {names[:i + 1].count(name)})", fmap[:max_channels],
               fmap.shape) for i, (name, fmap) in enumerate(maps)]
-    grids = [_grid(len(fmap)) for _, fmap, _ in shown]
+    grids = [(math.ceil(len(fmap) / 8), min(8, len(fmap))) for _, fmap, _ in shown]     # rows of up to 8 maps
     cols = max(c for _, c in grids)
 
     def draw(fig):
         panels = fig.subfigures(len(shown), 1, height_ratios=[r + 0.5 for r, _ in grids], squeeze=False)[:, 0]
         for panel, (name, fmap, shape), (rows, _) in zip(panels, shown, grids):
-            more = f", first {len(fmap)} of {shape[0]} channels" if len(fmap) < shape[0] else ""
+            more = f" ({len(fmap)} of {shape[0]} channels shown)" if len(fmap) < shape[0] else ""
             panel.suptitle(f"{name} · Conv2d: {shape[0]} x {shape[1]} x {shape[2]}{more}", fontsize=10)
             for i, plane in enumerate(fmap):
                 ax = panel.add_subplot(rows, cols, i + 1)
@@ -156,6 +156,6 @@ def feature_maps(model, x, sample: int = 0, max_channels: int = 16) -> FeatureMa
 
     height = sum((rows + 0.5) * TILE_IN for rows, _ in grids)
     title = f"feature maps of {type(model).__name__}, {len(maps)} convolution(s)"
-    picture = FeatureMapsPicture(draw, (max(3.0, cols * TILE_IN), height), where, title)
+    picture = FeatureMapsPicture(draw, (max(5.0, cols * TILE_IN), height), where, title)
     picture.maps = dict(zip([name for name, _, _ in shown], [fmap for _, fmap in maps]))
     return picture
