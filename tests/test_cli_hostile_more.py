@@ -51,3 +51,14 @@ def test_bench_json_that_cannot_be_written_at_the_end_is_one_line():
     lines = [line for line in result.stderr.splitlines() if "round" not in line and "warning" not in line]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(lines) == 1 and lines[0].startswith("minigrad bench: error: --json /dev/full: cannot write"), lines
+
+
+# -- the run directory -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["metrics.json", "history.jsonl", "curves.png", "checkpoint.npz"])
+@pytest.mark.parametrize("mode", ["--overwrite", "--resume", None])
+def test_a_directory_in_the_place_of_an_output_file_is_refused_and_kept(tmp_path, name, mode):
+    blocker = tmp_path / "run" / name
+    (blocker / "inside").mkdir(parents=True)
+    result = run("train", *TINY, "--out", str(tmp_path / "run"), *([mode] if mode else []))
+    one_line_error(result, "train", str(blocker), "is a directory", "--out")
+    assert (blocker / "inside").is_dir()                      # a user's directory is never removed

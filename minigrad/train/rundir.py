@@ -134,7 +134,7 @@ def open_run_directory(out, resume: bool, overwrite: bool, say=print) -> RunDire
 
     A directory that holds a run is only reused with ``resume`` (continue it) or ``overwrite`` (its
     outputs are deleted first, so nothing of the old run is left next to the new one). Temp files of
-    an interrupted write are removed.
+    an interrupted write are removed. A directory in the place of an output file is refused, never removed.
     """
     run_dir = RunDirectory(out)
     try:
@@ -148,6 +148,12 @@ def open_run_directory(out, resume: bool, overwrite: bool, say=print) -> RunDire
         raise RunDirectoryError(f"--out {out}: cannot create or write the run directory ({exc.strerror}); {why}"
                                 "choose another --out") from None
     try:
+        for name in RUN_FILES:          # not made by minigrad, and never removed by --overwrite
+            path = os.path.join(out, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                raise RunDirectoryError(f"--out {out}: {path} is a directory, where the run's {name} goes; "
+                                        "minigrad does not remove directories: move or remove it, or choose "
+                                        "another --out")
         found = run_dir.existing_outputs()
         if found and not resume:
             if not overwrite:
