@@ -62,3 +62,37 @@ def test_a_directory_in_the_place_of_an_output_file_is_refused_and_kept(tmp_path
     result = run("train", *TINY, "--out", str(tmp_path / "run"), *([mode] if mode else []))
     one_line_error(result, "train", str(blocker), "is a directory", "--out")
     assert (blocker / "inside").is_dir()                      # a user's directory is never removed
+
+
+# -- a run refused at its first step -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Tiny MNIST IDX files of noise (64 train / 32 test images)."""
+    from test_cli_hostile import idx_directory
+    return str(idx_directory(tmp_path_factory.mktemp("idx") / "mnist"))
+
+
+def test_the_rerun_a_memory_refusal_recommends_works(tmp_path, data_root):
+    out = tmp_path / "runs" / "r"
+    first = run("train", *TINY, "--batch-size", "64", "--data-root", data_root, "--out", str(out),
+                MINIGRAD_MAX_BYTES="2M")
+    one_line_error(first, "train", "MINIGRAD_MAX_BYTES", "--batch-size")
+    assert not (tmp_path / "runs").exists()                 # nothing is left of a run that never started
+    again = run("train", *TINY, "--batch-size", "8", "--data-root", data_root, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert (out / "history.jsonl").stat().st_size > 0
+
+
+def test_an_empty_history_alone_is_not_a_run_but_any_record_is(tmp_path, data_root):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "history.jsonl").write_text("")                 # left by a run killed before its first record
+    result = run("train", *TINY, "--data-root", data_root, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    (out / "checkpoint.npz").unlink()
+    (out / "metrics.json").unlink()
+    records = (out / "history.jsonl").read_text()
+    assert records                                          # a real run's history: refused, kept
+    one_line_error(run("train", *TINY, "--data-root", data_root, "--out", str(out)), "train",
+                   "already holds a run (history.jsonl)")
+    assert (out / "history.jsonl").read_text() == records

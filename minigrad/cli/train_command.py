@@ -65,13 +65,14 @@ def _missing_directories(out) -> list:
 
 def _remove_if_unused(run_dir, created):
     """After a run that failed before writing anything (--resume with nothing to resume, a bad --data-root, an
-    interrupt while loading): remove the directories this invocation created, when they hold nothing but the
-    lock file. A directory that existed before is never removed; nor is one where anything else was written."""
-    from ..train.rundir import LOCK_NAME
-    if not created:
-        return
+    interrupt while loading, the memory guard at the first step): remove an empty history.jsonl that is the
+    only output, then the directories this invocation created, when they hold nothing but the lock file. A
+    directory that existed before is never removed; nor is one where anything else was written."""
+    from ..train.rundir import HISTORY_NAME, LOCK_NAME
     try:
-        if os.listdir(run_dir.path) != [LOCK_NAME]:
+        if not run_dir.existing_outputs() and run_dir.empty_history():   # failed before its first record
+            os.unlink(os.path.join(run_dir.path, HISTORY_NAME))
+        if not created or os.listdir(run_dir.path) != [LOCK_NAME]:
             return
         os.unlink(os.path.join(run_dir.path, LOCK_NAME))   # still locked: no other process takes it meanwhile
         for directory in created:

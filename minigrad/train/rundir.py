@@ -15,13 +15,15 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import stat
 
 from ..io.atomic_write import write_bytes_atomic
 
 __all__ = ["RunDirectory", "RunDirectoryBusy", "RunDirectoryError", "open_run_directory", "RUN_FILES", "LOCK_NAME",
-           "open_append"]
+           "open_append", "HISTORY_NAME"]
 
 LOCK_NAME = ".lock"
+HISTORY_NAME = "history.jsonl"
 # The outputs of `minigrad train`: a directory holding any of them holds a run.
 RUN_FILES = ("checkpoint.npz", "history.jsonl", "metrics.json", "curves.png")
 
@@ -95,8 +97,19 @@ class RunDirectory:
                 os.close(fd)
 
     def existing_outputs(self) -> list:
-        """The run files (RUN_FILES) present in the directory, links included."""
-        return [name for name in RUN_FILES if os.path.lexists(os.path.join(self.path, name))]
+        """The run files (RUN_FILES) present in the directory, links included. An empty history.jsonl alone is
+        not a run: it is what a run that failed before its first record (at its first step, killed while
+        loading) leaves, and it holds nothing to lose."""
+        found = [name for name in RUN_FILES if os.path.lexists(os.path.join(self.path, name))]
+        return [] if found == [HISTORY_NAME] and self.empty_history() else found
+
+    def empty_history(self) -> bool:
+        """True when history.jsonl is a regular file (not a link) of 0 bytes."""
+        try:
+            info = os.lstat(os.path.join(self.path, HISTORY_NAME))
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and info.st_size == 0
 
     def remove_outputs(self):
         """Delete the run files (a link is removed, never its target), for a run that starts over."""
