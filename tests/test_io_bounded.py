@@ -13,6 +13,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.io import checkpoint as mg_io
+from minigrad.io import checkpoint_read
 from support import crafted_zip
 
 GIB = 1 << 30
@@ -65,7 +66,7 @@ def _read_meta(path):
 def _meta_members(meta):
     """The __meta__ and __meta_crc32__ members (stored) for an edited header."""
     data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    crc = np.array([mg_io._crc(data)], dtype=np.uint64)
+    crc = np.array([checkpoint_read.crc32_of(data)], dtype=np.uint64)
     members = []
     for name, array in (("__meta__.npy", data), ("__meta_crc32__.npy", crc)):
         payload = crafted_zip.npy_header(array.dtype, array.shape) + array.tobytes()

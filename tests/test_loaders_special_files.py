@@ -4,12 +4,16 @@ A FIFO used to make ``mg.load`` / ``mg.io.load_safetensors`` wait forever for a 
 filled the memory; each case runs in a child process with a time limit and an address-space cap, so the
 old behaviour fails the test instead of hanging or exhausting the machine.
 """
+import io
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -92,3 +96,59 @@ def test_a_regular_file_still_loads(tmp_path):
     mg.io.save_safetensors(model, tmp_path / "m.safetensors")
     assert np.array_equal(mg.load(tmp_path / "m.npz")["model"]["weight"], model.weight.data)
     assert np.array_equal(mg.io.load_safetensors(tmp_path / "m.safetensors")["weight"], model.weight.data)
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="needs Unix sockets")
+def test_sockets_and_symlink_loops_are_each_loaders_own_error(tmp_path):
+    """A socket (ENXIO on open) and a loop of symbolic links (ELOOP) used to escape as a bare OSError."""
+    sock_path = tmp_path / "w.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_path))
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    try:
+        for path, words in ((sock_path, "cannot open the"), (loop, "cannot open the")):
+            for call, error in ((mg.load, mg.io.CheckpointError), (mg.io.load_safetensors, mg.io.SafetensorsError)):
+                with pytest.raises(error, match=words):
+                    call(path)
+    finally:
+        server.close()
+
+
+def _checkpoint_with_meta(tmp_path, edit):
+    """A checkpoint of Linear(4, 3) + Adam whose JSON header is edited by ``edit`` (CRC32 recomputed)."""
+    model = mg.nn.Linear(4, 3)
+    source, target = tmp_path / "good.npz", tmp_path / "edited.npz"
+    mg.save(model, source, optimizer=mg.optim.Adam(model.parameters()))
+    members = {name: zipfile.ZipFile(source).read(name) for name in zipfile.ZipFile(source).namelist()}
+    meta = json.loads(np.load(io.BytesIO(members["__meta__.npy"])).tobytes())
+    edit(meta)
+    text = json.dumps(meta).encode()
+
+    def npy(array):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return buffer.getvalue()
+    members["__meta__.npy"] = npy(np.frombuffer(text, np.uint8))
+    members["__meta_crc32__.npy"] = npy(np.array([zlib.crc32(text)], np.uint64))
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return target, model
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.pop("model_keys"), lambda m: m.__setitem__("model_keys", ["x"]),
+    lambda m: m.__setitem__("model_keys", 1.5), lambda m: m.__setitem__("optimizer", {}),
+    lambda m: m["optimizer"].__setitem__("param_groups", "x"), lambda m: m["optimizer"].__setitem__("indices", "x"),
+    lambda m: m.__setitem__("scheduler", {"a": 1})],
+    ids=["no model_keys", "unknown key", "model_keys a number", "optimizer empty", "param_groups a string",
+         "indices a string", "scheduler without state"])
+def test_a_well_formed_header_of_the_wrong_structure_is_a_checkpoint_error(tmp_path, edit):
+    path, model = _checkpoint_with_meta(tmp_path, edit)
+    with pytest.raises(mg.io.CheckpointError, match="edited.npz: "):
+        mg.load(path)
+    before = model.weight.data.copy()
+    with pytest.raises(mg.io.CheckpointError, match="edited.npz: "):
+        mg.load_into(path, model, optimizer=mg.optim.Adam(model.parameters()))
+    assert np.array_equal(model.weight.data, before)                   # untouched on refusal

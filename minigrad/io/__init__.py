@@ -5,11 +5,12 @@
     mg.io.save_safetensors(model, "w.safetensors") # the weights, in PyTorch's names and layouts
     mg.torch_compat.from_torch_state_dict(torch_model.state_dict())
 
-Modules: ``checkpoint`` (mg.save / mg.load), ``tree`` (dicts of state dicts and values in a checkpoint),
-``safetensors_file``, ``torch_compat``, ``archive`` (bounded
-reading of .npz members) and ``atomic_write`` (temp file, fsync, rename).
+Modules: ``checkpoint`` (mg.save / mg.load), ``checkpoint_read`` (the verified reading of one), ``tree``
+(dicts of state dicts and values in a checkpoint), ``safetensors_file``, ``torch_compat``, ``archive``
+(bounded reading of .npz members), ``regular_file`` (loaders open only regular files) and ``atomic_write``
+(temp file, fsync, rename).
 """
-from . import archive, atomic_write, checkpoint, safetensors_file, torch_compat, tree
+from . import archive, atomic_write, checkpoint, checkpoint_read, regular_file, safetensors_file, torch_compat, tree
 from .checkpoint import FORMAT, VERSION, Checkpoint, CheckpointError, load, load_into, save
 from .safetensors_file import SafetensorsError, load_safetensors, save_safetensors
 

@@ -22,40 +22,29 @@ Writing: a temp file in the target directory, flush + fsync, ``os.replace`` over
 fsync of the directory. An exception (disk full, Ctrl-C) before the rename leaves the old
 file intact and removes the temp file. Saving copies arrays to the host; the model stays where it is.
 
-Loading: every array is read and its dtype, shape and CRC32 checked before anything is
-returned. A truncated, corrupted, foreign or wrong-version file raises ``CheckpointError``.
+Loading: every array is read and its dtype, shape and CRC32 checked before anything is returned. A
+truncated, corrupted, foreign or wrong-version file, a header of the wrong structure, or a path that is
+not a regular file (a FIFO, a device) raises ``CheckpointError``.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
-import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy
 
 from ..runtime import random as mg_random
-from .atomic_write import write_atomic
-from .archive import NpzReader, is_npy_file
-from .regular_file import open_regular
 from ..runtime.backend import backend_of, get_backend, is_array, to_backend
-from ..runtime.memory import check_bytes
+from .atomic_write import write_atomic
+from .checkpoint_read import (FORMAT, META_CRC_NAME, META_LIMIT, META_NAME, VERSION, CheckpointError, crc32_of,
+                              declared_entry, read_verified)
 from .safetensors_file import SafetensorsError, load_safetensors, save_safetensors
 from . import tree as object_tree
 
-__all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION",
+__all__ = ["CheckpointError", "Checkpoint", "save", "load", "load_into", "FORMAT", "VERSION", "META_LIMIT",
            "save_safetensors", "load_safetensors", "SafetensorsError"]
-
-FORMAT = "minigrad-checkpoint"
-VERSION = 1
-_META, _META_CRC = "__meta__", "__meta_crc32__"
-META_LIMIT = 256 << 20        # bytes of JSON header a checkpoint may declare
-
-
-class CheckpointError(ValueError):
-    """A weight file or checkpoint is truncated, corrupted, of another format/version, or does not fit."""
 
 
 class Checkpoint(dict):
@@ -96,12 +85,6 @@ def _host(array, what):
     if host.dtype.hasobject:
         raise TypeError(f"mg.save: {what} has dtype object, which cannot be saved without pickle")
     return host
-
-
-def _crc(array) -> int:
-    if array.size == 0:                       # (a memoryview of an empty array cannot be cast to bytes)
-        return zlib.crc32(b"")
-    return zlib.crc32(memoryview(numpy.asarray(array, order="C")).cast("B"))
 
 
 def _model_state(model):
@@ -167,7 +150,7 @@ def save(path, model, optimizer=None, *, scheduler=None, **metadata):
     if scheduler is not None:
         scheduler_meta = {"type": type(scheduler).__name__, "state": scheduler.state_dict()}
     for key, array in arrays.items():
-        entries[key] = {"dtype": array.dtype.str, "shape": list(array.shape), "crc32": _crc(array)}
+        entries[key] = {"dtype": array.dtype.str, "shape": list(array.shape), "crc32": crc32_of(array)}
     meta = {"format": FORMAT, "version": VERSION, "model_keys": model_keys, "arrays": entries,
             "optimizer": optimizer_meta, "scheduler": scheduler_meta, "metadata": metadata,
             "rng": mg_random.get_state(), "saved_from_backend": _backend_name(model)}
@@ -179,8 +162,8 @@ def save(path, model, optimizer=None, *, scheduler=None, **metadata):
         raise TypeError(str(exc) if str(exc).startswith("mg.save") else f"mg.save: cannot encode metadata: {exc}") \
             from None
     meta_bytes = numpy.frombuffer(text.encode("utf-8"), dtype=numpy.uint8)
-    arrays[_META] = meta_bytes
-    arrays[_META_CRC] = numpy.array([_crc(meta_bytes)], dtype=numpy.uint64)
+    arrays[META_NAME] = meta_bytes
+    arrays[META_CRC_NAME] = numpy.array([crc32_of(meta_bytes)], dtype=numpy.uint64)
 
     return write_atomic(path, lambda handle: _write_archive(handle, arrays))   # _write_archive: a test seam
 
@@ -198,92 +181,6 @@ def _backend_name(model):
 
 # -- loading ---------------------------------------------------------------------------------------------
 
-def _read_meta(reader: NpzReader, fail) -> dict:
-    """The verified JSON header: format, version and CRC32 checked, its size bounded by META_LIMIT."""
-    names = set(reader.names)
-    if _META not in names:
-        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
-            raise fail("not a minigrad checkpoint but a PyTorch file (torch.save); convert its state dict with "
-                       "mg.torch_compat.from_torch_state_dict(torch.load(path))")
-        raise fail("not a minigrad checkpoint (no '__meta__' entry; was it written by numpy.savez "
-                   "rather than mg.save?)")
-    dtype, shape, _ = reader.header(_META)
-    if dtype != numpy.uint8 or len(shape) != 1 or shape[0] > META_LIMIT:
-        raise fail(f"the checkpoint header is {dtype.str} of shape {list(shape)}, expected at most {META_LIMIT} "
-                   "bytes (uint8); the file is corrupted or crafted")
-    meta_bytes = reader.read(_META, dtype, shape)
-    meta_crc = reader.read(_META_CRC, numpy.uint64, (1,)) if _META_CRC in names else None
-    if meta_crc is None or int(meta_crc[0]) != _crc(meta_bytes):
-        raise fail("the checkpoint header failed its CRC32 check; the file is corrupted")
-    meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
-    found = meta.get("format") if isinstance(meta, dict) else None
-    if found != FORMAT:
-        raise fail(f"not a minigrad checkpoint (format {found!r}, expected {FORMAT!r})")
-    version = meta.get("version")
-    if version != VERSION:
-        newer = isinstance(version, int) and version > VERSION
-        raise fail(f"checkpoint format version {version!r} is not supported; this minigrad reads version "
-                   f"{VERSION}" + (" (the file was written by a newer minigrad: upgrade)" if newer else ""))
-    return meta
-
-
-def _declared(entry) -> tuple:
-    """(dtype, shape) an array entry of the header declares (ValueError if they are not a dtype and a shape)."""
-    dtype = numpy.dtype(entry["dtype"])
-    shape = tuple(entry["shape"])
-    if dtype.hasobject or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
-        raise ValueError(f"invalid dtype {entry['dtype']!r} or shape {entry['shape']!r} in the header")
-    return dtype, shape
-
-
-def _read_verified(path: str, meta_only: bool = False) -> tuple[dict, dict]:
-    """(meta, host arrays) with format, version, dtypes, shapes and checksums all checked.
-
-    Bounded: every member's .npy header is compared with the checkpoint's JSON header before any data is
-    inflated, and a member is read only up to the size its header declares (minigrad/io/archive.py), so a
-    crafted file costs at most the memory of the arrays its header lists. ``meta_only``: stop after the
-    header (arrays is empty).
-    """
-    def fail(reason):
-        return CheckpointError(f"{path}: {reason}")
-
-    handle = open_regular(path, None, CheckpointError, "checkpoint")   # never a FIFO, a device or a directory
-    try:
-        if is_npy_file(handle):
-            raise fail("not a minigrad checkpoint (a single .npy array, not an .npz archive)")
-        with NpzReader(handle) as reader:
-            meta = _read_meta(reader, fail)
-            entries = meta["arrays"]
-            stored = set(reader.names) - {_META, _META_CRC}
-            if stored != set(entries):
-                missing, extra = sorted(set(entries) - stored), sorted(stored - set(entries))
-                raise fail(f"the archive does not match its header: missing arrays {missing}, unlisted arrays {extra}")
-            declared = {key: _declared(entry) for key, entry in entries.items()}
-            for key, (dtype, shape) in declared.items():     # every header before any data
-                found_dtype, found_shape, _ = reader.header(key)
-                if found_dtype != dtype or found_shape != shape:
-                    raise fail(f"array '{key}' has dtype {found_dtype.str} and shape {list(found_shape)} but the "
-                               f"header says {dtype.str} and {list(shape)}; the file is corrupted")
-            arrays = {}
-            if meta_only:
-                return meta, arrays
-            total = sum(dtype.itemsize * math.prod(shape) for dtype, shape in declared.values())
-            check_bytes(total, f"mg.load: {path}", None, what=f"reading its {len(declared)} arrays")
-            for key, (dtype, shape) in declared.items():
-                array = reader.read(key, dtype, shape)
-                if _crc(array) != entries[key]["crc32"]:
-                    raise fail(f"array '{key}' failed its CRC32 check; the file is corrupted")
-                arrays[key] = array
-    except (CheckpointError, FileNotFoundError, MemoryError):
-        raise
-    except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError from a damaged header, ...
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}); the file is "
-                              "truncated, corrupted or not a minigrad checkpoint") from exc
-    finally:
-        handle.close()
-    return meta, arrays
-
-
 def load(path, backend=None):
     """Read and verify a file written by ``mg.save``; arrays land on ``backend`` (default: the active one).
 
@@ -293,9 +190,20 @@ def load(path, backend=None):
     """
     path = os.fspath(path)
     backend = backend if backend is not None else get_backend()
-    meta, arrays = _read_verified(path)
-    if "tree" in meta:
-        return _load_tree(path, meta, arrays, backend)
+    meta, arrays = read_verified(path)
+    try:
+        if "tree" in meta:
+            return _load_tree(path, meta, arrays, backend)
+        return _checkpoint(path, meta, arrays, backend)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:   # a header of the wrong shape
+        raise CheckpointError(f"{path}: the checkpoint header is malformed ({type(exc).__name__}: {exc}); the file "
+                              "was edited or was not written by mg.save") from exc
+
+
+def _checkpoint(path, meta, arrays, backend):
+    """The Checkpoint of a verified header and its arrays (KeyError, ... for a header mg.save did not write)."""
     model = OrderedDict((name, to_backend(arrays[f"model/{name}"], backend)) for name in meta["model_keys"])
     optimizer = None
     opt_meta = meta.get("optimizer")
@@ -319,12 +227,8 @@ def load(path, backend=None):
 
 
 def _load_tree(path, meta, arrays, backend):
-    count = len(arrays)
-    if set(arrays) != {f"tree/{i}" for i in range(count)}:
-        raise CheckpointError(f"{path}: the stored object's arrays are not numbered 0..{count - 1}; the file is "
-                              "corrupted or crafted")
     try:
-        return object_tree.decode(meta["tree"], [to_backend(arrays[f"tree/{i}"], backend) for i in range(count)])
+        return object_tree.decode_stored(meta["tree"], arrays, lambda array: to_backend(array, backend))
     except (object_tree.TreeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: {exc}; the file is corrupted or crafted") from None
 
@@ -350,14 +254,14 @@ def _check_model(path, model, state):
 
 def _declared_model(path) -> OrderedDict:
     """The model state the checkpoint's header declares, as zero-cost views (shape and dtype only)."""
-    meta, _ = _read_verified(path, meta_only=True)
+    meta, _ = read_verified(path, meta_only=True)
     if "tree" in meta:
         raise CheckpointError(f"{path}: the file holds an object saved from a dict (mg.save(dict, path)), not a "
                               "model checkpoint: obj = mg.load(path); model.load_state_dict(obj['model'])")
     declared = OrderedDict()
     try:
         for name in meta["model_keys"]:
-            dtype, shape = _declared(meta["arrays"][f"model/{name}"])
+            dtype, shape = declared_entry(meta["arrays"][f"model/{name}"])
             declared[name] = numpy.broadcast_to(numpy.zeros((), dtype=dtype), shape)   # () -> shape, no memory
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: the checkpoint header lists model arrays it does not describe "
@@ -394,7 +298,7 @@ def load_into(path, model, optimizer=None, backend=None, *, scheduler=None, rest
         _check_saved_kind(path, ckpt, "optimizer", optimizer)
         try:
             prepared = optimizer._prepare_state_dict(ckpt["optimizer"])
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise CheckpointError(f"{path}: the optimizer state does not fit: {exc}") from exc
     if scheduler is not None:
         _check_saved_kind(path, ckpt, "scheduler", scheduler)

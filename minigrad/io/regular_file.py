@@ -45,7 +45,8 @@ def check_regular(path, where: str | None, error=ValueError, what: str = "file")
 def open_regular(path, where: str | None, error=ValueError, what: str = "file"):
     """``open(path, "rb")`` for a regular file; ``error`` naming ``where`` for anything else.
 
-    FileNotFoundError / PermissionError pass through as ``open`` raises them.
+    FileNotFoundError / PermissionError pass through as ``open`` raises them; any other failure to open (a
+    socket, a loop of symbolic links) is ``error`` too.
     """
     path = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -53,6 +54,11 @@ def open_regular(path, where: str | None, error=ValueError, what: str = "file"):
         fd = os.open(path, flags)
     except IsADirectoryError:
         raise _refusal(error, where, path, stat.S_IFDIR, what) from None
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as exc:   # a socket (ENXIO), a loop of symbolic links (ELOOP), a name too long, ...
+        message = f"{path}: cannot open the {what} ({exc.strerror or exc}); give the path of a regular file"
+        raise error(f"{where}: {message}" if where else message) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -24,7 +24,7 @@ import numpy
 
 from ..runtime.backend import is_array
 
-__all__ = ["encode", "decode", "is_tree", "TreeError"]
+__all__ = ["encode", "decode", "decode_stored", "is_tree", "TreeError"]
 
 _KEY_TYPES = (str, int, float, bool, type(None))
 MAX_DEPTH = 64                                     # nesting a saved tree may have
@@ -118,3 +118,12 @@ def decode(node, arrays: list):
     if len(used) != len(arrays):
         raise TreeError(f"the stored object uses {len(used)} of its {len(arrays)} arrays")
     return tree
+
+
+def decode_stored(node, arrays: dict, convert):
+    """The tree of a checkpoint: ``arrays`` named "tree/0" .. "tree/K-1" (else TreeError), each passed through
+    ``convert`` (e.g. onto a backend) before ``decode``."""
+    count = len(arrays)
+    if set(arrays) != {f"tree/{i}" for i in range(count)}:
+        raise TreeError(f"the stored object's arrays are not numbered 0..{count - 1}")
+    return decode(node, [convert(arrays[f"tree/{i}"]) for i in range(count)])
