@@ -62,6 +62,9 @@ def _load_external(onnx, tensors, label, directory, where):
                         f"file(s) {locations}; pass the .onnx file's path so they are read from its folder")
     for tensor in tensors:
         location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+        if "\0" in location:
+            raise OnnxError(f"{where}: {label}: initializer '{tensor.name}' names its external data file with a NUL "
+                            f"character ({location!r}); the file is corrupted or crafted")
         if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
             raise OnnxError(f"{where}: {label}: initializer '{tensor.name}' names the external data file "
                             f"'{location}', outside the model's folder; only files in {directory} are read")

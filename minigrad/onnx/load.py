@@ -26,7 +26,7 @@ import numpy
 from ..runtime.backend import get_backend, to_backend
 from ..nn import (GELU, AdaptiveAvgPool2d, Add, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph,
                   LayerNorm, LeakyReLU, Linear, LogSoftmax, Mul, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh)
-from .common import require_onnx
+from .common import OnnxError, require_onnx
 from .files import read_model
 from .importer import Dim, Importer, decimal
 from .spatial import PAD_MODES, SpatialOps
@@ -315,4 +315,7 @@ def load(path) -> Graph:
     where = "mg.onnx.load"
     onnx = require_onnx(where)
     model, label = read_model(onnx, path, where)
+    if not model.graph.output:
+        raise OnnxError(f"{where}: {label}: the graph declares no outputs; a model computes at least one (the file "
+                        "is corrupted, or its outputs were removed)")
     return _OnnxToMinigrad(onnx, model, f"{where}: {label}").run(model)
