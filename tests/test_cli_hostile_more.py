@@ -96,3 +96,56 @@ def test_an_empty_history_alone_is_not_a_run_but_any_record_is(tmp_path, data_ro
     one_line_error(run("train", *TINY, "--data-root", data_root, "--out", str(out)), "train",
                    "already holds a run (history.jsonl)")
     assert (out / "history.jsonl").read_text() == records
+
+
+# -- malformed training states on --resume -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory, data_root):
+    """A finished one-epoch run over 32 of the 64 training images, and its checkpoint's contents."""
+    out = tmp_path_factory.mktemp("resumable") / "run"
+    result = run("train", *TINY, "--limit-train", "32", "--data-root", data_root, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, mg.load(out / "checkpoint.npz")
+
+
+def resume_with(resumable, tmp_path, data_root, **metadata):
+    """--resume --epochs 2 on a copy of the run whose checkpoint's metadata is changed by ``metadata``."""
+    import shutil
+    source, ckpt = resumable
+    out = tmp_path / "run"
+    shutil.copytree(source, out)
+    meta = {**ckpt["metadata"], **metadata}
+    mg.save(out / "checkpoint.npz", ckpt["model"], **{k: v for k, v in meta.items() if v is not ...})
+    return run("train", "--resume", "--epochs", "2", "--out", str(out), "--data-root", data_root,
+               "--progress", "off"), str(out / "checkpoint.npz")
+
+
+def loader(resumable, **changes):
+    return {**resumable[1]["metadata"]["train_state"], "train_loader": {
+        **resumable[1]["metadata"]["train_state"]["train_loader"], **changes}}
+
+
+@pytest.mark.parametrize("state, words", [
+    (..., ["no training state"]),
+    (None, ["no training state"]),
+    ("x", ["training state of type str"]),
+    ([], ["training state of type list"]),
+    ({}, ["format None"]),
+    (lambda r: {**r[1]["metadata"]["train_state"], "format": 99}, ["format 99", "(expected 1)"]),
+    (lambda r: {**r[1]["metadata"]["train_state"], "train_loader": {"seed": "x"}}, ["train_loader seed 'x'"]),
+    (lambda r: {**r[1]["metadata"]["train_state"], "train_loader": [1]}, ["train_loader [1]", "mapping"]),
+    (lambda r: loader(r, batch=-1), ["train_loader batch -1"]),
+    (lambda r: loader(r, num_batches=0), ["train_loader num_batches 0"]),
+    (lambda r: loader(r, dataset_size=33), ["33 training images", "32 images", "--data-root"]),
+    (lambda r: loader(r, num_batches=2, batch=2), ["2 batches per epoch"]),
+])
+def test_a_malformed_training_state_on_resume_is_one_line(resumable, tmp_path, data_root, state, words):
+    result, checkpoint = resume_with(resumable, tmp_path, data_root,
+                                     train_state=state(resumable) if callable(state) else state)
+    one_line_error(result, "train", checkpoint, *words)
+
+
+def test_a_run_configuration_whose_limit_does_not_fit_the_data_on_resume(resumable, tmp_path, data_root):
+    config = {**resumable[1]["metadata"]["run_config"], "limit_train": 10 ** 12}
+    result, checkpoint = resume_with(resumable, tmp_path, data_root, run_config=config)
+    one_line_error(result, "train", checkpoint, "limit_train 1000000000000", "32 training images", "64 images")

@@ -113,8 +113,9 @@ class _RankZeroRefused(Exception):
 def _train(args, say, dist, out, run_dir) -> int:
     import minigrad as mg
     from ..data import DataLoader
-    from ..train.resume import ApplyResume, nonfinite_advice
-    from ..train.loop import CHECKPOINT_NAME, Callback, fit, read_train_state
+    from ..train.resume import ApplyResume, check_loaders_fit, nonfinite_advice
+    from ..train.resume_checks import checked_train_state
+    from ..train.loop import CHECKPOINT_NAME, Callback, fit
 
     main_rank = run_dir is not None
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
@@ -127,7 +128,8 @@ def _train(args, say, dist, out, run_dir) -> int:
         check_regular(checkpoint, "--resume", CLIError, "checkpoint")    # a FIFO or a device: mg.load's message
         resumed = _load_checkpoint(checkpoint)
         config = {**config, **run_config_of(checkpoint, resumed["metadata"])}   # the run's own settings
-        say(f"Resuming from {checkpoint} (step {read_train_state(checkpoint)['step']})")
+        train_state = checked_train_state(checkpoint, resumed["metadata"], resumed["scheduler"])
+        say(f"Resuming from {checkpoint} (step {train_state['step']})")
     mg.manual_seed(config["seed"])
     train_set, test_set = load_datasets(args.data_root, config["limit_train"], config["limit_test"])
     model, transform = build_model(config["model"])
@@ -141,6 +143,7 @@ def _train(args, say, dist, out, run_dir) -> int:
                                                   shuffle=True, seed=config["seed"], transform=transform)
     test_loader = DataLoader(test_set, batch_size=1000, transform=transform)
     if resumed is not None:
+        check_loaders_fit(checkpoint, train_state, config, train_loader, test_loader)
         config, resume_changes = _plan_resume(args, config, resumed, len(train_loader), out)
         callbacks.append(ApplyResume(resume_changes, config, len(train_loader),
                                      weight_decay_of=lambda value: default_weight_decay(config["optimizer"], value)))

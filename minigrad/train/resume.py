@@ -33,7 +33,8 @@ import shlex
 
 from .loop import Callback
 
-__all__ = ["ResumeError", "OVERRIDABLE", "FIXED", "plan_resume", "ApplyResume", "nonfinite_advice"]
+__all__ = ["ResumeError", "OVERRIDABLE", "FIXED", "plan_resume", "ApplyResume", "nonfinite_advice",
+           "check_loaders_fit"]
 
 OVERRIDABLE = ("lr", "weight_decay")
 FIXED = ("model", "optimizer", "scheduler", "batch_size", "seed", "limit_train", "limit_test")
@@ -103,6 +104,24 @@ def _check_schedule(config, changes, scheduler_type, state, epochs_done, steps_p
         raise ResumeError(f"--epochs {new}: the {config['scheduler']} schedule of the run in {out} has ended (its lr "
                           f"annealed to its minimum), so more epochs would barely train; to anneal from a new "
                           f"lr over the new epochs add --override --lr LR, e.g. {example}, or start a new run")
+
+
+def check_loaders_fit(path, train_state: dict, config: dict, train_loader, test_loader) -> None:
+    """ResumeError when a loader position in the checkpoint is for another number of images or batches than the
+    loader rebuilt from the run's settings (limit_train/limit_test, batch_size) and the data found now."""
+    for name, loader, limit in (("train_loader", train_loader, "limit_train"), ("val_loader", test_loader,
+                                                                                 "limit_test")):
+        state = train_state.get(name)
+        if not isinstance(state, dict) or not hasattr(loader, "state_dict"):
+            continue
+        size, batches = state.get("dataset_size", len(loader.dataset)), state.get("num_batches", len(loader))
+        if (size, batches) != (len(loader.dataset), len(loader)):
+            split = "training" if name == "train_loader" else "test"
+            raise ResumeError(f"--resume: {path} was saved over {size} {split} images in {batches} batches, but the "
+                              f"run's settings ({limit} {_value(config.get(limit))}, batch size {loader.batch_size}) "
+                              f"give {len(loader.dataset)} images in {len(loader)} batches with this data; resume "
+                              "with the --data-root the run was trained on, or start a new run with another --out "
+                              "(or --overwrite)")
 
 
 class ApplyResume(Callback):
