@@ -149,3 +149,13 @@ def test_a_run_configuration_whose_limit_does_not_fit_the_data_on_resume(resumab
     config = {**resumable[1]["metadata"]["run_config"], "limit_train": 10 ** 12}
     result, checkpoint = resume_with(resumable, tmp_path, data_root, run_config=config)
     one_line_error(result, "train", checkpoint, "limit_train 1000000000000", "32 training images", "64 images")
+
+
+# -- a test loss that is not finite after training ---------------------------------------------------------
+def test_a_nonfinite_test_loss_after_a_single_step_is_one_line(tmp_path, data_root):
+    result = run("train", *TINY, "--batch-size", "64", "--lr", "1e30", "--data-root", data_root,
+                 "--out", str(tmp_path / "run"))
+    line = one_line_error(result, "train", "test loss became non-finite", "epoch 1 (step 1)", "--lr 1e+29",
+                          "--overwrite")                    # no NumPy RuntimeWarning lines (one_line_error)
+    assert "no checkpoint was written before the divergence" in line
+    assert not (tmp_path / "run" / "metrics.json").exists()

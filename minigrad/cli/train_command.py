@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -114,6 +115,7 @@ def _train(args, say, dist, out, run_dir) -> int:
     import minigrad as mg
     from ..data import DataLoader
     from ..train.resume import ApplyResume, check_loaders_fit, nonfinite_advice
+    from ..train.state import nonfinite_val_error
     from ..train.resume_checks import checked_train_state
     from ..train.loop import CHECKPOINT_NAME, Callback, fit
 
@@ -172,12 +174,17 @@ def _train(args, say, dist, out, run_dir) -> int:
                 f"{logs['seconds']:.1f} s, {rate:.0f} images/s"
                 + (f" (all {dist.world_size()} processes)" if dist is not None else ""))
 
+    class FiniteTestLoss(Callback):     # a test loss that is NaN/inf: the weights diverged (e.g. one step at lr 1e30)
+        def on_epoch_end(self, state, logs):
+            if logs.get("val_loss") is not None and not math.isfinite(logs["val_loss"]):
+                raise nonfinite_val_error(logs["val_loss"], state, checkpoint if main_rank else None, "test")
+
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():     # NumPy's overflow/invalid-value warnings on the way to a non-finite
             warnings.filterwarnings("ignore", _FLOATING_POINT_WARNINGS, RuntimeWarning)   # loss: fit's error says it
             history = fit(model, loss, optimizer, train_loader, config["epochs"], val_loader=test_loader,
-                          scheduler=scheduler, callbacks=[*callbacks, EpochLine()],
+                          scheduler=scheduler, callbacks=[*callbacks, EpochLine(), FiniteTestLoss()],
                           checkpoint_dir=out if main_rank else None,
                           checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
                           log_path=os.path.join(out, "history.jsonl") if main_rank else None,
@@ -186,7 +193,9 @@ def _train(args, say, dist, out, run_dir) -> int:
     except mg.train.NonFiniteLossError as exc:
         raise CLIError(f"{exc} {nonfinite_advice(exc, config, out, args.data_root)}") from None
     wall = time.perf_counter() - start
-    final = mg.train.evaluate(model, test_loader, loss)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _FLOATING_POINT_WARNINGS, RuntimeWarning)
+        final = mg.train.evaluate(model, test_loader, loss)
     epochs_done = history.get("epoch", [])
     train_seconds = sum(history.get("seconds", []))
     images = len(train_set) * len(epochs_done) if epochs_done else 0

@@ -13,7 +13,8 @@ import json
 import os
 
 __all__ = ["NonFiniteLossError", "Callback", "FunctionCallback", "TrainState", "Meter", "history_from_records",
-           "record_into", "lr_of", "resolve_scheduler_interval", "check_positive", "nonfinite_error"]
+           "record_into", "lr_of", "resolve_scheduler_interval", "check_positive", "nonfinite_error",
+           "nonfinite_val_error"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -150,6 +151,17 @@ class Meter:
 
 def nonfinite_error(step, epoch, steps_per_epoch, state, checkpoint):
     where = f"step {step} (epoch {epoch + 1}, batch {(step - 1) % steps_per_epoch + 1} of {steps_per_epoch})"
+    return _divergence(f"the training loss became non-finite at {where}", step, state, checkpoint)
+
+
+def nonfinite_val_error(value, state, checkpoint, what="validation"):
+    """For a non-finite validation loss at the end of epoch ``state.epoch`` (the weights diverged after the last
+    training loss was computed, e.g. a huge lr over a single step): the same error as for the training loss."""
+    return _divergence(f"the {what} loss became non-finite ({value}) at the end of epoch {state.epoch} (step "
+                       f"{state.step}): the last steps made the weights diverge", state.step, state, checkpoint)
+
+
+def _divergence(what, step, state, checkpoint):
     hint = ("Try a lower learning rate, gradient clipping (mg.optim.clip_grad_norm_), or check the inputs "
             "and labels for NaN/Inf (mg.detect_anomaly() names the first layer that produces one)")
     good = state.checkpoint_step if checkpoint and os.path.isfile(checkpoint) else None
@@ -157,8 +169,8 @@ def nonfinite_error(step, epoch, steps_per_epoch, state, checkpoint):
         hint += f"; the last good checkpoint is {checkpoint} (step {good})"
     else:
         hint += "; no checkpoint was written before the divergence"
-    return NonFiniteLossError(f"the training loss became non-finite at {where}. {hint}.", step=step,
-                              checkpoint=checkpoint if good is not None else None, checkpoint_step=good)
+    return NonFiniteLossError(f"{what}. {hint}.", step=step, checkpoint=checkpoint if good is not None else None,
+                              checkpoint_step=good)
 
 
 def record_into(state, log, record):
