@@ -14,6 +14,7 @@ never changes the user's matplotlib backend or opens a window.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import os
 
@@ -99,4 +100,4 @@ class PlotPicture:
 
 
 def _attr(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
+    return html.escape(text, quote=True)

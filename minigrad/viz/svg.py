@@ -19,7 +19,7 @@ All text is XML-escaped.
 """
 from __future__ import annotations
 
-from xml.sax.saxutils import escape, quoteattr
+from html import escape     # & < > " ' (xml.sax.saxutils would import urllib, ssl and email: slow)
 
 __all__ = ["draw_svg", "node_lines"]
 
@@ -185,7 +185,7 @@ def draw_svg(boxes, arrows, title: str = "") -> str:
         seen[b] = i + 1
         spread = min(26.0, position[b][2] / (k + 1))
         d = _edge_path(chain, position, (i - (k - 1) / 2) * spread)
-        out.append(f'<path class="edge" data-from={quoteattr(a)} data-to={quoteattr(b)} d="{d}" fill="none" '
+        out.append(f'<path class="edge" data-from="{escape(a)}" data-to="{escape(b)}" d="{d}" fill="none" '
                    'stroke="#444" stroke-width="1.4" marker-end="url(#arrow)"/>')
     for box in boxes:
         x, y, w, h = position[box.key]
@@ -193,7 +193,7 @@ def draw_svg(boxes, arrows, title: str = "") -> str:
         lines = node_lines(box)
         cls = "node" if box.kind == "layer" else box.kind
         rx = h / 2 if box.kind != "layer" else 6
-        out.append(f'<g class="{cls}" data-name={quoteattr(box.name)}>')
+        out.append(f'<g class="{cls}" data-name="{escape(box.name)}">')
         out.append(f"<title>{escape(' | '.join(lines))}</title>")
         out.append(f'<rect x="{x - w / 2:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{rx:.1f}" '
                    f'fill="{fill}" stroke="{stroke}" stroke-width="1.3"/>')
