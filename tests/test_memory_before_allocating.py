@@ -113,3 +113,40 @@ def test_small_inputs_are_not_checked_against_the_machine(monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda: pytest.fail("read the machine for a small input"))
     out = mg.nn.Sequential(mg.nn.Linear(8, 8), mg.nn.ReLU(), mg.nn.BatchNorm1d(8))(np.ones((4, 8), np.float32))
     assert out.shape == (4, 8)
+
+
+def _broadcast(*shape):
+    return np.broadcast_to(np.float32(1.0), shape)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: mg.functional.gelu(_broadcast(20000, 20000)), "gelu: output and temporaries"),
+    (lambda: mg.functional.erf(_broadcast(20000, 20000)), "erf: output and temporaries"),
+    (lambda: mg.functional.mse_loss(_broadcast(20000, 20000), _broadcast(20000, 20000)), "mse_loss: output"),
+    (lambda: mg.functional.cross_entropy(_broadcast(20000, 20000), np.zeros(20000, "int64")), "cross_entropy: "),
+    (lambda: mg.functional.relu(_broadcast(20000, 20000)), "relu: output and temporaries"),
+    (lambda: mg.functional.pad2d(np.zeros((1, 1, 2, 2), np.float32), (20000,) * 4), "pad2d: zeros-padded input"),
+    (lambda: mg.functional.pad2d(np.zeros((1, 1, 2, 2), np.float32), (20000,) * 4, "replicate"),
+     "pad2d: replicate-padded input"),
+    (lambda: mg.functional.adaptive_avg_pool2d(_broadcast(1, 1, 30000, 30000), 29999),
+     "adaptive_avg_pool2d: output of shape (1, 1, 29999, 29999)"),
+    (lambda: mg.nn.AvgPool2d(2)(_broadcast(1, 1, 30000, 30000)), "AvgPool2d: output of shape (1, 1, 15000, 15000)"),
+    (lambda: mg.nn.Linear(40000, 4)(_broadcast(40000, 40000)),
+     "Linear: output (and a contiguous copy of the input) of shape (40000, 4)"),
+], ids=["gelu", "erf", "mse_loss", "cross_entropy", "relu", "pad2d", "pad2d replicate", "adaptive_avg_pool2d",
+        "AvgPool2d divisor", "Linear strided input"])
+def test_what_an_outside_probe_got_oom_killed_is_refused_first(limit_100m, call, words):
+    """Each of these was OOM-killed in a 512 MiB cgroup: an allocation made before (or without) the check."""
+    error, peak = _peak(call)
+    assert isinstance(error, MemoryError), error
+    assert str(error).startswith(words), error
+    assert peak < 4 << 20, f"{peak} bytes allocated before the refusal"
+
+
+def test_a_transposed_convolution_counts_its_scatter_buffer(monkeypatch):
+    """ConvTranspose2d(1, 1, 3, stride=10000) on 2x2: a 381 MiB result that peaked at 802 MB; counted twice now."""
+    monkeypatch.setenv(memory.ENV, "600M")
+    layer = mg.nn.ConvTranspose2d(1, 1, 3, stride=10000)
+    error, peak = _peak(lambda: layer(np.zeros((1, 1, 2, 2), np.float32)))
+    assert isinstance(error, MemoryError) and str(error).startswith("ConvTranspose2d: result of shape (1, 1, 10003"), error
+    assert peak < 4 << 20

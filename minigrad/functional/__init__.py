@@ -23,6 +23,16 @@ from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll
 from .padding import pad2d, pad2d_backward
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .special import erf, erfc
+from ..runtime.memory import guarded
+
+# The forms whose output and temporaries follow their inputs' size check it against the memory guard first
+# (about how many input-sized arrays each makes); the others (convolutions, pooling, unfold/fold, linear,
+# pad2d) compute their exact bytes themselves.
+relu, leaky_relu, sigmoid, tanh, nll_loss = (guarded(f, 2) for f in (relu, leaky_relu, sigmoid, tanh, nll_loss))
+softmax, log_softmax, cross_entropy, mse_loss = (guarded(f, 3) for f in (softmax, log_softmax, cross_entropy,
+                                                                         mse_loss))
+gelu, erf, erfc, binary_cross_entropy_with_logits = (guarded(f, 4) for f in (gelu, erf, erfc,
+                                                                            binary_cross_entropy_with_logits))
 
 TORCH_FORMS = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "max_pool2d",
                "avg_pool2d", "adaptive_avg_pool2d", "linear", "cross_entropy", "nll_loss", "mse_loss",

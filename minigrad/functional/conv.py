@@ -190,16 +190,16 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
 
 # ----------------------------------------------------------------------------- the kernels
 
-def _check_memory(geom, kernel, shape, like, what="output", buffers=1):
-    """MemoryError naming the layer unless ``shape``, one zero-padded sample (the least any kernel needs
-    besides its result) and the kernel's declared column buffers fit (minigrad/runtime/memory.py)."""
+def _check_memory(geom, kernel, shape, like, what="output", buffers=1, copies=1):
+    """MemoryError naming the layer unless ``copies`` arrays of ``shape``, one zero-padded sample (the least
+    any kernel needs besides its result) and the kernel's declared column buffers fit (runtime/memory.py)."""
     itemsize = like.dtype.itemsize
     top, bottom, left, right = geom.pads
     padded = (geom.in_channels * (geom.in_size[0] + top + bottom) * (geom.in_size[1] + left + right)
               if top or bottom or left or right else 0)
     workspace = getattr(kernel, "workspace_bytes", None)
     extra = workspace(geom, like, buffers) if workspace is not None else 0
-    check_bytes((math.prod(shape) + padded) * itemsize + extra, geom.where, shape, what, like)
+    check_bytes((copies * math.prod(shape) + padded) * itemsize + extra, geom.where, shape, what, like)
 
 
 def conv_forward(x, weight, bias, geom: ConvGeometry, saved=None):
@@ -221,7 +221,9 @@ def conv_backward(x, weight, grad_out, geom: ConvGeometry, need_input=True, need
     x may be None when only the input gradient is needed, weight None when only dW and db are.
     """
     kernel = conv_kernel(geom, x, weight, grad_out)
-    _check_memory(geom, kernel, geom.in_shape if need_input else geom.weight_shape, grad_out, "result", buffers=2)
+    # the input gradient is scattered (col2im) into a buffer of its size, then returned: count it twice
+    _check_memory(geom, kernel, geom.in_shape if need_input else geom.weight_shape, grad_out, "result", buffers=2,
+                  copies=2 if need_input else 1)
     return kernel.conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias, saved)
 
 

@@ -40,7 +40,9 @@ def linear_forward(x, weight, bias, where: str):
             raise ValueError(f"{where}: expected bias of shape ({out_features},), got {tuple(bias.shape)}")
         check_same_dtype(x, bias, where, "input", "bias")
     out_shape = tuple(x.shape[:-1]) + (out_features,)
-    check_bytes(math.prod(out_shape) * x.dtype.itemsize, where, out_shape, like=x)
+    copied = 0 if x.flags.c_contiguous else x.size                 # reshape copies a strided or broadcast input
+    check_bytes((math.prod(out_shape) + copied) * x.dtype.itemsize, where, out_shape, like=x,
+                what="output (and a contiguous copy of the input)" if copied else "output")
     x2 = x.reshape(-1, in_features)                          # (*, in) -> (M, in)
     y = cpu_linear.matmul(x2, weight.T)                      # (M, in) @ (in, out) -> (M, out)
     if bias is not None:

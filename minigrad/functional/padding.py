@@ -7,7 +7,10 @@ matching scatter-add, looped over the (few) padded rows/columns.
 """
 from __future__ import annotations
 
+import math
+
 from ..runtime.backend import get_array_module
+from ..runtime.memory import check_bytes
 from ..kernels.im2col import pad_constant
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -41,12 +44,17 @@ def check_padding(size_hw, pads, mode: str, where: str):
 
 
 def pad2d(x, pads, mode: str = "zeros", value: float = 0.0):
-    """Pad x: (N, C, H, W) -> (N, C, H+top+bottom, W+left+right); pads = (top, bottom, left, right)."""
+    """Pad x: (N, C, H, W) -> (N, C, H+top+bottom, W+left+right); pads = (top, bottom, left, right).
+    The padded array (and, in the gather modes, its row-padded step) is checked by the memory guard first."""
+    top, bottom, left, right = pads
+    n, c, h, w = x.shape
+    padded = (n, c, h + top + bottom, w + left + right)
+    step = 0 if mode in ("zeros", "constant") else n * c * padded[2] * w
+    check_bytes((math.prod(padded) + step) * x.dtype.itemsize, "pad2d", padded, what=f"{mode}-padded input",
+                like=x, advice="use smaller padding")
     if mode in ("zeros", "constant"):
         return pad_constant(x, pads, value)
     xp = get_array_module(x)
-    top, bottom, left, right = pads
-    _, _, h, w = x.shape
     rows = xp.asarray(_source_index(h, top, bottom, mode))
     cols = xp.asarray(_source_index(w, left, right, mode))
     return xp.take(xp.take(x, rows, axis=2), cols, axis=3)

@@ -25,6 +25,8 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
+import numpy
+
 from ..kernels.dispatch import pool_kernel
 from ..runtime.backend import backend_of, get_array_module
 from ..runtime.checks import check_float_array, check_grad_like, check_ndim, positive_pair
@@ -152,10 +154,10 @@ def adaptive_bins(size: int, out: int):
 
 def _averaging_matrix(xp, size, out, dtype):
     """(out, size) matrix whose row i averages bin i."""
-    rows = []
-    for start, end in adaptive_bins(size, out):
-        rows.append([1.0 / (end - start) if start <= k < end else 0.0 for k in range(size)])
-    return xp.asarray(rows, dtype=dtype)
+    matrix = numpy.zeros((out, size), dtype=dtype)
+    for row, (start, end) in enumerate(adaptive_bins(size, out)):
+        matrix[row, start:end] = 1.0 / (end - start)
+    return xp.asarray(matrix)
 
 
 def adaptive_avg_pool2d_forward(x, out_size):
@@ -269,6 +271,8 @@ def avg_pool(x, options, ceil_mode, count_include_pad, divisor_override, where):
     """-> (y, saved); x: (N, C, H, W) or (C, H, W). options: pool_options(...) with dilation 1."""
     x4, unbatched = as_batched(x, where)
     geom = make_pool_geometry(x4.shape, *options, ceil_mode, where)
+    out_shape = tuple(x4.shape[:2]) + geom.out_size                 # the output and the (OH, OW) divisor first
+    check_bytes((math.prod(out_shape) + math.prod(geom.out_size)) * x4.dtype.itemsize, where, out_shape, like=x4)
     divisor = avg_divisor(get_array_module(x4), geom, count_include_pad, divisor_override, x4.dtype)
     y = avg_pool2d_forward(x4, geom, divisor)
     return (y[0] if unbatched else y), (tuple(x4.shape), geom, divisor, unbatched, (backend_of(x4), x4.dtype))
@@ -288,6 +292,12 @@ def adaptive_avg_pool(x, output_size, where):
     if h < 1 or w < 1:
         raise ValueError(f"{where}: expected non-empty spatial dimensions, got input of shape {tuple(x.shape)}")
     out = (output_size[0] or h, output_size[1] or w)
+    n, c = x4.shape[:2]
+    if h % out[0] or w % out[1]:              # the averaging matrices, (N, C, OH, W) between the products, the output
+        need = out[0] * h + out[1] * w + n * c * out[0] * w + n * c * out[0] * out[1]
+    else:
+        need = n * c * out[0] * out[1]
+    check_bytes(need * x4.dtype.itemsize, where, (n, c) + out, like=x4)
     y = adaptive_avg_pool2d_forward(x4, out)
     return (y[0] if unbatched else y), (tuple(x4.shape), out, unbatched, (backend_of(x4), x4.dtype))
 

@@ -22,9 +22,10 @@ errors.
 """
 from __future__ import annotations
 
+import functools
 import os
 
-__all__ = ["check_bytes", "available_bytes", "check_setting", "MemorySettingError", "SMALL", "ENV"]
+__all__ = ["check_bytes", "available_bytes", "check_setting", "MemorySettingError", "SMALL", "ENV", "guarded"]
 
 ENV = "MINIGRAD_MAX_BYTES"
 SMALL = 64 << 20          # below this, no check against the machine (an allocation that small is never the problem)
@@ -259,3 +260,22 @@ def check_bytes(nbytes: int, where: str, shape, what: str = "output", like=None,
     raise MemoryError(f"{where}: {what}{of_shape} needs {int(nbytes)} bytes ({_human(nbytes)}), more than the "
                       f"{int(limit)} bytes ({_human(limit)}) {source} allows; {advice}, or set {ENV} to change "
                       "the limit")
+
+
+def guarded(function, copies: int):
+    """``function`` checking first that ``copies`` arrays the logical size of its array arguments fit: for a
+    function whose output and temporaries follow the size of its inputs (``mg.functional.gelu``, losses),
+    where a broadcast view of a few bytes can read as gigabytes. Below SMALL bytes: one comparison."""
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        nbytes, shape, like = 0, None, None
+        for value in args:
+            size, dtype = getattr(value, "size", None), getattr(value, "dtype", None)
+            if isinstance(size, int) and dtype is not None and hasattr(value, "shape"):
+                nbytes += size * getattr(dtype, "itemsize", 0)
+                shape, like = (value.shape, value) if shape is None else (shape, like)
+        if nbytes * copies >= SMALL or (nbytes and ENV in os.environ):
+            check_bytes(nbytes * copies, function.__name__, shape, what="output and temporaries for an input",
+                        like=like)
+        return function(*args, **kwargs)
+    return checked
