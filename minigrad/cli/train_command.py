@@ -55,6 +55,16 @@ def cmd_train(args) -> int:
             run_dir.release()
 
 
+def _overwrite_hint(run_dir) -> str:
+    """What --resume without a checkpoint adds to "start the run again without --resume"."""
+    if run_dir is not None and run_dir.existing_outputs():
+        return " and with --overwrite"
+    if run_dir is not None and run_dir.empty_history():     # a run that stopped before its first record
+        return " (the empty history.jsonl there, left by a run stopped before its first record, is not a run: " \
+               "--overwrite is not needed)"
+    return ""
+
+
 def _missing_directories(out) -> list:
     """``out`` and its parents that do not exist yet, innermost first."""
     missing, path = [], os.path.abspath(out)
@@ -114,9 +124,8 @@ class _RankZeroRefused(Exception):
 def _train(args, say, dist, out, run_dir) -> int:
     import minigrad as mg
     from ..data import DataLoader
-    from ..train.resume import ApplyResume, check_loaders_fit, nonfinite_advice
+    from ..train.resume import ApplyResume, check_loaders_fit, checked_train_state, nonfinite_advice
     from ..train.state import nonfinite_val_error
-    from ..train.resume_checks import checked_train_state
     from ..train.loop import CHECKPOINT_NAME, Callback, fit
 
     main_rank = run_dir is not None
@@ -126,7 +135,7 @@ def _train(args, say, dist, out, run_dir) -> int:
     if args.resume:
         if not os.path.exists(checkpoint):
             raise CLIError(f"--resume: no checkpoint at {checkpoint}; start the run again without --resume"
-                           + (" and with --overwrite" if run_dir is not None and run_dir.existing_outputs() else ""))
+                           + _overwrite_hint(run_dir))
         check_regular(checkpoint, "--resume", CLIError, "checkpoint")    # a FIFO or a device: mg.load's message
         resumed = _load_checkpoint(checkpoint)
         config = {**config, **run_config_of(checkpoint, resumed["metadata"])}   # the run's own settings

@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import shlex
 
+from ..io.checkpoint import CheckpointError
+from .checkpoint import FORMAT
 from .loop import Callback
+from .resume_checks import check_train_state, loader_problems, short_repr
 
 __all__ = ["ResumeError", "OVERRIDABLE", "FIXED", "plan_resume", "ApplyResume", "nonfinite_advice",
-           "check_loaders_fit"]
+           "check_loaders_fit", "checked_train_state"]
 
 OVERRIDABLE = ("lr", "weight_decay")
 FIXED = ("model", "optimizer", "scheduler", "batch_size", "seed", "limit_train", "limit_test")
@@ -104,6 +107,29 @@ def _check_schedule(config, changes, scheduler_type, state, epochs_done, steps_p
         raise ResumeError(f"--epochs {new}: the {config['scheduler']} schedule of the run in {out} has ended (its lr "
                           f"annealed to its minimum), so more epochs would barely train; to anneal from a new "
                           f"lr over the new epochs add --override --lr LR, e.g. {example}, or start a new run")
+
+
+def checked_train_state(path, metadata, scheduler_state=None) -> dict:
+    """The ``train_state`` in a checkpoint's ``metadata``, or one CheckpointError naming the file and what is wrong:
+    missing or not a mapping, another format, a position that makes no sense (check_train_state), or malformed
+    loader positions."""
+    train_state = metadata.get("train_state") if isinstance(metadata, dict) else None
+    if not isinstance(train_state, dict):
+        what = ("no training state" if train_state is None else
+                f"a training state of type {type(train_state).__name__} ({short_repr(train_state)})")
+        raise CheckpointError(f"{path}: {what} in its metadata, expected the mapping "
+                              "(epoch, step, loader positions, ...) mg.train.fit writes; the file was not written by "
+                              "`minigrad train`, or was edited")
+    if train_state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: training-state format {short_repr(train_state.get('format'))} is not supported "
+                              f"(expected {FORMAT}); the file was written by another minigrad version, or edited")
+    problems = loader_problems("train_loader", train_state.get("train_loader"))
+    problems += loader_problems("val_loader", train_state.get("val_loader"))
+    if problems:
+        raise CheckpointError(f"{path}: the loader positions in this checkpoint are invalid: {'; '.join(problems)}; "
+                              "the file was edited or crafted")
+    check_train_state(path, train_state, scheduler_state)
+    return train_state
 
 
 def check_loaders_fit(path, train_state: dict, config: dict, train_loader, test_loader) -> None:

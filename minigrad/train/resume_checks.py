@@ -14,9 +14,9 @@ schedule, and a resume would then train at a nonsense position (or fail mid-epoc
     metric sums           count and correct ints with 0 <= correct <= count, finite loss sum
     records, seconds      a list of dicts; a finite number >= 0
 
-``checked_train_state`` (what ``minigrad train --resume`` calls first) also refuses a state that is not a
-mapping or of another format, and loader positions (``mg.data.DataLoader.state_dict``) that are not
-seed/epoch/batch ints >= 0 with a batch within num_batches.
+``loader_problems`` lists what is wrong with a stored ``mg.data.DataLoader.state_dict`` (seed, epoch,
+batch ints >= 0, a batch within num_batches); ``resume.checked_train_state`` (what ``minigrad train
+--resume`` calls first) uses both.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import math
 
 from ..io.checkpoint import CheckpointError
 
-__all__ = ["check_train_state", "checked_train_state"]
+__all__ = ["check_train_state", "loader_problems", "short_repr"]
 
 
 def _is_int(value) -> bool:
@@ -92,46 +92,23 @@ def check_train_state(path, train_state: dict, scheduler_state=None) -> None:
                               "The file was edited or crafted; resume from another checkpoint or start a new run")
 
 
-def _loader_problems(name, state) -> list:
+def loader_problems(name, state) -> list:
     """Problems of a DataLoader.state_dict() stored as ``name`` (None: the loader had no state)."""
     if state is None:
         return []
     if not isinstance(state, dict):
-        return [f"{name} {_short(state)} (expected a mapping of seed, epoch, batch)"]
+        return [f"{name} {short_repr(state)} (expected a mapping of seed, epoch, batch)"]
     keys = ("seed", "epoch", "batch") + (("dataset_size",) if "dataset_size" in state else ())
-    problems = [f"{name} {key} {_short(state.get(key))} (expected an int >= 0)" for key in keys
+    problems = [f"{name} {key} {short_repr(state.get(key))} (expected an int >= 0)" for key in keys
                 if not (_is_int(state.get(key)) and state.get(key) >= 0)]
     batches = state.get("num_batches")
     if "num_batches" in state and not (_is_int(batches) and batches >= 1):
-        problems.append(f"{name} num_batches {_short(batches)} (expected an int >= 1)")
+        problems.append(f"{name} num_batches {short_repr(batches)} (expected an int >= 1)")
     elif _is_int(batches) and _is_int(state.get("batch")) and state["batch"] > batches:
         problems.append(f"{name} batch {state['batch']} is past its {batches} batches")
     return problems
 
 
-def _short(value) -> str:
+def short_repr(value) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def checked_train_state(path, metadata, scheduler_state=None) -> dict:
-    """The ``train_state`` in a checkpoint's ``metadata``, or one CheckpointError naming the file and what is wrong:
-    missing or not a mapping, another format, a position that makes no sense (check_train_state), or malformed
-    loader positions."""
-    from .checkpoint import FORMAT
-    train_state = metadata.get("train_state") if isinstance(metadata, dict) else None
-    if not isinstance(train_state, dict):
-        what = "no training state" if train_state is None else f"a training state of type {type(train_state).__name__}"
-        raise CheckpointError(f"{path}: {what} ({_short(train_state)}) in its metadata, expected the mapping "
-                              "(epoch, step, loader positions, ...) mg.train.fit writes; the file was not written by "
-                              "`minigrad train`, or was edited")
-    if train_state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: training-state format {_short(train_state.get('format'))} is not supported "
-                              f"(expected {FORMAT}); the file was written by another minigrad version, or edited")
-    problems = _loader_problems("train_loader", train_state.get("train_loader"))
-    problems += _loader_problems("val_loader", train_state.get("val_loader"))
-    if problems:
-        raise CheckpointError(f"{path}: the loader positions in this checkpoint are invalid: {'; '.join(problems)}; "
-                              "the file was edited or crafted")
-    check_train_state(path, train_state, scheduler_state)
-    return train_state
