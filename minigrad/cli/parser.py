@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minigrad {_version()}",
                         help="print the version of minigrad and exit")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,export,bench}",
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,export,gradcheck,bench}",
                                 help="the command to run (`minigrad COMMAND --help` for its options)")
     sub.required = True
 
@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ..onnx.command import add_export_parser    # minigrad export CHECKPOINT --onnx OUT.onnx
     add_export_parser(sub, build_model)
+    from .gradcheck_command import add_gradcheck_parser   # minigrad gradcheck --model NAME
+    add_gradcheck_parser(sub, _positive_int, _nonnegative_int)
 
     # Listed for --help only: main() hands everything after "bench" to minigrad.bench's own parser.
     sub.add_parser("bench", help="benchmarks (see `minigrad bench --help`)", add_help=False)
