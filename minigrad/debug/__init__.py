@@ -9,5 +9,5 @@ from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from .tracing import is_tracing, trace
 
-__all__ = ["gradcheck", "GradcheckError", "GradcheckReport", "detect_anomaly", "AnomalyError", "is_anomaly_enabled", "trace",
-           "is_tracing"]
+__all__ = ["gradcheck", "GradcheckError", "GradcheckReport", "detect_anomaly", "AnomalyError", "is_anomaly_enabled",
+           "trace", "is_tracing"]
