@@ -7,7 +7,6 @@ a run's output file with --overwrite, malformed training states and loader posit
 --resume, a rerun after a run refused by the memory guard, and a non-finite test loss after training. The
 training runs use tiny noise IDX files under --data-root, so they need no installed MNIST.
 """
-import json
 import os
 
 import pytest
