@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
                    help="also checkpoint every STEPS steps (always at the end of each epoch)")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on stdout")
+    t.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR (scalars, weight "
+                                                          "and gradient histograms, the first convolution's filters; "
+                                                          'needs the tensorboard extra: pip install -e ".[tensorboard]"'
+                                                          " in the minigrad checkout)")
     t.add_argument("--plot", action="store_true", help='save loss/accuracy curves as OUT/curves.png '
                                                         '(needs matplotlib: pip install -e ".[plot]" in the '
                                                         'minigrad checkout)')

@@ -188,6 +188,13 @@ def _train(args, say, dist, out, run_dir) -> int:
             if logs.get("val_loss") is not None and not math.isfinite(logs["val_loss"]):
                 raise nonfinite_val_error(logs["val_loss"], state, checkpoint if main_rank else None, "test")
 
+    if args.tensorboard is not None and main_rank:     # before any work: a missing extra or an empty DIR is one line
+        if not args.tensorboard.strip():
+            raise CLIError("--tensorboard: the directory is empty; give a directory for the event files")
+        try:
+            callbacks.append(mg.train.TensorBoard(args.tensorboard))
+        except ImportError as exc:
+            raise CLIError(f"--tensorboard: {exc}") from None
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():     # NumPy's overflow/invalid-value warnings on the way to a non-finite

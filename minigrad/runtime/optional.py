@@ -9,7 +9,7 @@ import importlib
 __all__ = ["require", "EXTRA_OF"]
 
 EXTRA_OF = {"onnx": "onnx", "onnxruntime": "onnx", "safetensors": "onnx", "safetensors.numpy": "onnx",
-            "matplotlib": "plot", "matplotlib.figure": "plot"}
+            "matplotlib": "plot", "matplotlib.figure": "plot", "tensorboardX": "tensorboard"}
 
 
 def require(module: str, where: str):

@@ -6,12 +6,14 @@
 
 Modules: ``loop`` (fit, evaluate), ``state`` (TrainState, Callback, NonFiniteLossError), ``checkpoint``
 (a run's checkpoint file), ``resume`` and ``resume_checks`` (continuing a run), ``rundir`` (one writer per
-run directory, files never written through links).
+run directory, files never written through links), ``tensorboard`` (the TensorBoard callback; needs the
+``[tensorboard]`` extra only when used).
 """
-from . import checkpoint, loop, resume, resume_checks, rundir, state
+from . import checkpoint, loop, resume, resume_checks, rundir, state, tensorboard
 from .checkpoint import CHECKPOINT_NAME, read_train_state
 from .loop import evaluate, fit
 from .state import Callback, NonFiniteLossError, TrainState
+from .tensorboard import TensorBoard
 
 __all__ = ["fit", "evaluate", "Callback", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME", "read_train_state",
-           "checkpoint", "loop", "resume", "resume_checks", "rundir", "state"]
+           "TensorBoard", "checkpoint", "loop", "resume", "resume_checks", "rundir", "state", "tensorboard"]
