@@ -45,4 +45,5 @@ __all__ += ["distributed"]
 from . import onnx  # noqa: E402  (mg.onnx; imports the onnx package only when a function needs it)
 __all__ += ["onnx"]
 from . import viz  # noqa: E402  (mg.viz; imports matplotlib only when a picture is drawn)
-__all__ += ["viz"]
+from .viz import report  # noqa: E402  (mg.report(run_dir): run_dir/report.html, the run in one offline page)
+__all__ += ["viz", "report"]

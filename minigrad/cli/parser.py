@@ -6,6 +6,7 @@
     minigrad train --out runs/lenet5 --resume      # continue a killed run (same final weights)
     mpirun -np 2 minigrad train --distributed      # data-parallel over 2 processes (mg.distributed)
     minigrad evaluate runs/lenet5/checkpoint.npz
+    minigrad report runs/lenet5         # runs/lenet5/report.html: the run in one offline page
     minigrad info                       # versions, backends, GPU, BLAS and threads
     minigrad export runs/lenet5 --onnx runs/lenet5/lenet5.onnx   # ONNX (and --safetensors), beside the run
     minigrad bench ...                  # benchmarks (minigrad.bench)
@@ -24,6 +25,7 @@ from ..runtime.backend import BACKEND_ALIASES
 from .common import DEFAULT_LR, DEFAULTS, MODELS, OPTIMIZERS, SCHEDULERS, BackendName, build_model
 from .evaluate import cmd_evaluate
 from .info import cmd_info
+from .report_command import cmd_report
 from .train_command import cmd_train
 
 __all__ = ["build_parser", "CommandParser"]
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minigrad {_version()}",
                         help="print the version of minigrad and exit")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,info,export,gradcheck,bench}",
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,report,info,export,gradcheck,bench}",
                                 help="the command to run (`minigrad COMMAND --help` for its options)")
     sub.required = True
 
@@ -171,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", action="store_true", help='save loss/accuracy curves as OUT/curves.png '
                                                         '(needs matplotlib: pip install -e ".[plot]" in the '
                                                         'minigrad checkout)')
+    t.add_argument("--report", action="store_true",
+                   help="write OUT/report.html after every epoch: the run in one offline page that reloads itself "
+                        "while training runs (as `minigrad report OUT`; needs matplotlib, the plot extra)")
     t.add_argument("--limit-train", type=_positive_int, metavar="N", help="use only the first N training images")
     t.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test images")
     t.add_argument("--data-root", metavar="DIR", help="read MNIST IDX files from DIR instead of the data extra")
@@ -194,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     _progress_arguments(e)
     e.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("report", help="write RUN_DIR/report.html: curves, model, layers, filters, mistakes, "
+                                      "in one page that opens offline")
+    r.add_argument("run_dir", help="the run directory (the --out of `minigrad train`)")
+    r.add_argument("--data-root", metavar="DIR", help="read MNIST IDX files from DIR instead of the data extra")
+    r.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    r.set_defaults(func=cmd_report)
 
     i = sub.add_parser("info", help="versions, backends, GPU, BLAS and thread count")
     i.add_argument("--json", action="store_true", help="print everything as one JSON object on stdout")

@@ -11,6 +11,7 @@ from .common import (DEFAULTS, DEFAULT_LR, CLIError, Printer, build_model, build
                      default_weight_decay, load_datasets, require_matplotlib, run_config_of, set_backend,
                      show_progress)
 from .plot import plot_history
+from .report_command import require_plot_extra, run_record, write_report
 from ..io.regular_file import check_regular
 
 __all__ = ["cmd_train"]
@@ -26,6 +27,8 @@ def cmd_train(args) -> int:
         say = lambda *parts: None  # noqa: E731  (only rank 0 prints)
     if args.plot:
         require_matplotlib()
+    if getattr(args, "report", False):
+        require_plot_extra("--report")
     if args.out is not None and not args.out.strip():
         raise CLIError("--out is empty: give the run directory (e.g. --out runs/lenet5), or leave out --out for "
                        "runs/MODEL", every_rank=True)
@@ -195,6 +198,10 @@ def _train(args, say, dist, out, run_dir) -> int:
             callbacks.append(mg.train.TensorBoard(args.tensorboard))
         except ImportError as exc:
             raise CLIError(f"--tensorboard: {exc}") from None
+    recorded = {"run_config": config, **run_record()}    # in every checkpoint: what the run report shows
+    if getattr(args, "report", False) and main_rank:     # in progress after each epoch; the final one below
+        callbacks.append(mg.viz.ReportCallback(out, train=train_set, test=test_set, transform=transform,
+                                               last=False, metadata=recorded))
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():     # NumPy's overflow/invalid-value warnings on the way to a non-finite
@@ -205,7 +212,7 @@ def _train(args, say, dist, out, run_dir) -> int:
                           checkpoint_every=args.checkpoint_every if main_rank else None, resume=bool(args.resume),
                           log_path=os.path.join(out, "history.jsonl") if main_rank else None,
                           progress=show_progress(args) and main_rank,
-                          metadata={"run_config": config})
+                          metadata=recorded)
     except mg.train.NonFiniteLossError as exc:
         raise CLIError(f"{exc} {nonfinite_advice(exc, config, out, args.data_root)}") from None
     wall = time.perf_counter() - start
@@ -233,6 +240,8 @@ def _train(args, say, dist, out, run_dir) -> int:
     if args.plot:
         metrics["plot"] = plot_history(history, os.path.join(out, "curves.png"), title=config["model"])
     run_dir.write_bytes("metrics.json", json.dumps(metrics, indent=2).encode("utf-8"))
+    if getattr(args, "report", False):
+        say(f"Report: {write_report(out, data_root=args.data_root)}")
     say(f"Test accuracy: {100 * final['accuracy']:.2f}% ({round(final['accuracy'] * final['n'])}/{final['n']}) "
         f"after {len(epochs_done)} epochs; training {train_seconds:.1f} s"
         + (f", {metrics['images_per_s']:.0f} images/s" if metrics["images_per_s"] else "")
