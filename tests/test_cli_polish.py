@@ -109,7 +109,7 @@ def test_abbreviations_are_refused(tmp_path):
     parser = build_parser()
     assert parser.allow_abbrev is False
     subs = _sub_parsers(parser)
-    assert set(subs) == {"train", "evaluate", "info", "export", "gradcheck", "bench"}
+    assert set(subs) == {"train", "evaluate", "info", "export", "gradcheck", "report", "bench"}
     assert all(sub.allow_abbrev is False for sub in subs.values())
 
 
