@@ -5,6 +5,9 @@ mlp()         Flatten + Linear/ReLU stack                              Sequentia
 vgg_small()   VGG-style 3x3 conv stack with BatchNorm, 32x32 input     Sequential (features, classifier)
 resnet20()    CIFAR ResNet-20 (He et al. 2016, section 4.2)            Graph of residual-block Graphs
 
+mnist_model(name) -> (model, batch transform or None): the networks of ``minigrad train --model NAME``
+(lenet5, mlp, resnet20, vgg_small) for (N, 1, 28, 28) MNIST input, as the CLI and the run report build them.
+
 State-dict names follow the PyTorch module tree each model mirrors, so torch weights with
 the same structure load directly (``model.load_state_dict(...)``).
 """
@@ -18,7 +21,9 @@ from .runtime.backend import to_backend
 from .nn import (AdaptiveAvgPool2d, Add, BatchNorm2d, Conv2d, Dropout, Flatten, Graph, Linear, MaxPool2d,
                  ReLU, Sequential)
 
-__all__ = ["lenet5", "mlp", "vgg_small", "resnet20", "basic_block"]
+__all__ = ["lenet5", "mlp", "vgg_small", "resnet20", "basic_block", "mnist_model", "MNIST_MODELS"]
+
+MNIST_MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")
 
 
 def lenet5(num_classes: int = 10, dtype="float32") -> Sequential:
@@ -137,3 +142,19 @@ def resnet20(num_classes: int = 10, in_channels: int = 3, dtype="float32") -> Gr
         if isinstance(layer, Conv2d):
             _kaiming_normal_fan_out(layer)
     return g
+
+
+def mnist_model(name: str):
+    """(model, batch transform or None) of ``minigrad train --model NAME`` for (N, 1, 28, 28) MNIST input;
+    ValueError naming the choices for another name."""
+    from .data import MNIST_MEAN, MNIST_STD
+    from .data.transforms import Pad
+    if name == "lenet5":
+        return lenet5(), None
+    if name == "mlp":
+        return mlp(784, (256, 128), 10), None
+    if name == "resnet20":
+        return resnet20(num_classes=10, in_channels=1), None
+    if name == "vgg_small":          # built for 32x32: the digits padded by 2 pixels of background
+        return vgg_small(num_classes=10, in_channels=1), Pad(2, fill=-MNIST_MEAN / MNIST_STD)
+    raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MNIST_MODELS)}")

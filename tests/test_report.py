@@ -194,6 +194,7 @@ def test_without_matplotlib_the_plot_extra_is_named(tmp_path):
 @pytest.mark.parametrize("name", MODELS)
 def test_the_report_rebuilds_the_models_of_minigrad_train(name):
     from minigrad.viz.report_run import mnist_model
+    assert tuple(MODELS) == mg.models.MNIST_MODELS                 # --model's choices are the table's names
     ours, cli = mnist_model(name), build_model(name)
     assert type(ours[0]) is type(cli[0]) and type(ours[1]) is type(cli[1])
     assert {k: v.shape for k, v in ours[0].state_dict().items()} == {k: v.shape for k, v in cli[0].state_dict().items()}

@@ -12,7 +12,7 @@ __all__ = ["CLIError", "run_config_of", "BackendName", "DEFAULTS", "DEFAULT_LR",
 DEFAULTS = {"model": "lenet5", "epochs": 4, "batch_size": 128, "optimizer": "adam", "scheduler": "onecycle",
             "seed": 0, "weight_decay": 0.0}
 DEFAULT_LR = {"sgd": 0.05, "adam": 4e-3, "adamw": 4e-3, "rmsprop": 1e-3}
-MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")
+MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")   # mg.models.MNIST_MODELS (tests/test_report.py: equal)
 OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
 
@@ -39,19 +39,12 @@ class CLIError(Exception):
 
 # -- building blocks ---------------------------------------------------------------------------------
 def build_model(name: str):
-    """A model for (N, 1, 28, 28) MNIST input, and the batch transform it needs (or None)."""
+    """A model for (N, 1, 28, 28) MNIST input, and the batch transform it needs (or None): mg.models.mnist_model."""
     from .. import models
-    from ..data import MNIST_MEAN, MNIST_STD
-    from ..data.transforms import Pad
-    if name == "lenet5":
-        return models.lenet5(), None
-    if name == "mlp":
-        return models.mlp(784, (256, 128), 10), None
-    if name == "resnet20":
-        return models.resnet20(num_classes=10, in_channels=1), None
-    if name == "vgg_small":  # built for 32x32: pad the 28x28 digits by 2 pixels of background
-        return models.vgg_small(num_classes=10, in_channels=1), Pad(2, fill=-MNIST_MEAN / MNIST_STD)
-    raise CLIError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    try:
+        return models.mnist_model(name)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def default_weight_decay(optimizer: str, value: float) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 
-from ..runtime.memory import ENV, SMALL, check_bytes
+from ..runtime.memory import ENV, SMALL, check_bytes, logical_bytes
 from .parameter import Parameter
 
 __all__ = ["LayerTree", "RemovableHandle", "add_hook"]
@@ -219,12 +219,7 @@ class LayerTree:
 
     def _check_forward_memory(self, inputs):
         """MemoryError naming the layer when FORWARD_COPIES copies of the inputs do not fit (runtime/memory.py)."""
-        nbytes, shape, like = 0, None, None
-        for x in inputs:
-            size, dtype = getattr(x, "size", None), getattr(x, "dtype", None)
-            if isinstance(size, int) and dtype is not None and hasattr(x, "shape"):
-                nbytes += size * getattr(dtype, "itemsize", 0)
-                shape, like = (x.shape, x) if shape is None else (shape, like)
+        nbytes, shape, like = logical_bytes(inputs)
         total = nbytes * self.FORWARD_COPIES
         if total >= SMALL or (total and ENV in os.environ):    # (the label is built only when a check runs)
             check_bytes(total, self.label, shape, what="forward's output and temporaries for an input",

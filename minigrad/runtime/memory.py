@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import os
 
-__all__ = ["check_bytes", "available_bytes", "check_setting", "MemorySettingError", "SMALL", "ENV", "guarded"]
+__all__ = ["check_bytes", "available_bytes", "check_setting", "MemorySettingError", "SMALL", "ENV", "guarded", "logical_bytes"]
 
 ENV = "MINIGRAD_MAX_BYTES"
 SMALL = 64 << 20          # below this, no check against the machine (an allocation that small is never the problem)
@@ -262,18 +262,25 @@ def check_bytes(nbytes: int, where: str, shape, what: str = "output", like=None,
                       "the limit")
 
 
+def logical_bytes(values):
+    """(bytes, shape of the first, the first) of the arrays among ``values``, counted by their logical size (a
+    broadcast view counts as the array it reads as); (0, None, None) without arrays."""
+    nbytes, shape, like = 0, None, None
+    for value in values:
+        size, dtype = getattr(value, "size", None), getattr(value, "dtype", None)
+        if isinstance(size, int) and dtype is not None and hasattr(value, "shape"):
+            nbytes += size * getattr(dtype, "itemsize", 0)
+            shape, like = (value.shape, value) if shape is None else (shape, like)
+    return nbytes, shape, like
+
+
 def guarded(function, copies: int):
     """``function`` checking first that ``copies`` arrays the logical size of its array arguments fit: for a
     function whose output and temporaries follow the size of its inputs (``mg.functional.gelu``, losses),
     where a broadcast view of a few bytes can read as gigabytes. Below SMALL bytes: one comparison."""
     @functools.wraps(function)
     def checked(*args, **kwargs):
-        nbytes, shape, like = 0, None, None
-        for value in args:
-            size, dtype = getattr(value, "size", None), getattr(value, "dtype", None)
-            if isinstance(size, int) and dtype is not None and hasattr(value, "shape"):
-                nbytes += size * getattr(dtype, "itemsize", 0)
-                shape, like = (value.shape, value) if shape is None else (shape, like)
+        nbytes, shape, like = logical_bytes(args)
         if nbytes * copies >= SMALL or (nbytes and ENV in os.environ):
             check_bytes(nbytes * copies, function.__name__, shape, what="output and temporaries for an input",
                         like=like)

@@ -19,15 +19,13 @@ import time
 from dataclasses import dataclass, field
 
 from .. import models
-from ..data import MNIST_MEAN, MNIST_STD
-from ..data.transforms import Pad
 from ..io.checkpoint import load
 
 __all__ = ["NotARunError", "RunFiles", "read_run", "mnist_model", "MNIST_MODELS", "CHECKPOINT", "HISTORY",
            "REPORT_NAME", "run_is_live", "when"]
 
 CHECKPOINT, HISTORY, METRICS, REPORT_NAME = "checkpoint.npz", "history.jsonl", "metrics.json", "report.html"
-MNIST_MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")
+MNIST_MODELS = models.MNIST_MODELS          # the networks of minigrad train --model
 
 
 class NotARunError(ValueError):
@@ -119,17 +117,13 @@ def run_is_live(run_dir) -> bool:
 
 
 def mnist_model(name: str):
-    """(model, batch transform or None) of ``minigrad train --model NAME``; ValueError for another name."""
-    if name == "lenet5":
-        return models.lenet5(), None
-    if name == "mlp":
-        return models.mlp(784, (256, 128), 10), None
-    if name == "resnet20":
-        return models.resnet20(num_classes=10, in_channels=1), None
-    if name == "vgg_small":          # built for 32x32: the digits padded by 2 pixels of background
-        return models.vgg_small(num_classes=10, in_channels=1), Pad(2, fill=-MNIST_MEAN / MNIST_STD)
-    raise ValueError(f"unknown model {name!r}: the report rebuilds {', '.join(MNIST_MODELS)}; for another model "
-                     "pass it: mg.viz.report(run_dir, model=model, test=loader)")
+    """(model, batch transform or None) of ``minigrad train --model NAME`` (mg.models.mnist_model); ValueError
+    for another name, saying how to report a run of another model."""
+    try:
+        return models.mnist_model(name)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; for another model pass it: mg.viz.report(run_dir, model=model, test=loader)") \
+            from None
 
 
 def when(seconds: float | None) -> str:
