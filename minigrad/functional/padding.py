@@ -43,15 +43,17 @@ def check_padding(size_hw, pads, mode: str, where: str):
                          f"the input's spatial size {(h, w)}")
 
 
-def pad2d(x, pads, mode: str = "zeros", value: float = 0.0):
+def pad2d(x, pads, mode: str = "zeros", value: float = 0.0, *, where: str = "pad2d", extra: int = 0,
+          advice: str | None = "use smaller padding"):
     """Pad x: (N, C, H, W) -> (N, C, H+top+bottom, W+left+right); pads = (top, bottom, left, right).
-    The padded array (and, in the gather modes, its row-padded step) is checked by the memory guard first."""
+    The padded array (and, in the gather modes, its row-padded step) is checked by the memory guard first,
+    with ``extra`` more elements the caller will allocate next (a layer's output), named as ``where``."""
     top, bottom, left, right = pads
     n, c, h, w = x.shape
     padded = (n, c, h + top + bottom, w + left + right)
     step = 0 if mode in ("zeros", "constant") else n * c * padded[2] * w
-    check_bytes((math.prod(padded) + step) * x.dtype.itemsize, "pad2d", padded, what=f"{mode}-padded input",
-                like=x, advice="use smaller padding")
+    check_bytes((math.prod(padded) + step + extra) * x.dtype.itemsize, where, padded, what=f"{mode}-padded input",
+                like=x, advice=advice)
     if mode in ("zeros", "constant"):
         return pad_constant(x, pads, value)
     xp = get_array_module(x)

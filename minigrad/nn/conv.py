@@ -21,7 +21,6 @@ from .linear import device_dtype
 from .parameter import Parameter
 from ..debug import tracing
 from ..runtime.backend import get_array_module
-from ..runtime.memory import check_bytes
 
 
 class ConvBase(Layer):
@@ -120,14 +119,9 @@ class Conv2d(ConvBase):
         """input: (N, C, H, W) -> (N, O, OH, OW), or unbatched (C, H, W) -> (O, OH, OW). Caches the (padded) input."""
         input, unbatched = self._batched(input)
         geom = self._geometry(input)
-        if self.padding_mode != "zeros":
-            n, c, h, w = input.shape
-            top, bottom, left, right = self._pads
-            padded = (n, c, h + top + bottom, w + left + right)
-            # before padding: the padded input (and its row-padded step) and the output must fit
-            check_bytes((n * c * padded[2] * (w + padded[3]) + math.prod(geom.out_shape)) * input.dtype.itemsize,
-                        self.label, padded, what=f"{self.padding_mode}-padded input", like=input)
-            input = pad2d(input, self._pads, self.padding_mode)      # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
+        if self.padding_mode != "zeros":   # the padded input and the output are checked before padding
+            input = pad2d(input, self._pads, self.padding_mode, where=self.label, extra=math.prod(geom.out_shape),
+                          advice=None)                        # (N, C, H, W) -> (N, C, H+pt+pb, W+pl+pr)
         bias = self.bias.data if self.bias is not None else None
         saved = {} if is_grad_enabled() else None           # the kernel may keep its columns here for backward
         self._cache = (input, geom, saved, unbatched)
