@@ -91,25 +91,24 @@ def conv_algorithm() -> str | None:
     return text.lower()
 
 
+def _switch(name: str, default: bool) -> bool:
+    """$name as on (1/on/yes/true) or off (0/off/no/false); ``default`` when unset; SettingError otherwise."""
+    text = _text(name)
+    if text is None:
+        return default
+    if text.lower() in _ON or text.lower() in _OFF:
+        return text.lower() in _ON
+    raise _refuse(name, f"on ({'/'.join(_ON)}) or off ({'/'.join(_OFF)})", os.environ[name])
+
+
 def malloc_tuning() -> bool:
     """$MINIGRAD_MALLOC_TUNING as a bool (True when unset)."""
-    text = _text("MINIGRAD_MALLOC_TUNING")
-    if text is None or text.lower() in _ON:
-        return True
-    if text.lower() in _OFF:
-        return False
-    raise _refuse("MINIGRAD_MALLOC_TUNING", f"on ({'/'.join(_ON)}) or off ({'/'.join(_OFF)})",
-                  os.environ["MINIGRAD_MALLOC_TUNING"])
+    return _switch("MINIGRAD_MALLOC_TUNING", True)
 
 
 def trace_on() -> bool:
     """$MINIGRAD_TRACE as a bool (False when unset)."""
-    text = _text("MINIGRAD_TRACE")
-    if text is None or text.lower() in _OFF:
-        return False
-    if text.lower() in _ON:
-        return True
-    raise _refuse("MINIGRAD_TRACE", f"on ({'/'.join(_ON)}) or off ({'/'.join(_OFF)})", os.environ["MINIGRAD_TRACE"])
+    return _switch("MINIGRAD_TRACE", False)
 
 
 def dist_timeout() -> float | None:
