@@ -83,6 +83,11 @@ def _layer_cases():
     yield Case("Dropout", (), {"p": 0.0}, elementwise, unbatched=True)
     yield Case("Dropout", (), {"p": 0.5}, elementwise, unbatched=True, train=False)
     yield Case("Identity", (), {}, elementwise, unbatched=True)
+    # -- activations --
+    # -- normalisation --
+    # -- regularisation, resampling and padding --
+    # -- pooling and 1-d signals --
+    # -- embeddings --
 
 
 LAYER_CASES = list(_layer_cases())
@@ -210,6 +215,7 @@ def _loss_cases():
         for kwargs in ({}, {"weight": np.array([0.5, 2.0])}, {"pos_weight": np.array([3.0, 0.2])},
                        {"weight": np.array([[0.5], [2.0], [1.0]]), "pos_weight": np.array([3.0, 0.2])}):
             yield LossCase("BCEWithLogitsLoss", {"reduction": reduction, **kwargs}, (3, 2), "same")
+        # -- losses --
 
 
 LOSS_CASES = list(_loss_cases())

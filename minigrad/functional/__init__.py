@@ -38,4 +38,11 @@ TORCH_FORMS = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_
                "avg_pool2d", "adaptive_avg_pool2d", "linear", "cross_entropy", "nll_loss", "mse_loss",
                "binary_cross_entropy_with_logits", "conv2d", "unfold", "fold"]
 
+# torch.nn.functional forms of the added layers, one block per family (each extends TORCH_FORMS):
+# -- activations --
+# -- normalisation --
+# -- regularisation, resampling and padding --
+# -- pooling and 1-d signals --
+# -- embeddings and losses --
+
 __all__ = TORCH_FORMS + ["conv2d_input", "conv2d_weight", "pad2d", "pad2d_backward", "erf", "erfc"]

@@ -24,5 +24,11 @@ from .conv_transpose import ConvTranspose2d  # noqa: E402
 __all__ += ["ConvTranspose2d"]
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: E402
 __all__ += ["CrossEntropyLoss", "NLLLoss", "MSELoss", "BCEWithLogitsLoss"]
+# Added layers, one block per family (each block imports its module and extends __all__):
+# -- activations --
+# -- normalisation --
+# -- regularisation, resampling and padding --
+# -- pooling and 1-d signals --
+# -- embeddings and losses --
 from . import init  # noqa: E402
 __all__ += ["init"]

@@ -288,6 +288,12 @@ _LEAVES = {Conv2d: _Emitter.conv2d, ConvTranspose2d: _Emitter.conv_transpose2d, 
            BatchNorm2d: _Emitter.batch_norm, LayerNorm: _Emitter.layer_norm, Flatten: _Emitter.flatten,
            Dropout: _Emitter.identity, Identity: _Emitter.identity, Add: _Emitter.add, Mul: _Emitter.mul,
            Concat: _Emitter.concat}
+# The added layer families keep their ONNX emitters in their own modules (one block each):
+# -- activations --
+# -- normalisation --
+# -- regularisation, resampling and padding --
+# -- pooling and 1-d signals --
+# -- embeddings --
 
 
 def _value_info(onnx, name, array, batch):
