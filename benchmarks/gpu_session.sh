@@ -11,7 +11,8 @@
 # CPU suite and compiles every CUDA kernel with NVRTC, so here only what needs the GPU runs:
 #   1. the cupy cases of the test suite (-m gpu: parity with NumPy, fused kernels, float16 refusal, the loader's
 #      pinned copies, warm-up, NCCL refusal with 2 processes on 1 GPU),
-#   2. minigrad bench --backend cupy (PyTorch on CUDA, TF32 off, in the same process),
+#   2. minigrad bench --backend cupy (PyTorch on CUDA in the same process, with CuPy's TF32 setting: CUPY_TF32 is
+#      set to 0 here, so both run full float32; the JSON records cupy_tf32 and PyTorch's two allow_tf32 flags),
 #   3. minigrad train --backend cupy (LeNet-5, 4 epochs of MNIST),
 # while nvidia-smi samples the memory in use. It prints ONE summary block (tests passed/failed, each conv case's
 # time over PyTorch's, MNIST seconds per epoch and accuracy, kernel compile time, peak GPU memory) and writes it
@@ -22,7 +23,7 @@ set -u
 OUT=${OUT:-gpu-out}
 WORK=$(mktemp -d)
 mkdir -p "$OUT" benchmarks/results
-export PYTHONPATH=. MINIGRAD_TEST_MNIST_ROOT=.gpu-data/mnist
+export PYTHONPATH=. MINIGRAD_TEST_MNIST_ROOT=.gpu-data/mnist CUPY_TF32=0
 started=$(date +%s)
 step() { echo "== $1 ($(( $(date +%s) - started )) s)"; }
 {
@@ -39,7 +40,7 @@ timeout 240 python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests --junitxml
 echo "pytest exit $?"; grep -E "passed|failed|error" "$WORK/pytest.txt" | tail -3
 grep -E "^FAILED|^ERROR" "$WORK/pytest.txt" | head -30
 
-step "bench --backend cupy (PyTorch on CUDA, TF32 off, in the same process)"
+step "bench --backend cupy (PyTorch on CUDA, TF32 off for both, in the same process)"
 timeout 150 python3 -m minigrad.cli bench --backend cupy --repeat 3 --json "$WORK/bench-gpu.json" \
   --markdown "$WORK/bench-gpu.md" > "$WORK/bench-gpu.txt" 2>&1
 echo "bench exit $?"; grep -E "compiled|error" "$WORK/bench-gpu.txt" | head -5
@@ -82,6 +83,8 @@ if bench is not None:
     summary["compile_seconds_bench"] = bench.get("compile_seconds")
     summary["conv_ratio_to_torch"] = {r["name"]: r.get("ratio") for r in bench.get("cases", [])}
     summary["geomean_resnet_conv"] = bench.get("geomean_resnet_conv")
+    versions = bench.get("versions") or {}
+    summary["tf32"] = {"cupy": versions.get("cupy_tf32"), "torch": versions.get("torch_tf32")}
 train = load("train.json")
 history = load("history.jsonl", lambda f: [json.loads(line) for line in f if line.strip()]) or []
 epochs = [r for r in history if r.get("type") == "epoch"]
@@ -101,6 +104,8 @@ for name in (t or {}).get("failed_names", [])[:20]:
     print(f"  FAILED {name}")
 for name, ratio in (summary.get("conv_ratio_to_torch") or {}).items():
     print(f"  {name:<40} minigrad/PyTorch {ratio:.2f}" if ratio else f"  {name:<40} (no PyTorch time)")
+if summary.get("tf32"):
+    print(f"  TF32: CuPy matmuls {summary['tf32']['cupy']}, PyTorch {summary['tf32']['torch']}")
 if summary.get("geomean_resnet_conv"):
     print(f"  ResNet conv shapes, geometric mean of minigrad/PyTorch: {summary['geomean_resnet_conv']:.2f}")
 m = summary.get("mnist")

@@ -6,6 +6,7 @@ Groups: conv (Conv2d forward+backward on ResNet shapes, depthwise, 1x1), pool, l
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -43,17 +44,23 @@ CONV_SPECS = [
 
 
 def _torch():
-    """PyTorch in full float32, like minigrad: on Ampere and newer GPUs it would otherwise run float32
+    """PyTorch with minigrad's float32 precision: on Ampere and newer GPUs PyTorch would otherwise run float32
     convolutions (cuDNN) in TF32, with a 10-bit mantissa, and the comparison would not be like for like."""
     import torch
     full_fp32(torch)
     return torch
 
 
+def cupy_tf32() -> bool:
+    """Whether CuPy's matmuls (minigrad's GEMMs on the GPU) run in TF32: CuPy's own setting, CUPY_TF32=1."""
+    return os.environ.get("CUPY_TF32", "0").strip() == "1"
+
+
 def full_fp32(torch) -> None:
-    """Turn TF32 off for cuDNN convolutions and cuBLAS matmuls (no effect on the CPU)."""
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    """Give PyTorch's cuDNN convolutions and cuBLAS matmuls the precision minigrad's GEMMs have: full float32
+    (TF32 off), unless CUPY_TF32=1 puts CuPy's matmuls in TF32, then TF32 on for both (no effect on the CPU)."""
+    torch.backends.cudnn.allow_tf32 = cupy_tf32()
+    torch.backends.cuda.matmul.allow_tf32 = cupy_tf32()
 
 
 def _data(xp, shape, seed):

@@ -154,7 +154,7 @@ def versions_info(backend):
         import torch
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
-        if backend == "cupy":   # the bench turns TF32 off (cases.full_fp32): recorded with the figures
+        if backend == "cupy":   # the bench gives PyTorch CuPy's TF32 setting (cases.full_fp32): recorded
             info["torch_tf32"] = {"cudnn": torch.backends.cudnn.allow_tf32,
                                   "matmul": torch.backends.cuda.matmul.allow_tf32}
     except ImportError:
@@ -168,7 +168,9 @@ def versions_info(backend):
         pass
     if backend == "cupy":
         import cupy
+        from .cases import cupy_tf32
         info["cupy"] = cupy.__version__
+        info["cupy_tf32"] = cupy_tf32()      # CUPY_TF32=1: CuPy's matmuls in TF32 (PyTorch set the same)
     return info
 
 
