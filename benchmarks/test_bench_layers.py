@@ -1,4 +1,4 @@
-"""Single layers forward+backward: Linear, ReLU, BatchNorm2d."""
+"""Single layers forward+backward: Linear, ReLU, BatchNorm2d, GroupNorm, Upsample, a MobileNetV2 block."""
 import pytest
 
 from _cases import cases_of, run_case

@@ -10,7 +10,7 @@ from minigrad import nn
 
 onnx = pytest.importorskip("onnx")        # the test extra includes minigrad[onnx]
 ort = pytest.importorskip("onnxruntime")
-from support.onnx_files import run_ort, sample, single_node_model, value_info  # noqa: E402
+from support.onnx_files import assert_close, run_ort, sample, single_node_model, value_info  # noqa: E402
 
 
 # -- ops, attributes and patterns ----------------------------------------------------------------------------
@@ -93,9 +93,10 @@ def test_gemm_bias_per_row_is_refused(bias_shape):
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect"])
-def test_pad_with_negative_pads_before_conv_is_refused(mode):
+def test_pad_with_negative_pads_before_conv_is_a_crop_layer(mode):
     """A Pad with a negative pad crops; adding it to the Conv's pads (crop 1, pad 1 -> no padding) would keep
-    the border values where ONNX Runtime has zeros. minigrad has no crop layer, so the Pad is refused."""
+    the border values where ONNX Runtime has zeros. So it is not folded into the Conv: it becomes its own pad
+    layer (ZeroPad2d / ReflectionPad2d with negative padding, a crop) before the Conv."""
     helper = onnx.helper
     pads = [0, 0, -1, -1, 0, 0, -1, -1]
     inits = [onnx.numpy_helper.from_array(np.array(pads, np.int64), "pads"),
@@ -106,10 +107,12 @@ def test_pad_with_negative_pads_before_conv_is_refused(mode):
     graph = helper.make_graph(nodes, "g", [value_info("x", ["N", 3, 8, 8])], [value_info("y", ["N", 4, None, None])],
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    run_ort(model.SerializeToString(), sample((2, 3, 8, 8), seed=2))   # a valid model
-    with pytest.raises(mg.onnx.OnnxError, match=r"node 'crop' \(Pad\): attribute 'pads' = \[0, 0, -1, -1, 0, 0, -1, "
-                                                 r"-1\] is not supported \(a negative pad crops the input"):
-        mg.onnx.load(model)
+    x = sample((2, 3, 8, 8), seed=2)
+    (expected,) = run_ort(model.SerializeToString(), x)   # a valid model
+    loaded = mg.onnx.load(model).eval()
+    crop = next(layer for layer in loaded.modules() if isinstance(layer, (mg.nn.ZeroPad2d, mg.nn.ReflectionPad2d)))
+    assert crop.padding == (-1, -1, -1, -1)
+    assert_close(loaded(x), expected)
 
 
 def test_reduce_mean_elsewhere_and_allowzero_with_zero_are_refused():

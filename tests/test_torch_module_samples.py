@@ -11,7 +11,9 @@ sample is run on the torch module and on the minigrad layer built from the same 
   float64, loads torch's state dict;
 * both run forward on the same inputs (NumPy copies, keeping the memory layout, for minigrad), then
   backward with a seeded random upstream gradient (1.0 through ``loss.backward()`` for a 0-d loss);
-* output, input gradient (a loss: of its first input only), every parameter gradient and every buffer
+* output, input gradient (a loss: of its inputs, not of its target, which is data: torch runs on a detached copy
+  of the target, so one tensor passed as both input and target counts as input only), every parameter gradient
+  (none for integer inputs such as Embedding's indices) and every buffer
   after the step (running statistics) must agree at rtol 1e-10, atol 1e-12, with the same shape and dtype.
 
 A sample minigrad refuses (TypeError, ValueError, NotImplementedError or KeyError at construction, forward
@@ -23,6 +25,7 @@ DELIBERATE table and the count of matching samples; the last tests keep both tru
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from pathlib import Path
 
@@ -178,6 +181,10 @@ def _run(sample_id):
         raise Refused("construct", error) from error
 
     forward_args = () if forward is None else forward.args
+    if name.endswith("Loss"):            # the target is data: torch's gradient of the inputs must not flow through it
+        names = list(inspect.signature(info.module_cls.forward).parameters)[1:]
+        forward_args = tuple(a.detach() if n == "target" and isinstance(a, torch.Tensor) else a
+                             for a, n in zip(forward_args, names + [None] * len(forward_args)))
     forward_kwargs = {} if forward is None else forward.kwargs
     out_torch = torch_module(*forward_args, **forward_kwargs)
     try:
@@ -195,7 +202,7 @@ def _run(sample_id):
     for key, value in layer.state_dict().items():
         _compare(value, torch_state[key], f"buffer {key} after forward")
 
-    is_loss = name.endswith("Loss")      # a loss: backward() returns the gradient of its first input only
+    is_loss = name.endswith("Loss")      # a loss: backward() returns the gradient of its input(s) (a tuple for several)
     inputs = [t for t in list(forward_args) + list(forward_kwargs.values())
               if isinstance(t, torch.Tensor) and t.requires_grad]
     parameters = dict(torch_module.named_parameters())
@@ -212,7 +219,9 @@ def _run(sample_id):
     except REFUSALS as error:
         raise Refused("backward", error) from error
     input_grads = grads_torch[:len(inputs)]
-    if is_loss or len(inputs) == 1:
+    if dx is None and not inputs:        # integer inputs (Embedding's indices): no input gradient on either side
+        dx = ()
+    elif (is_loss and not isinstance(dx, tuple)) or len(inputs) == 1:
         dx = (dx,)
         input_grads = input_grads[:1]
     assert len(dx) == len(input_grads), f"{len(dx)} input gradients, torch has {len(input_grads)}"

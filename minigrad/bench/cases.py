@@ -2,7 +2,8 @@
 
 A case builds its data once; ``case.minigrad()`` / ``case.torch()`` return a zero-argument step
 (forward + backward, or a whole training step) that returns the arrays it produced.
-Groups: conv (Conv2d forward+backward on ResNet shapes, depthwise, 1x1), pool, layers, train.
+Groups: conv (Conv2d forward+backward on ResNet shapes, depthwise, 1x1), pool, layers (single layers and
+MobileNetV2's inverted residual block), train.
 """
 from __future__ import annotations
 
@@ -196,7 +197,21 @@ def layer_cases(quick, xp, backend):
         ("relu", (nb, 64, 16, 16), lambda: mg.nn.ReLU(), lambda t: t.nn.ReLU(), None),
         ("relu-lenet", (2 * nb, 6, 28, 28), lambda: mg.nn.ReLU(), lambda t: t.nn.ReLU(), None),   # LeNet's first
         ("batchnorm2d", (nb, 64, 16, 16), lambda: mg.nn.BatchNorm2d(64), lambda t: t.nn.BatchNorm2d(64), None),
+        ("groupnorm8", (nb, 64, 16, 16), lambda: mg.nn.GroupNorm(8, 64), lambda t: t.nn.GroupNorm(8, 64), None),
+        ("upsample-nearest", (nb, 32, 16, 16), lambda: mg.nn.Upsample(scale_factor=2, mode="nearest"),
+         lambda t: t.nn.Upsample(scale_factor=2, mode="nearest"), None),
+        ("upsample-bilinear", (nb, 32, 16, 16), lambda: mg.nn.Upsample(scale_factor=2, mode="bilinear"),
+         lambda t: t.nn.Upsample(scale_factor=2, mode="bilinear"), None),
     ]
+    nm = 8 if quick else 128
+    for name, cin, cout, stride in (("mobilenet-block", 32, 32, 1), ("mobilenet-block-s2", 32, 64, 2)):
+        size, hidden = 14, 6 * cin                     # MobileNetV2's inverted residual, expand ratio 6
+        out = (size - 1) // stride + 1
+        macs = nm * (cin * hidden * size * size + hidden * 9 * out * out + hidden * cout * out * out)
+        specs.append((name, (nm, cin, size, size),
+                      lambda cin=cin, cout=cout, stride=stride: mg.models.inverted_residual(cin, cout, stride, 6),
+                      lambda t, cin=cin, cout=cout, stride=stride: torch_inverted_residual(t, cin, cout, stride, 6),
+                      3 * 2.0 * macs))
     cases = []
     for name, shape, make_mg, make_torch, flops in specs:
         x = _data(xp, shape, 4)
@@ -226,6 +241,25 @@ def layer_cases(quick, xp, backend):
             return step
         cases.append(Case("layers", name, "x".join(map(str, shape)), flops, minigrad_step, torch_step))
     return cases
+
+
+def torch_inverted_residual(torch, cin, cout, stride, expand):
+    """PyTorch's twin of mg.models.inverted_residual (ReLU6, BatchNorm2d): 1x1 expand, 3x3 depthwise, 1x1 project,
+    plus the input when stride is 1 and the channel counts are equal."""
+    nn, hidden = torch.nn, cin * expand
+
+    def conv_norm_act(i, o, k, s, g):
+        return [nn.Conv2d(i, o, k, s, (k - 1) // 2, groups=g, bias=False), nn.BatchNorm2d(o), nn.ReLU6()]
+
+    class InvertedResidual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Sequential(*conv_norm_act(cin, hidden, 1, 1, 1), *conv_norm_act(hidden, hidden, 3, stride,
+                                      hidden), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            return x + self.conv(x) if stride == 1 and cin == cout else self.conv(x)
+    return InvertedResidual()
 
 
 def _torch_lenet(torch):

@@ -209,7 +209,7 @@ def format_table(rows, peak) -> str:
         if not grows:
             continue
         lines.append(f"\n== {group} ==")
-        lines.append(f"{'case':<16} {'shape':<34} {'minigrad ms':>11} {'torch ms':>9} {'ratio':>6} "
+        lines.append(f"{'case':<18} {'shape':<34} {'minigrad ms':>11} {'torch ms':>9} {'ratio':>6} "
                      f"{'floor ms':>9} {'/floor':>6} {'GFLOP/s':>8} {'%peak':>6} {'extra MiB':>9}")
         for r in grows:
             torch_ms = f"{r['torch_ms']:9.2f}" if r["torch_ms"] else f"{'-':>9}"
@@ -219,7 +219,7 @@ def format_table(rows, peak) -> str:
             gf = f"{r['gflops']:8.1f}" if r.get("gflops") else f"{'-':>8}"
             pct = f"{r['pct_peak']:5.0f}%" if r.get("pct_peak") else f"{'-':>6}"
             mem = f"{r['extra_mib']:9.1f}" if r.get("extra_mib") is not None else f"{'-':>9}"
-            lines.append(f"{r['name']:<16} {r['shape']:<34} {r['minigrad_ms']:11.2f} {torch_ms} {ratio} "
+            lines.append(f"{r['name']:<18} {r['shape']:<34} {r['minigrad_ms']:11.2f} {torch_ms} {ratio} "
                          f"{floor_ms} {floor_ratio} {gf} {pct} {mem}"
                          + (f"  ({r['note']})" if r["note"] else ""))
     return "\n".join(lines)

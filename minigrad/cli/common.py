@@ -12,7 +12,7 @@ __all__ = ["CLIError", "run_config_of", "BackendName", "DEFAULTS", "DEFAULT_LR",
 DEFAULTS = {"model": "lenet5", "epochs": 4, "batch_size": 128, "optimizer": "adam", "scheduler": "onecycle",
             "seed": 0, "weight_decay": 0.0}
 DEFAULT_LR = {"sgd": 0.05, "adam": 4e-3, "adamw": 4e-3, "rmsprop": 1e-3}
-MODELS = ("lenet5", "mlp", "resnet20", "vgg_small")   # mg.models.MNIST_MODELS (tests/test_report.py: equal)
+MODELS = ("lenet5", "mlp", "mobilenet", "resnet20", "vgg_small")   # mg.models.MNIST_MODELS (tests/test_report.py: equal)
 OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
 

@@ -40,9 +40,40 @@ TORCH_FORMS = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_
 
 # torch.nn.functional forms of the added layers, one block per family (each extends TORCH_FORMS):
 # -- activations --
+from .activation_more import (celu, elu, hardsigmoid, hardswish, hardtanh, mish, prelu, relu6,  # noqa: E402
+                              selu, silu, softplus, softsign, tanhshrink, threshold)
+hardswish, hardsigmoid, relu6, hardtanh, prelu, softsign, tanhshrink, threshold = (guarded(f, 3) for f in (
+    hardswish, hardsigmoid, relu6, hardtanh, prelu, softsign, tanhshrink, threshold))
+silu, elu, selu, celu, mish, softplus = (guarded(f, 4) for f in (silu, elu, selu, celu, mish, softplus))
+TORCH_FORMS += ["silu", "mish", "hardswish", "hardsigmoid", "elu", "selu", "celu", "softplus", "relu6", "hardtanh",
+                "prelu", "softsign", "tanhshrink", "threshold"]
 # -- normalisation --
+from .norm_more import group_norm, instance_norm, local_response_norm  # noqa: E402
+group_norm, instance_norm, local_response_norm = (guarded(f, 4) for f in (group_norm, instance_norm,
+                                                                          local_response_norm))
+TORCH_FORMS += ["group_norm", "instance_norm", "local_response_norm"]
 # -- regularisation, resampling and padding --
+from .padding import pad  # noqa: E402
+from .resample import interpolate, pixel_shuffle, pixel_unshuffle  # noqa: E402
+pixel_shuffle, pixel_unshuffle = guarded(pixel_shuffle, 2), guarded(pixel_unshuffle, 2)   # (pad, interpolate: exact)
+TORCH_FORMS += ["pad", "interpolate", "pixel_shuffle", "pixel_unshuffle"]
 # -- pooling and 1-d signals --
+from .pool_more import adaptive_max_pool2d, lp_pool2d  # noqa: E402
+from .signal1d import (adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, conv1d, lp_pool1d,  # noqa: E402
+                       max_pool1d)
+lp_pool2d, lp_pool1d = guarded(lp_pool2d, 3), guarded(lp_pool1d, 3)   # x^p, averages, output (the others: exact)
+TORCH_FORMS += ["adaptive_max_pool2d", "lp_pool2d", "conv1d", "max_pool1d", "avg_pool1d", "lp_pool1d",
+                "adaptive_avg_pool1d", "adaptive_max_pool1d"]
 # -- embeddings and losses --
+from .embedding import embedding  # noqa: E402
+from .loss_more import (binary_cross_entropy, huber_loss, kl_div, l1_loss, margin_ranking_loss,  # noqa: E402
+                        smooth_l1_loss)
+from .loss_pairs import cosine_embedding_loss, multi_margin_loss, triplet_margin_loss  # noqa: E402
+l1_loss, smooth_l1_loss, huber_loss, margin_ranking_loss, multi_margin_loss = (
+    guarded(f, 3) for f in (l1_loss, smooth_l1_loss, huber_loss, margin_ranking_loss, multi_margin_loss))
+binary_cross_entropy, kl_div, cosine_embedding_loss, triplet_margin_loss = (
+    guarded(f, 4) for f in (binary_cross_entropy, kl_div, cosine_embedding_loss, triplet_margin_loss))
+TORCH_FORMS += ["embedding", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "kl_div",
+                "cosine_embedding_loss", "margin_ranking_loss", "multi_margin_loss", "triplet_margin_loss"]
 
 __all__ = TORCH_FORMS + ["conv2d_input", "conv2d_weight", "pad2d", "pad2d_backward", "erf", "erfc"]

@@ -330,6 +330,11 @@ def bce_with_logits_backward(saved, grad, reduction, where):
     return (a * grad_x).astype(x.dtype, copy=False)
 
 
+# the added losses (functional/loss_more.py, loss_pairs.py) reduce, take the upstream gradient and check
+# their (input, target) pair and weights exactly as these do
+reduce_losses, upstream_gradient, check_pair, broadcast_factor = _reduce, _upstream, _check_pair, _factor
+
+
 # -- torch.nn.functional's forms (forward only) -------------------------------------------------------------
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0):

@@ -140,3 +140,7 @@ class LogSoftmax(_SoftmaxAlongDim):
 
     _function = staticmethod(A.log_softmax_along)
     _gradient = staticmethod(A.log_softmax_backward)
+
+
+# The elementwise base and the grad_out check, shared with the added activations (nn/activation_more.py).
+Elementwise, check_activation_grad = _Elementwise, _check_grad

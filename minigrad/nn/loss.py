@@ -178,3 +178,8 @@ class BCEWithLogitsLoss(_Loss):
 
     def backward(self, grad=1.0):
         return L.bce_with_logits_backward(self.take_cache(), grad, self.reduction, self.label)
+
+
+# The base of the added losses (nn/loss_more.py), as PyTorch's _Loss is of all of its losses: the reduction, and
+# the deprecated size_average / reduce slots checked as above.
+ReducedLoss = _Loss

@@ -33,6 +33,9 @@ def _uniform_like(x):
     return to_backend(generator.random(x.shape).astype(x.dtype), backend)
 
 
+uniform_like = _uniform_like     # the same draws for nn/dropout_more.py (Dropout2d, AlphaDropout)
+
+
 class Dropout(Layer):
     """Zero each element with probability p during training and scale the rest by 1/(1-p).
 

@@ -290,10 +290,20 @@ _LEAVES = {Conv2d: _Emitter.conv2d, ConvTranspose2d: _Emitter.conv_transpose2d, 
            Concat: _Emitter.concat}
 # The added layer families keep their ONNX emitters in their own modules (one block each):
 # -- activations --
+from . import activation_ops  # noqa: E402
+_LEAVES.update(activation_ops.EXPORTERS)
 # -- normalisation --
+from . import norm_ops  # noqa: E402
+_LEAVES.update(norm_ops.EXPORTERS)
 # -- regularisation, resampling and padding --
+from . import resample_ops  # noqa: E402
+_LEAVES.update(resample_ops.EXPORTERS)
 # -- pooling and 1-d signals --
+from . import pool_ops  # noqa: E402
+_LEAVES.update(pool_ops.EXPORTERS)   # AdaptiveAvgPool2d's too: any output size dividing the input's
 # -- embeddings --
+from . import embedding_ops  # noqa: E402
+_LEAVES.update(embedding_ops.EXPORTERS)
 
 
 def _value_info(onnx, name, array, batch):
@@ -320,9 +330,9 @@ def export(model, example_input, path, opset: int = 17):
         raise TypeError(f"{where}: expected a minigrad Layer (Sequential, Graph, ...), got {type(model).__name__}")
     inputs = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     for i, x in enumerate(inputs):
-        if not is_array(x) or x.dtype.kind != "f" or x.ndim < 1:
-            raise TypeError(f"{where}: example input {i} must be a floating NumPy/CuPy array with a batch "
-                            f"dimension, got {type(x).__name__} {getattr(x, 'shape', '')}")
+        if not is_array(x) or x.dtype.kind not in "fiu" or x.ndim < 1:   # integers: indices (an Embedding's input)
+            raise TypeError(f"{where}: example input {i} must be a floating NumPy/CuPy array (integer indices for an "
+                            f"Embedding) with a batch dimension, got {type(x).__name__} {getattr(x, 'shape', '')}")
     backend = model.backend or get_backend()
     inputs = tuple(to_backend(x, backend) for x in inputs)
     in_names = list(model.input_names) if type(model) is Graph else ["input"]

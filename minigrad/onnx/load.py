@@ -30,6 +30,11 @@ from .common import OnnxError, require_onnx
 from .files import read_model
 from .importer import Dim, Importer, decimal
 from .spatial import PAD_MODES, SpatialOps
+from .pool_ops import PoolOps   # before SpatialOps: the 1-d Conv/MaxPool/AveragePool first
+from .activation_ops import ActivationOps
+from .norm_ops import NormOps
+from .embedding_ops import EmbeddingOps
+from .resample_ops import ResampleOps
 
 __all__ = ["load"]
 
@@ -41,7 +46,8 @@ def _on_backend(array, dtype):
     return to_backend(numpy.array(array, dtype=dtype, order="C"), get_backend())
 
 
-class _OnnxToMinigrad(SpatialOps, Importer):
+# The family mixins come before Importer: some extend its run / convert (formulas read as one layer), via super().
+class _OnnxToMinigrad(PoolOps, SpatialOps, ActivationOps, NormOps, EmbeddingOps, ResampleOps, Importer):
     """One method per supported ONNX op: check its attributes, build the minigrad layer, add the node."""
 
     @staticmethod

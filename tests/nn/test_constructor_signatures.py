@@ -38,13 +38,16 @@ DOCUMENTED = {
 UNSUPPORTED = {
     "CrossEntropyLoss": ("size_average", "reduce"), "NLLLoss": ("size_average", "reduce"),
     "MSELoss": ("size_average", "reduce"), "BCEWithLogitsLoss": ("size_average", "reduce"),
+    **{name: ("size_average", "reduce") for name in ("L1Loss", "SmoothL1Loss", "BCELoss", "KLDivLoss",
+                                                     "MarginRankingLoss", "CosineEmbeddingLoss", "MultiMarginLoss",
+                                                     "TripletMarginLoss")},
 }
 
 SHARED = [name for name in mg.nn.__all__ if hasattr(torch.nn, name) and inspect.isclass(getattr(mg.nn, name))]
 
 # the smallest required arguments of the layers with PyTorch's (..., device=None, dtype=None) pair
-REQUIRED = {"Linear": (4, 2), "Conv2d": (1, 2, 3), "ConvTranspose2d": (1, 2, 3), "BatchNorm1d": (3,),
-            "BatchNorm2d": (3,), "LayerNorm": (4,)}
+REQUIRED = {"Linear": (4, 2), "Conv2d": (1, 2, 3), "Conv1d": (1, 2, 3), "ConvTranspose2d": (1, 2, 3),
+            "BatchNorm1d": (3,), "BatchNorm2d": (3,), "LayerNorm": (4,), "Embedding": (5, 3)}
 
 
 def _params(fn):

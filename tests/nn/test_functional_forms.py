@@ -83,10 +83,19 @@ def test_softmax_dtype_casts_first_like_torch():
 
 
 BUILTIN_SIGNATURES = {"gelu": ["input", "approximate"], "linear": ["input", "weight", "bias"],
+                      "softplus": ["input", "beta", "threshold"], "prelu": ["input", "weight"],
+                      "pixel_shuffle": ["input", "upscale_factor"], "pixel_unshuffle": ["input", "downscale_factor"],
                       "max_pool2d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
                                      "return_indices"],
                       "avg_pool2d": ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                                     "divisor_override"]}
+                                     "divisor_override"],
+                      "conv1d": ["input", "weight", "bias", "stride", "padding", "dilation", "groups"],
+                      "max_pool1d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                                     "return_indices"],
+                      "avg_pool1d": ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"],
+                      "adaptive_avg_pool1d": ["input", "output_size"],
+                      "adaptive_max_pool1d": ["input", "output_size", "return_indices"],
+                      "adaptive_max_pool2d": ["input", "output_size", "return_indices"]}
 
 
 def test_functional_forms_are_in_both_namespaces_with_torch_signatures():

@@ -226,7 +226,7 @@ def _from_pickle(array):
 
 def _operator(name):
     numpy_op = getattr(numpy.ndarray, name)
-    in_place = name.startswith("__i")
+    in_place = name.startswith("__i") and name != "__invert__"     # ~a is a new array, not an in-place op
 
     def op(self, *others):
         for other in others:

@@ -1,0 +1,332 @@
+"""More elementwise activations: the math of ``nn.SiLU`` ... ``nn.Threshold`` and their ``torch.nn.functional``
+forms (``silu``, ``mish``, ``hardswish``, ``hardsigmoid``, ``elu``, ``selu``, ``celu``, ``softplus``, ``relu6``,
+``hardtanh``, ``prelu``, ``softsign``, ``tanhshrink``, ``threshold``).
+
+Every function takes a floating array of any shape and returns one of the same shape, dtype and backend.
+Each ``*_forward(x, ...)`` returns ``(y, saved)``; ``*_backward(saved, dy, ...)`` gives the input gradient
+(dy = grad_out, s = sigmoid, sp(z) = log(1 + e^z) computed as max(z, 0) + log1p(e^-|z|), never overflowing):
+
+    SiLU        y = x s(x)                       dx = dy s (1 + x (1 - s))                     saves x
+    Mish        y = x tanh(sp(x)), t = tanh(sp)  dx = dy (t + x s (1 - t^2))                   saves x
+    Hardswish   y = x min(max(x + 3, 0), 6) / 6  dx = 0 (x <= -3), dy (x/3 + 1/2) (x < 3), dy  saves x
+    Hardsigmoid y = min(max(x + 3, 0), 6) / 6    dx = dy / 6 on -3 < x < 3, else 0             saves the mask
+    ELU family  y = x * scale (x > 0), alpha scale expm1(x * input_scale) (x <= 0)
+                dx = dy scale (x > 0), dy input_scale alpha scale exp(x * input_scale) (x <= 0)   saves x
+                ELU(alpha): scale = input_scale = 1; SELU: PyTorch's alpha and scale; CELU(alpha): 1/alpha
+    Softplus    y = x if beta x > threshold else sp(beta x) / beta
+                dx = dy if beta x > threshold else dy s(beta x)                               saves x
+    Hardtanh    y = min(max(x, min_val), max_val)  dx = dy on min_val < x < max_val, else 0    saves the mask
+    ReLU6       Hardtanh(0, 6), as in PyTorch (the gradient is 0 at x = 0 and x = 6)
+    PReLU       y = x (x > 0), w x;  dx = dy (x > 0), w dy;  dw = sum of x dy where x <= 0  saves x
+    Softsign    y = x / (1 + |x|)                dx = dy / (1 + |x|)^2 (0 at +-inf; PyTorch: NaN)  saves x
+    Tanhshrink  y = x - tanh(x)                  dx = dy tanh(x)^2                              saves tanh(x)
+    Threshold   y = value if x <= threshold else x   dx = 0 if x <= threshold else dy         saves the mask
+
+At a kink the gradient is PyTorch's (the side each formula names above; NaN inputs take the "else" side, as
+in PyTorch). Two PyTorch details are copied on purpose, so that float64 matches it to 1e-16: Hardsigmoid's
+gradient is dy times 1/6 *rounded to float32* (its kernels use the constant 1.0f / 6.0f in every dtype), and
+CELU's gradient uses input_scale = 1 / float32(alpha) (its derivative formula reads alpha.toFloat(); the forward
+uses 1 / alpha). Where PyTorch's Softplus overflows (beta x > 709 below a larger threshold: inf, NaN gradient)
+the stable form here stays finite.
+The functional forms compute the forward only (no tape): to train through an activation, use its layer.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy
+
+from ..kernels.cpu_elementwise import select
+from ..runtime.backend import get_array_module, is_array
+from ..runtime.checks import check_float_array, check_same_dtype
+from .activation import sigmoid_forward
+
+__all__ = ["silu", "mish", "hardswish", "hardsigmoid", "elu", "selu", "celu", "softplus", "relu6", "hardtanh",
+           "prelu", "softsign", "tanhshrink", "threshold", "check_number", "check_bounds", "SELU_ALPHA",
+           "SELU_SCALE", "HARDSIGMOID_SLOPE", "prelu_channels", "prelu_check_input"]
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+HARDSIGMOID_SLOPE = float(numpy.float32(1.0 / 6.0))     # PyTorch's one_sixth(1.0f / 6.0f), in every dtype
+
+
+def check_number(value, name: str, where: str, *, finite: bool = True, nonzero: bool = False) -> float:
+    """A real number option (not a bool): finite unless ``finite=False`` (then only NaN is refused)."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) if finite else not math.isnan(value)
+    if ok and nonzero and value == 0.0:
+        raise ValueError(f"{where}: {name} must not be 0, got {value!r}")
+    if not ok:
+        raise ValueError(f"{where}: {name} must be a {'finite ' if finite else ''}number, got {value!r}")
+    return value
+
+
+def check_bounds(min_val, max_val, where: str, strict: bool = True):
+    """Hardtanh's (min_val, max_val): numbers with max_val > min_val (>= for the functional form, as torch)."""
+    lo = check_number(min_val, "min_val", where, finite=False)
+    hi = check_number(max_val, "max_val", where, finite=False)
+    if hi < lo or (strict and hi == lo):
+        raise ValueError(f"{where}: max_val must be {'greater than' if strict else 'at least'} min_val, got "
+                         f"min_val={min_val!r}, max_val={max_val!r}")
+    return lo, hi
+
+
+def _softplus(xp, z):
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def _sigmoid(x):
+    return sigmoid_forward(x)[0]
+
+
+# -- the math, forward and backward ---------------------------------------------------------------------
+def silu_forward(x):
+    return x * _sigmoid(x), x
+
+
+def silu_backward(x, grad_out):
+    s = _sigmoid(x)
+    return grad_out * s * (1.0 + x * (1.0 - s))
+
+
+def mish_forward(x):
+    xp = get_array_module(x)
+    return x * xp.tanh(_softplus(xp, x)), x
+
+
+def mish_backward(x, grad_out):
+    xp = get_array_module(x)
+    t = xp.tanh(_softplus(xp, x))
+    return grad_out * (t + x * _sigmoid(x) * (1.0 - t * t))
+
+
+def hardswish_forward(x):
+    xp = get_array_module(x)
+    return x * xp.minimum(xp.maximum(x + 3.0, 0.0), 6.0) / 6.0, x
+
+
+def hardswish_backward(x, grad_out):
+    xp = get_array_module(x)
+    inner = xp.where(x < 3.0, grad_out * (x / 3.0 + 0.5), grad_out)
+    return xp.where(x <= -3.0, 0.0, inner)
+
+
+def hardsigmoid_forward(x):
+    xp = get_array_module(x)
+    return xp.minimum(xp.maximum(x + 3.0, 0.0), 6.0) / 6.0, (x > -3.0) & (x < 3.0)
+
+
+def hardsigmoid_backward(inside, grad_out):
+    return select(inside, grad_out * HARDSIGMOID_SLOPE)
+
+
+def elu_forward(x, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
+    """PyTorch's elu(x, alpha, scale, input_scale): ELU, SELU and CELU are this with their constants."""
+    xp = get_array_module(x)
+    negative = xp.expm1(xp.minimum(x, 0.0) * input_scale) * (alpha * scale)   # min: no overflow for x > 0
+    return xp.where(x <= 0, negative, x * scale if scale != 1.0 else x), x
+
+
+def elu_backward(x, grad_out, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
+    xp = get_array_module(x)
+    negative = grad_out * (input_scale * alpha * scale) * xp.exp(xp.minimum(x, 0.0) * input_scale)
+    return xp.where(x <= 0, negative, grad_out * scale if scale != 1.0 else grad_out)
+
+
+def selu_forward(x):
+    return elu_forward(x, SELU_ALPHA, SELU_SCALE)
+
+
+def selu_backward(x, grad_out):
+    return elu_backward(x, grad_out, SELU_ALPHA, SELU_SCALE)
+
+
+def celu_forward(x, alpha: float):
+    return elu_forward(x, alpha, 1.0, 1.0 / alpha)
+
+
+def celu_backward(x, grad_out, alpha: float):
+    # PyTorch's derivative of celu is elu_backward(..., input_scale = 1.0 / alpha.toFloat()): 1/alpha with alpha
+    # rounded to float32 first (its forward uses 1/alpha in double); the same here, to match it to 1e-16
+    rounded = float(numpy.float32(alpha)) if 1e-37 < abs(alpha) < 3e38 else alpha   # (no float32 under/overflow)
+    return elu_backward(x, grad_out, alpha, 1.0, 1.0 / rounded)
+
+
+def softplus_forward(x, beta: float, threshold: float):
+    xp = get_array_module(x)
+    z = x * beta
+    return xp.where(z > threshold, x, _softplus(xp, z) / beta), x
+
+
+def softplus_backward(x, grad_out, beta: float, threshold: float):
+    z = x * beta
+    return get_array_module(x).where(z > threshold, grad_out, grad_out * _sigmoid(z))
+
+
+def hardtanh_forward(x, min_val: float, max_val: float):
+    xp = get_array_module(x)
+    inside = ~((x <= min_val) | (x >= max_val))           # PyTorch's test: NaN keeps its gradient
+    return xp.minimum(xp.maximum(x, min_val), max_val), inside
+
+
+def hardtanh_backward(inside, grad_out, min_val: float = -1.0, max_val: float = 1.0):
+    return select(inside, grad_out)
+
+
+def prelu_channels(x) -> int:
+    """PyTorch's channel count of a PReLU input: its dimension 1, or 1 for a 0-d or 1-d input."""
+    return x.shape[1] if x.ndim >= 2 else 1
+
+
+def _prelu_weight(weight, x):
+    """weight (C,) shaped to broadcast over x: () for one value, (C, 1, ..., 1) along dimension 1."""
+    if weight.size == 1:
+        return weight.reshape(())                          # (1,) -> ()
+    return weight.reshape((-1,) + (1,) * (x.ndim - 2))     # (C,) -> (C, 1, ..., 1) for x (N, C, *)
+
+
+def prelu_forward(x, weight):
+    """x: (N, C, *) or any shape for one weight; weight: (C,) or (1,) -> x's shape. Saves x."""
+    positive = x > 0
+    return get_array_module(x).where(positive, x, _prelu_weight(weight, x) * x), x
+
+
+def prelu_backward(x, grad_out, weight, need_weight: bool = True, need_input: bool = True):
+    """-> (dx of x's shape or None, dweight (C,) or None): dweight sums x * dy over x <= 0 beside the channel axis."""
+    xp = get_array_module(x)
+    positive = x > 0
+    dx = xp.where(positive, grad_out, _prelu_weight(weight, x) * grad_out) if need_input else None
+    if not need_weight:
+        return dx, None
+    masked = xp.where(positive, 0.0, x * grad_out)
+    if weight.size == 1:
+        return dx, masked.reshape(1, -1).sum(axis=1)       # any shape -> (1, size) -> (1,)
+    axes = (0,) + tuple(range(2, x.ndim))
+    return dx, masked.sum(axis=axes)                       # (N, C, *) -> (C,)
+
+
+def prelu_check_input(x, weight, where: str, weight_name: str = "weight"):
+    """x must be a float array of weight's dtype and backend, with weight.size channels (PyTorch's rule)."""
+    check_float_array(x, where)
+    get_array_module(x, weight, names=("input", weight_name), where=where)
+    check_same_dtype(x, weight, where, "input", weight_name)
+    if weight.size != 1 and prelu_channels(x) != weight.size:
+        raise ValueError(f"{where}: expected input with {weight.size} channels (num_parameters={weight.size}) in "
+                         f"dimension 1, got input of shape {tuple(x.shape)} ({prelu_channels(x)} channel"
+                         f"{'s' if prelu_channels(x) != 1 else ''}: a 0-d or 1-d input has one)")
+
+
+def softsign_forward(x):
+    return x / (get_array_module(x).abs(x) + 1.0), x
+
+
+def softsign_backward(x, grad_out):
+    d = get_array_module(x).abs(x) + 1.0
+    return grad_out / d / d            # (not / d^2: no overflow for |x| > 1e154); 0 at x = +-inf
+
+
+def tanhshrink_forward(x):
+    t = get_array_module(x).tanh(x)
+    return x - t, t
+
+
+def tanhshrink_backward(t, grad_out):
+    return grad_out * (t * t)
+
+
+def threshold_forward(x, threshold: float, value: float):
+    below = x <= threshold
+    return get_array_module(x).where(below, value, x), ~below
+
+
+def threshold_backward(above, grad_out, threshold: float = 0.0, value: float = 0.0):
+    return select(above, grad_out)
+
+
+# -- torch.nn.functional's forms ---------------------------------------------------------------------------
+def _run(forward, input, where, *options):
+    check_float_array(input, where)
+    return forward(input, *options)[0]
+
+
+def silu(input, inplace: bool = False):
+    """x * sigmoid(x). x: any shape -> same shape (a new array; ``inplace`` is accepted and ignored)."""
+    return _run(silu_forward, input, "silu")
+
+
+def mish(input, inplace: bool = False):
+    """x * tanh(softplus(x)). x: any shape -> same shape."""
+    return _run(mish_forward, input, "mish")
+
+
+def hardswish(input, inplace: bool = False):
+    """x * relu6(x + 3) / 6. x: any shape -> same shape."""
+    return _run(hardswish_forward, input, "hardswish")
+
+
+def hardsigmoid(input, inplace: bool = False):
+    """relu6(x + 3) / 6. x: any shape -> same shape."""
+    return _run(hardsigmoid_forward, input, "hardsigmoid")
+
+
+def elu(input, alpha: float = 1.0, inplace: bool = False):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise. x: any shape -> same shape."""
+    return _run(elu_forward, input, "elu", check_number(alpha, "alpha", "elu"))
+
+
+def selu(input, inplace: bool = False):
+    """scale * elu(x, alpha) with PyTorch's SELU constants. x: any shape -> same shape."""
+    return _run(selu_forward, input, "selu")
+
+
+def celu(input, alpha: float = 1.0, inplace: bool = False):
+    """x for x > 0, alpha * (exp(x / alpha) - 1) otherwise. x: any shape -> same shape."""
+    return _run(celu_forward, input, "celu", check_number(alpha, "alpha", "celu", nonzero=True))
+
+
+def softplus(input, beta: float = 1.0, threshold: float = 20.0):
+    """log(1 + exp(beta x)) / beta, x itself where beta x > threshold. x: any shape -> same shape."""
+    return _run(softplus_forward, input, "softplus", check_number(beta, "beta", "softplus", nonzero=True),
+                check_number(threshold, "threshold", "softplus", finite=False))
+
+
+def relu6(input, inplace: bool = False):
+    """min(max(x, 0), 6). x: any shape -> same shape."""
+    return _run(hardtanh_forward, input, "relu6", 0.0, 6.0)
+
+
+def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+    """min(max(x, min_val), max_val). x: any shape -> same shape."""
+    return _run(hardtanh_forward, input, "hardtanh", *check_bounds(min_val, max_val, "hardtanh", strict=False))
+
+
+def prelu(input, weight):
+    """x for x > 0, weight * x otherwise; weight (1,) or (C,) along dimension 1 of x (N, C, *) (a Parameter
+    or an array). x: any shape -> same shape."""
+    weight = weight.data if hasattr(weight, "accumulate") else weight
+    if not is_array(weight):
+        raise TypeError(f"prelu: expected weight to be a NumPy or CuPy array, got {type(weight).__name__}")
+    if weight.ndim > 1:
+        raise ValueError(f"prelu: expected weight to be a scalar or 1-D array, got shape {tuple(weight.shape)}")
+    prelu_check_input(input, weight, "prelu")
+    return prelu_forward(input, weight)[0]
+
+
+def softsign(input):
+    """x / (1 + |x|). x: any shape -> same shape."""
+    return _run(softsign_forward, input, "softsign")
+
+
+def tanhshrink(input):
+    """x - tanh(x). x: any shape -> same shape."""
+    return _run(tanhshrink_forward, input, "tanhshrink")
+
+
+def threshold(input, threshold: float, value: float, inplace: bool = False):
+    """value where x <= threshold, else x. x: any shape -> same shape."""
+    return _run(threshold_forward, input, "threshold", check_number(threshold, "threshold", "threshold", finite=False),
+                check_number(value, "value", "threshold", finite=False))
