@@ -11,12 +11,17 @@ Dropout as the identity) and every leaf layer is written as the ONNX nodes that 
     activations       Relu, LeakyRelu, Sigmoid, Tanh, Gelu (opset >= 20; below: its Erf/Tanh formula)
     Softmax, LogSoftmax   Softmax, LogSoftmax along the resolved dim
     MaxPool2d, AvgPool2d  MaxPool, AveragePool (ceil_mode, count_include_pad)
-    AdaptiveAvgPool2d(1)  GlobalAveragePool
+    AdaptiveAvgPool2d(1)  GlobalAveragePool (other sizes: pool_ops.py)
     BatchNorm1d/2d    BatchNormalization (running statistics)
     LayerNorm         LayerNormalization (opset >= 17)
     Flatten           Flatten (start_dim=1, end_dim=-1) | Reshape
     Dropout, Identity Identity
     Add, Mul, Concat  Add (Sum for more than two), Mul, Concat
+
+The layer families added later keep their emitters beside their importers: activation_ops.py (ELU ... PReLU),
+norm_ops.py (GroupNorm, InstanceNorm2d, LocalResponseNorm), resample_ops.py (Upsample, PixelShuffle/Unshuffle,
+pad layers, Dropout2d/AlphaDropout), pool_ops.py (adaptive and LP pools, Conv1d, 1-d pools), embedding_ops.py
+(Embedding); docs/interop.md has the whole table.
 
 Initializers are named by the model's state-dict names (``features.0.weight``); a shared layer's
 parameters are written once. Nodes are named by the layer's qualified name. Any other layer, or
