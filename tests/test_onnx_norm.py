@@ -123,7 +123,7 @@ def test_instance_norm_with_running_statistics_reads_back_as_batch_norm(tmp_path
 
 
 def _torch_float64_round_trip(module, shape, opset, tmp_path):
-    import torch
+    torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     module = module.double()
     with torch.no_grad():
@@ -152,14 +152,14 @@ def _torch_float64_round_trip(module, shape, opset, tmp_path):
 @pytest.mark.parametrize("options,shape", [({}, (2, 6, 4, 3)), ({"affine": False}, (2, 6, 5)),
                                            ({"bias": False}, (3, 6))], ids=["affine_4d", "no_affine_3d", "no_bias_2d"])
 def test_torch_exported_group_norm_reads_back_as_one_group_norm_and_trains(options, shape, opset, tmp_path):
-    import torch
+    torch = pytest.importorskip("torch")
     graph = _torch_float64_round_trip(torch.nn.GroupNorm(3, 6, **options), shape, opset, tmp_path)
     assert [type(layer) for _, layer, _ in graph.nodes] == [nn.GroupNorm]
 
 
 @pytest.mark.parametrize("options", [{}, {"affine": True}], ids=["plain", "affine"])
 def test_torch_exported_instance_norm_reads_back_and_trains(options, tmp_path):
-    import torch
+    torch = pytest.importorskip("torch")
     graph = _torch_float64_round_trip(torch.nn.InstanceNorm2d(3, **options), (2, 3, 4, 5), 17, tmp_path)
     assert [type(layer) for _, layer, _ in graph.nodes] == [nn.InstanceNorm2d]
 
@@ -180,7 +180,7 @@ def test_what_has_no_exact_reading_is_refused_naming_the_node(tmp_path):
         mg.onnx.load(_refused(inorm, [2, 4, 5], [ones, zeros]))
     with pytest.raises(mg.onnx.OnnxError, match=r"InstanceNorm2d gets an input of shape \(3, 4, 4\); ONNX needs"):
         mg.onnx.export(nn.InstanceNorm2d(3), sample((3, 4, 4)), tmp_path / "m.onnx")
-    import torch
+    torch = pytest.importorskip("torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch_export(torch.nn.LocalResponseNorm(3), torch.randn(2, 4, 3, 3), tmp_path / "lrn.onnx")

@@ -172,7 +172,7 @@ def test_depth_space_ops_import(op, attrs, shape):
 
 
 def _torch_file(module, x, path, folding=True):
-    import torch
+    torch = pytest.importorskip("torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],

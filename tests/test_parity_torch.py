@@ -158,7 +158,7 @@ def _decisions(model):
     choices = {}
     for name, layer in model.named_modules():
         if isinstance(layer, mg.nn.ReLU):
-            choices[name] = np.asarray(layer._cache).copy()
+            choices[name] = np.asarray(layer._cache[0]).copy()          # (mask, the input's dtype)
         elif isinstance(layer, mg.nn.MaxPool2d):
             choices[name] = np.asarray(layer._cache[0]).copy()
     return choices

@@ -44,7 +44,8 @@ from .activation_more import (celu, elu, hardsigmoid, hardswish, hardtanh, mish,
                               selu, silu, softplus, softsign, tanhshrink, threshold)
 hardswish, hardsigmoid, relu6, hardtanh, prelu, softsign, tanhshrink, threshold = (guarded(f, 3) for f in (
     hardswish, hardsigmoid, relu6, hardtanh, prelu, softsign, tanhshrink, threshold))
-silu, elu, selu, celu, mish, softplus = (guarded(f, 4) for f in (silu, elu, selu, celu, mish, softplus))
+elu, selu, celu, mish = (guarded(f, 4) for f in (elu, selu, celu, mish))
+silu, softplus = guarded(silu, 5), guarded(softplus, 5)     # (measured peaks: 4.25 inputs)
 TORCH_FORMS += ["silu", "mish", "hardswish", "hardsigmoid", "elu", "selu", "celu", "softplus", "relu6", "hardtanh",
                 "prelu", "softsign", "tanhshrink", "threshold"]
 # -- normalisation --

@@ -34,19 +34,19 @@ def check_padding_idx(padding_idx, num_embeddings: int, where: str):
 
 
 def check_indices(input, num_embeddings: int, where: str):
-    """input: an integer array of any shape with entries in [0, num_embeddings)."""
+    """input: an integer array of any shape with entries in [0, num_embeddings) (tested by its min and max: no
+    temporary of the input's size)."""
     if not is_array(input):
         raise TypeError(f"{where}: expected input to be a NumPy or CuPy array of integer indices, got "
                         f"{type(input).__name__}")
     if input.dtype.kind not in "iu":
         raise TypeError(f"{where}: expected integer indices (int64 or int32) as input, got dtype {input.dtype}; an "
                         "embedding looks rows up by index: convert the tokens with input.astype('int64')")
-    if input.size:
+    if input.size and bool((input.min() < 0) | (input.max() >= num_embeddings)):   # one value read back (a sync)
         outside = (input < 0) | (input >= num_embeddings)
-        if bool(outside.any()):                       # the only value read back (a device sync)
-            example = int(input[outside].reshape(-1)[0])
-            raise IndexError(f"{where}: index out of range: the indices must be in [0, {num_embeddings}) "
-                             f"(num_embeddings={num_embeddings}), got {example}")
+        example = int(input[outside].reshape(-1)[0])
+        raise IndexError(f"{where}: index out of range: the indices must be in [0, {num_embeddings}) "
+                         f"(num_embeddings={num_embeddings}), got {example}")
 
 
 def embedding_forward(input, weight, where: str):
@@ -58,7 +58,7 @@ def embedding_forward(input, weight, where: str):
     check_indices(input, weight.shape[0], where)
     get_array_module(weight, input, names=("weight", "input"), where=where)
     shape = tuple(input.shape) + (weight.shape[1],)
-    check_bytes(input.size * weight.shape[1] * weight.dtype.itemsize, where, shape)
+    check_bytes(input.size * weight.shape[1] * weight.dtype.itemsize, where, shape, like=weight)
     return get_array_module(weight).take(weight, input, axis=0)          # (*) -> (*, D)
 
 

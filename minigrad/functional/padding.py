@@ -19,7 +19,7 @@ from ..runtime.backend import get_array_module
 from ..runtime.checks import check_float_array
 from ..runtime.memory import check_bytes
 
-__all__ = ["PADDING_MODES", "check_padding", "pad2d", "pad2d_backward", "pad"]
+__all__ = ["PADDING_MODES", "check_padding", "pad2d", "pad2d_backward", "pad", "as_planes"]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _CONSTANT = ("zeros", "constant")
@@ -112,6 +112,17 @@ def _scatter_back(grad, size: int, before: int, after: int, mode: str, axis: int
     return out
 
 
+def as_planes(x, where: str):
+    """x (*, H, W) -> 4-D (B, C, H, W) with the same entries in the same order, for pad2d: x itself when 4-D, a view
+    with leading unit axes when 2-D or 3-D, else (B, 1, H, W), whose reshape copies a non-contiguous x (a broadcast
+    view of a few bytes reading as gigabytes): that copy is checked by the memory guard first."""
+    if x.ndim <= 4:
+        return x.reshape((1,) * (4 - x.ndim) + tuple(x.shape))           # adding unit axes never copies
+    if not x.flags.c_contiguous:
+        check_bytes(x.size * x.dtype.itemsize, where, x.shape, what="contiguous copy of the input", like=x)
+    return x.reshape((math.prod(x.shape[:-2]), 1) + tuple(x.shape[-2:]))  # (*, H, W) -> (B, 1, H, W)
+
+
 def pad2d_backward(grad, pads, mode: str = "zeros"):
     """Gradient of pad2d: grad (N, C, Hp, Wp) -> (N, C, H, W)."""
     top, bottom, left, right = pads
@@ -167,6 +178,6 @@ def pad(input, pad, mode="constant", value=None):
     h, w = (input.shape[-2], input.shape[-1]) if dims == 2 else (1, input.shape[-1])
     pads = (top, bottom, left, right)
     check_padding((h, w), pads, _TORCH_MODES[mode], where)
-    x4 = input.reshape((math.prod(lead), 1, h, w))           # (*, [H,] W) -> (B, 1, H, W)
+    x4 = as_planes(input if dims == 2 else input[..., None, :], where)   # (*, [H,] W) -> (B, C, H, W)
     y = pad2d(x4, pads, _TORCH_MODES[mode], 0.0 if value is None else float(value), where=where)
     return y.reshape(lead + tuple(y.shape[4 - dims:]))        # (B, 1, H', W') -> (*, [H',] W')

@@ -121,8 +121,10 @@ def adaptive_max_pool(x, output_size, return_indices, where):
         y, argmax = P.max_pool2d_forward(x4, geom)                  # the same first maximum / NaN rule
         indices = P.flat_indices(argmax, geom)
         saved = (argmax, tuple(x4.shape), unbatched, like, geom)
-    else:   # the row maxima and their columns (N, C, H, OW), the output and its indices (int64)
-        check_bytes(n * c * (h * out[1] + out[0] * out[1]) * (x4.dtype.itemsize + 8), where, (n, c) + out, like=x4)
+    else:   # the row maxima and their columns (N, C, H, OW), the output and its indices (int64), each step of the
+        # running maximum holding the old and new maxima, the candidate, the old and new positions and the masks
+        check_bytes(n * c * (h * out[1] + out[0] * out[1]) * (3 * x4.dtype.itemsize + 19), where, (n, c) + out,
+                    like=x4)
         y, indices = adaptive_max_pool2d_forward(x4, out)
         saved = (indices, tuple(x4.shape), unbatched, like, None)
     if unbatched:

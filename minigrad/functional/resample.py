@@ -13,8 +13,9 @@ Each spatial axis of size ``in`` is resized to ``out`` on its own (the resize is
 
 As a matrix, each axis is y = A x with A (out, in) holding the weights (one 1 per row for nearest), so the
 whole resize is y = A_h x A_w^T and its gradient dx = A_h^T dy A_w. Forward runs it as gathers (cost
-proportional to the output; a non-finite input stays local); backward runs the transposes as matrix products,
-or as a reshape-sum where nearest repeats each input exactly k times.
+proportional to the output; a non-finite input stays local); backward runs the transposes as matrix products
+(as gathers of each input's outputs where the matrix would outgrow the gradient: a long axis), or as a
+reshape-sum where nearest repeats each input exactly k times.
 
 Pixel shuffle: (*, C r^2, H, W) -> (*, C, H r, W r), channel c r^2 + i r + j -> pixel (h r + i, w r + j);
 pixel unshuffle is its inverse, and each one's gradient is the other.
@@ -161,8 +162,36 @@ class _Axis:
         if self.mode.startswith("nearest"):
             return xp.take(x, self._on(x, "index"), axis=axis)
         shape = (-1,) + (1,) * (x.ndim - 1 - axis)                       # weights broadcast along ``axis``
-        l0, l1 = self._on(x, "l0", x.dtype).reshape(shape), self._on(x, "l1", x.dtype).reshape(shape)
-        return xp.take(x, self._on(x, "i0"), axis=axis) * l0 + xp.take(x, self._on(x, "i1"), axis=axis) * l1
+        y = xp.take(x, self._on(x, "i0"), axis=axis)
+        y *= self._on(x, "l0", x.dtype).reshape(shape)
+        term = xp.take(x, self._on(x, "i1"), axis=axis)
+        term *= self._on(x, "l1", x.dtype).reshape(shape)
+        y += term                                                        # l0 x[i0] + l1 x[i1]: two arrays of y's size
+        return y
+
+    def dense(self, size) -> bool:
+        """Whether adjoint multiplies by the (out, in) matrix A: when A is no larger than the gradient of ``size``
+        entries; else (a long axis: A would be quadratic in it) it gathers each input's few outputs (``_sources``)."""
+        return self.n_out * self.n_in <= size
+
+    def _sources(self):
+        """source_index, source_weight, (in, K) each: input i receives sum_k weight[i, k] * g[index[i, k]], its K (most)
+        outputs, unused slots with weight 0. Built once on the host from the (source, output, weight) of ``apply``."""
+        if "source_index" not in self.__dict__:
+            outputs = numpy.arange(self.n_out)
+            if self.mode.startswith("nearest"):
+                src, dst, w = self.index, outputs, numpy.ones(self.n_out)
+            else:
+                src, dst = numpy.concatenate([self.i0, self.i1]), numpy.concatenate([outputs, outputs])
+                w = numpy.concatenate([self.l0, self.l1])
+            order = numpy.argsort(src, kind="stable")
+            src, dst, w = src[order], dst[order], w[order]
+            counts = numpy.bincount(src, minlength=self.n_in)
+            slot = numpy.arange(src.size) - (numpy.cumsum(counts) - counts)[src]     # place within its input
+            index = numpy.zeros((self.n_in, int(counts.max())), numpy.int64)
+            weight = numpy.zeros(index.shape, w.dtype)
+            index[src, slot], weight[src, slot] = dst, w
+            self.source_index, self.source_weight = index, weight
 
     def adjoint(self, g, axis):
         """g (.., out, ..) -> (.., in, ..): the transpose of ``apply``."""
@@ -171,10 +200,28 @@ class _Axis:
         if self.block:                                            # each input repeated k times: sum the k
             shape = g.shape[:axis] + (self.n_in, self.block) + g.shape[axis + 1:]
             return g.reshape(shape).sum(axis=axis + 1)            # (.., in*k, ..) -> (.., in, k, ..) -> (.., in, ..)
+        xp = get_array_module(g)
+        if not self.dense(g.size):
+            self._sources()
+            index, weight = self._on(g, "source_index"), self._on(g, "source_weight", g.dtype)   # (in, K) each
+            shape = (-1,) + (1,) * (g.ndim - 1 - axis)                   # weights broadcast along ``axis``
+            out = xp.take(g, index[:, 0], axis=axis) * weight[:, 0].reshape(shape)
+            for k in range(1, index.shape[1]):
+                out += xp.take(g, index[:, k], axis=axis) * weight[:, k].reshape(shape)
+            return out
         a = self._on(g, "matrix", g.dtype)                        # (out, in)
         if axis == g.ndim - 1:
             return g @ a                                          # (.., out) @ (out, in) -> (.., in)
-        return get_array_module(g).matmul(a.T, g)                 # (in, out) @ (.., out, W) -> (.., in, W)
+        return xp.matmul(a.T, g)                                  # (in, out) @ (.., out, W) -> (.., in, W)
+
+    def adjoint_bytes(self, size, itemsize) -> int:
+        """A bound on the bytes ``adjoint`` allocates besides its result, for a gradient of ``size`` entries: the
+        matrix, or the gathered term, the product and the tables (their width K is at most out/in + 2 per source)."""
+        if self.identity or self.block:
+            return 0
+        if self.dense(size):
+            return self.n_out * self.n_in * itemsize
+        return 2 * (size // self.n_out) * self.n_in * itemsize + _TABLE_BYTES * (2 * self.n_out + 3 * self.n_in)
 
 
 def _opmath(dtype):
@@ -210,6 +257,11 @@ def _linear_weights(n_in, n_out, scale, align_corners, dtype):
     return i0, i1, (t(1) - l1).astype(dtype), l1.astype(dtype)
 
 
+# Host bytes per output position of an axis that building its tables takes at most (_nearest_index and
+# _linear_weights: a few int64 and float64 arrays of n_out entries and their temporaries).
+_TABLE_BYTES = 96
+
+
 @functools.lru_cache(maxsize=64)
 def _axis(n_in, n_out, scale, mode, align_corners, dtype):
     """One axis's resize, built once per geometry (its indices, weights and matrices are reused)."""
@@ -231,11 +283,14 @@ def interpolate_forward(x, options, where):
     in_size, out_size, scales = _geometry(x.shape, options, where)
     n, c = x.shape[:2]
     x4 = x.reshape((n, c) + in_size)                        # (N, C, W) -> (N, C, 1, W); 4-D unchanged
-    rows, cols = _plan(in_size, out_size, scales, options[2], options[3], x.dtype)
     rows_first = out_size[0] * in_size[1] <= in_size[0] * out_size[1]       # the smaller intermediate
     middle = (out_size[0], in_size[1]) if rows_first else (in_size[0], out_size[1])
-    check_bytes(n * c * (math.prod(out_size) + math.prod(middle)) * x.dtype.itemsize, where,
-                (n, c) + out_size, like=x)
+    # the output and the intermediate (linear: each with its second term), and each axis's index and weight tables
+    # (built on the host), before any of them
+    copies = 1 if options[2].startswith("nearest") else 2
+    check_bytes(copies * n * c * (math.prod(out_size) + math.prod(middle)) * x.dtype.itemsize
+                + _TABLE_BYTES * sum(out_size), where, (n, c) + out_size, like=x)
+    rows, cols = _plan(in_size, out_size, scales, options[2], options[3], x.dtype)
     y = cols.apply(rows.apply(x4, 2), 3) if rows_first else rows.apply(cols.apply(x4, 3), 2)
     saved = (rows, cols, tuple(x.shape), backend_of(x), x.dtype)
     return y.reshape((n, c) + out_size[2 - len(x.shape[2:]):]), saved    # (N, C, 1, OW) -> (N, C, OW)
@@ -250,8 +305,10 @@ def interpolate_backward(saved, grad_out, where):
     g = grad_out.reshape((n, c, rows.n_out, cols.n_out))                 # (N, C, OW) -> (N, C, 1, OW)
     cols_first = rows.n_out * cols.n_in <= rows.n_in * cols.n_out        # shrink the larger axis first
     middle = (rows.n_out, cols.n_in) if cols_first else (rows.n_in, cols.n_out)
-    check_bytes(n * c * (rows.n_in * cols.n_in + math.prod(middle)) * grad_out.dtype.itemsize, where,
-                in_shape, like=grad_out)
+    first, second = (cols, rows) if cols_first else (rows, cols)
+    size, itemsize = n * c * rows.n_out * cols.n_out, grad_out.dtype.itemsize
+    work = first.adjoint_bytes(size, itemsize) + second.adjoint_bytes(n * c * math.prod(middle), itemsize)
+    check_bytes(n * c * (rows.n_in * cols.n_in + math.prod(middle)) * itemsize + work, where, in_shape, like=grad_out)
     dx = rows.adjoint(cols.adjoint(g, 3), 2) if cols_first else cols.adjoint(rows.adjoint(g, 2), 3)
     return dx.reshape(in_shape)                                          # (N, C, 1, W) -> (N, C, W)
 

@@ -47,6 +47,8 @@ def pool1d_options(kernel_size, stride, padding, dilation, where):
 
 
 def _check_length(x, k, s, p, d, ceil_mode, where):
+    check_float_array(x, where)                          # (before x.shape: a list or a 4-D input named as such)
+    check_ndim(x, (2, 3), where, LAYOUT)
     length = x.shape[-1]
     out = pool_out_size(length, k, s, p, d, ceil_mode)
     if out < 1:

@@ -14,8 +14,9 @@ from .layer import Layer
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
 
 
-def _check_grad(layer, grad_out, reference):
-    """grad_out must be an array of the output's shape, dtype and backend."""
+def _check_grad(layer, grad_out, reference, dtype=None):
+    """grad_out must be an array of the output's shape, dtype and backend (``dtype``: the input's, for a layer that
+    cached a boolean mask)."""
     if not is_array(grad_out):
         raise TypeError(f"{layer.label}: expected grad_out to be a NumPy or CuPy array, got "
                         f"{type(grad_out).__name__}")
@@ -27,6 +28,9 @@ def _check_grad(layer, grad_out, reference):
         check_same_dtype(grad_out, reference, layer.label, "grad_out", "input")
     else:                                         # ReLU/LeakyReLU cache a boolean mask
         check_float_array(grad_out, layer.label, "grad_out")
+        if dtype is not None and grad_out.dtype != dtype:
+            raise TypeError(f"{layer.label}: grad_out has dtype {grad_out.dtype} but input has dtype {dtype}; use one "
+                            "dtype (e.g. layer.to(dtype=...) or x.astype(...))")
 
 
 class _Elementwise(Layer):
@@ -39,12 +43,13 @@ class _Elementwise(Layer):
     def forward(self, input):
         """input: any shape -> same shape. Caches what the backward needs (see functional.activation)."""
         check_float_array(input, self.label)
-        y, self._cache = self._forward(input, *self._options())
+        y, saved = self._forward(input, *self._options())
+        self._cache = (saved, input.dtype)
         return y
 
     def backward(self, grad_out):
-        saved = self.take_cache()
-        _check_grad(self, grad_out, saved)
+        saved, dtype = self.take_cache()
+        _check_grad(self, grad_out, saved, dtype)
         return self._backward(saved, grad_out, *self._options())
 
 

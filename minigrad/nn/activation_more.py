@@ -46,7 +46,7 @@ class _NoArguments(Elementwise):
 class SiLU(_Inplace):
     """y = x * sigmoid(x) (also called swish), without overflow for large |x|. Caches x."""
 
-    FORWARD_COPIES = 3
+    FORWARD_COPIES = 5      # the output and its temporaries (measured peak: 4.25 inputs)
     _forward, _backward = staticmethod(A.silu_forward), staticmethod(A.silu_backward)
 
 
@@ -92,7 +92,7 @@ class SELU(_Inplace):
     """y = scale * (x for x > 0, alpha * (exp(x) - 1) for x <= 0), PyTorch's alpha ~ 1.6733 and
     scale ~ 1.0507. Caches x."""
 
-    FORWARD_COPIES = 3
+    FORWARD_COPIES = 4      # the output and its temporaries (measured peak: 3.25 inputs)
     _forward, _backward = staticmethod(A.selu_forward), staticmethod(A.selu_backward)
 
 
@@ -117,7 +117,7 @@ class Softplus(Elementwise):
     """y = log(1 + exp(beta x)) / beta, and y = x where beta x > threshold (PyTorch's linear branch, gradient
     1 there); beta must not be 0. Caches x."""
 
-    FORWARD_COPIES = 4
+    FORWARD_COPIES = 5      # the output and its temporaries (measured peak: 4.25 inputs)
     _forward, _backward = staticmethod(A.softplus_forward), staticmethod(A.softplus_backward)
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
@@ -136,6 +136,7 @@ class Hardtanh(Elementwise):
     """y = min(max(x, min_val), max_val); gradient 1 strictly inside, 0 at and beyond the bounds (PyTorch's).
     ``min_value`` / ``max_value`` are PyTorch's deprecated names (a FutureWarning, then used). Caches the mask."""
 
+    FORWARD_COPIES = 3      # the clamped output, its temporary and the boolean masks (measured peak: 2.25 inputs)
     _forward, _backward = staticmethod(A.hardtanh_forward), staticmethod(A.hardtanh_backward)
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False,

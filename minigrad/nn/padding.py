@@ -14,10 +14,9 @@ are padded), like PyTorch.
 """
 from __future__ import annotations
 
-import math
 import numbers
 
-from ..functional.padding import check_padding, pad2d, pad2d_backward
+from ..functional.padding import as_planes, check_padding, pad2d, pad2d_backward
 from ..runtime.backend import backend_of
 from ..runtime.checks import check_float_array, check_grad_like, check_ndim
 from .layer import Layer
@@ -62,10 +61,10 @@ class _Pad2d(Layer):
         pads = (top, bottom, left, right)
         lead, (h, w) = tuple(input.shape[:-2]), input.shape[-2:]
         check_padding((h, w), pads, self._mode, where)
-        x4 = input.reshape((math.prod(lead), 1, h, w))     # (*, H, W) -> (B, 1, H, W)
+        x4 = as_planes(input, where)                       # (*, H, W) -> (B, C, H, W), a view unless over 4-D
         y = pad2d(x4, pads, self._mode, self._value(), where=where)
         self._cache = (pads, tuple(input.shape), backend_of(input), input.dtype)
-        return y.reshape(lead + tuple(y.shape[2:]))        # (B, 1, H', W') -> (*, H', W')
+        return y.reshape(lead + tuple(y.shape[2:]))        # (B, C, H', W') -> (*, H', W')
 
     def backward(self, grad_out):
         """grad_out: (*, H', W') -> (*, H, W): the core copied, each padded entry added to its source."""
@@ -73,8 +72,8 @@ class _Pad2d(Layer):
         top, bottom, left, right = pads
         out_shape = in_shape[:-2] + (in_shape[-2] + top + bottom, in_shape[-1] + left + right)
         check_grad_like(grad_out, self.label, out_shape, backend, dtype)
-        g4 = grad_out.reshape((math.prod(in_shape[:-2]), 1) + out_shape[-2:])   # (*, H', W') -> (B, 1, H', W')
-        return pad2d_backward(g4, pads, self._mode).reshape(in_shape)          # (B, 1, H, W) -> (*, H, W)
+        g4 = as_planes(grad_out, self.label)                                    # (*, H', W') -> (B, C, H', W')
+        return pad2d_backward(g4, pads, self._mode).reshape(in_shape)          # (B, C, H, W) -> (*, H, W)
 
     def extra_repr(self):
         return f"{self.padding}"

@@ -80,12 +80,14 @@ class LPPool1d(_Lifted):
         self._options = S.pool1d_options(kernel_size, stride, 0, 1, "LPPool1d")
         self.kernel_size, self.stride = self._options[0][:2]
         self.ceil_mode = bool(ceil_mode)
+        self._given = (norm_type, stride)   # PyTorch's repr shows them as given (stride None: the kernel size)
 
     def _run(self, x):
         return S.lp_pool(x, self.norm_type, self._options, self.ceil_mode, self.label)
 
     def extra_repr(self):
-        return (f"norm_type={self.norm_type:g}, kernel_size={self.kernel_size}, stride={self.stride}, "
+        norm_type, stride = self._given
+        return (f"norm_type={norm_type}, kernel_size={self.kernel_size}, stride={None if stride is None else self.stride}, "
                 f"ceil_mode={self.ceil_mode}")
 
 
