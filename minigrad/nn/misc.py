@@ -43,6 +43,8 @@ class Dropout(Layer):
     compatibility; a new array is returned.
     """
 
+    FORWARD_COPIES = 3      # the uniform draws, the scaled mask and the output (measured peak: 3 inputs)
+
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:

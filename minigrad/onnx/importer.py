@@ -18,7 +18,15 @@ from .checks import read_tensor
 from .common import OnnxError, node_name
 from .patterns import FORMULA_HINT, FORMULA_OPS, find_gelus
 
-__all__ = ["Importer", "Dim", "decimal"]
+__all__ = ["Importer", "Dim", "decimal", "UNFORESEEN"]
+
+# What a corrupted file can still provoke in NumPy or a layer constructor after every check (IndexError and
+# KeyError are LookupErrors, ZeroDivisionError and OverflowError ArithmeticErrors, RecursionError a RuntimeError):
+# turned into an OnnxError naming the node (Importer.run) or the file (load).
+UNFORESEEN = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RuntimeError)
+# Ops whose output has their first input's type and shape but that onnx's shape inference leaves without one
+# (onnx 1.23 has no inference function for GroupNormalization): the importer gives them their input's.
+SAME_SHAPE_OPS = ("GroupNormalization",)
 
 
 def decimal(value: float) -> float:
@@ -66,13 +74,27 @@ class Importer:
         del bare.graph.value_info[:]
         for out in bare.graph.output:
             out.type.tensor_type.ClearField("shape")
-        try:
-            inferred = self.onnx.shape_inference.infer_shapes(bare, data_prop=True)
-        except Exception as exc:      # InferenceError: the graph's own shapes contradict each other
-            raise OnnxError(f"{self.where}: the graph's shapes cannot be inferred ({type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}); the file is "
-                            "corrupted or not a valid model") from exc
-        return list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+        keeping = [n for n in bare.graph.node if n.op_type in SAME_SHAPE_OPS and n.domain in ("", "ai.onnx")
+                   and len(n.input) and len(n.output) and n.input[0] and n.output[0]]
+        for _ in range(len(keeping) + 1):       # each such node's output added once: a chain of them ends
+            try:
+                inferred = self.onnx.shape_inference.infer_shapes(bare, data_prop=True)
+            except Exception as exc:      # InferenceError: the graph's own shapes contradict each other
+                raise OnnxError(f"{self.where}: the graph's shapes cannot be inferred ({type(exc).__name__}: "
+                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}); the file is "
+                                "corrupted or not a valid model") from exc
+            infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+            known = {i.name: i for i in infos if i.type.HasField("tensor_type")
+                     and i.type.tensor_type.HasField("shape")}
+            missing = [n for n in keeping if n.output[0] not in known and n.input[0] in known]
+            keeping = [n for n in keeping if all(n is not m for m in missing)]
+            if not missing:
+                break
+            for node in missing:          # its output: its input's type and shape, then infer again from there
+                info = bare.graph.value_info.add()
+                info.CopyFrom(known[node.input[0]])
+                info.name = node.output[0]
+        return infos
 
     # -- errors and attributes ------------------------------------------------------------------
     def fail(self, node, reason):
@@ -186,11 +208,17 @@ class Importer:
                 raise self.fail(node, f"op domain '{node.domain}' is not supported (only the default ONNX domain)")
             if index in inside:                   # a node inside a GELU formula: its last Mul adds the layer
                 continue
-            if index in gelus:
-                x, approximate = gelus[index]
-                self.add(node, GELU(approximate), [x])
-                continue
-            self.convert(node)
+            try:                                  # the last-resort net, around everything done for this node:
+                if index in gelus:                # the mixins' convert overrides (before and after their super()
+                    x, approximate = gelus[index]   # call) as well as Importer.convert and the op_ handlers
+                    self.add(node, GELU(approximate), [x])
+                else:
+                    self.convert(node)
+            except OnnxError:
+                raise
+            except UNFORESEEN as exc:
+                raise self.fail(node, f"cannot be read as a minigrad layer ({type(exc).__name__}: {exc}); the file "
+                                      "is corrupted or uses a form mg.onnx.load does not support") from exc
         outputs = []
         for out in model.graph.output:
             if out.name not in self.values:
@@ -202,21 +230,17 @@ class Importer:
 
     def convert(self, node):
         """Fold or convert one node. The checks of each op raise OnnxError naming the node; as a last resort,
-        anything else a corrupted file still provokes (NumPy's or a layer's ValueError, ...) becomes one too."""
-        try:
-            if self.fold(node):
-                return
-            handler = getattr(self, f"op_{node.op_type}", None)
-            if handler is None:
-                hint = f"; {FORMULA_HINT}" if node.op_type in FORMULA_OPS else ""
-                raise self.fail(node, f"op {node.op_type} is not supported by mg.onnx.load (supported: "
-                                      f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))}){hint}")
-            handler(node)
-        except OnnxError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
-            raise self.fail(node, f"cannot be read as a minigrad layer ({type(exc).__name__}: {exc}); the file is "
-                                  "corrupted or uses a form mg.onnx.load does not support") from exc
+        anything else a corrupted file still provokes (NumPy's or a layer's ValueError, ...) becomes one too:
+        ``run`` catches it around the whole ``self.convert(node)`` call, so a mixin that overrides ``convert``
+        (and does its own work before or after ``super().convert``) is inside that net without a net of its own."""
+        if self.fold(node):
+            return
+        handler = getattr(self, f"op_{node.op_type}", None)
+        if handler is None:
+            hint = f"; {FORMULA_HINT}" if node.op_type in FORMULA_OPS else ""
+            raise self.fail(node, f"op {node.op_type} is not supported by mg.onnx.load (supported: "
+                                  f"{', '.join(sorted(n[3:] for n in dir(self) if n.startswith('op_')))}){hint}")
+        handler(node)
 
     def fold(self, node) -> bool:
         """Evaluate a node whose inputs are all constants (or shapes); True if it was one."""

@@ -15,7 +15,9 @@ the node, the op and the attribute: never a silently different graph. Before use
 are checked against its dims and type, every attribute's length and range and every constant's rank and
 dtype (checks.py); shapes come from onnx's shape inference on the graph, not from the file's value_info. A
 corrupted file that still provokes another error while a node is converted gets OnnxError naming that node
-(importer.py's ``convert``), so ``load`` raises nothing else for a bad file (tests/test_onnx_mutations.py).
+(importer.py's ``run`` catches it around each node's whole ``convert``, the family mixins' overrides included),
+and one raised outside any node's conversion gets OnnxError naming the file (``load``), so ``load`` raises
+nothing else for a bad file (tests/test_onnx_mutations.py).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from ..nn import (GELU, AdaptiveAvgPool2d, Add, BatchNorm1d, BatchNorm2d, Concat
                   LayerNorm, LeakyReLU, Linear, LogSoftmax, Mul, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 from .common import OnnxError, require_onnx
 from .files import read_model
-from .importer import Dim, Importer, decimal
+from .importer import UNFORESEEN, Dim, Importer, decimal
 from .spatial import PAD_MODES, SpatialOps
 from .pool_ops import PoolOps   # before SpatialOps: the 1-d Conv/MaxPool/AveragePool first
 from .activation_ops import ActivationOps
@@ -47,6 +49,7 @@ def _on_backend(array, dtype):
 
 
 # The family mixins come before Importer: some extend its run / convert (formulas read as one layer), via super().
+# Importer.run calls self.convert(node) inside its last-resort net, so an override needs no net of its own.
 class _OnnxToMinigrad(PoolOps, SpatialOps, ActivationOps, NormOps, EmbeddingOps, ResampleOps, Importer):
     """One method per supported ONNX op: check its attributes, build the minigrad layer, add the node."""
 
@@ -324,4 +327,10 @@ def load(path) -> Graph:
     if not model.graph.output:
         raise OnnxError(f"{where}: {label}: the graph declares no outputs; a model computes at least one (the file "
                         "is corrupted, or its outputs were removed)")
-    return _OnnxToMinigrad(onnx, model, f"{where}: {label}").run(model)
+    try:
+        return _OnnxToMinigrad(onnx, model, f"{where}: {label}").run(model)
+    except OnnxError:
+        raise
+    except UNFORESEEN as exc:   # outside a node's conversion (which names the node): reading the whole graph
+        raise OnnxError(f"{where}: {label}: cannot be read as a minigrad Graph ({type(exc).__name__}: {exc}); the "
+                        "file is corrupted or uses a form mg.onnx.load does not support") from exc

@@ -107,8 +107,11 @@ def find_norm_formulas(graph, initializers):
     walk = _Walk(graph, initializers)
     finals, inside = {}, set()
     for node in walk.nodes:
-        found = (walk.group_norm(node) if node.op_type == "InstanceNormalization" else
-                 walk.lrn(node) if node.op_type == "Div" else None)
+        try:
+            found = (walk.group_norm(node) if node.op_type == "InstanceNormalization" else
+                     walk.lrn(node) if node.op_type == "Div" else None)
+        except (ValueError, TypeError, LookupError, AttributeError):   # a corrupted node: no formula here; the
+            found = None                            # node-by-node import then reads it or names it in an OnnxError
         if found is None:
             continue
         members = [n for role, n in found.items() if role not in ("kind", "x")]

@@ -195,18 +195,12 @@ class PoolOps:
         self.add(node, layer, [x], weight_input=1)
 
     def convert(self, node):
-        """A Pad or GlobalAveragePool on a 3-D value: the 1-d handlers here (load.py's own are 4-D only);
-        errors other than OnnxError name the node, as Importer.convert's do."""
+        """A Pad or GlobalAveragePool on a 3-D value: the 1-d handlers here (load.py's own are 4-D only). Other
+        errors than OnnxError become one naming the node in Importer.run, around this whole method."""
         handler = {"Pad": self._pad1d, "GlobalAveragePool": self._global_average1d}.get(node.op_type)
         if handler is None or not node.input or node.input[0] not in self.values or self._rank(node.input[0]) != 3:
             return super().convert(node)
-        try:
-            handler(node)
-        except OnnxError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
-            raise self.fail(node, f"cannot be read as a minigrad layer ({type(exc).__name__}: {exc}); the file is "
-                                  "corrupted or uses a form mg.onnx.load does not support") from exc
+        handler(node)
 
     def _pad1d(self, node):
         """A Pad of a 3-D value's L axis (pads >= 0), kept for the Conv right after it (as load.py's op_Pad)."""

@@ -12,6 +12,11 @@
 """
 from __future__ import annotations
 
+import math
+
+import numpy
+
+from ..functional import resample as R          # PyTorch's index arithmetic, as export (resample_ops.py)
 from ..nn import (CircularPad2d, ConstantPad2d, PixelShuffle, PixelUnshuffle, ReflectionPad2d, ReplicationPad2d,
                   Upsample, ZeroPad2d)
 from ..nn.resample import DepthToSpace, SpaceToDepth
@@ -26,6 +31,23 @@ _FROM_RESIZE = {("nearest", "asymmetric", "floor"): "nearest",
                 ("nearest", "half_pixel", "round_prefer_ceil"): "nearest-exact",
                 ("nearest", "tf_half_pixel_for_nn", "floor"): "nearest-exact"}
 _SHUFFLE_PERMS = {(0, 1, 3, 5, 2, 4): PixelUnshuffle, (0, 1, 4, 2, 5, 3): PixelShuffle}
+
+
+_MAX_LENGTH = 1 << 24      # float32 counts pixels exactly up to here
+
+
+def _onnx_nearest(n, o, scale, transform):
+    """ONNX Runtime's nearest source indices (float32) for the forms read as an Upsample: asymmetric + floor,
+    half_pixel + round_prefer_ceil, tf_half_pixel_for_nn + floor."""
+    f32 = numpy.float32
+    dst, scale = numpy.arange(o, dtype=f32), f32(scale)
+    if transform == "asymmetric":
+        src = numpy.floor(dst / scale)
+    elif transform == "half_pixel":
+        src = numpy.floor((dst + f32(0.5)) / scale - f32(0.5) + f32(0.5))     # round_prefer_ceil
+    else:
+        src = numpy.floor((dst + f32(0.5)) / scale)
+    return numpy.clip(src, 0, n - 1).astype(numpy.int64)
 
 
 class ResampleOps:
@@ -49,14 +71,14 @@ class ResampleOps:
         if key in chain:                                          # the Transpose inside a pixel (un)shuffle chain
             return None
         if node.op_type == "Reshape" and node.input and node.input[0] in chain:
-            return self._guarded(node, lambda n: self._finish_shuffle(n, *chain[n.input[0]]))
-        if node.op_type == "Reshape" and self._guarded(node, self._start_shuffle):
+            return self._finish_shuffle(node, *chain[node.input[0]])
+        if node.op_type == "Reshape" and self._start_shuffle(node):
             return None
         if node.op_type == "Pad" and node.input and node.input[0] in self.values and \
                 len(self.shapes.get(node.input[0]) or []) == 4 and not self._pad_folds(node):
-            return self._guarded(node, self._pad_layer)
+            return self._pad_layer(node)
         if node.op_type == "Slice" and node.input and all(n in self.consts for n in node.input if n):
-            return self._guarded(node, self._fold_slice)
+            return self._fold_slice(node)
         return super().convert(node)
 
     def _fold_slice(self, node):
@@ -71,15 +93,6 @@ class ResampleOps:
         for start, end, axis, step in zip(starts, ends, axes, steps):
             index[axis] = slice(start, end, step)         # Python's clamping of out-of-range bounds, as ONNX's
         self.consts[node.output[0]] = data[tuple(index)]
-
-    def _guarded(self, node, handler):
-        try:
-            return handler(node)
-        except OnnxError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
-            raise self.fail(node, f"cannot be read as a minigrad layer ({type(exc).__name__}: {exc}); the file is "
-                                  "corrupted or uses a form mg.onnx.load does not support") from exc
 
     # -- Pad ------------------------------------------------------------------------------------------------
     def _pad_args(self, node):
@@ -165,7 +178,8 @@ class ResampleOps:
             ours, align_corners = ("bilinear" if rank == 4 else "linear"), transform == "align_corners"
         else:
             raise self.fail(node, f"attribute 'mode' = {mode!r} is not supported (nearest or linear)")
-        size, scale_factor = self._resize_target(node, x, rank, axes)
+        size, scale_factor, steps = self._resize_target(node, x, rank, axes)
+        size, scale_factor = self._same_sampling(node, x, size, scale_factor, steps, ours, transform)
         if transform == "pytorch_half_pixel":            # half_pixel except where an output length is 1
             out = size or tuple(int(n * s) if n else None for n, s in zip(self.shapes[x][2:], scale_factor))
             self.require(node, all(o is not None and o > 1 for o in out), "coordinate_transformation_mode",
@@ -173,8 +187,59 @@ class ResampleOps:
         self.add(node, Upsample(size=size, scale_factor=scale_factor, mode=ours, align_corners=align_corners),
                  [x])
 
+    def _same_sampling(self, node, x, size, scale_factor, steps, ours, transform):
+        """-> (size, scale_factor) of an Upsample whose output lengths (and, nearest, source indices) on this
+        input equal ONNX Runtime's for the Resize: it computes them in float32 from the float32 scales (o / n for
+        sizes), PyTorch's arithmetic (minigrad's) from 1 / scale_factor (n / o for a size) and copies exactly where
+        it doubles. The scale_factor read from the file is kept when it samples alike, else the sizes (the input's
+        spatial size is fixed by the file); OnnxError when neither does, or when the input's size is unknown and
+        the scales are neither integers nor powers of 2 (nearest: sizes neither), which sample alike on any size."""
+        lengths = (self.shapes.get(x) or [None] * 3)[2:]
+        nearest = ours.startswith("nearest")
+        if None in lengths:
+            exact = scale_factor is not None and all(float(s).is_integer() or math.frexp(s)[0] == 0.5
+                                                     for s in scale_factor)      # an integer or a power of 2
+            if not exact and (nearest or scale_factor is not None):
+                given = [float(s) for s in steps] if scale_factor else list(size)
+                raise self.fail(node, f"its input's spatial size {lengths} is unknown: a Resize by "
+                                      f"{'scales' if scale_factor else 'sizes'} {given} samples as minigrad's "
+                                      "Upsample for any size only with integer or power-of-2 scales")
+            return size, scale_factor
+        f32 = numpy.float32
+        if scale_factor is not None:
+            outs = []
+            for n, step, factor in zip(lengths, steps, scale_factor):
+                if not n * float(step) < _MAX_LENGTH or not n * factor < _MAX_LENGTH:
+                    raise self.fail(node, f"its scale {float(step)!r} on an input length {n} gives an output length "
+                                          f"beyond {_MAX_LENGTH} (2^24), where float32 no longer counts pixels exactly")
+                onnx_out = (int(f32(n) * f32(step)), int(n * float(f32(step))))   # ONNX Runtime's, onnx's
+                if onnx_out != (int(n * factor),) * 2:
+                    raise self.fail(node, f"its scale {float(step)!r} on an input length {n} gives ONNX Runtime's "
+                                          f"output length {onnx_out[0]} (shape inference's {onnx_out[1]}), minigrad's "
+                                          f"Upsample(scale_factor={factor}) {int(n * factor)}")
+                outs.append(onnx_out[0])
+        else:
+            outs = list(size)
+            steps = [f32(o) / f32(n) for n, o in zip(lengths, outs)]
+        if max(outs) > _MAX_LENGTH or max(lengths) > _MAX_LENGTH:
+            raise self.fail(node, f"its output lengths {outs} on an input of spatial size {tuple(lengths)} are beyond "
+                                  f"{_MAX_LENGTH} (2^24), where float32 no longer counts pixels exactly")
+        if not nearest:                      # linear: the same weights within float rounding
+            return size, scale_factor
+        theirs = [_onnx_nearest(n, o, step, transform) for n, o, step in zip(lengths, outs, steps)]
+        exact = ours == "nearest-exact"
+        for given, factors in ((size, scale_factor), (tuple(outs), None)):
+            if all(numpy.array_equal(R._nearest_index(n, o, None if factors is None else factors[i], exact), t)
+                   for i, (n, o, t) in enumerate(zip(lengths, outs, theirs))):
+                return given, factors
+        given = f"scales {[float(s) for s in steps]}" if scale_factor else f"sizes {outs}"
+        raise self.fail(node, f"its {given} on an input of spatial size {tuple(lengths)} pick other source pixels "
+                              f"in ONNX Runtime (float32 steps) than minigrad's Upsample(mode={ours!r}) (PyTorch's "
+                              "arithmetic)")
+
     def _resize_target(self, node, x, rank, axes):
-        """-> (size, None) or (None, scale_factor) per spatial axis, from the sizes or the scales input."""
+        """-> (size, None, None) or (None, scale_factor, the file's scales) per spatial axis, from the sizes or the
+        scales input."""
         spatial = rank - 2
         index = (1, None) if self.opset < 11 else (2, 3)
         scales = self.consts.get(node.input[index[0]]) if len(node.input) > index[0] and node.input[index[0]] else None
@@ -193,10 +258,11 @@ class ResampleOps:
                                   f"entry per axis of the rank-{rank} input")
         lead, tail = ([], list(given)) if axes is not None else (list(given[:2]), list(given[2:]))
         if scales is not None:
-            if given.dtype.kind != "f" or any(float(s) != 1.0 for s in lead) or any(not float(s) > 0 for s in tail):
+            if given.dtype.kind != "f" or any(float(s) != 1.0 for s in lead) or \
+                    any(not (0 < float(s) < math.inf) for s in tail):
                 raise self.fail(node, f"its scales {given.tolist()} are not supported (1 for the batch and channel "
-                                      "axes, positive for the spatial ones)")
-            return None, tuple(decimal(s) for s in tail)      # 1.7f -> 1.7, the scale_factor it was written from
+                                      "axes, positive and finite for the spatial ones)")
+            return None, tuple(decimal(s) for s in tail), tuple(tail)   # 1.7f -> 1.7, the scale_factor written
         shape = self.shapes.get(x) or [None] * rank
         for i, entry in enumerate(lead):
             keeps = (entry.value == x and entry.index == i) if isinstance(entry, Dim) else (
@@ -206,7 +272,7 @@ class ResampleOps:
                                       "are resized")
         if any(isinstance(s, Dim) or int(s) < 1 for s in tail):
             raise self.fail(node, "its spatial sizes must be positive constants")
-        return tuple(int(s) for s in tail), None
+        return tuple(int(s) for s in tail), None, None
 
     # -- DepthToSpace, SpaceToDepth and their Reshape chains ---------------------------------------------------
     def _blocksize(self, node):
