@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..kernels.cpu_elementwise import select
+from ..kernels.cpu_elementwise import select, where
 from ..runtime.backend import get_array_module
 from ..runtime.checks import check_float_array
 from .special import erfc
@@ -59,11 +59,11 @@ def check_negative_slope(negative_slope, where: str) -> float:
 
 def leaky_relu_forward(x, negative_slope: float):
     positive = x > 0
-    return get_array_module(x).where(positive, x, x * negative_slope), positive
+    return where(positive, x, x * negative_slope), positive
 
 
 def leaky_relu_backward(positive, grad_out, negative_slope: float):
-    return get_array_module(grad_out).where(positive, grad_out, grad_out * negative_slope)
+    return where(positive, grad_out, grad_out * negative_slope)
 
 
 def check_approximate(approximate, where: str) -> str:
@@ -95,7 +95,7 @@ def gelu_backward(x, grad_out, approximate: str):
 def sigmoid_forward(x):
     xp = get_array_module(x)
     z = xp.exp(-xp.abs(x))                    # in (0, 1]: never overflows
-    y = xp.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+    y = where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
     return y, y
 
 

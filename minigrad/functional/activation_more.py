@@ -37,7 +37,7 @@ import numbers
 
 import numpy
 
-from ..kernels.cpu_elementwise import select
+from ..kernels.cpu_elementwise import select, where
 from ..runtime.backend import get_array_module, is_array
 from ..runtime.checks import check_float_array, check_same_dtype
 from .activation import sigmoid_forward
@@ -111,8 +111,8 @@ def hardswish_forward(x):
 
 def hardswish_backward(x, grad_out):
     xp = get_array_module(x)
-    inner = xp.where(x < 3.0, grad_out * (x / 3.0 + 0.5), grad_out)
-    return xp.where(x <= -3.0, 0.0, inner)
+    inner = where(x < 3.0, grad_out * (x / 3.0 + 0.5), grad_out)
+    return where(x <= -3.0, 0.0, inner)
 
 
 def hardsigmoid_forward(x):
@@ -128,13 +128,13 @@ def elu_forward(x, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
     """PyTorch's elu(x, alpha, scale, input_scale): ELU, SELU and CELU are this with their constants."""
     xp = get_array_module(x)
     negative = xp.expm1(xp.minimum(x, 0.0) * input_scale) * (alpha * scale)   # min: no overflow for x > 0
-    return xp.where(x <= 0, negative, x * scale if scale != 1.0 else x), x
+    return where(x <= 0, negative, x * scale if scale != 1.0 else x), x
 
 
 def elu_backward(x, grad_out, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
     xp = get_array_module(x)
     negative = grad_out * (input_scale * alpha * scale) * xp.exp(xp.minimum(x, 0.0) * input_scale)
-    return xp.where(x <= 0, negative, grad_out * scale if scale != 1.0 else grad_out)
+    return where(x <= 0, negative, grad_out * scale if scale != 1.0 else grad_out)
 
 
 def selu_forward(x):
@@ -159,12 +159,12 @@ def celu_backward(x, grad_out, alpha: float):
 def softplus_forward(x, beta: float, threshold: float):
     xp = get_array_module(x)
     z = x * beta
-    return xp.where(z > threshold, x, _softplus(xp, z) / beta), x
+    return where(z > threshold, x, _softplus(xp, z) / beta), x
 
 
 def softplus_backward(x, grad_out, beta: float, threshold: float):
     z = x * beta
-    return get_array_module(x).where(z > threshold, grad_out, grad_out * _sigmoid(z))
+    return where(z > threshold, grad_out, grad_out * _sigmoid(z))
 
 
 def hardtanh_forward(x, min_val: float, max_val: float):
@@ -192,17 +192,17 @@ def _prelu_weight(weight, x):
 def prelu_forward(x, weight):
     """x: (N, C, *) or any shape for one weight; weight: (C,) or (1,) -> x's shape. Saves x."""
     positive = x > 0
-    return get_array_module(x).where(positive, x, _prelu_weight(weight, x) * x), x
+    return where(positive, x, _prelu_weight(weight, x) * x), x
 
 
 def prelu_backward(x, grad_out, weight, need_weight: bool = True, need_input: bool = True):
     """-> (dx of x's shape or None, dweight (C,) or None): dweight sums x * dy over x <= 0 beside the channel axis."""
     xp = get_array_module(x)
     positive = x > 0
-    dx = xp.where(positive, grad_out, _prelu_weight(weight, x) * grad_out) if need_input else None
+    dx = where(positive, grad_out, _prelu_weight(weight, x) * grad_out) if need_input else None
     if not need_weight:
         return dx, None
-    masked = xp.where(positive, 0.0, x * grad_out)
+    masked = where(positive, 0.0, x * grad_out)
     if weight.size == 1:
         return dx, masked.reshape(1, -1).sum(axis=1)       # any shape -> (1, size) -> (1,)
     axes = (0,) + tuple(range(2, x.ndim))
@@ -240,7 +240,7 @@ def tanhshrink_backward(t, grad_out):
 
 def threshold_forward(x, threshold: float, value: float):
     below = x <= threshold
-    return get_array_module(x).where(below, value, x), ~below
+    return where(below, value, x), ~below
 
 
 def threshold_backward(above, grad_out, threshold: float = 0.0, value: float = 0.0):

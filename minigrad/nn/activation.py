@@ -67,7 +67,7 @@ class ReLU(_Elementwise):
 class LeakyReLU(_Elementwise):
     """y = x for x > 0, negative_slope * x otherwise. Caches the mask x > 0."""
 
-    FORWARD_COPIES = 3      # the output, x * slope and the mask (measured peak: 2.25 inputs)
+    FORWARD_COPIES = 4      # the output, x * slope, the blend's bits and the mask (measured peak: 3.25 inputs)
 
     _forward, _backward = staticmethod(A.leaky_relu_forward), staticmethod(A.leaky_relu_backward)
 
@@ -103,7 +103,7 @@ class GELU(_Elementwise):
 class Sigmoid(_Elementwise):
     """y = 1 / (1 + exp(-x)), computed without overflow for large |x|. Caches y."""
 
-    FORWARD_COPIES = 5      # exp(-|x|), the two branches and the output (measured peak: 4.25 inputs)
+    FORWARD_COPIES = 6      # exp(-|x|), the two branches, the blend's bits and the output (measured peak: 5.25 inputs)
 
     _forward, _backward = staticmethod(A.sigmoid_forward), staticmethod(A.sigmoid_backward)
 
