@@ -18,6 +18,7 @@ import numbers
 
 import numpy
 
+from ..kernels.cpu_elementwise import where as blend
 from ..runtime.backend import backend_of, get_array_module
 from ..runtime.checks import check_float_array
 from ..runtime.memory import check_bytes
@@ -37,22 +38,6 @@ def _bins(size: int, out: int):
     return starts, ends, int((ends - starts).max())
 
 
-def _containing(size: int, out: int):
-    """For each input position, the bins containing it, in increasing order: (M, size) bin indices (0 where
-    there is none) and (M, size) validity, M the most bins any position is in."""
-    lists = [[] for _ in range(size)]
-    for i, (start, end) in enumerate(P.adaptive_bins(size, out)):
-        for position in range(start, end):
-            lists[position].append(i)
-    depth = max(len(found) for found in lists)
-    index = numpy.zeros((depth, size), dtype=numpy.int64)
-    valid = numpy.zeros((depth, size), dtype=bool)
-    for position, found in enumerate(lists):
-        index[:len(found), position] = found
-        valid[:len(found), position] = True
-    return index, valid
-
-
 def _max_along(xp, x, axis: int, size: int, out: int):
     """Running maximum over each bin along ``axis`` (PyTorch's order: a later element wins if greater or NaN).
     x: (..., size, ...) -> (values, positions) of shape (..., out, ...); positions index that axis (int64)."""
@@ -64,13 +49,13 @@ def _max_along(xp, x, axis: int, size: int, out: int):
         # past a bin's end: its last element again, which changes nothing (not greater; a NaN there already won)
         position = numpy.minimum(starts + k, ends - 1)
         value = xp.take(x, xp.asarray(position), axis=axis)            # (..., out, ...)
-        where = xp.asarray(position.reshape(shape))                      # (1, .., out, .., 1)
+        here = xp.asarray(position.reshape(shape))                       # (1, .., out, .., 1)
         if best is None:
-            best, arg = value, xp.broadcast_to(where, value.shape)
+            best, arg = value, xp.broadcast_to(here, value.shape)
             continue
         update = (value > best) | xp.isnan(value)
-        best = xp.where(update, value, best)
-        arg = xp.where(update, where, arg)
+        best = blend(update, value, best)                                # xp.where, bit for bit
+        arg = xp.where(update, here, arg)
     return best, arg
 
 
@@ -86,24 +71,14 @@ def adaptive_max_pool2d_forward(x, out_size):
 
 
 def adaptive_max_pool2d_backward(grad_out, indices, in_shape):
-    """dy, indices: (N, C, OH, OW) -> dx: (N, C, H, W); each dy added to the input it came from."""
+    """dy, indices: (N, C, OH, OW) -> dx: (N, C, H, W); each dy added to the input it came from (overlapping
+    bins can send several to one input: one bincount over the planes' flat indices sums them)."""
     xp = get_array_module(grad_out)
-    h, w = in_shape[2:]
-    oh, ow = grad_out.shape[2:]
-    rows, rows_valid = _containing(h, oh)                             # (Mh, H)
-    cols, cols_valid = _containing(w, ow)                             # (Mw, W)
-    target = xp.arange(h * w, dtype=indices.dtype).reshape(h, w)      # each input element's own flat index
-    grad = None
-    for a in range(rows.shape[0]):
-        g_rows = xp.take(grad_out, xp.asarray(rows[a]), axis=2)       # (N, C, H, OW): dy of the a-th bin of row h
-        i_rows = xp.take(indices, xp.asarray(rows[a]), axis=2)
-        for b in range(cols.shape[0]):
-            g = xp.take(g_rows, xp.asarray(cols[b]), axis=3)          # (N, C, H, W)
-            chosen = xp.take(i_rows, xp.asarray(cols[b]), axis=3) == target
-            chosen &= xp.asarray(rows_valid[a].reshape(-1, 1) & cols_valid[b].reshape(1, -1))
-            part = xp.where(chosen, g, 0)
-            grad = part if grad is None else grad + part
-    return grad
+    n, c, h, w = in_shape
+    planes = xp.arange(n * c, dtype=xp.int64).reshape(n, c, 1, 1) * (h * w)     # each plane's first flat index
+    flat = (indices.astype(xp.int64) + planes).reshape(-1)                        # (N*C*OH*OW,) into (N*C*H*W,)
+    sums = xp.bincount(flat, weights=grad_out.reshape(-1), minlength=n * c * h * w)   # float64 sums, in order
+    return sums.astype(grad_out.dtype, copy=False).reshape(n, c, h, w)
 
 
 def adaptive_max_pool(x, output_size, return_indices, where):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 _INT_OF = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+_BITS_OF = {**_INT_OF, np.dtype(np.int32): np.int32, np.dtype(np.int64): np.int64}   # where's bitwise blend
 
 
 def select(mask, values):
@@ -30,22 +31,29 @@ def select(mask, values):
 def _same_kind(value, ref):
     """``value`` as an array of ref's dtype and shape for a bitwise blend, or None (then np.where decides)."""
     if type(value) is np.ndarray:
-        return value if value.dtype == ref.dtype and value.shape == ref.shape else None
-    if isinstance(value, (float, int, np.floating)) and not isinstance(value, bool):
+        if value.dtype != ref.dtype:
+            return None
+        try:
+            return np.broadcast_to(value, ref.shape)                            # a view (the shape itself: as is)
+        except ValueError:
+            return None
+    kinds = (float, int, np.floating) if ref.dtype.kind == "f" else (int,)       # a float scalar would promote ints
+    if isinstance(value, kinds) and not isinstance(value, bool):
         return np.broadcast_to(np.asarray(value, dtype=ref.dtype), ref.shape)   # as np.where casts a Python scalar
     return None
 
 
 def where(mask, a, b):
     """np.where(mask, a, b), bit for bit, in four bitwise passes instead of NumPy's branchy loop (faster on a
-    random mask: docs/benchmarks.md, "Elementwise select") when mask is a NumPy boolean array and a, b are float32/float64 arrays of its shape (or one
-    of them a Python scalar); anything else (CuPy, broadcasting, mixed dtypes): the array module's where."""
-    ref = a if type(a) is np.ndarray else b
-    if (type(mask) is np.ndarray and mask.dtype == np.bool_ and type(ref) is np.ndarray and ref.dtype in _INT_OF
+    random mask: docs/benchmarks.md, "Elementwise select") when mask is a NumPy boolean array and a, b are
+    float32/float64/int32/int64 arrays of one dtype, one of mask's shape and the other of it or broadcasting to it
+    (or a Python scalar); anything else (CuPy, mixed dtypes, ...): the array module's where."""
+    ref = a if type(a) is np.ndarray and (type(b) is not np.ndarray or a.shape == mask.shape) else b
+    if (type(mask) is np.ndarray and mask.dtype == np.bool_ and type(ref) is np.ndarray and ref.dtype in _BITS_OF
             and ref.shape == mask.shape):
         a_same, b_same = _same_kind(a, ref), _same_kind(b, ref)
         if a_same is not None and b_same is not None:
-            int_type = _INT_OF[ref.dtype]
+            int_type = _BITS_OF[ref.dtype]
             bits = np.negative(mask.view(np.int8), dtype=int_type)             # True -> all ones, False -> 0
             out = np.bitwise_and(bits, a_same.view(int_type))                   # a where mask, +0 elsewhere
             np.invert(bits, out=bits)
