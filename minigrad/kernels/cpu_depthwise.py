@@ -1,25 +1,51 @@
-"""Depthwise convolutions (groups == in_channels == out_channels) on the CPU, without matmuls.
+"""Depthwise convolutions (groups == in_channels == out_channels) on the CPU: the kernel that kernels/dispatch.py
+calls, and which of its three paths serves a geometry.
 
-Each channel has its own kh x kw filter, so im2col + GEMM would be C tiny matmuls. Instead, loop over
-the kh*kw kernel taps; each tap is one view of the padded input (planes = samples x channels):
+Each channel has its own kh x kw filter, so the grouped im2col + GEMM would be C tiny products with K = kh*kw.
+Three paths instead, chosen by the plane sizes only (never the thread count):
 
-    y       = sum_t  w[:, t] * tap_t(xs)                  (m*C, OH, Wh) -> (m, C, OH, OW)
-    dW[:, t] = sum_{n,p} dy * tap_t(xs)                    one dot product per plane and tap
-    dx      = stride 1: the same correlation of pad(dy) with the flipped filters
-              otherwise: unsplit(sum_t tap_t^T(w[:, t] * dy)), scatter-adds into the same layout
+dense (cpu_depthwise_dense.py; output planes of at most DENSE_MAX_OUT numbers whose input planes have at most
+    DENSE_MAX_IN): per channel, one dense (OH*OW, H*W) matrix holding its weights; the forward, dx and dW are
+    batched GEMMs over the channels.
+rows (cpu_depthwise_rows.py; a band of kin = (kh-1)*dh + 1 input rows, kin*W numbers, of at most
+    ROWS_MAX_K*sh*sw): every output row is one GEMM row over its band of input rows, every dx row one over its
+    band of dy rows, and dW one GEMM per kernel row (or one dot product per tap) over all rows of the batch.
+taps (cpu_depthwise_taps.py; wider planes): a loop over the kh*kw taps, each one multiply-add, dot product or
+    scatter-add over a contiguous run of the stride-phase split input.
 
-``xs`` is the zero-padded input split into its sh x sw stride phases: phase (a, b) holds padded rows
-a, a+sh, ... and columns b, b+sw, ... . Tap (i, j) then reads phase ((i*dh) % sh, (j*dw) % sw) at a
-fixed offset, with unit steps: computed over the phase width Wh (the Wh - OW extra columns are
-dropped, and are zeros in dy), a tap of every plane is one contiguous run of OH*Wh numbers, so every
-multiply-add, dot product and scatter is a long vector loop, for any stride and dilation.
+The GEMM paths do 2*H*W (dense) or 2*kin*W (rows) multiply-adds per output and product instead of kh*kw, but at
+GEMM speed instead of a memory pass per tap (benchmarks/depthwise_ab.py times them against PyTorch).
+
+Non-finite numbers. The GEMM paths' products include the zeros around each window, and inf * 0 is nan: one inf
+or nan would make non-finite a whole plane of y or dx (dense), or a whole output row of every band that holds it
+(rows), and dW sums whose windows never read it, where PyTorch and the other kernels give non-finite numbers
+only in the windows that hold it. So a GEMM path hands back any result that one may have reached, and the taps
+path, which keeps every inf and nan in its own windows, computes it instead:
+
+    forward   rows: each block of x is checked in its padded copy (contiguous, in cache); dense: the first
+              number of each plane of y (an inf or nan makes the whole plane non-finite)
+    backward  dW is checked (C*kh*kw numbers): not all finite, dx and dW are redone. When dW is asked for and
+              every output's window holds an input number (windows_read_input), an inf or nan of dy makes dW
+              non-finite too, so this check stands for dy's; otherwise each block of dy is checked
+    weights   not all finite: the taps path for the call
+
+A check of a block is one read of its numbers (kernels/cpu_runtime.all_finite: a dot product with zeros, no
+temporary), and finite numbers (with finite results) never take the taps path.
+
+Threads take whole channel blocks (kernels/cpu_runtime.run_chunks); a block loops over its samples in a fixed
+order and owns its channels' dW and db, so the sums never depend on the thread count.
 """
 from __future__ import annotations
 
-import numpy as np
-from numpy.lib.stride_tricks import as_strided
+import functools
 
-from .cpu_runtime import batch_chunks, run_chunks, work_buffer
+import numpy as np
+
+from . import cpu_depthwise_dense, cpu_depthwise_rows, cpu_depthwise_taps
+
+DENSE_MAX_OUT = 64      # output planes of at most this many numbers (8 x 8) take the dense-matrix path,
+DENSE_MAX_IN = 1024     # when their input planes have at most this many
+ROWS_MAX_K = 128        # the row-band GEMM path when a band of input rows (kin*W numbers) is at most this * sh*sw
 
 
 def applies(geom) -> bool:
@@ -27,171 +53,70 @@ def applies(geom) -> bool:
     return geom.groups == geom.in_channels == geom.out_channels and geom.groups > 1
 
 
-class _Layout:
-    """Sizes of the phase-split planes: (planes, sh, sw, Hh, Wh) plus a zero tail."""
-
-    def __init__(self, kernel, stride, dilation, in_size, pads, out_size):
-        kh, kw = kernel
-        self.sh, self.sw = stride
-        self.dh, self.dw = dilation
-        self.h, self.w = in_size
-        self.top, self.left = pads[0], pads[2]
-        self.oh, self.ow = out_size
-        self.hh = self.oh + (kh - 1) * self.dh // self.sh
-        self.wh = self.ow + (kw - 1) * self.dw // self.sw
-        self.tail = (kw - 1) * self.dw // self.sw
-        self.sub = self.hh * self.wh                      # one phase of one plane
-
-    @classmethod
-    def of(cls, geom):
-        return cls(geom.kernel, geom.stride, geom.dilation, geom.in_size, geom.pads, geom.out_size)
-
-    def taps(self, kernel):
-        """(t, offset of tap t within a plane's phases)."""
-        kh, kw = kernel
-        for i in range(kh):
-            for j in range(kw):
-                a, r = divmod(i * self.dh, self.sh)[::-1]  # phase row a, row offset r
-                b, q = divmod(j * self.dw, self.sw)[::-1]
-                yield i * kw + j, (a * self.sw + b) * self.sub + r * self.wh + q
-
-    def view(self, flat, planes, offset, writeable=False):
-        """(planes, OH, Wh) window of the flat phase buffer starting at offset."""
-        isz = flat.itemsize
-        return as_strided(flat[offset:], shape=(planes, self.oh, self.wh),
-                          strides=(self.sh * self.sw * self.sub * isz, self.wh * isz, isz), writeable=writeable)
-
-    def phases(self, flat, planes):
-        return flat[:planes * self.sh * self.sw * self.sub].reshape(planes, self.sh, self.sw, self.hh, self.wh)
-
-    def blocks(self):
-        """(a, b, phase rows, phase cols, input rows, input cols) of every stride phase."""
-        h, w, top, left = self.h, self.w, self.top, self.left
-        for a in range(self.sh):
-            r0 = max(0, -(-(top - a) // self.sh))           # first phase row inside the input
-            y0 = r0 * self.sh + a - top
-            nr = min(self.hh - r0, len(range(y0, h, self.sh)))
-            for b in range(self.sw):
-                q0 = max(0, -(-(left - b) // self.sw))
-                x0 = q0 * self.sw + b - left
-                nq = min(self.wh - q0, len(range(x0, w, self.sw)))
-                if nr > 0 and nq > 0:
-                    yield (a, b, slice(r0, r0 + nr), slice(q0, q0 + nq),
-                           slice(y0, y0 + self.sh * (nr - 1) + 1, self.sh), slice(x0, x0 + self.sw * (nq - 1) + 1, self.sw))
+def dense_applies(geom) -> bool:
+    """Small output planes: the dense product costs 2*H*W multiply-adds per output, the row bands 2*kin*W in
+    smaller GEMMs (measured here: dense ahead up to 8 x 8 outputs, even at 10 x 10, behind at 12 x 12)."""
+    return geom.out_size[0] * geom.out_size[1] <= DENSE_MAX_OUT and geom.in_size[0] * geom.in_size[1] <= DENSE_MAX_IN
 
 
-def _split(x, lay, name):
-    """x (m, C, H, W) -> flat zero-padded phase buffer (m*C*sh*sw*Hh*Wh + tail,)."""
-    m, c = x.shape[:2]
-    flat = work_buffer(name, (m * c * lay.sh * lay.sw * lay.sub + lay.tail,), x.dtype)
-    flat[...] = 0
-    phases = lay.phases(flat, m * c).reshape(m, c, lay.sh, lay.sw, lay.hh, lay.wh)
-    for a, b, rows, cols, ys, xs in lay.blocks():
-        phases[:, :, a, b, rows, cols] = x[:, :, ys, xs]
-    return flat
+def rows_applies(geom) -> bool:
+    """Rows of moderate width: a band of input rows (kin*W numbers) of at most ROWS_MAX_K*sh*sw (a MobileNet's
+    28 x 28 and 14 x 14 planes, and up to 42 wide at stride 1, 170 at stride 2)."""
+    (kh, _), (sh, sw), (dh, _) = geom.kernel, geom.stride, geom.dilation
+    return ((kh - 1) * dh + 1) * geom.in_size[1] <= ROWS_MAX_K * sh * sw
+
+
+def path(geom) -> str:
+    """"dense", "rows" or "taps": the path that serves this geometry when its numbers are finite."""
+    if dense_applies(geom):
+        return "dense"
+    return "rows" if rows_applies(geom) else "taps"
+
+
+_GEMM_PATHS = {"dense": cpu_depthwise_dense, "rows": cpu_depthwise_rows}
 
 
 def chunks(geom, dtype):
-    """[(n0, n1), ...]: the batch cut so that a chunk's phase-split input fits the budget."""
-    lay = _Layout.of(geom)
-    per_sample = geom.in_channels * lay.sh * lay.sw * lay.sub * np.dtype(dtype).itemsize
-    return batch_chunks(geom.batch, per_sample)
-
-
-def _correlate(src, lay, kernel, wt, out, b4):
-    """out (m, C, OH, OW) = sum_t wt[:, t] * tap_t(split(src)) (+ b4); src (m, C, H, W), wt (C, kh*kw)."""
-    m, c = src.shape[:2]
-    flat = _split(src, lay, "dw_x")
-    acc = work_buffer("dw_acc", (m * c, lay.oh, lay.wh), src.dtype)
-    tmp = work_buffer("dw_tmp", acc.shape, src.dtype)
-    wrep = np.tile(wt.T, (1, m))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, m*C, 1, 1)
-    for t, offset in lay.taps(kernel):
-        view = lay.view(flat, m * c, offset)
-        if t == 0:
-            np.multiply(view, wrep[t], out=acc)
-        else:
-            np.multiply(view, wrep[t], out=tmp)
-            acc += tmp
-    y = acc.reshape(m, c, lay.oh, lay.wh)[:, :, :, :lay.ow]          # (m*C, OH, Wh) -> (m, C, OH, OW)
-    if b4 is None:
-        out[...] = y
-    else:
-        np.add(y, b4, out=out)
+    """[(n0, n1), ...]: the taps path's sample blocks (the batch cut so that one channel's split planes fit the
+    block budget)."""
+    return cpu_depthwise_taps.plan(geom, dtype)[0]
 
 
 def conv_forward(x, weight, bias, geom, saved=None):
-    """x: (N, C, H, W), weight: (C, 1, kh, kw) -> (N, C, OH, OW)."""
-    c = geom.in_channels
-    kh, kw = geom.kernel
-    lay = _Layout.of(geom)
-    wt = weight.reshape(c, kh * kw)                                   # (C, 1, kh, kw) -> (C, kh*kw)
-    out = np.empty(geom.out_shape, dtype=x.dtype)
-    b4 = None if bias is None else bias.reshape(1, c, 1, 1)          # (C,) -> (1, C, 1, 1)
-
-    def per_chunk(c0, c1):
-        _correlate(x[c0:c1], lay, geom.kernel, wt, out[c0:c1], b4)
-
-    run_chunks(chunks(geom, x.dtype), per_chunk)
-    return out
+    """x (N, C, H, W), weight (C, 1, kh, kw), bias (C,) or None -> y (N, C, OH, OW)."""
+    wt = weight.reshape(geom.in_channels, -1)                        # (C, 1, kh, kw) -> (C, kh*kw)
+    gemm = _GEMM_PATHS.get(path(geom))
+    if gemm is not None and np.isfinite(wt).all():
+        out = gemm.forward(x, wt, bias, geom)
+        if out is not None:
+            return out
+    return cpu_depthwise_taps.forward(x, wt, bias, geom)
 
 
 def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, need_bias=True, saved=None):
-    """(dx, dW, db) of the depthwise convolution; each is None when not needed."""
-    c = geom.in_channels
-    kh, kw = geom.kernel
-    lay = _Layout.of(geom)
-    oh, ow = lay.oh, lay.ow
-    dtype = grad_out.dtype
-    dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
-    wt = weight.reshape(c, kh * kw) if need_input else None           # (C, 1, kh, kw) -> (C, kh*kw)
-    top, bottom, left, right = geom.pads
-    kh1, kw1 = (kh - 1) * geom.dilation[0], (kw - 1) * geom.dilation[1]
-    gather = geom.stride == (1, 1) and max(top, bottom) <= kh1 and max(left, right) <= kw1
-    if need_input and gather:   # stride 1: dx = correlation of pad(dy) with the flipped filters
-        dy_pads = (kh1 - top, kh1 - bottom, kw1 - left, kw1 - right)
-        lay_dx = _Layout(geom.kernel, (1, 1), geom.dilation, (oh, ow), dy_pads, geom.in_size)
-        wt_flipped = weight[:, :, ::-1, ::-1].reshape(c, kh * kw)
-
-    def per_chunk(c0, c1):
-        m = c1 - c0
-        dy = grad_out[c0:c1]                                          # (m, C, OH, OW)
-        db_part = dy.reshape(m, c, oh * ow).sum(axis=2).sum(axis=0) if need_bias else None
-        dw_part = np.empty((c, kh * kw), dtype=dtype) if need_weight else None   # this chunk's own
-        if need_input and gather:
-            _correlate(dy, lay_dx, geom.kernel, wt_flipped, dx[c0:c1], None)
-        if not (need_weight or (need_input and not gather)):
-            return dw_part, db_part
-        dyx = work_buffer("dw_dy", (m * c, oh, lay.wh), dtype)        # dy, zero in the extra columns
-        dyx.reshape(m, c, oh, lay.wh)[:, :, :, :ow] = dy
-        dyx[:, :, ow:] = 0
-        dy2 = dyx.reshape(m * c, oh * lay.wh)
-        if need_weight:
-            flat = _split(x[c0:c1], lay, "dw_x")
-            for t, offset in lay.taps(geom.kernel):
-                view = lay.view(flat, m * c, offset).reshape(m * c, oh * lay.wh)
-                dw_part[:, t] = np.vecdot(dy2, view).reshape(m, c).sum(axis=0)
-        if need_input and not gather:
-            _dx_scatter(dyx, wt, lay, geom, m, dx[c0:c1])
-        return dw_part, db_part
-
-    grad_w, grad_b = run_chunks(chunks(geom, dtype), per_chunk)
-    if need_weight:
-        grad_w = grad_w.reshape(c, 1, kh, kw)
-    return dx, grad_w, grad_b
+    """(dx (N, C, H, W), dW (C, 1, kh, kw), db (C,)) of the depthwise convolution; each None when not needed."""
+    c, (kh, kw) = geom.in_channels, geom.kernel
+    gemm = _GEMM_PATHS.get(path(geom))
+    wt = weight.reshape(c, -1) if need_input else None               # (C, 1, kh, kw) -> (C, kh*kw); None: not given
+    if gemm is None or (need_input and not np.isfinite(wt).all()):
+        return cpu_depthwise_taps.backward(x, weight, grad_out, geom, need_input, need_weight, need_bias)
+    check_dy = not (need_weight and windows_read_input(geom))     # else an inf or nan of dy shows in dW
+    dx, dw, db = gemm.backward(x, wt, grad_out, geom, need_input, need_weight, need_bias, check_dy)
+    if dw is not None:
+        dw = dw.reshape(c, 1, kh, kw)                                 # (C, kh*kw) -> (C, 1, kh, kw)
+    redo = (need_input and dx is None, need_weight and dw is None, need_bias and db is None)
+    if any(redo):                     # an inf or nan reached a product: the taps keep it in its own windows
+        again = cpu_depthwise_taps.backward(x, weight, grad_out, geom, *redo)
+        dx, dw, db = (new if redone else old for new, old, redone in zip(again, (dx, dw, db), redo))
+    return dx, dw, db
 
 
-def _dx_scatter(dyx, wt, lay, geom, m, dx):
-    """dx (m, C, H, W): every tap adds w[:, t] * dy into its window of a zeroed phase buffer, then unsplit."""
-    c = geom.in_channels
-    flat = work_buffer("dw_dx", (m * c * lay.sh * lay.sw * lay.sub + lay.tail,), dyx.dtype)
-    flat[...] = 0
-    tmp = work_buffer("dw_tmp", dyx.shape, dyx.dtype)
-    wrep = np.tile(wt.T, (1, m))[:, :, None, None]                   # (kh*kw, C) -> (kh*kw, m*C, 1, 1)
-    for t, offset in lay.taps(geom.kernel):
-        np.multiply(dyx, wrep[t], out=tmp)
-        view = lay.view(flat, m * c, offset, writeable=True)
-        np.add(view, tmp, out=view)
-    phases = lay.phases(flat, m * c).reshape(m, c, lay.sh, lay.sw, lay.hh, lay.wh)
-    dx[...] = 0
-    for a, b, rows, cols, ys, xs in lay.blocks():
-        dx[:, :, ys, xs] = phases[:, :, a, b, rows, cols]
+@functools.lru_cache(maxsize=64)
+def windows_read_input(geom) -> bool:
+    """Whether every output's window holds at least one input number (not only padding). Then an inf or nan of dy
+    makes dW non-finite on both GEMM paths: it multiplies a whole input row (rows) or its sample's whole plane
+    (dense), and at least one of those products is summed into dW."""
+    (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
+    (h, w), (oh, ow), top, left = geom.in_size, geom.out_size, geom.pads[0], geom.pads[2]
+    rows = all(any(0 <= r * sh - top + i * dh < h for i in range(kh)) for r in range(oh))
+    return rows and all(any(0 <= s * sw - left + j * dw < w for j in range(kw)) for s in range(ow))

@@ -21,6 +21,7 @@ fresh arrays.
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -31,7 +32,7 @@ from .cpu_memory import tune_allocator
 
 __all__ = ["BUDGET", "MIN_CHUNKS", "GEMM_COLUMNS", "supported", "work_buffer", "release_buffers", "split_range",
            "batch_chunks", "row_block", "run_chunks", "matmul_wide", "matmul_long", "SAVED_COLUMNS_MAX",
-           "column_buffer", "keeps_columns", "padded_buffer"]
+           "column_buffer", "keeps_columns", "padded_buffer", "all_finite"]
 
 BUDGET = 8 << 20        # bytes of work buffer per chunk, per thread (the chunks' columns, tiles, planes)
 MIN_CHUNKS = 2          # cut a batch into at least this many chunks when it has that many samples
@@ -75,6 +76,28 @@ def work_buffer(name: str, shape, dtype):
         store.pop(name, None)   # free the old one before allocating the bigger one
         raw = store[name] = np.empty(max(size, 64), dtype=np.uint8)
     return raw[:size].view(dtype).reshape(shape)
+
+
+def all_finite(a) -> bool:
+    """True when ``a`` (its last axis contiguous) holds no inf or nan: one dot product of every row with zeros, nan
+    exactly for the rows that hold an inf or a nan (inf * 0 and nan * 0 are nan), 0 for the others. One read of
+    the numbers, no temporary of their size, no overflow. A C-contiguous ``a`` is read as rows of its last two
+    axes (a matrix-vector product; short rows would cost a call each), any other as rows of its last axis."""
+    if a.flags.c_contiguous:
+        rows = a.reshape(-1, a.shape[-2] * a.shape[-1]) if a.ndim > 2 else a
+        product = np.dot
+    else:
+        rows, product = a, np.vecdot                                  # np.dot would copy rows spaced apart
+    with np.errstate(invalid="ignore"):
+        dots = product(rows, _zeros(rows.shape[-1], rows.dtype))
+    return bool(np.vdot(dots, dots) == 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _zeros(n, dtype):
+    zeros = np.zeros(n, dtype=dtype)
+    zeros.flags.writeable = False
+    return zeros
 
 
 def padded_buffer(name: str, x, pads, value=0.0):

@@ -10,8 +10,8 @@ import pytest
 
 import minigrad as mg
 from minigrad.functional.conv import conv2d_input, conv2d_weight, make_geometry
-from minigrad.kernels import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_runtime, cpu_samplemajor,
-                              cpu_winograd, dispatch, reference_conv)
+from minigrad.kernels import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_depthwise_rows, cpu_depthwise_taps,
+                              cpu_pointwise, cpu_runtime, cpu_samplemajor, cpu_winograd, dispatch, reference_conv)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -42,6 +42,10 @@ CASES = {
     "depthwise-dil2": (3, 4, 4, (11, 9), 3, 1, 2, 2, 4, cpu_depthwise),
     "depthwise-5x5-asym": (3, 4, 4, (9, 9), 5, 1, (2, 0), 1, 4, cpu_depthwise),
     "depthwise-bigpad": (3, 4, 4, (6, 6), 3, (1, 2), 3, 1, 4, cpu_depthwise),
+    "depthwise-4x4": (6, 5, 5, (4, 4), 3, 1, 1, 1, 5, cpu_depthwise),
+    "depthwise-7x7-s2": (4, 3, 3, (7, 7), 3, 2, 1, 1, 3, cpu_depthwise),
+    "depthwise-valid": (3, 4, 4, (16, 15), 3, 1, 0, 1, 4, cpu_depthwise),        # no padding, dy padded for dx
+    "depthwise-s3-k2": (3, 4, 4, (13, 12), 2, 3, (1, 0), 1, 4, cpu_depthwise),   # dx rows no kernel row reaches
     "depthwise-x2": (3, 4, 8, (7, 7), 3, 1, 1, 1, 4, cpu_conv),          # channel multiplier 2: grouped GEMM
     "lenet-conv1": (4, 1, 6, (12, 11), 5, 1, 2, 1, 1, cpu_batchlast),
     "lenet-conv2": (3, 6, 16, (14, 14), 5, 1, 0, 1, 1, cpu_batchlast),
@@ -299,3 +303,158 @@ def test_columns_kept_from_forward_give_the_same_gradients(name, rows, monkeypat
     for a, b in zip(results[0], results[1 << 30]):
         assert (a is None and b is None) or np.array_equal(a, b)
     _assert_matches(results[1 << 30], _torch_reference(x, w, None, dy, (s, p, d, g)), np.float64)
+
+
+# cpu_depthwise has three paths: tap passes over cache-sized blocks of (channels x samples); for output planes of
+# at most DENSE_MAX_OUT numbers, one dense matrix per channel; between them, row-band GEMMs. Every depthwise case
+# runs on each path.
+DEPTHWISE = sorted(name for name, case in CASES.items() if case[-1] is cpu_depthwise)
+
+
+@pytest.fixture(params=["taps", "rows", "rows-dots", "dense"])
+def depthwise_path(request, monkeypatch):
+    """The path to test; "rows-dots": the row bands with dW as dot products (stride 1, OW == W) at any width."""
+    monkeypatch.setattr(cpu_depthwise, "DENSE_MAX_OUT", 1 << 30 if request.param == "dense" else 0)
+    monkeypatch.setattr(cpu_depthwise, "DENSE_MAX_IN", 1 << 30)
+    monkeypatch.setattr(cpu_depthwise, "ROWS_MAX_K", 1 << 30 if request.param.startswith("rows") else 0)
+    monkeypatch.setattr(cpu_depthwise_rows, "DOTS_MIN_W", 0 if request.param == "rows-dots" else 1 << 30)
+    return request.param.split("-")[0]
+
+
+def _path_of(geom):
+    return cpu_depthwise.path(geom)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", DEPTHWISE)
+def test_depthwise_paths_match_torch(name, dtype, bias, depthwise_path):
+    assert _path_of(_geometry(CASES[name])) == depthwise_path
+    inputs, ours = _run(CASES[name], dtype, bias=bias)
+    _assert_matches(ours, _torch_reference(*inputs), dtype)
+
+
+@pytest.mark.parametrize("name", DEPTHWISE)
+def test_depthwise_gradient_functions_on_every_path(name, depthwise_path):
+    assert _path_of(_geometry(CASES[name])) == depthwise_path
+    test_input_and_weight_gradient_functions(name)
+
+
+@pytest.mark.parametrize("budget", [64, 8000, 40000, 1 << 30])
+@pytest.mark.parametrize("name", ["depthwise", "depthwise-s2", "depthwise-dil2", "depthwise-bigpad", "depthwise-7x7-s2",
+                                  "depthwise-s3-k2"])
+def test_depthwise_blocks_agree_bit_for_bit_over_threads(name, budget, depthwise_path, monkeypatch):
+    """Blocks of one or several channels, of the whole batch or a part of it (uneven), cut by sizes only: 1, 2 and 3
+    threads give the same bits, and the result matches PyTorch."""
+    _set_budget(monkeypatch, budget)
+    case = (7,) + CASES[name][1:]
+    geom = _geometry(case)
+    assert _path_of(geom) == depthwise_path
+    samples, channels = cpu_depthwise_taps.plan(geom, np.float64)
+    if depthwise_path == "rows":
+        rows = cpu_depthwise_rows.Rows(geom, np.float64)
+        samples, channels = rows.samples, rows.channels
+        assert rows.dots == (cpu_depthwise_rows.DOTS_MIN_W == 0 and geom.stride == (1, 1) and rows.ow == rows.w)
+    if depthwise_path == "taps" and budget == 8000:
+        assert len(samples) > 1
+        if name in ("depthwise", "depthwise-s2"):
+            assert len({n1 - n0 for n0, n1 in samples}) > 1                     # uneven sample blocks
+    lay = cpu_depthwise_taps.Layout.of(geom)
+    if depthwise_path == "taps" and 2 * 7 * (lay.phases + 3) * lay.sub * 8 <= budget < 1 << 30:
+        assert len(samples) == 1 and max(c1 - c0 for c0, c1 in channels) > 1    # several channels per block
+    before = mg.get_num_threads()
+    try:
+        results = {}
+        for n_threads in (1, 2, 3):
+            mg.set_num_threads(n_threads)
+            results[n_threads] = _run(case, np.float64)
+    finally:
+        mg.set_num_threads(before)
+    for n_threads in (2, 3):
+        for a, b in zip(results[1][1], results[n_threads][1]):
+            assert np.array_equal(a, b)
+    _assert_matches(results[1][1], _torch_reference(*results[1][0]), np.float64)
+
+
+@pytest.mark.parametrize("size, stride, path", [((4, 4), 1, "dense"), ((7, 7), 1, "dense"), ((8, 8), 1, "dense"),
+                                                ((14, 14), 2, "dense"), ((9, 9), 1, "rows"), ((14, 14), 1, "rows"),
+                                                ((28, 28), 1, "rows"), ((32, 32), 1, "rows"), ((32, 32), 2, "rows"),
+                                                ((64, 64), 2, "rows"), ((48, 48), 1, "taps"), ((56, 56), 1, "taps"),
+                                                ((224, 224), 2, "taps"), ((40, 40), 5, "rows")])
+def test_depthwise_path_by_plane_size(size, stride, path):
+    """Dense matrices for output planes of at most 8 x 8, row-band GEMMs up to 42 columns (stride 1; 170 at
+    stride 2), tap passes for wider planes: the crossovers measured for cpu_depthwise's thresholds."""
+    assert _path_of(_geometry((2, 8, 8, size, 3, stride, 1, 1, 8, None))) == path
+
+
+def _inside_output(geom):
+    """An output position (r, s) near the middle whose window lies wholly inside the input (no padding), or None."""
+    (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
+    (h, w), (oh, ow), top, left = geom.in_size, geom.out_size, geom.pads[0], geom.pads[2]
+    rows = [r for r in range(oh) if r * sh - top >= 0 and r * sh - top + (kh - 1) * dh < h]
+    cols = [s for s in range(ow) if s * sw - left >= 0 and s * sw - left + (kw - 1) * dw < w]
+    return (rows[len(rows) // 2], cols[len(cols) // 2]) if rows and cols else None
+
+
+@pytest.mark.parametrize("where", ["input", "grad_out"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", DEPTHWISE)
+def test_depthwise_non_finite_numbers_stay_in_their_windows(name, dtype, where, depthwise_path, monkeypatch):
+    """An inf or nan makes non-finite numbers exactly where PyTorch's do (nan, +inf and -inf masks equal) and the
+    rest equal PyTorch's to rounding, on every path: the GEMM paths multiply the zeros around each window, so a
+    call whose products met one is redone by the taps path (which this counts), and the taps keep dW to the
+    windows' own positions. Input: +inf, -inf and nan at the edges of three planes (the taps' extra positions
+    and the GEMM bands read them). grad_out: one inf at an output whose window holds no padding (PyTorch's dW
+    counts inf * padding as nan in float64, and skips the padding in float32)."""
+    assert _path_of(_geometry(CASES[name])) == depthwise_path
+    redone = []
+    for fn in ("forward", "backward"):
+        def counted(*args, _original=getattr(cpu_depthwise_taps, fn), _name=fn, **kwargs):
+            redone.append(_name)
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(cpu_depthwise_taps, fn, counted)
+    n, c, _, (h, w), k, s, p, d, g, _ = CASES[name]
+    geom = _geometry(CASES[name])
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c, 1) + geom.kernel).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    dy = rng.standard_normal(geom.out_shape).astype(dtype)
+    if where == "input":
+        x[0, 1, h // 2, w - 1] = np.inf
+        x[n - 1, c - 1, h - 1, 0] = -np.inf
+        x[n // 2, 0, 0, w // 2] = np.nan
+    else:
+        r, col = _inside_output(geom)
+        dy[n - 1, c // 2, r, col] = np.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = mg.functional.conv2d(x, wt, b, stride=s, padding=p, dilation=d, groups=g)
+        ours = (y,) + tuple(mg.functional.conv.conv_backward(x, wt, dy, geom))
+    ref = _torch_reference(x, wt, b, dy, (s, p, d, g))
+    assert not np.isfinite(ref[0] if where == "input" else ref[1]).all()      # the check has something to check
+    for label, a, r in zip(("y", "dx", "dW", "db"), ours, ref):
+        for mask in (np.isnan, np.isposinf, np.isneginf):
+            assert np.array_equal(mask(a), mask(r)), (label, mask.__name__)
+        finite = np.isfinite(r)
+        np.testing.assert_allclose(a[finite], r[finite], **TOL[dtype], err_msg=label)
+    if depthwise_path != "taps":                # the GEMM paths handed back what the inf or nan reached
+        assert redone[0] == ("forward" if where == "input" else "backward")
+    if where == "grad_out":                     # dx alone: no dW to show dy's inf, so dy itself is checked
+        with np.errstate(invalid="ignore", over="ignore"):
+            dx, dw, db = mg.functional.conv.conv_backward(x, wt, dy, geom, need_weight=False, need_bias=False)
+        assert dw is None and db is None
+        for mask in (np.isnan, np.isposinf, np.isneginf):
+            assert np.array_equal(mask(dx), mask(ref[1])), mask.__name__
+        np.testing.assert_allclose(dx[np.isfinite(ref[1])], ref[1][np.isfinite(ref[1])], **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", DEPTHWISE)
+def test_depthwise_finite_numbers_never_take_the_taps_detour(name, depthwise_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the taps path ran")
+
+    if depthwise_path != "taps":
+        monkeypatch.setattr(cpu_depthwise_taps, "forward", fail)
+        monkeypatch.setattr(cpu_depthwise_taps, "backward", fail)
+    inputs, ours = _run(CASES[name], np.float32)
+    _assert_matches(ours, _torch_reference(*inputs), np.float32)
