@@ -53,3 +53,14 @@ def machine_line(record: dict) -> str:
     isa = f", {machine['isa']}" if machine.get("isa") else ""
     return (f"{record['date'][:10]}, {machine['cpu']} ({machine['cores']} cores{isa}), NumPy {versions['numpy']}"
             f" ({versions.get('numpy_blas', 'BLAS ?')})")
+
+
+def zoo_table(record) -> str:
+    """The Markdown table of benchmarks/layer_zoo_ratios.py's JSON: one row per layer, minigrad vs PyTorch."""
+    lines = [f"{record['cpu']}, {record['isa']}, {record['threads']} threads, NumPy {record['numpy']}, PyTorch "
+             f"{record['torch']}; forward + backward, float32, median of {record['repeat']} alternating turns.", "",
+             "| layer | input | minigrad ms | PyTorch ms | ratio |", "|---|---|---:|---:|---:|"]
+    for row in record["rows"]:
+        lines.append(f"| {row['case']} | {'x'.join(map(str, row['shape']))} | {row['minigrad_ms']:.2f} | "
+                     f"{row['torch_ms']:.2f} | {row['ratio']:.2f} |")
+    return "\n".join(lines)
