@@ -11,6 +11,7 @@ needs (the layers cache it). Gradients (dy = grad_out, y = output):
     GELU tanh   y = x/2 (1 + tanh(u)), u = c (x + 0.044715 x^3), c = sqrt(2/pi)
                 dx = dy * (1/2 (1 + t) + x/2 (1 - t^2) c (1 + 3*0.044715 x^2))  saves x
     Sigmoid     y = 1 / (1 + exp(-x))            dx = dy * y (1 - y)                 saves y
+                (exp(-x) = inf for very negative x gives y = 0, the correctly rounded value)
     Tanh        y = tanh(x)                      dx = dy * (1 - y^2)                 saves y
     Softmax     y = exp(x - max) / sum           dx = y * (dy - sum(dy * y))         saves y
     LogSoftmax  y = x - max - log(sum exp(x - max))  dx = dy - exp(y) * sum(dy)      saves y
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import math
 import numbers
+
+import numpy
 
 from ..kernels.cpu_elementwise import select, where
 from ..runtime.backend import get_array_module
@@ -92,10 +95,19 @@ def gelu_backward(x, grad_out, approximate: str):
     return grad_out * (cdf + x * pdf)
 
 
-def sigmoid_forward(x):
+def sigmoid_values(x):
+    """1 / (1 + exp(-x)) in four in-place passes over one new array (PyTorch's formula). exp(-x) overflows to
+    inf for x < -88 (float32) or -709 (float64), and 1 / inf = 0 is then the correctly rounded sigmoid."""
     xp = get_array_module(x)
-    z = xp.exp(-xp.abs(x))                    # in (0, 1]: never overflows
-    y = where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+    t = xp.negative(x, out=xp.empty_like(x))  # an array also for 0-d input (a ufunc would return a scalar)
+    with numpy.errstate(over="ignore"):       # the overflow to inf is intended (no effect on CuPy)
+        xp.exp(t, out=t)
+    t += 1.0
+    return xp.reciprocal(t, out=t)
+
+
+def sigmoid_forward(x):
+    y = sigmoid_values(x)
     return y, y
 
 

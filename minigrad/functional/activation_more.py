@@ -40,7 +40,7 @@ import numpy
 from ..kernels.cpu_elementwise import select, where
 from ..runtime.backend import get_array_module, is_array
 from ..runtime.checks import check_float_array, check_same_dtype
-from .activation import sigmoid_forward
+from .activation import sigmoid_forward, sigmoid_values
 
 __all__ = ["silu", "mish", "hardswish", "hardsigmoid", "elu", "selu", "celu", "softplus", "relu6", "hardtanh",
            "prelu", "softsign", "tanhshrink", "threshold", "check_number", "check_bounds", "SELU_ALPHA",
@@ -85,12 +85,20 @@ def _sigmoid(x):
 
 # -- the math, forward and backward ---------------------------------------------------------------------
 def silu_forward(x):
-    return x * _sigmoid(x), x
+    y = sigmoid_values(x)
+    y *= x                                        # x * sigmoid(x), in place
+    return y, x
 
 
 def silu_backward(x, grad_out):
-    s = _sigmoid(x)
-    return grad_out * s * (1.0 + x * (1.0 - s))
+    s = sigmoid_values(x)
+    xp = get_array_module(x)
+    dx = xp.subtract(1.0, s, out=xp.empty_like(s))   # dy * s * (1 + x (1 - s)), in place on one array
+    dx *= x
+    dx += 1.0
+    dx *= s
+    dx *= grad_out
+    return dx
 
 
 def mish_forward(x):
