@@ -75,8 +75,13 @@ def check_bounds(min_val, max_val, where: str, strict: bool = True):
 
 
 def _softplus(xp, z):
-    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
-    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|)), in place on one new array."""
+    t = xp.abs(z, out=xp.empty_like(z))           # an array also for 0-d input
+    xp.negative(t, out=t)
+    xp.exp(t, out=t)
+    xp.log1p(t, out=t)
+    t += xp.maximum(z, 0.0)
+    return t
 
 
 def _sigmoid(x):
@@ -114,7 +119,12 @@ def mish_backward(x, grad_out):
 
 def hardswish_forward(x):
     xp = get_array_module(x)
-    return x * xp.minimum(xp.maximum(x + 3.0, 0.0), 6.0) / 6.0, x
+    y = xp.add(x, 3.0, out=xp.empty_like(x))      # x * min(max(x + 3, 0), 6) / 6, in place on one new array
+    xp.maximum(y, 0.0, out=y)
+    xp.minimum(y, 6.0, out=y)
+    y *= x
+    y /= 6.0
+    return y, x
 
 
 def hardswish_backward(x, grad_out):
@@ -166,13 +176,18 @@ def celu_backward(x, grad_out, alpha: float):
 
 def softplus_forward(x, beta: float, threshold: float):
     xp = get_array_module(x)
-    z = x * beta
-    return where(z > threshold, x, _softplus(xp, z) / beta), x
+    z = x * beta if beta != 1.0 else x
+    soft = _softplus(xp, z)
+    if beta != 1.0:
+        soft /= beta
+    return where(z > threshold, x, soft), x
 
 
 def softplus_backward(x, grad_out, beta: float, threshold: float):
-    z = x * beta
-    return where(z > threshold, grad_out, grad_out * _sigmoid(z))
+    z = x * beta if beta != 1.0 else x
+    slope = sigmoid_values(z)
+    slope *= grad_out
+    return where(z > threshold, grad_out, slope)
 
 
 def hardtanh_forward(x, min_val: float, max_val: float):
