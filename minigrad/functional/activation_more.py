@@ -145,13 +145,22 @@ def hardsigmoid_backward(inside, grad_out):
 def elu_forward(x, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
     """PyTorch's elu(x, alpha, scale, input_scale): ELU, SELU and CELU are this with their constants."""
     xp = get_array_module(x)
-    negative = xp.expm1(xp.minimum(x, 0.0) * input_scale) * (alpha * scale)   # min: no overflow for x > 0
+    negative = xp.minimum(x, 0.0, out=xp.empty_like(x))       # min: no overflow for x > 0; in place from here
+    if input_scale != 1.0:
+        negative *= input_scale
+    xp.expm1(negative, out=negative)
+    negative *= alpha * scale
     return where(x <= 0, negative, x * scale if scale != 1.0 else x), x
 
 
 def elu_backward(x, grad_out, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
     xp = get_array_module(x)
-    negative = grad_out * (input_scale * alpha * scale) * xp.exp(xp.minimum(x, 0.0) * input_scale)
+    slope = xp.minimum(x, 0.0, out=xp.empty_like(x))          # exp(min(x, 0) * input_scale), in place
+    if input_scale != 1.0:
+        slope *= input_scale
+    xp.exp(slope, out=slope)
+    negative = grad_out * (input_scale * alpha * scale)
+    negative *= slope
     return where(x <= 0, negative, grad_out * scale if scale != 1.0 else grad_out)
 
 
