@@ -27,6 +27,9 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy
+
+from ..kernels.cpu_runtime import batch_chunks, run_chunks
 from ..runtime.backend import get_array_module, is_array
 from ..runtime.checks import check_float_array, check_same_dtype
 
@@ -55,7 +58,7 @@ def _expand(a, per: int):
     return get_array_module(a).broadcast_to(a[:, :, None], (n, groups, per)).reshape(n, groups * per)
 
 
-def grouped_statistics(x3, groups: int, eps: float):
+def grouped_statistics(x3, groups: int, eps: float, out=None):
     """x3: (N, C, L) -> (centred x (N, C, L), mean (N, G), biased var (N, G), r = 1/sqrt(var + eps) per channel
     (N, C)): the statistics of each group of C/G channels of each sample (G = C: of each channel)."""
     xp = get_array_module(x3)
@@ -63,21 +66,21 @@ def grouped_statistics(x3, groups: int, eps: float):
     per = c // groups
     count = per * length
     mean = x3.sum(axis=2).reshape(n, groups, per).sum(axis=2) / count                  # (N, C) -> (N, G)
-    centred = x3 - _expand(mean, per)[:, :, None]
+    centred = xp.subtract(x3, _expand(mean, per)[:, :, None], out=out)           # out: where to write it, or None
     var = _row_dot(xp, centred, centred)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
     return centred, mean, var, _expand(1.0 / xp.sqrt(var + eps), per)
 
 
-def grouped_norm_forward(centred, r, weight, bias):
+def grouped_norm_forward(centred, r, weight, bias, out=None):
     """y = centred * r * weight + bias: centred (N, C, L); r (N, C) or (1, C); weight, bias (C,) or None."""
     scale = r if weight is None else r * weight
-    y = centred * scale[:, :, None]
+    y = get_array_module(centred).multiply(centred, scale[:, :, None], out=out)
     if bias is not None:
         y += bias[:, None]
     return y
 
 
-def grouped_norm_backward(dy3, centred, r, groups: int, weight, has_bias: bool, use_stats: bool = True):
+def grouped_norm_backward(dy3, centred, r, groups: int, weight, has_bias: bool, use_stats: bool = True, out=None):
     """dy3: (N, C, L) -> (dx3, dweight or None, dbias or None) of y = xhat * weight + bias, xhat = centred * r.
 
     With the statistics of each group (use_stats), g = dy * weight and m values in a group:
@@ -90,7 +93,7 @@ def grouped_norm_backward(dy3, centred, r, groups: int, weight, has_bias: bool, 
     sum_dy_xhat = _row_dot(xp, dy3, centred)[:, :, 0] * r                       # (N, C)
     dweight = sum_dy_xhat.sum(axis=0) if weight is not None else None
     dbias = sum_dy.sum(axis=0) if has_bias else None
-    dx = dy3 * (r if weight is None else r * weight)[:, :, None]
+    dx = xp.multiply(dy3, (r if weight is None else r * weight)[:, :, None], out=out)
     if use_stats:
         per = c // groups
         if weight is not None:
@@ -141,18 +144,59 @@ def check_group_input(x, num_groups: int, where: str):
                          f"{tuple(x.shape)}")
 
 
+PARALLEL_MIN_BYTES = 1 << 20   # smaller inputs in one call: the pool's wake-up would cost more than it saves
+
+
+def _sample_chunks(x):
+    """Batch chunks for a NumPy input big enough to share among threads (cut by size only, never by the thread
+    count, so the results are the same bits on any number of threads); one chunk otherwise."""
+    n = x.shape[0]
+    if type(x) is not numpy.ndarray or n < 2 or x.nbytes < PARALLEL_MIN_BYTES:
+        return [(0, n)]
+    return batch_chunks(n, 4 * (x.nbytes // n))
+
+
 def group_norm_forward(x, num_groups: int, weight, bias, eps: float):
     """x: (N, C, *) -> (y of x's shape, saved = (centred (N, C, L), r (N, C), num_groups)): statistics over each
-    group of C/G channels and the spatial axes of one sample."""
-    centred, _, _, r = grouped_statistics(channels_view(x), num_groups, eps)     # (N, C, *) -> (N, C, L)
-    y = grouped_norm_forward(centred, r, weight, bias)
+    group of C/G channels and the spatial axes of one sample; a large NumPy batch in chunks of samples on
+    minigrad's thread pool (each sample's statistics are its own: the same bits either way)."""
+    x3 = channels_view(x)                                                         # (N, C, *) -> (N, C, L)
+    chunks = _sample_chunks(x3)
+    if len(chunks) == 1:
+        centred, _, _, r = grouped_statistics(x3, num_groups, eps)
+        y = grouped_norm_forward(centred, r, weight, bias)
+        return y.reshape(x.shape), (centred, r, num_groups)                      # (N, C, L) -> (N, C, *)
+    centred, y = numpy.empty_like(x3), numpy.empty_like(x3)
+    r = numpy.empty(x3.shape[:2], x3.dtype)                                       # (N, C)
+
+    def part(n0, n1):
+        _, _, _, r[n0:n1] = grouped_statistics(x3[n0:n1], num_groups, eps, out=centred[n0:n1])
+        grouped_norm_forward(centred[n0:n1], r[n0:n1], weight, bias, out=y[n0:n1])
+
+    run_chunks(chunks, part)
     return y.reshape(x.shape), (centred, r, num_groups)                          # (N, C, L) -> (N, C, *)
 
 
 def group_norm_backward(saved, grad_out, weight, has_bias: bool):
-    """grad_out: (N, C, *) -> (dx, dweight or None, dbias or None) of group_norm_forward."""
+    """grad_out: (N, C, *) -> (dx, dweight or None, dbias or None) of group_norm_forward (in the same chunks of
+    samples; the parameter gradients are the chunks' sums added in chunk order)."""
     centred, r, groups = saved
-    dx, dweight, dbias = grouped_norm_backward(channels_view(grad_out), centred, r, groups, weight, has_bias)
+    dy3 = channels_view(grad_out)                                                 # (N, C, *) -> (N, C, L)
+    chunks = _sample_chunks(dy3)
+    if len(chunks) == 1:
+        dx, dweight, dbias = grouped_norm_backward(dy3, centred, r, groups, weight, has_bias)
+        return dx.reshape(grad_out.shape), dweight, dbias                        # (N, C, L) -> (N, C, *)
+    dx = numpy.empty_like(dy3)
+
+    def part(n0, n1):
+        _, dweight, dbias = grouped_norm_backward(dy3[n0:n1], centred[n0:n1], r[n0:n1], groups, weight, has_bias,
+                                                  out=dx[n0:n1])
+        return tuple(g for g in (dweight, dbias) if g is not None) or None
+
+    sums = run_chunks(chunks, part)
+    sums = iter(sums or ())
+    dweight = next(sums) if weight is not None else None
+    dbias = next(sums) if has_bias else None
     return dx.reshape(grad_out.shape), dweight, dbias                            # (N, C, L) -> (N, C, *)
 
 

@@ -343,3 +343,36 @@ def test_on_each_backend(backend, xp):
         arrays = [y, dx] + [p.grad for p in layer.parameters()] + [b for _, b in layer.named_buffers()]
         assert {mg.backend.backend_of(a) for a in arrays} == {backend}
         assert y.dtype == dx.dtype == np.float32
+
+
+def test_group_norm_in_chunks_of_samples_is_the_same_bits_on_any_number_of_threads():
+    """A batch big enough to be cut into chunks of samples (functional/norm_more.py) gives the same output and
+    gradients on 1, 2 and 3 threads, and matches PyTorch."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((64, 64, 16, 16))                      # 8 MiB in float64: several chunks
+    dy = rng.standard_normal(x.shape)
+    weight, bias = rng.standard_normal(64), rng.standard_normal(64)
+    results = []
+    saved = mg.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            mg.set_num_threads(count)
+            layer = mg.nn.GroupNorm(8, 64, dtype="float64")
+            layer.load_state_dict({"weight": weight, "bias": bias})
+            y = layer(x)
+            results.append((y, layer.backward(dy), layer.weight.grad, layer.bias.grad))
+    finally:
+        mg.set_num_threads(saved)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    module = torch.nn.GroupNorm(8, 64).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(weight))
+        module.bias.copy_(torch.from_numpy(bias))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = module(xt)
+    yt.backward(torch.from_numpy(dy))
+    for ours, theirs in zip(results[0], (yt, xt.grad, module.weight.grad, module.bias.grad)):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
