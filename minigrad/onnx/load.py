@@ -31,7 +31,7 @@ from ..nn import (GELU, AdaptiveAvgPool2d, Add, BatchNorm1d, BatchNorm2d, Concat
 from .common import OnnxError, require_onnx
 from .files import read_model
 from .importer import UNFORESEEN, Dim, Importer, decimal
-from .spatial import PAD_MODES, SpatialOps
+from .spatial import SpatialOps
 from .pool_ops import PoolOps   # before SpatialOps: the 1-d Conv/MaxPool/AveragePool first
 from .activation_ops import ActivationOps
 from .norm_ops import NormOps
@@ -288,24 +288,7 @@ class _OnnxToMinigrad(PoolOps, SpatialOps, ActivationOps, NormOps, EmbeddingOps,
         self.add(node, Dropout(p), [node.input[0]])
 
     def op_Pad(self, node):
-        attrs = self.attrs(node, {"mode", "pads", "value"})
-        pads = attrs.get("pads")
-        if pads is None:
-            given = self.const(node, 1, "pads", required=True, ndim=1)
-            self.require(node, given.dtype.kind == "i", "pads", given.dtype, "an integer tensor")
-            pads = [int(p) for p in given]
-        pads = list(pads)
-        value = self.const(node, 2, "constant_value", ndim=(0, 1))
-        if value is not None and value.size != 1:
-            raise self.fail(node, f"its constant_value of shape {value.shape} is not a single value")
-        value = attrs.get("value", 0.0) if value is None else float(value.reshape(-1)[0])
-        mode = attrs.get("mode", "constant")
-        self.require(node, mode in ("constant",) + tuple(PAD_MODES), "mode", mode, "constant, reflect, edge, wrap")
-        self.require(node, value == 0.0, "constant_value", value, "only 0")
-        if len(node.input) > 3 and node.input[3]:
-            raise self.fail(node, "the 'axes' input is not supported")
-        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
-            raise self.fail(node, f"pads {pads} are not supported (only the H and W axes of a 4-D input)")
+        pads, mode, _ = self.pad_arguments(node, 4, zero_value=True)
         self.require(node, all(p >= 0 for p in pads), "pads", pads,
                      "a negative pad crops the input; minigrad has no crop layer and a Conv's padding only adds")
         self.value(node, node.input[0])

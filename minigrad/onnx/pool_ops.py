@@ -32,11 +32,11 @@ from ..nn import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, Adapt
                   LPPool1d, LPPool2d, MaxPool1d)
 from .checks import int_list
 from .common import OnnxError
+from .spatial import PAD_MODES
 
 __all__ = ["EXPORTERS", "PoolOps"]
 
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}   # padding_mode -> ONNX Pad mode
-_FROM_PAD = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 
 
 def _tag(layer) -> str:
@@ -181,7 +181,7 @@ class PoolOps:
                 pads = (pads[0] + pad_pads[0], pads[1] + pad_pads[1])
             else:
                 self.require(node, pads == (0, 0), "pads", list(pads), f"a {pad_mode} Pad before a padded Conv")
-                pads, mode = tuple(pad_pads), _FROM_PAD[pad_mode]
+                pads, mode = tuple(pad_pads), PAD_MODES[pad_mode]
         same = conv1d_padding("same", k, 1, d, self.where)[1] if s == 1 else None
         padding = pads[0] if pads[0] == pads[1] else "same" if pads == same else None
         self.require(node, padding is not None, "pads", list(pads), "asymmetric padding other than 'same'")
@@ -204,24 +204,7 @@ class PoolOps:
 
     def _pad1d(self, node):
         """A Pad of a 3-D value's L axis (pads >= 0), kept for the Conv right after it (as load.py's op_Pad)."""
-        attrs = self.attrs(node, {"mode", "pads", "value"})
-        pads = attrs.get("pads")
-        if pads is None:
-            given = self.const(node, 1, "pads", required=True, ndim=1)
-            self.require(node, given.dtype.kind == "i", "pads", given.dtype, "an integer tensor")
-            pads = [int(p) for p in given]
-        pads = list(pads)
-        value = self.const(node, 2, "constant_value", ndim=(0, 1))
-        if value is not None and value.size != 1:
-            raise self.fail(node, f"its constant_value of shape {value.shape} is not a single value")
-        value = attrs.get("value", 0.0) if value is None else float(value.reshape(-1)[0])
-        mode = attrs.get("mode", "constant")
-        self.require(node, mode in ("constant",) + tuple(_FROM_PAD), "mode", mode, "constant, reflect, edge, wrap")
-        self.require(node, value == 0.0, "constant_value", value, "only 0")
-        if len(node.input) > 3 and node.input[3]:
-            raise self.fail(node, "the 'axes' input is not supported")
-        if len(pads) != 6 or any(pads[i] for i in (0, 1, 3, 4)):
-            raise self.fail(node, f"pads {pads} are not supported (only the L axis of a 3-D input)")
+        pads, mode, _ = self.pad_arguments(node, 3, zero_value=True)
         self.require(node, all(p >= 0 for p in pads), "pads", pads,
                      "a negative pad crops the input; minigrad has no crop layer and a Conv's padding only adds")
         self.value(node, node.input[0])

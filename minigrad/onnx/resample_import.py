@@ -96,25 +96,8 @@ class ResampleOps:
 
     # -- Pad ------------------------------------------------------------------------------------------------
     def _pad_args(self, node):
-        """(pads [8], mode, value) of a Pad node, checked."""
-        attrs = self.attrs(node, {"mode", "pads", "value"})
-        pads = attrs.get("pads")
-        if pads is None:
-            given = self.const(node, 1, "pads", required=True, ndim=1)
-            self.require(node, given.dtype.kind == "i", "pads", given.dtype, "an integer tensor")
-            pads = [int(p) for p in given]
-        value = self.const(node, 2, "constant_value", ndim=(0, 1))
-        if value is not None and value.size != 1:
-            raise self.fail(node, f"its constant_value of shape {value.shape} is not a single value")
-        value = attrs.get("value", 0.0) if value is None else float(value.reshape(-1)[0])
-        mode = attrs.get("mode", "constant")
-        self.require(node, mode in ("constant",) + tuple(_PAD_LAYERS), "mode", mode, "constant, reflect, edge, wrap")
-        if len(node.input) > 3 and node.input[3]:
-            raise self.fail(node, "the 'axes' input is not supported")
-        pads = list(pads)
-        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
-            raise self.fail(node, f"pads {pads} are not supported (only the H and W axes of a 4-D input)")
-        return pads, mode, value
+        """(pads [8], mode, value) of a 4-D Pad node, checked (spatial.py's pad_arguments; any constant value)."""
+        return self.pad_arguments(node, 4, zero_value=False)
 
     def _pad_folds(self, node):
         """True when load.py's op_Pad folds this Pad into the one Conv that reads it (its padding or mode)."""

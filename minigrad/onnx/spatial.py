@@ -16,6 +16,33 @@ PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 class SpatialOps:
     """Mixed into the importer (minigrad/onnx/load.py): one method per 2-D convolution or pool op."""
 
+    def pad_arguments(self, node, rank: int, zero_value: bool):
+        """(pads, mode, value) of a Pad node on a rank-3 (N, C, L) or rank-4 (N, C, H, W) value, checked: pads from
+        the attribute or a constant integer input, a single constant_value (0 only when ``zero_value``), a mode
+        minigrad has (constant, reflect, edge, wrap), no 'axes' input, and no padding of N or C."""
+        attrs = self.attrs(node, {"mode", "pads", "value"})
+        pads = attrs.get("pads")
+        if pads is None:
+            given = self.const(node, 1, "pads", required=True, ndim=1)
+            self.require(node, given.dtype.kind == "i", "pads", given.dtype, "an integer tensor")
+            pads = [int(p) for p in given]
+        pads = list(pads)
+        value = self.const(node, 2, "constant_value", ndim=(0, 1))
+        if value is not None and value.size != 1:
+            raise self.fail(node, f"its constant_value of shape {value.shape} is not a single value")
+        value = attrs.get("value", 0.0) if value is None else float(value.reshape(-1)[0])
+        mode = attrs.get("mode", "constant")
+        self.require(node, mode in ("constant",) + tuple(PAD_MODES), "mode", mode, "constant, reflect, edge, wrap")
+        if zero_value:
+            self.require(node, value == 0.0, "constant_value", value, "only 0")
+        if len(node.input) > 3 and node.input[3]:
+            raise self.fail(node, "the 'axes' input is not supported")
+        fixed = (0, 1, rank, rank + 1)                   # the begin and end pads of N and C
+        if len(pads) != 2 * rank or any(pads[i] for i in fixed):
+            axes = "the L axis of a 3-D input" if rank == 3 else "the H and W axes of a 4-D input"
+            raise self.fail(node, f"pads {pads} are not supported (only {axes})")
+        return pads, mode, value
+
     def _pads(self, node, attrs):
         """The checked pads (top, left, bottom, right); auto_pad VALID ignores them (pads 0, as ONNX Runtime)."""
         if attrs.get("auto_pad", "NOTSET") == "VALID":
