@@ -40,7 +40,7 @@ TORCH_FORMS = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_
 
 # torch.nn.functional forms of the added layers, one block per family (each extends TORCH_FORMS):
 # -- activations --
-from .activation_more import (celu, elu, hardsigmoid, hardswish, hardtanh, mish, prelu, relu6,  # noqa: E402
+from .activation_forms import (celu, elu, hardsigmoid, hardswish, hardtanh, mish, prelu, relu6,  # noqa: E402
                               selu, silu, softplus, softsign, tanhshrink, threshold)
 hardswish, hardsigmoid, relu6, hardtanh, prelu, softsign, tanhshrink, threshold = (guarded(f, 3) for f in (
     hardswish, hardsigmoid, relu6, hardtanh, prelu, softsign, tanhshrink, threshold))

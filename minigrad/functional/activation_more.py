@@ -28,7 +28,8 @@ gradient is dy times 1/6 *rounded to float32* (its kernels use the constant 1.0f
 CELU's gradient uses input_scale = 1 / float32(alpha) (its derivative formula reads alpha.toFloat(); the forward
 uses 1 / alpha). Where PyTorch's Softplus overflows (beta x > 709 below a larger threshold: inf, NaN gradient)
 the stable form here stays finite.
-The functional forms compute the forward only (no tape): to train through an activation, use its layer.
+The functional forms (``silu`` ...: functional/activation_forms.py) compute the forward only (no tape): to train
+through an activation, use its layer.
 """
 from __future__ import annotations
 
@@ -37,14 +38,15 @@ import numbers
 
 import numpy
 
+from ..kernels import cpu_activation
+from ..kernels.cpu_blocks import blockwise
 from ..kernels.cpu_elementwise import select, where
-from ..runtime.backend import get_array_module, is_array
+from ..runtime.backend import get_array_module
 from ..runtime.checks import check_float_array, check_same_dtype
 from .activation import sigmoid_forward, sigmoid_values
 
-__all__ = ["silu", "mish", "hardswish", "hardsigmoid", "elu", "selu", "celu", "softplus", "relu6", "hardtanh",
-           "prelu", "softsign", "tanhshrink", "threshold", "check_number", "check_bounds", "SELU_ALPHA",
-           "SELU_SCALE", "HARDSIGMOID_SLOPE", "prelu_channels", "prelu_check_input"]
+__all__ = ["check_number", "check_bounds", "SELU_ALPHA", "SELU_SCALE", "HARDSIGMOID_SLOPE", "prelu_channels",
+           "prelu_check_input"]
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -89,13 +91,15 @@ def _sigmoid(x):
 
 
 # -- the math, forward and backward ---------------------------------------------------------------------
-def silu_forward(x):
+# Each formula is an elementwise block function; blockwise runs it over a large NumPy array in cache-sized blocks
+# on the thread pool (the same bits on any number of threads), and once over anything else (CuPy, strided input).
+def _silu(x):
     y = sigmoid_values(x)
     y *= x                                        # x * sigmoid(x), in place
-    return y, x
+    return y
 
 
-def silu_backward(x, grad_out):
+def _silu_grad(x, grad_out):
     s = sigmoid_values(x)
     xp = get_array_module(x)
     dx = xp.subtract(1.0, s, out=xp.empty_like(s))   # dy * s * (1 + x (1 - s)), in place on one array
@@ -106,62 +110,113 @@ def silu_backward(x, grad_out):
     return dx
 
 
-def mish_forward(x):
+def silu_forward(x):
+    return blockwise(_silu, x), x
+
+
+def silu_backward(x, grad_out):
+    return blockwise(_silu_grad, x, grad_out)
+
+
+def _mish(x):
     xp = get_array_module(x)
-    return x * xp.tanh(_softplus(xp, x)), x
+    return x * xp.tanh(_softplus(xp, x))
 
 
-def mish_backward(x, grad_out):
+def _mish_grad(x, grad_out):
     xp = get_array_module(x)
     t = xp.tanh(_softplus(xp, x))
     return grad_out * (t + x * _sigmoid(x) * (1.0 - t * t))
 
 
-def hardswish_forward(x):
+def mish_forward(x):
+    return blockwise(_mish, x), x
+
+
+def mish_backward(x, grad_out):
+    return blockwise(_mish_grad, x, grad_out)
+
+
+def _hardswish(x, y):
     xp = get_array_module(x)
-    y = xp.add(x, 3.0, out=xp.empty_like(x))      # x * min(max(x + 3, 0), 6) / 6, in place on one new array
-    xp.maximum(y, 0.0, out=y)
-    xp.minimum(y, 6.0, out=y)
+    xp.add(x, 3.0, out=y)                         # x * min(max(x + 3, 0), 6) / 6, in place on the output
+    xp.clip(y, 0.0, 6.0, out=y)
     y *= x
     y /= 6.0
-    return y, x
+
+
+def _hardswish_grad(x, grad_out, dx):
+    if type(x) is numpy.ndarray and cpu_activation.hardswish_grad(x, grad_out, dx):
+        return
+    xp = get_array_module(x)
+    inner = xp.divide(x, 3.0, out=dx)             # dy (x/3 + 1/2) on -3 < x < 3, dy for x >= 3, 0 for x <= -3
+    inner += 0.5
+    inner *= grad_out
+    dx[...] = where(x <= -3.0, 0.0, where(x < 3.0, inner, grad_out))
+
+
+def hardswish_forward(x):
+    return blockwise(_hardswish, x, out=(x.dtype,))[0], x
 
 
 def hardswish_backward(x, grad_out):
+    return blockwise(_hardswish_grad, x, grad_out, out=(x.dtype,))[0]
+
+
+def _hardsigmoid(x, y, inside):
     xp = get_array_module(x)
-    inner = where(x < 3.0, grad_out * (x / 3.0 + 0.5), grad_out)
-    return where(x <= -3.0, 0.0, inner)
+    xp.add(x, 3.0, out=y)                         # min(max(x + 3, 0), 6) / 6, in place on the output
+    xp.clip(y, 0.0, 6.0, out=y)
+    y /= 6.0
+    xp.greater(x, -3.0, out=inside)
+    inside &= x < 3.0
 
 
 def hardsigmoid_forward(x):
-    xp = get_array_module(x)
-    return xp.minimum(xp.maximum(x + 3.0, 0.0), 6.0) / 6.0, (x > -3.0) & (x < 3.0)
+    return blockwise(_hardsigmoid, x, out=(x.dtype, numpy.bool_))
 
 
-def hardsigmoid_backward(inside, grad_out):
+def _hardsigmoid_grad(inside, grad_out):
     return select(inside, grad_out * HARDSIGMOID_SLOPE)
 
 
-def elu_forward(x, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
-    """PyTorch's elu(x, alpha, scale, input_scale): ELU, SELU and CELU are this with their constants."""
+def hardsigmoid_backward(inside, grad_out):
+    return blockwise(_hardsigmoid_grad, inside, grad_out)
+
+
+def _elu(x, y, alpha, scale, input_scale):
+    if type(x) is numpy.ndarray and cpu_activation.elu(x, y, alpha, scale, input_scale):
+        return
     xp = get_array_module(x)
-    negative = xp.minimum(x, 0.0, out=xp.empty_like(x))       # min: no overflow for x > 0; in place from here
+    negative = xp.minimum(x, 0.0, out=y)          # min: no overflow for x > 0; in place from here
     if input_scale != 1.0:
         negative *= input_scale
     xp.expm1(negative, out=negative)
     negative *= alpha * scale
-    return where(x <= 0, negative, x * scale if scale != 1.0 else x), x
+    y[...] = where(x <= 0, negative, x * scale if scale != 1.0 else x)
+
+
+def _elu_grad(x, grad_out, dx, alpha, scale, input_scale):
+    if type(x) is numpy.ndarray and cpu_activation.elu_grad(x, grad_out, dx, alpha, scale, input_scale):
+        return
+    xp = get_array_module(x)
+    negative = xp.minimum(x, 0.0, out=dx)         # dy (input_scale alpha scale exp(min(x, 0) input_scale)), in place
+    if input_scale != 1.0:
+        negative *= input_scale
+    xp.exp(negative, out=negative)
+    negative *= input_scale * alpha * scale
+    negative *= grad_out
+    dx[...] = where(x <= 0, negative, grad_out * scale if scale != 1.0 else grad_out)
+
+
+def elu_forward(x, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
+    """PyTorch's elu(x, alpha, scale, input_scale): ELU, SELU and CELU are this with their constants."""
+    return blockwise(lambda xb, yb: _elu(xb, yb, alpha, scale, input_scale), x, out=(x.dtype,))[0], x
 
 
 def elu_backward(x, grad_out, alpha: float, scale: float = 1.0, input_scale: float = 1.0):
-    xp = get_array_module(x)
-    slope = xp.minimum(x, 0.0, out=xp.empty_like(x))          # exp(min(x, 0) * input_scale), in place
-    if input_scale != 1.0:
-        slope *= input_scale
-    xp.exp(slope, out=slope)
-    negative = grad_out * (input_scale * alpha * scale)
-    negative *= slope
-    return where(x <= 0, negative, grad_out * scale if scale != 1.0 else grad_out)
+    return blockwise(lambda xb, dyb, dxb: _elu_grad(xb, dyb, dxb, alpha, scale, input_scale), x, grad_out,
+                     out=(x.dtype,))[0]
 
 
 def selu_forward(x):
@@ -183,30 +238,58 @@ def celu_backward(x, grad_out, alpha: float):
     return elu_backward(x, grad_out, alpha, 1.0, 1.0 / rounded)
 
 
-def softplus_forward(x, beta: float, threshold: float):
+def _softplus_values(x, y, beta, threshold):
     xp = get_array_module(x)
     z = x * beta if beta != 1.0 else x
-    soft = _softplus(xp, z)
+    xp.abs(z, out=y)                              # max(z, 0) + log1p(exp(-|z|)), in place on the output
+    xp.negative(y, out=y)
+    xp.exp(y, out=y)
+    xp.log1p(y, out=y)
+    y += xp.maximum(z, 0.0)
     if beta != 1.0:
-        soft /= beta
-    return where(z > threshold, x, soft), x
+        y /= beta
+    if type(x) is numpy.ndarray and cpu_activation.softplus_select(x, y, threshold, beta):
+        return
+    y[...] = where(z > threshold, x, y)
+
+
+def _softplus_grad(x, grad_out, dx, beta, threshold):
+    z = x * beta if beta != 1.0 else x
+    xp = get_array_module(x)
+    xp.negative(z, out=dx)                        # sigmoid(z) (as sigmoid_values), in place on the output
+    with numpy.errstate(over="ignore"):
+        xp.exp(dx, out=dx)
+    dx += 1.0
+    xp.reciprocal(dx, out=dx)
+    if type(x) is numpy.ndarray and cpu_activation.softplus_grad_select(x, dx, threshold, beta):
+        dx *= grad_out                            # grad_out * 1 = grad_out where z > threshold
+        return
+    dx *= grad_out
+    dx[...] = where(z > threshold, grad_out, dx)
+
+
+def softplus_forward(x, beta: float, threshold: float):
+    return blockwise(lambda xb, yb: _softplus_values(xb, yb, beta, threshold), x, out=(x.dtype,))[0], x
 
 
 def softplus_backward(x, grad_out, beta: float, threshold: float):
-    z = x * beta if beta != 1.0 else x
-    slope = sigmoid_values(z)
-    slope *= grad_out
-    return where(z > threshold, grad_out, slope)
+    return blockwise(lambda xb, dyb, dxb: _softplus_grad(xb, dyb, dxb, beta, threshold), x, grad_out,
+                     out=(x.dtype,))[0]
+
+
+def _hardtanh(x, min_val, max_val):
+    xp = get_array_module(x)
+    inside = ~((x <= min_val) | (x >= max_val))           # PyTorch's test: NaN keeps its gradient
+    y = xp.maximum(x, min_val)
+    return xp.minimum(y, max_val, out=y), inside
 
 
 def hardtanh_forward(x, min_val: float, max_val: float):
-    xp = get_array_module(x)
-    inside = ~((x <= min_val) | (x >= max_val))           # PyTorch's test: NaN keeps its gradient
-    return xp.minimum(xp.maximum(x, min_val), max_val), inside
+    return blockwise(lambda block: _hardtanh(block, min_val, max_val), x)
 
 
 def hardtanh_backward(inside, grad_out, min_val: float = -1.0, max_val: float = 1.0):
-    return select(inside, grad_out)
+    return blockwise(select, inside, grad_out)
 
 
 def prelu_channels(x) -> int:
@@ -229,7 +312,6 @@ def prelu_forward(x, weight):
 
 def prelu_backward(x, grad_out, weight, need_weight: bool = True, need_input: bool = True):
     """-> (dx of x's shape or None, dweight (C,) or None): dweight sums x * dy over x <= 0 beside the channel axis."""
-    xp = get_array_module(x)
     positive = x > 0
     dx = where(positive, grad_out, _prelu_weight(weight, x) * grad_out) if need_input else None
     if not need_weight:
@@ -252,113 +334,52 @@ def prelu_check_input(x, weight, where: str, weight_name: str = "weight"):
                          f"{'s' if prelu_channels(x) != 1 else ''}: a 0-d or 1-d input has one)")
 
 
-def softsign_forward(x):
-    return x / (get_array_module(x).abs(x) + 1.0), x
+def _softsign(x):
+    d = get_array_module(x).abs(x)
+    d += 1.0
+    return get_array_module(x).divide(x, d, out=d)
 
 
-def softsign_backward(x, grad_out):
-    d = get_array_module(x).abs(x) + 1.0
+def _softsign_grad(x, grad_out):
+    d = get_array_module(x).abs(x)
+    d += 1.0
     return grad_out / d / d            # (not / d^2: no overflow for |x| > 1e154); 0 at x = +-inf
 
 
+def softsign_forward(x):
+    return blockwise(_softsign, x), x
+
+
+def softsign_backward(x, grad_out):
+    return blockwise(_softsign_grad, x, grad_out)
+
+
+def _tanhshrink(x, y, t):
+    xp = get_array_module(x)
+    xp.tanh(x, out=t)
+    xp.subtract(x, t, out=y)
+
+
 def tanhshrink_forward(x):
-    t = get_array_module(x).tanh(x)
-    return x - t, t
+    return blockwise(_tanhshrink, x, out=(x.dtype, x.dtype))
 
 
-def tanhshrink_backward(t, grad_out):
+def _tanhshrink_grad(t, grad_out):
     return grad_out * (t * t)
 
 
-def threshold_forward(x, threshold: float, value: float):
+def tanhshrink_backward(t, grad_out):
+    return blockwise(_tanhshrink_grad, t, grad_out)
+
+
+def _threshold(x, threshold, value):
     below = x <= threshold
     return where(below, value, x), ~below
 
 
+def threshold_forward(x, threshold: float, value: float):
+    return blockwise(lambda block: _threshold(block, threshold, value), x)
+
+
 def threshold_backward(above, grad_out, threshold: float = 0.0, value: float = 0.0):
-    return select(above, grad_out)
-
-
-# -- torch.nn.functional's forms ---------------------------------------------------------------------------
-def _run(forward, input, where, *options):
-    check_float_array(input, where)
-    return forward(input, *options)[0]
-
-
-def silu(input, inplace: bool = False):
-    """x * sigmoid(x). x: any shape -> same shape (a new array; ``inplace`` is accepted and ignored)."""
-    return _run(silu_forward, input, "silu")
-
-
-def mish(input, inplace: bool = False):
-    """x * tanh(softplus(x)). x: any shape -> same shape."""
-    return _run(mish_forward, input, "mish")
-
-
-def hardswish(input, inplace: bool = False):
-    """x * relu6(x + 3) / 6. x: any shape -> same shape."""
-    return _run(hardswish_forward, input, "hardswish")
-
-
-def hardsigmoid(input, inplace: bool = False):
-    """relu6(x + 3) / 6. x: any shape -> same shape."""
-    return _run(hardsigmoid_forward, input, "hardsigmoid")
-
-
-def elu(input, alpha: float = 1.0, inplace: bool = False):
-    """x for x > 0, alpha * (exp(x) - 1) otherwise. x: any shape -> same shape."""
-    return _run(elu_forward, input, "elu", check_number(alpha, "alpha", "elu"))
-
-
-def selu(input, inplace: bool = False):
-    """scale * elu(x, alpha) with PyTorch's SELU constants. x: any shape -> same shape."""
-    return _run(selu_forward, input, "selu")
-
-
-def celu(input, alpha: float = 1.0, inplace: bool = False):
-    """x for x > 0, alpha * (exp(x / alpha) - 1) otherwise. x: any shape -> same shape."""
-    return _run(celu_forward, input, "celu", check_number(alpha, "alpha", "celu", nonzero=True))
-
-
-def softplus(input, beta: float = 1.0, threshold: float = 20.0):
-    """log(1 + exp(beta x)) / beta, x itself where beta x > threshold. x: any shape -> same shape."""
-    return _run(softplus_forward, input, "softplus", check_number(beta, "beta", "softplus", nonzero=True),
-                check_number(threshold, "threshold", "softplus", finite=False))
-
-
-def relu6(input, inplace: bool = False):
-    """min(max(x, 0), 6). x: any shape -> same shape."""
-    return _run(hardtanh_forward, input, "relu6", 0.0, 6.0)
-
-
-def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
-    """min(max(x, min_val), max_val). x: any shape -> same shape."""
-    return _run(hardtanh_forward, input, "hardtanh", *check_bounds(min_val, max_val, "hardtanh", strict=False))
-
-
-def prelu(input, weight):
-    """x for x > 0, weight * x otherwise; weight (1,) or (C,) along dimension 1 of x (N, C, *) (a Parameter
-    or an array). x: any shape -> same shape."""
-    weight = weight.data if hasattr(weight, "accumulate") else weight
-    if not is_array(weight):
-        raise TypeError(f"prelu: expected weight to be a NumPy or CuPy array, got {type(weight).__name__}")
-    if weight.ndim > 1:
-        raise ValueError(f"prelu: expected weight to be a scalar or 1-D array, got shape {tuple(weight.shape)}")
-    prelu_check_input(input, weight, "prelu")
-    return prelu_forward(input, weight)[0]
-
-
-def softsign(input):
-    """x / (1 + |x|). x: any shape -> same shape."""
-    return _run(softsign_forward, input, "softsign")
-
-
-def tanhshrink(input):
-    """x - tanh(x). x: any shape -> same shape."""
-    return _run(tanhshrink_forward, input, "tanhshrink")
-
-
-def threshold(input, threshold: float, value: float, inplace: bool = False):
-    """value where x <= threshold, else x. x: any shape -> same shape."""
-    return _run(threshold_forward, input, "threshold", check_number(threshold, "threshold", "threshold", finite=False),
-                check_number(value, "value", "threshold", finite=False))
+    return blockwise(select, above, grad_out)

@@ -62,3 +62,4 @@ def where(mask, a, b):
             return out.view(ref.dtype)
     from ..runtime.backend import get_array_module, is_array
     return get_array_module(*[v for v in (mask, a, b) if is_array(v)]).where(mask, a, b)
+
