@@ -18,7 +18,6 @@ import numbers
 
 import numpy
 
-from ..kernels.cpu_elementwise import where as blend
 from ..runtime.backend import backend_of, get_array_module
 from ..runtime.checks import check_float_array
 from ..runtime.memory import check_bytes
@@ -38,46 +37,58 @@ def _bins(size: int, out: int):
     return starts, ends, int((ends - starts).max())
 
 
-def _max_along(xp, x, axis: int, size: int, out: int):
-    """Running maximum over each bin along ``axis`` (PyTorch's order: a later element wins if greater or NaN).
-    x: (..., size, ...) -> (values, positions) of shape (..., out, ...); positions index that axis (int64)."""
-    starts, ends, length = _bins(size, out)
-    shape = [1] * x.ndim
-    shape[axis] = out
-    best = arg = None
-    for k in range(length):
-        # past a bin's end: its last element again, which changes nothing (not greater; a NaN there already won)
-        position = numpy.minimum(starts + k, ends - 1)
-        value = xp.take(x, xp.asarray(position), axis=axis)            # (..., out, ...)
-        here = xp.asarray(position.reshape(shape))                       # (1, .., out, .., 1)
-        if best is None:
-            best, arg = value, xp.broadcast_to(here, value.shape)
-            continue
-        update = (value > best) | xp.isnan(value)
-        best = blend(update, value, best)                                # xp.where, bit for bit
-        arg = xp.where(update, here, arg)
-    return best, arg
+def _bin_max(xp, a, size: int, out: int):
+    """Running maximum over each of PyTorch's bins along axis 0 of a (size, ...) (a later element wins if greater
+    or NaN) -> (values, positions) of shape (out, ...); positions index axis 0 (int64). Each step is a few passes
+    over contiguous slabs a[p]: the value is maximum(best, a[p]) (NaN propagates, as the rule keeps a NaN) and,
+    positions only growing, the position is maximum(position, p * won)."""
+    values = xp.empty((out,) + a.shape[1:], dtype=a.dtype)
+    positions = xp.empty((out,) + a.shape[1:], dtype=xp.int64)
+    has_nan = bool(xp.isnan(a).any()) if a.size else False
+    for j, (start, stop) in enumerate(P.adaptive_bins(size, out)):
+        best, arg = values[j], positions[j]
+        best[...] = a[start]
+        arg.fill(start)
+        for p in range(start + 1, stop):
+            candidate = a[p]
+            won = candidate > best
+            if has_nan:
+                won |= xp.isnan(candidate)
+            xp.maximum(arg, xp.multiply(won, p, dtype=xp.int64), out=arg)
+            xp.maximum(best, candidate, out=best)
+    return values, positions
 
 
 def adaptive_max_pool2d_forward(x, out_size):
-    """x: (N, C, H, W) -> (y (N, C, OH, OW), indices (N, C, OH, OW) int64: h*W + w of each maximum)."""
+    """x: (N, C, H, W) -> (y (N, C, OH, OW), indices (N, C, OH, OW) int64: h*W + w of each maximum).
+
+    In the layout (H, W, N*C), so that every step of the running maximum is one pass over a contiguous slab of
+    all planes: the maximum over each bin's columns first (per row), then over its rows."""
     xp = get_array_module(x)
-    h, w = x.shape[2:]
+    n, c, h, w = x.shape
     oh, ow = out_size
-    row_max, cols = _max_along(xp, x, 3, w, ow)                       # (N, C, H, OW), column of each row's max
-    y, rows = _max_along(xp, row_max, 2, h, oh)                       # (N, C, OH, OW), row of the bin's max
-    cols = xp.take_along_axis(xp.ascontiguousarray(cols), rows, axis=2)   # (N, C, H, OW) -> (N, C, OH, OW)
-    return y, rows * w + cols
+    planes_last = xp.ascontiguousarray(x.transpose(2, 3, 0, 1)).reshape(h, w, n * c)   # -> (H, W, N*C)
+    row_max, cols = _bin_max(xp, planes_last.transpose(1, 0, 2), w, ow)           # (OW, H, N*C) each
+    y, rows = _bin_max(xp, row_max.transpose(1, 0, 2), h, oh)                     # (OH, OW, N*C) each
+    cols = xp.take_along_axis(cols.transpose(1, 0, 2), rows, axis=0)              # (H, OW, NC) -> (OH, OW, NC)
+    indices = rows * w + cols
+    y = xp.ascontiguousarray(y.reshape(oh, ow, n, c).transpose(2, 3, 0, 1))       # -> (N, C, OH, OW)
+    return y, xp.ascontiguousarray(indices.reshape(oh, ow, n, c).transpose(2, 3, 0, 1))
 
 
 def adaptive_max_pool2d_backward(grad_out, indices, in_shape):
     """dy, indices: (N, C, OH, OW) -> dx: (N, C, H, W); each dy added to the input it came from (overlapping
-    bins can send several to one input: one bincount over the planes' flat indices sums them)."""
+    bins can send several to one input: they are added in the outputs' row-major order, as PyTorch's loop does;
+    NumPy: np.add.at in the gradient's dtype, CuPy: one bincount over the planes' flat indices)."""
     xp = get_array_module(grad_out)
     n, c, h, w = in_shape
     planes = xp.arange(n * c, dtype=xp.int64).reshape(n, c, 1, 1) * (h * w)     # each plane's first flat index
     flat = (indices.astype(xp.int64) + planes).reshape(-1)                        # (N*C*OH*OW,) into (N*C*H*W,)
-    sums = xp.bincount(flat, weights=grad_out.reshape(-1), minlength=n * c * h * w)   # float64 sums, in order
+    if xp is numpy:
+        dx = numpy.zeros(n * c * h * w, dtype=grad_out.dtype)                     # (N*C*H*W,)
+        numpy.add.at(dx, flat, grad_out.reshape(-1))
+        return dx.reshape(n, c, h, w)
+    sums = xp.bincount(flat, weights=grad_out.reshape(-1), minlength=n * c * h * w)   # float64 sums
     return sums.astype(grad_out.dtype, copy=False).reshape(n, c, h, w)
 
 
@@ -96,10 +107,11 @@ def adaptive_max_pool(x, output_size, return_indices, where):
         y, argmax = P.max_pool2d_forward(x4, geom)                  # the same first maximum / NaN rule
         indices = P.flat_indices(argmax, geom)
         saved = (argmax, tuple(x4.shape), unbatched, like, geom)
-    else:   # the row maxima and their columns (N, C, H, OW), the output and its indices (int64), each step of the
-        # running maximum holding the old and new maxima, the candidate, the old and new positions and the masks
-        check_bytes(n * c * (h * out[1] + out[0] * out[1]) * (3 * x4.dtype.itemsize + 19), where, (n, c) + out,
-                    like=x4)
+    else:   # the input in planes-last layout, the row maxima and their columns (N, C, H, OW), the output and its
+        # indices (int64), each step of the running maximum holding the old and new maxima, the candidate, the old and
+        # new positions and the masks
+        check_bytes(n * c * (h * w * x4.dtype.itemsize + (h * out[1] + out[0] * out[1]) * (3 * x4.dtype.itemsize + 19)),
+                    where, (n, c) + out, like=x4)
         y, indices = adaptive_max_pool2d_forward(x4, out)
         saved = (indices, tuple(x4.shape), unbatched, like, None)
     if unbatched:
