@@ -29,11 +29,11 @@ import numbers
 
 import numpy
 
-from ..kernels.cpu_runtime import batch_chunks, run_chunks
+from ..kernels.cpu_runtime import batch_chunks, run_chunks, work_buffer
 from ..runtime.backend import get_array_module, is_array
 from ..runtime.checks import check_float_array, check_same_dtype
 
-__all__ = ["group_norm", "instance_norm", "local_response_norm", "grouped_statistics", "grouped_norm_forward",
+__all__ = ["group_norm", "instance_norm", "local_response_norm", "grouped_norm_forward",
            "grouped_norm_backward", "group_norm_forward", "group_norm_backward",
            "instance_norm_forward", "instance_norm_backward", "lrn_forward", "lrn_backward", "check_lrn_options",
            "check_group_input", "channels_view"]
@@ -56,19 +56,6 @@ def _expand(a, per: int):
     """(N, G) -> (N, G * per): each group's value for each of its channels."""
     n, groups = a.shape
     return get_array_module(a).broadcast_to(a[:, :, None], (n, groups, per)).reshape(n, groups * per)
-
-
-def grouped_statistics(x3, groups: int, eps: float, out=None):
-    """x3: (N, C, L) -> (centred x (N, C, L), mean (N, G), biased var (N, G), r = 1/sqrt(var + eps) per channel
-    (N, C)): the statistics of each group of C/G channels of each sample (G = C: of each channel)."""
-    xp = get_array_module(x3)
-    n, c, length = x3.shape
-    per = c // groups
-    count = per * length
-    mean = x3.sum(axis=2).reshape(n, groups, per).sum(axis=2) / count                  # (N, C) -> (N, G)
-    centred = xp.subtract(x3, _expand(mean, per)[:, :, None], out=out)           # out: where to write it, or None
-    var = _row_dot(xp, centred, centred)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
-    return centred, mean, var, _expand(1.0 / xp.sqrt(var + eps), per)
 
 
 def grouped_norm_forward(centred, r, weight, bias, out=None):
@@ -153,51 +140,120 @@ def _sample_chunks(x):
     n = x.shape[0]
     if type(x) is not numpy.ndarray or n < 2 or x.nbytes < PARALLEL_MIN_BYTES:
         return [(0, n)]
-    return batch_chunks(n, 4 * (x.nbytes // n))
+    return batch_chunks(n, x.nbytes // n, budget=STATISTICS_BUDGET)
+
+
+STATISTICS_BUDGET = 1 << 20   # bytes of input per chunk: a chunk's centred scratch stays in the core's L2 cache
+
+
+def _moments(x3, groups: int, eps: float, scratch=None):
+    """x3: (N, C, L) -> (mean per channel (N, C), r = 1/sqrt(biased var + eps) per channel (N, C), mean (N, G),
+    var (N, G)) of each group of C/G channels of each sample: two passes (the sum, then the squares of x - mean,
+    written to scratch, a chunk-sized buffer, or a new array)."""
+    xp = get_array_module(x3)
+    n, c, length = x3.shape
+    per = c // groups
+    count = per * length
+    mean = x3.sum(axis=2).reshape(n, groups, per).sum(axis=2) / count                  # (N, C) -> (N, G)
+    mean_c = _expand(mean, per)                                                         # (N, C)
+    centred = xp.subtract(x3, mean_c[:, :, None], out=scratch)
+    var = _row_dot(xp, centred, centred)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
+    return mean_c, _expand(1.0 / xp.sqrt(var + eps), per), mean, var
+
+
+def _affine(x3, mean_c, r, weight, bias, out):
+    """out = x * a + b per channel, a = r * weight, b = bias - mean * a (PyTorch's form of (x - mean) r w + bias)."""
+    scale = r if weight is None else r * weight                                         # (N, C)
+    shift = -mean_c * scale if bias is None else bias - mean_c * scale                  # (N, C)
+    xp = get_array_module(x3)
+    xp.multiply(x3, scale[:, :, None], out=out)
+    out += shift[:, :, None]
+    return out
+
+
+def _grouped_forward(x3, groups: int, eps: float, weight, bias):
+    """x3: (N, C, L) -> (y (N, C, L), mean per channel (N, C), r (N, C), mean (N, G), var (N, G)): statistics over
+    each group of C/G channels of one sample. A large NumPy batch runs in chunks of samples of about
+    STATISTICS_BUDGET bytes on minigrad's thread pool (each sample's statistics are its own, and the cut depends on
+    sizes only: the same bits on any number of threads)."""
+    xp = get_array_module(x3)
+    chunks = _sample_chunks(x3)
+    y = xp.empty_like(x3)
+    if len(chunks) == 1:
+        mean_c, r, mean, var = _moments(x3, groups, eps)
+        return _affine(x3, mean_c, r, weight, bias, y), mean_c, r, mean, var
+    mean_c, r = numpy.empty((2,) + x3.shape[:2], x3.dtype)                             # (N, C) each
+    mean, var = numpy.empty((2, x3.shape[0], groups), x3.dtype)                        # (N, G) each
+
+    def part(n0, n1):
+        scratch = work_buffer("norm_scratch", (n1 - n0,) + x3.shape[1:], x3.dtype)
+        mean_c[n0:n1], r[n0:n1], mean[n0:n1], var[n0:n1] = _moments(x3[n0:n1], groups, eps, scratch)
+        _affine(x3[n0:n1], mean_c[n0:n1], r[n0:n1], weight, bias, y[n0:n1])
+
+    run_chunks(chunks, part)
+    return y, mean_c, r, mean, var
+
+
+def _affine_backward(dy3, x3, mean_c, r, groups: int, weight, has_bias: bool, out, scratch=None):
+    """dy3, x3: (N, C, L) -> (dx written to out, dweight partial (C,) or None, dbias partial (C,) or None) of
+    y = xhat * weight + bias, xhat = (x - mean) r with the statistics of each group of m values: with g = dy * weight,
+    dx = r (g - sum(g)/m - xhat sum(g xhat)/m) = A dy + B x + C per channel, from the sums of dy and dy * x over
+    each channel (PyTorch's formulation)."""
+    xp = get_array_module(dy3)
+    n, c, length = dy3.shape
+    per = c // groups
+    count = per * length
+    sum_dy = dy3.sum(axis=2)                                                            # (N, C)
+    sum_dy_xhat = (_row_dot(xp, dy3, x3)[:, :, 0] - mean_c * sum_dy) * r                 # (N, C)
+    dweight = sum_dy_xhat.sum(axis=0) if weight is not None else None
+    dbias = sum_dy.sum(axis=0) if has_bias else None
+    if weight is not None:
+        sum_dy, sum_dy_xhat = sum_dy * weight, sum_dy_xhat * weight                     # the sums of g and g xhat
+    sum_g = _expand(sum_dy.reshape(n, groups, per).sum(axis=2), per)                    # (N, C) -> (N, G) -> (N, C)
+    sum_gx = _expand(sum_dy_xhat.reshape(n, groups, per).sum(axis=2), per)
+    a = r if weight is None else r * weight
+    b = r * r * sum_gx / count
+    shift = (b * mean_c - r * sum_g / count)[:, :, None]                                # (N, C, 1)
+    xp.multiply(dy3, a[:, :, None], out=out)
+    scaled = xp.multiply(x3, b[:, :, None], out=scratch)
+    scaled -= shift
+    out -= scaled
+    return out, dweight, dbias
+
+
+def _grouped_backward(dy3, x3, mean_c, r, groups: int, weight, has_bias: bool):
+    """_affine_backward in the same chunks of samples as _grouped_forward; the parameter gradients are the chunks'
+    sums added in chunk order."""
+    xp = get_array_module(dy3)
+    dx = xp.empty_like(dy3)
+    chunks = _sample_chunks(dy3)
+    if len(chunks) == 1:
+        return _affine_backward(dy3, x3, mean_c, r, groups, weight, has_bias, dx)
+
+    def part(n0, n1):
+        scratch = work_buffer("norm_scratch", (n1 - n0,) + dy3.shape[1:], dy3.dtype)
+        _, dweight, dbias = _affine_backward(dy3[n0:n1], x3[n0:n1], mean_c[n0:n1], r[n0:n1], groups, weight, has_bias,
+                                             dx[n0:n1], scratch)
+        return tuple(g for g in (dweight, dbias) if g is not None) or None
+
+    sums = iter(run_chunks(chunks, part) or ())
+    dweight = next(sums) if weight is not None else None
+    dbias = next(sums) if has_bias else None
+    return dx, dweight, dbias
 
 
 def group_norm_forward(x, num_groups: int, weight, bias, eps: float):
-    """x: (N, C, *) -> (y of x's shape, saved = (centred (N, C, L), r (N, C), num_groups)): statistics over each
-    group of C/G channels and the spatial axes of one sample; a large NumPy batch in chunks of samples on
-    minigrad's thread pool (each sample's statistics are its own: the same bits either way)."""
-    x3 = channels_view(x)                                                         # (N, C, *) -> (N, C, L)
-    chunks = _sample_chunks(x3)
-    if len(chunks) == 1:
-        centred, _, _, r = grouped_statistics(x3, num_groups, eps)
-        y = grouped_norm_forward(centred, r, weight, bias)
-        return y.reshape(x.shape), (centred, r, num_groups)                      # (N, C, L) -> (N, C, *)
-    centred, y = numpy.empty_like(x3), numpy.empty_like(x3)
-    r = numpy.empty(x3.shape[:2], x3.dtype)                                       # (N, C)
-
-    def part(n0, n1):
-        _, _, _, r[n0:n1] = grouped_statistics(x3[n0:n1], num_groups, eps, out=centred[n0:n1])
-        grouped_norm_forward(centred[n0:n1], r[n0:n1], weight, bias, out=y[n0:n1])
-
-    run_chunks(chunks, part)
-    return y.reshape(x.shape), (centred, r, num_groups)                          # (N, C, L) -> (N, C, *)
+    """x: (N, C, *) -> (y of x's shape, saved = (x (N, C, L), mean per channel (N, C), r (N, C), num_groups))."""
+    x3 = channels_view(x)                                                               # (N, C, *) -> (N, C, L)
+    y, mean_c, r, _, _ = _grouped_forward(x3, num_groups, eps, weight, bias)
+    return y.reshape(x.shape), (x3, mean_c, r, num_groups)                              # (N, C, L) -> (N, C, *)
 
 
 def group_norm_backward(saved, grad_out, weight, has_bias: bool):
-    """grad_out: (N, C, *) -> (dx, dweight or None, dbias or None) of group_norm_forward (in the same chunks of
-    samples; the parameter gradients are the chunks' sums added in chunk order)."""
-    centred, r, groups = saved
-    dy3 = channels_view(grad_out)                                                 # (N, C, *) -> (N, C, L)
-    chunks = _sample_chunks(dy3)
-    if len(chunks) == 1:
-        dx, dweight, dbias = grouped_norm_backward(dy3, centred, r, groups, weight, has_bias)
-        return dx.reshape(grad_out.shape), dweight, dbias                        # (N, C, L) -> (N, C, *)
-    dx = numpy.empty_like(dy3)
-
-    def part(n0, n1):
-        _, dweight, dbias = grouped_norm_backward(dy3[n0:n1], centred[n0:n1], r[n0:n1], groups, weight, has_bias,
-                                                  out=dx[n0:n1])
-        return tuple(g for g in (dweight, dbias) if g is not None) or None
-
-    sums = run_chunks(chunks, part)
-    sums = iter(sums or ())
-    dweight = next(sums) if weight is not None else None
-    dbias = next(sums) if has_bias else None
-    return dx.reshape(grad_out.shape), dweight, dbias                            # (N, C, L) -> (N, C, *)
+    """grad_out: (N, C, *) -> (dx, dweight or None, dbias or None) of group_norm_forward."""
+    x3, mean_c, r, groups = saved
+    dx, dweight, dbias = _grouped_backward(channels_view(grad_out), x3, mean_c, r, groups, weight, has_bias)
+    return dx.reshape(grad_out.shape), dweight, dbias                                  # (N, C, L) -> (N, C, *)
 
 
 def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
@@ -224,7 +280,7 @@ def instance_norm_forward(x3, running_mean, running_var, weight, bias, use_input
     if x3.size == 0:                           # nothing to normalise: an empty output, the statistics kept
         return x3.copy(), None
     if use_input_stats:
-        centred, mean, var, r = grouped_statistics(x3, x3.shape[1], eps)
+        y, mean_c, r, mean, var = _grouped_forward(x3, x3.shape[1], eps, weight, bias)
         length = x3.shape[2]
         if running_mean is not None:
             running_mean *= 1.0 - momentum
@@ -232,9 +288,9 @@ def instance_norm_forward(x3, running_mean, running_var, weight, bias, use_input
         if running_var is not None:
             running_var *= 1.0 - momentum
             running_var += (momentum * length / (length - 1)) * var.mean(axis=0)
-    else:
-        centred = x3 - running_mean[None, :, None]
-        r = (1.0 / xp.sqrt(running_var + eps))[None]                           # (C,) -> (1, C)
+        return y, (x3, mean_c, r, True)
+    centred = x3 - running_mean[None, :, None]
+    r = (1.0 / xp.sqrt(running_var + eps))[None]                               # (C,) -> (1, C)
     return grouped_norm_forward(centred, r, weight, bias), (centred, r, use_input_stats)
 
 
@@ -244,8 +300,11 @@ def instance_norm_backward(saved, dy3, weight, has_bias: bool):
     if saved is None:
         zeros = None if weight is None else xp.zeros_like(weight)
         return dy3.copy(), zeros, zeros.copy() if has_bias and zeros is not None else None
-    centred, r, use_input_stats = saved
-    return grouped_norm_backward(dy3, centred, r, dy3.shape[1], weight, has_bias, use_input_stats)
+    if saved[-1]:                                  # the input's own statistics: (x3, mean per channel, r, True)
+        x3, mean_c, r, _ = saved
+        return _grouped_backward(dy3, x3, mean_c, r, dy3.shape[1], weight, has_bias)
+    centred, r, _ = saved                          # the running statistics: (x - running_mean, r (1, C), False)
+    return grouped_norm_backward(dy3, centred, r, dy3.shape[1], weight, has_bias, False)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats: bool = True,

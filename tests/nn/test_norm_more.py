@@ -345,20 +345,25 @@ def test_on_each_backend(backend, xp):
         assert y.dtype == dx.dtype == np.float32
 
 
-def test_group_norm_in_chunks_of_samples_is_the_same_bits_on_any_number_of_threads():
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+@pytest.mark.parametrize("name", ["GroupNorm", "InstanceNorm2d"])
+def test_norm_in_chunks_of_samples_is_the_same_bits_on_any_number_of_threads(name, offset):
     """A batch big enough to be cut into chunks of samples (functional/norm_more.py) gives the same output and
-    gradients on 1, 2 and 3 threads, and matches PyTorch."""
+    gradients on 1, 2 and 3 threads, and matches PyTorch, also for data far from zero mean (the backward works
+    from sums of dy and dy * x, as PyTorch's)."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((64, 64, 16, 16))                      # 8 MiB in float64: several chunks
+    x = rng.standard_normal((64, 64, 16, 16)) + offset             # 8 MiB in float64: several chunks
     dy = rng.standard_normal(x.shape)
     weight, bias = rng.standard_normal(64), rng.standard_normal(64)
+    args = (8, 64) if name == "GroupNorm" else (64,)
+    kwargs = {} if name == "GroupNorm" else {"affine": True}
     results = []
     saved = mg.get_num_threads()
     try:
         for count in (1, 2, 3):
             mg.set_num_threads(count)
-            layer = mg.nn.GroupNorm(8, 64, dtype="float64")
+            layer = getattr(mg.nn, name)(*args, dtype="float64", **kwargs)
             layer.load_state_dict({"weight": weight, "bias": bias})
             y = layer(x)
             results.append((y, layer.backward(dy), layer.weight.grad, layer.bias.grad))
@@ -367,7 +372,7 @@ def test_group_norm_in_chunks_of_samples_is_the_same_bits_on_any_number_of_threa
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
-    module = torch.nn.GroupNorm(8, 64).double()
+    module = getattr(torch.nn, name)(*args, **kwargs).double()
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(weight))
         module.bias.copy_(torch.from_numpy(bias))
