@@ -24,6 +24,7 @@ where {c : m in W(c)} is the window with its two paddings swapped ((size-1)//2 b
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -50,6 +51,22 @@ def _row_dot(xp, a, b):
     vecdot = getattr(xp, "vecdot", None)
     dot = vecdot(a, b) if vecdot is not None else (a * b).sum(axis=2)          # (A, B)
     return dot[:, :, None]
+
+
+def _row_sum(xp, a):
+    """a: (A, B, M) -> (A, B): the sums over M, as dot products with ones (NumPy: one vectorised dot per row, about
+    3x faster than a.sum(axis=2) over short rows; never threaded, so the same bits on any number of threads)."""
+    vecdot = getattr(xp, "vecdot", None)
+    if vecdot is None or xp is not numpy:
+        return a.sum(axis=2)
+    return vecdot(a, _ones(a.shape[2], a.dtype))
+
+
+@functools.lru_cache(maxsize=8)
+def _ones(length: int, dtype):
+    ones = numpy.ones(length, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 def _expand(a, per: int):
@@ -148,16 +165,23 @@ STATISTICS_BUDGET = 1 << 20   # bytes of input per chunk: a chunk's centred scra
 
 def _moments(x3, groups: int, eps: float, scratch=None):
     """x3: (N, C, L) -> (mean per channel (N, C), r = 1/sqrt(biased var + eps) per channel (N, C), mean (N, G),
-    var (N, G)) of each group of C/G channels of each sample: two passes (the sum, then the squares of x - mean,
-    written to scratch, a chunk-sized buffer, or a new array)."""
+    var (N, G)) of each group of C/G channels of each sample.
+
+    One pass reads the sums of x and x * x (var = E[x^2] - mean^2) and keeps them where that is well conditioned:
+    mean^2 <= var in every group, so the subtraction loses at most one bit to the sum of squares' own rounding.
+    Otherwise (data far from zero mean, NaN, inf) the two-pass form: the sum, then the squares of x - mean, written
+    to scratch (a chunk-sized buffer) or a new array."""
     xp = get_array_module(x3)
     n, c, length = x3.shape
     per = c // groups
     count = per * length
-    mean = x3.sum(axis=2).reshape(n, groups, per).sum(axis=2) / count                  # (N, C) -> (N, G)
+    mean = _row_sum(xp, x3).reshape(n, groups, per).sum(axis=2) / count                # (N, C) -> (N, G)
     mean_c = _expand(mean, per)                                                         # (N, C)
-    centred = xp.subtract(x3, mean_c[:, :, None], out=scratch)
-    var = _row_dot(xp, centred, centred)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
+    squares = _row_dot(xp, x3, x3)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
+    var = squares - mean * mean
+    if not bool((mean * mean <= var).all()):
+        centred = xp.subtract(x3, mean_c[:, :, None], out=scratch)
+        var = _row_dot(xp, centred, centred)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, G)
     return mean_c, _expand(1.0 / xp.sqrt(var + eps), per), mean, var
 
 
@@ -203,7 +227,7 @@ def _affine_backward(dy3, x3, mean_c, r, groups: int, weight, has_bias: bool, ou
     n, c, length = dy3.shape
     per = c // groups
     count = per * length
-    sum_dy = dy3.sum(axis=2)                                                            # (N, C)
+    sum_dy = _row_sum(xp, dy3)                                                          # (N, C)
     sum_dy_xhat = (_row_dot(xp, dy3, x3)[:, :, 0] - mean_c * sum_dy) * r                 # (N, C)
     dweight = sum_dy_xhat.sum(axis=0) if weight is not None else None
     dbias = sum_dy.sum(axis=0) if has_bias else None
