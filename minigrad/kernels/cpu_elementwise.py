@@ -14,18 +14,24 @@ _INT_OF = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 _BITS_OF = {**_INT_OF, np.dtype(np.int32): np.int32, np.dtype(np.int64): np.int64}   # where's bitwise blend
 
 
-def select(mask, values):
-    """where(mask, values, 0) for a boolean mask and float values of the same shape.
+def select(mask, values, out=None):
+    """where(mask, values, 0) for a boolean mask and float values of the same shape (into ``out`` if given).
 
     NumPy float32/float64: one bitwise pass (exact). Anything else: the array module's where.
     """
     if (type(values) is np.ndarray and type(mask) is np.ndarray and values.dtype in _INT_OF
             and mask.dtype == np.bool_ and mask.shape == values.shape):
-        bits = np.negative(mask.view(np.int8), dtype=_INT_OF[values.dtype])   # True -> -1 (all ones), False -> 0
+        int_type = _INT_OF[values.dtype]
+        bits = None if out is None else out.view(int_type)
+        bits = np.negative(mask.view(np.int8), dtype=int_type, out=bits)      # True -> -1 (all ones), False -> 0
         np.bitwise_and(bits, values.view(bits.dtype), out=bits)               # same-width view: any strides
         return bits.view(values.dtype)
     from ..runtime.backend import get_array_module
-    return get_array_module(values, mask).where(mask, values, 0.0)
+    result = get_array_module(values, mask).where(mask, values, 0.0)
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def _same_kind(value, ref):

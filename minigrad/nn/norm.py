@@ -11,8 +11,9 @@ In training, running_mean/running_var move by ``momentum`` towards the batch mea
 *unbiased* batch variance (momentum=None: cumulative average, factor 1/num_batches_tracked).
 With track_running_stats=False the batch statistics are used in train and eval, as in PyTorch.
 LayerNorm is the same normalisation over the trailing ``normalized_shape`` axes of each sample.
-Cached for backward: xhat, invstd and whether batch statistics were used. BatchNorm computes on the
-(N, C, L) view of its input, so its per-channel sums are contiguous reductions (and dot products).
+BatchNorm computes on the (N, C, L) view of its input (functional/batch_stats.py: PyTorch's formulation, the
+per-channel sums as dot products, large batches in chunks of samples on the thread pool) and caches that view
+of x, the mean, invstd and whether batch statistics were used.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numbers
 
 import numpy
 
+from ..functional.batch_stats import batch_affine, batch_moments, batch_norm_grads
 from ..runtime.backend import active_module, get_array_module
 from ..runtime.memory import check_bytes
 from ..runtime.checks import check_float_array, check_ndim, check_same_dtype
@@ -37,18 +39,6 @@ def check_eps(eps, where: str) -> None:
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
-def _channel_sum(a):
-    """a: (N, C, L) -> (C,): the sum over the contiguous last axis, then over N."""
-    return a.sum(axis=2).sum(axis=0)
-
-
-def _channel_dot(xp, a, b):
-    """a, b: (N, C, L) -> (C,): sum of a * b per channel, without an (N, C, L) temporary where possible."""
-    vecdot = getattr(xp, "vecdot", None)
-    per_row = vecdot(a, b) if vecdot is not None else (a * b).sum(axis=2)   # (N, C)
-    return per_row.sum(axis=0)
-
-
 def _normalize_backward(grad_xhat, xhat, invstd, axes, count):
     """dx of xhat = (x - mean(x)) * invstd with batch statistics over ``axes`` (count values each)."""
     sum_g = grad_xhat.sum(axis=axes, keepdims=True)
@@ -61,7 +51,7 @@ class _BatchNorm(Layer):
 
     _ndims: tuple = ()
     _layout: str = ""
-    FORWARD_COPIES = 3      # output, x_hat and the centred input (nn/module_tree.py: the memory guard)
+    FORWARD_COPIES = 2      # the output and a chunk's scratch (nn/module_tree.py: the memory guard)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
@@ -125,29 +115,22 @@ class _BatchNorm(Layer):
         if count == 0:  # an empty batch: an empty output; PyTorch counts the batch but moves no statistic
             if self.training and self.track_running_stats:
                 self._buffers["num_batches_tracked"] += 1
-            self._cache = (x3, None, use_batch_stats, tuple(input.shape), count)
+            self._cache = (x3, None, None, use_batch_stats, tuple(input.shape), count)
             return input.copy()
         if use_batch_stats:
             if count <= 1:
                 raise ValueError(f"{self.label}: expected more than 1 value per channel when training, got "
                                  f"input of shape {tuple(input.shape)}")
-            mean = _channel_sum(x3) / count                               # (C,)
-            xhat = x3 - mean[:, None]
-            var = _channel_dot(xp, xhat, xhat) / count                    # biased batch variance (C,)
+            mean, var = batch_moments(x3)                                  # (C,) each; var biased
             if self.training and self.track_running_stats:
                 self._update_running_stats(mean, var, count)
         else:
             mean, var = self.running_mean, self.running_var
-            xhat = x3 - mean[:, None]
         invstd = 1.0 / xp.sqrt(var + self.eps)                            # (C,)
-        xhat *= invstd[:, None]                                           # in place: centered -> xhat
-        self._cache = (xhat, invstd, use_batch_stats, tuple(input.shape), count)
-        if not self.affine:
-            return xhat.reshape(input.shape)                                  # (N, C, L) -> (N, C, *)
-        y = xhat * self.weight.data[:, None]
-        if self.bias is not None:
-            y += self.bias.data[:, None]
-        return y.reshape(input.shape)                                         # (N, C, L) -> (N, C, *)
+        self._cache = (x3, mean, invstd, use_batch_stats, tuple(input.shape), count)
+        weight = self.weight.data if self.affine else None
+        bias = self.bias.data if self.bias is not None else None
+        return batch_affine(x3, mean, invstd, weight, bias).reshape(input.shape)   # (N, C, L) -> (N, C, *)
 
     def _update_running_stats(self, mean, var, count):
         """running = (1 - f) * running + f * batch (variance unbiased); f = momentum or 1/batches."""
@@ -168,33 +151,26 @@ class _BatchNorm(Layer):
         weight * sum(dy * xhat), the bias and weight gradients, so
         dx = weight * invstd * (dy - sum(dy)/n - xhat * sum(dy * xhat)/n).
         """
-        xhat, invstd, use_batch_stats, shape, count = self.take_cache()
-        get_array_module(grad_out, xhat, names=("grad_out", "input"), where=self.label)
+        x3, mean, invstd, use_batch_stats, shape, count = self.take_cache()
+        get_array_module(grad_out, x3, names=("grad_out", "input"), where=self.label)
         if tuple(grad_out.shape) != shape:
             raise ValueError(f"{self.label}: expected grad_out of shape {shape} (the output shape), "
                              f"got {tuple(grad_out.shape)}")
-        check_same_dtype(grad_out, xhat, self.label, "grad_out", "input")
+        check_same_dtype(grad_out, x3, self.label, "grad_out", "input")
         xp = get_array_module(grad_out)
-        dy = grad_out.reshape(xhat.shape)                                 # (N, C, *) -> (N, C, L)
+        dy = grad_out.reshape(x3.shape)                                   # (N, C, *) -> (N, C, L)
         if count == 0:                            # empty batch: its parameter gradients are 0 (as PyTorch's)
             if self.affine:
                 self.weight.accumulate(xp.zeros_like(self.weight.data), self.label)
                 if self.bias is not None:
                     self.bias.accumulate(xp.zeros_like(self.bias.data), self.label)
             return grad_out.copy()
-        scale = invstd if not self.affine else invstd * self.weight.data  # (C,)
-        if self.affine or use_batch_stats:
-            sum_dy, sum_dy_xhat = _channel_sum(dy), _channel_dot(xp, dy, xhat)
+        weight = self.weight.data if self.affine else None
+        dx, sum_dy, sum_dy_xhat = batch_norm_grads(dy, x3, mean, invstd, weight, use_batch_stats)
         if self.affine:
             self.weight.accumulate(sum_dy_xhat, self.label)
             if self.bias is not None:
                 self.bias.accumulate(sum_dy, self.label)
-        if not use_batch_stats:                                           # eval: statistics are constants
-            return (dy * scale[:, None]).reshape(shape)
-        dx = xhat * (sum_dy_xhat / count)[:, None]
-        xp.subtract(dy, dx, out=dx)
-        dx -= (sum_dy / count)[:, None]
-        dx *= scale[:, None]
         return dx.reshape(shape)                                          # (N, C, L) -> (N, C, *)
 
     def extra_repr(self):

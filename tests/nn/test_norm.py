@@ -203,3 +203,43 @@ def test_norm_errors():
     bn(np.ones((2, 3, 2, 2), "float32"))
     with pytest.raises(ValueError, match=r"expected grad_out of shape \(2, 3, 2, 2\)"):
         bn.backward(np.ones((2, 3, 2), "float32"))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("offset", [0.0, 50.0], ids=["centred", "offset-50"])
+def test_batch_norm_in_chunks_of_samples_is_the_same_bits_on_any_number_of_threads(offset, training):
+    """A batch big enough to be cut into chunks of samples (functional/batch_stats.py) gives the same output,
+    gradients and running statistics on 1, 2 and 3 threads, and matches PyTorch: for data near zero mean (the
+    one-pass statistics) and far from it (the two-pass fallback), in train and eval mode."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((64, 64, 16, 16)) * 2.0 + offset          # 8 MiB in float64: several chunks
+    dy = rng.standard_normal(x.shape)
+    state = {"weight": rng.standard_normal(64), "bias": rng.standard_normal(64),
+             "running_mean": np.full(64, offset) + rng.standard_normal(64), "running_var": rng.random(64) + 0.5,
+             "num_batches_tracked": np.array(3)}
+    results = []
+    saved = mg.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            mg.set_num_threads(count)
+            layer = mg.nn.BatchNorm2d(64, momentum=0.3, dtype="float64")
+            layer.load_state_dict(state)
+            layer.train(training)
+            y = layer(x)
+            results.append((y, layer.backward(dy), layer.weight.grad, layer.bias.grad, layer.running_mean,
+                            layer.running_var))
+    finally:
+        mg.set_num_threads(saved)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    module = torch.nn.BatchNorm2d(64, momentum=0.3).double()
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    module.train(training)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = module(xt)
+    yt.backward(torch.from_numpy(dy))
+    expected = (yt, xt.grad, module.weight.grad, module.bias.grad, module.running_mean, module.running_var)
+    for ours, theirs in zip(results[0], expected):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
