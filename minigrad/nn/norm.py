@@ -51,7 +51,7 @@ class _BatchNorm(Layer):
 
     _ndims: tuple = ()
     _layout: str = ""
-    FORWARD_COPIES = 2      # the output and a chunk's scratch (nn/module_tree.py: the memory guard)
+    FORWARD_COPIES = 3      # output, a copy of a strided input and a chunk's scratch (nn/module_tree.py: the memory guard)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
