@@ -280,7 +280,7 @@ def softplus_backward(x, grad_out, beta: float, threshold: float):
 def _hardtanh(x, min_val, max_val):
     xp = get_array_module(x)
     inside = ~((x <= min_val) | (x >= max_val))           # PyTorch's test: NaN keeps its gradient
-    y = xp.maximum(x, min_val)
+    y = xp.maximum(x, min_val, out=xp.empty_like(x))      # (an array also for a 0-d input)
     return xp.minimum(y, max_val, out=y), inside
 
 
@@ -335,9 +335,10 @@ def prelu_check_input(x, weight, where: str, weight_name: str = "weight"):
 
 
 def _softsign(x):
-    d = get_array_module(x).abs(x)
+    xp = get_array_module(x)
+    d = xp.abs(x, out=xp.empty_like(x))                   # (an array also for a 0-d input)
     d += 1.0
-    return get_array_module(x).divide(x, d, out=d)
+    return xp.divide(x, d, out=d)
 
 
 def _softsign_grad(x, grad_out):

@@ -20,7 +20,8 @@ __all__ = ["hardswish_grad", "elu", "elu_grad", "softplus_select", "softplus_gra
 
 
 def _no_nan(*blocks) -> bool:
-    return all(all_finite(b) or not np.isnan(b).any() for b in blocks)
+    """True for blocks (of at least one dimension: a 0-d input takes the general formula) that hold no NaN."""
+    return all(b.ndim > 0 and (all_finite(b) or not np.isnan(b).any()) for b in blocks)
 
 
 def hardswish_grad(x, grad_out, dx) -> bool:
