@@ -39,7 +39,7 @@ import numbers
 import numpy
 
 from ..kernels import cpu_activation
-from ..kernels.cpu_blocks import blockwise
+from ..kernels.cpu_blocks import INT_OF, blockwise
 from ..kernels.cpu_elementwise import select, where
 from ..runtime.backend import get_array_module
 from ..runtime.checks import check_float_array, check_same_dtype
@@ -176,12 +176,13 @@ def hardsigmoid_forward(x):
     return blockwise(_hardsigmoid, x, out=(x.dtype, numpy.bool_))
 
 
-def _hardsigmoid_grad(inside, grad_out):
-    return select(inside, grad_out * HARDSIGMOID_SLOPE)
+def _hardsigmoid_grad(inside, grad_out, dx):
+    select(inside, grad_out, out=dx)              # then * 1/6: the kept values times the slope, +0 elsewhere
+    dx *= HARDSIGMOID_SLOPE
 
 
 def hardsigmoid_backward(inside, grad_out):
-    return blockwise(_hardsigmoid_grad, inside, grad_out)
+    return blockwise(_hardsigmoid_grad, inside, grad_out, out=(grad_out.dtype,))[0]
 
 
 def _elu(x, y, alpha, scale, input_scale):
@@ -277,19 +278,21 @@ def softplus_backward(x, grad_out, beta: float, threshold: float):
                      out=(x.dtype,))[0]
 
 
-def _hardtanh(x, min_val, max_val):
+def _hardtanh(x, y, inside, min_val, max_val):
     xp = get_array_module(x)
-    inside = ~((x <= min_val) | (x >= max_val))           # PyTorch's test: NaN keeps its gradient
-    y = xp.maximum(x, min_val, out=xp.empty_like(x))      # (an array also for a 0-d input)
-    return xp.minimum(y, max_val, out=y), inside
+    xp.less_equal(x, min_val, out=inside)                # PyTorch's test: NaN keeps its gradient
+    inside |= x >= max_val
+    xp.logical_not(inside, out=inside)
+    xp.maximum(x, min_val, out=y)
+    xp.minimum(y, max_val, out=y)
 
 
 def hardtanh_forward(x, min_val: float, max_val: float):
-    return blockwise(lambda block: _hardtanh(block, min_val, max_val), x)
+    return blockwise(lambda xb, yb, ib: _hardtanh(xb, yb, ib, min_val, max_val), x, out=(x.dtype, numpy.bool_))
 
 
 def hardtanh_backward(inside, grad_out, min_val: float = -1.0, max_val: float = 1.0):
-    return blockwise(select, inside, grad_out)
+    return blockwise(select, inside, grad_out, out=(grad_out.dtype,))[0]
 
 
 def prelu_channels(x) -> int:
@@ -373,14 +376,23 @@ def tanhshrink_backward(t, grad_out):
     return blockwise(_tanhshrink_grad, t, grad_out)
 
 
-def _threshold(x, threshold, value):
-    below = x <= threshold
-    return where(below, value, x), ~below
+def _threshold(x, y, above, threshold, value):
+    xp = get_array_module(x)
+    xp.less_equal(x, threshold, out=above)               # below for now: value there, x elsewhere (NaN: x)
+    if type(x) is numpy.ndarray and x.dtype in INT_OF and x.ndim:
+        int_type = INT_OF[x.dtype]
+        x_bits, y_bits = x.view(int_type), y.view(int_type)
+        numpy.negative(above.view(numpy.int8), dtype=int_type, out=y_bits)   # all ones where below
+        y_bits &= numpy.bitwise_xor(x_bits, numpy.asarray(value, x.dtype).view(int_type))
+        y_bits ^= x_bits                                 # x ^ ((x ^ value) & below): value's or x's own bits
+    else:
+        y[...] = where(above, value, x)
+    xp.logical_not(above, out=above)
 
 
 def threshold_forward(x, threshold: float, value: float):
-    return blockwise(lambda block: _threshold(block, threshold, value), x)
+    return blockwise(lambda xb, yb, ab: _threshold(xb, yb, ab, threshold, value), x, out=(x.dtype, numpy.bool_))
 
 
 def threshold_backward(above, grad_out, threshold: float = 0.0, value: float = 0.0):
-    return blockwise(select, above, grad_out)
+    return blockwise(select, above, grad_out, out=(grad_out.dtype,))[0]

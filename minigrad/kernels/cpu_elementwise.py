@@ -15,12 +15,13 @@ _BITS_OF = {**_INT_OF, np.dtype(np.int32): np.int32, np.dtype(np.int64): np.int6
 
 
 def select(mask, values, out=None):
-    """where(mask, values, 0) for a boolean mask and float values of the same shape (into ``out`` if given).
+    """where(mask, values, 0) for a boolean mask and float values of the same shape (into ``out`` if given; out
+    must not overlap values).
 
     NumPy float32/float64: one bitwise pass (exact). Anything else: the array module's where.
     """
     if (type(values) is np.ndarray and type(mask) is np.ndarray and values.dtype in _INT_OF
-            and mask.dtype == np.bool_ and mask.shape == values.shape):
+            and mask.dtype == np.bool_ and mask.shape == values.shape and mask.ndim):
         int_type = _INT_OF[values.dtype]
         bits = None if out is None else out.view(int_type)
         bits = np.negative(mask.view(np.int8), dtype=int_type, out=bits)      # True -> -1 (all ones), False -> 0
@@ -56,7 +57,7 @@ def where(mask, a, b):
     (or a Python scalar); anything else (CuPy, mixed dtypes, ...): the array module's where."""
     ref = a if type(a) is np.ndarray and (type(b) is not np.ndarray or a.shape == mask.shape) else b
     if (type(mask) is np.ndarray and mask.dtype == np.bool_ and type(ref) is np.ndarray and ref.dtype in _BITS_OF
-            and ref.shape == mask.shape):
+            and ref.shape == mask.shape and mask.ndim):
         a_same, b_same = _same_kind(a, ref), _same_kind(b, ref)
         if a_same is not None and b_same is not None:
             int_type = _BITS_OF[ref.dtype]
