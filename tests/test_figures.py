@@ -83,13 +83,24 @@ def test_benchmarks_page_quotes_the_recorded_conv_step_comparison():
         assert row in page, f"docs/benchmarks.md does not quote the recorded row: {row}"
 
 
-def test_benchmarks_page_quotes_the_added_layers_results():
-    """The added layers' tables on docs/benchmarks.md are the recorded bench and layer-zoo results."""
+@pytest.mark.parametrize("suffix", ["", "-after"])
+def test_benchmarks_page_quotes_the_added_layers_results(suffix):
+    """The added layers' tables on docs/benchmarks.md (first measurement and after the block kernels) are the
+    recorded bench and layer-zoo results."""
     from minigrad.bench.figures import zoo_table
     page = _flat((ROOT / "docs/benchmarks.md").read_text())
-    layers = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-2threads-layers.json").read_text())
+    layers = json.loads((ROOT / f"benchmarks/results/2026-12-07-cpu-2threads-layers{suffix}.json").read_text())
     for line in format_markdown(layers).splitlines():
         assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
-    zoo = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-2threads-layer-zoo.json").read_text())
+    zoo = json.loads((ROOT / f"benchmarks/results/2026-12-07-cpu-2threads-layer-zoo{suffix}.json").read_text())
     for line in zoo_table(zoo).splitlines():
         assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+
+
+def test_benchmarks_page_quotes_the_model_step_ab():
+    """The whole-step A/B table on docs/benchmarks.md is the recorded benchmarks/ab_model_step.py result."""
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    record = json.loads((ROOT / "benchmarks/results/2026-12-07-ab-model-step.json").read_text())
+    for name, case in record["cases"].items():
+        row = f"| {name} | {case['before_ms']:.2f} | {case['after_ms']:.2f} | {case['ratio']:.3f} |"
+        assert row in page, f"docs/benchmarks.md does not quote the recorded row: {row}"
