@@ -88,6 +88,7 @@ def main(argv=None):
     ap.add_argument("--baseline", default=None, help="git revision whose cpu_depthwise.py to time as well")
     ap.add_argument("--shapes", default="all", choices=["all", "bench", "mnist"])
     ap.add_argument("--turn", type=float, default=0.15, help="seconds of calls per turn (at least 2 calls)")
+    ap.add_argument("--json", metavar="PATH", help="also write the measurements to PATH")
     ap.add_argument("--clock", default="wall", choices=["wall", "thread"],
                     help="thread: the calling thread's CPU time (time.thread_time), with --threads 1 only: on a "
                          "loaded machine it leaves out the time the process waits for a core")
@@ -115,11 +116,19 @@ def main(argv=None):
     print("| shape (N, C, H, W) | stride | " + " | ".join(f"minigrad {v} ms | {v} / torch" for v in names)
           + " | torch ms | best-of: " + " | ".join(f"{v} / torch" for v in names) + " |")
     print("|---|---:|" + "---:|---:|" * len(names) + "---:|" + "---:|" * len(names))
+    rows = []
     for shape, stride in shapes:
         med, best = measure(shape, stride, variants, args, mg, torch, dispatch)
         cells = " | ".join(f"{med[v]:.2f} | {med[v] / med['torch']:.2f}" for v in names)
         bests = " | ".join(f"{best[v] / best['torch']:.2f}" for v in names)
         print(f"| {shape} | {stride} | {cells} | {med['torch']:.2f} | {bests} |", flush=True)
+        rows.append({"shape": list(shape), "stride": stride, "median_ms": med, "best_ms": best})
+    if args.json:
+        import json
+        record = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "threads": args.threads, "reps": args.reps,
+                  "clock": args.clock, "numpy": np.__version__, "torch": torch.__version__, "rows": rows}
+        with open(args.json, "w") as handle:
+            json.dump(record, handle, indent=1)
 
 
 def measure(shape, stride, variants, args, mg, torch, dispatch):
