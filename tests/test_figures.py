@@ -104,3 +104,14 @@ def test_benchmarks_page_quotes_the_model_step_ab():
     for name, case in record["cases"].items():
         row = f"| {name} | {case['before_ms']:.2f} | {case['after_ms']:.2f} | {case['ratio']:.3f} |"
         assert row in page, f"docs/benchmarks.md does not quote the recorded row: {row}"
+
+
+def test_benchmarks_page_quotes_the_depthwise_two_thread_run():
+    """The depthwise table on docs/benchmarks.md is the recorded benchmarks/depthwise_ab.py result."""
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    record = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-2threads-depthwise.json").read_text())
+    for r in record["rows"]:
+        med, best = r["median_ms"], r["best_ms"]
+        row = (f"| {'x'.join(map(str, r['shape']))} | {r['stride']} | {med['new']:.2f} | {med['torch']:.2f} | "
+               f"{med['new'] / med['torch']:.2f} | {best['new'] / best['torch']:.2f} |")
+        assert row in page, f"docs/benchmarks.md does not quote the recorded row: {row}"
