@@ -3,7 +3,7 @@
     statistics   mean and biased var per channel over N and L (n values each): one pass reads the sums of x and
                  x * x and keeps var = E[x^2] - mean^2 where mean^2 <= var for every channel (the subtraction then
                  loses at most one bit to the rounding of the sum of squares); otherwise the two-pass form, the
-                 squares of x - mean
+                 squares of x - mean (always for float16, whose sums of squares overflow)
     forward      y = x a + b per channel, a = invstd * weight, b = bias - mean * a
     backward     sum_dy and sum_dy_xhat = invstd (sum(dy x) - mean sum_dy) per channel (the bias and weight
                  gradients); with batch statistics dx = a dy + B x + C, B = -a invstd sum_dy_xhat / n,
@@ -58,12 +58,15 @@ def batch_moments(x3):
     """x3: (N, C, L) -> (mean (C,), biased var (C,)) over N and L."""
     xp = get_array_module(x3)
     count = x3.shape[0] * x3.shape[2]
-    sums, squares = _per_chunk(x3, lambda n0, n1: (_row_sum(xp, x3[n0:n1]).sum(axis=0),
-                                                   _row_dot(xp, x3[n0:n1], x3[n0:n1]).sum(axis=0)))
-    mean = sums / count
-    var = squares / count - mean * mean
-    if bool((mean * mean <= var).all()):
-        return mean, var
+    if x3.dtype.itemsize >= 4:                      # (float16 sums of squares overflow: two passes)
+        sums, squares = _per_chunk(x3, lambda n0, n1: (_row_sum(xp, x3[n0:n1]).sum(axis=0),
+                                                       _row_dot(xp, x3[n0:n1], x3[n0:n1]).sum(axis=0)))
+        mean = sums / count
+        var = squares / count - mean * mean
+        if bool(((mean * mean <= var) & xp.isfinite(var)).all()):
+            return mean, var
+    else:
+        mean = _per_chunk(x3, lambda n0, n1: (_row_sum(xp, x3[n0:n1]).sum(axis=0),))[0] / count
 
     def centred_squares(n0, n1):
         block = x3[n0:n1]

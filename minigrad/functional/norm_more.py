@@ -169,7 +169,7 @@ def _moments(x3, groups: int, eps: float, scratch=None):
 
     One pass reads the sums of x and x * x (var = E[x^2] - mean^2) and keeps them where that is well conditioned:
     mean^2 <= var in every group, so the subtraction loses at most one bit to the sum of squares' own rounding.
-    Otherwise (data far from zero mean, NaN, inf) the two-pass form: the sum, then the squares of x - mean, written
+    Otherwise (data far from zero mean, NaN, inf, float16) the two-pass form: the sum, then the squares of x - mean, written
     to scratch (a chunk-sized buffer) or a new array."""
     xp = get_array_module(x3)
     n, c, length = x3.shape
@@ -177,9 +177,11 @@ def _moments(x3, groups: int, eps: float, scratch=None):
     count = per * length
     mean = _row_sum(xp, x3).reshape(n, groups, per).sum(axis=2) / count                # (N, C) -> (N, G)
     mean_c = _expand(mean, per)                                                         # (N, C)
-    squares = _row_dot(xp, x3, x3)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
-    var = squares - mean * mean
-    if not bool((mean * mean <= var).all()):
+    var = None
+    if x3.dtype.itemsize >= 4:                      # (float16 sums of squares overflow: two passes)
+        squares = _row_dot(xp, x3, x3)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
+        var = squares - mean * mean
+    if var is None or not bool(((mean * mean <= var) & xp.isfinite(var)).all()):
         centred = xp.subtract(x3, mean_c[:, :, None], out=scratch)
         var = _row_dot(xp, centred, centred)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, G)
     return mean_c, _expand(1.0 / xp.sqrt(var + eps), per), mean, var
