@@ -83,11 +83,24 @@ def profile_torch(batch, steps):
     return 1e3 * statistics.median(times)
 
 
+def markdown(record) -> str:
+    """The Markdown table of a recorded profile (the --json record)."""
+    lines = [f"LeNet-5 training step, batch {record['batch']}, {record['threads']} threads, medians of "
+             f"{record['steps']} steps (ms)", "", "| layer | forward | backward |", "|---|---:|---:|"]
+    lines += [f"| {name} | {f:.2f} | {b:.2f} |" for name, f, b in record["layers"]]
+    lines += [f"| loss (forward + backward) | {record['other']['loss f+b']:.2f} | |",
+              f"| Adam step | {record['other']['optimizer']:.2f} | |", "",
+              f"minigrad step {record['other']['step']:.2f} ms, PyTorch step {record['torch_ms']:.2f} ms: ratio "
+              f"{record['other']['step'] / record['torch_ms']:.2f}"]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", metavar="PATH", help="also write the table and the steps to PATH")
     args = parser.parse_args(argv)
     if args.threads:
         mg.set_num_threads(args.threads)
@@ -96,13 +109,15 @@ def main(argv=None):
     rows, other = profile_minigrad(args.batch, args.steps)
     time.sleep(0.25)
     torch_ms = profile_torch(args.batch, args.steps)
-    print(f"LeNet-5 training step, batch {args.batch}, {mg.get_num_threads()} threads, medians of {args.steps} steps (ms)\n")
-    print("| layer | forward | backward |\n|---|---:|---:|")
-    for name, f, b in rows:
-        print(f"| {name} | {f:.2f} | {b:.2f} |")
-    print(f"| loss (forward + backward) | {other['loss f+b']:.2f} | |")
-    print(f"| Adam step | {other['optimizer']:.2f} | |")
-    print(f"\nminigrad step {other['step']:.2f} ms, PyTorch step {torch_ms:.2f} ms: ratio {other['step'] / torch_ms:.2f}")
+    record = {"date": time.strftime("%Y-%m-%d"), "batch": args.batch, "steps": args.steps,
+              "threads": mg.get_num_threads(), "layers": rows, "other": other, "torch_ms": torch_ms}
+    print(markdown(record))
+    if args.json:
+        import json
+        from minigrad.bench.runner import machine_info, versions_info
+        record.update(machine=machine_info(), versions=versions_info("numpy"))
+        with open(args.json, "w") as handle:
+            json.dump(record, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -115,3 +115,15 @@ def test_benchmarks_page_quotes_the_depthwise_two_thread_run():
         row = (f"| {'x'.join(map(str, r['shape']))} | {r['stride']} | {med['new']:.2f} | {med['torch']:.2f} | "
                f"{med['new'] / med['torch']:.2f} | {best['new'] / best['torch']:.2f} |")
         assert row in page, f"docs/benchmarks.md does not quote the recorded row: {row}"
+
+
+def test_benchmarks_page_quotes_the_lenet_profile():
+    """The per-layer LeNet-5 table on docs/benchmarks.md is the recorded benchmarks/lenet_profile.py result."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("lenet_profile", ROOT / "benchmarks/lenet_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    record = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-2threads-lenet-profile.json").read_text())
+    for line in module.markdown(record).splitlines():
+        assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
