@@ -51,11 +51,17 @@ def max_forward(x, geom):
     out = np.empty((planes,) + out_size, dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=np.uint8)
     unpadded = not any(pads)
+    pairs = tuple(geom.kernel) == (2, 2) and tuple(geom.dilation) == (1, 1)
 
     def per_block(p0, p1):
         block = src[p0:p1] if unpadded else padded_buffer("pool_x", src[p0:p1], pads, -np.inf)   # -inf border
         windows = [block[:, rows, cols] for _, rows, cols in views]   # K views (planes, OH, OW)
         y, am = out[p0:p1], argmax[p0:p1]
+        if pairs:
+            _max_2x2(windows, y, am)
+            if np.isnan(y).any():
+                nan_blocks.append(p0)
+            return
         np.copyto(y, windows[0])
         for window in windows[1:]:
             np.maximum(y, window, out=y)
@@ -76,6 +82,24 @@ def max_forward(x, geom):
         return pool_reference.max_forward(x, geom)
     shape = (n, c) + out_size
     return out.reshape(shape), argmax.reshape(shape)                   # (N*C, OH, OW) -> (N, C, OH, OW)
+
+
+def _max_2x2(windows, y, am):
+    """A 2 x 2 window's maximum and its first position in row-major order (k = 2 * row + column) from three
+    comparisons: the larger of each row's pair (the left one on a tie), then of the two rows (the top one on a
+    tie). windows: the views of offsets (0, 0), (0, 1), (1, 0), (1, 1); y, am: the block's outputs."""
+    top_left, top_right, bottom_left, bottom_right = windows
+    right_top = np.greater(top_right, top_left, out=work_buffer("pool_eq", y.shape, bool))
+    right_bottom = np.greater(bottom_right, bottom_left, out=work_buffer("pool_eq2", y.shape, bool))
+    top = np.maximum(top_left, top_right, out=y)
+    bottom = np.maximum(bottom_left, bottom_right, out=work_buffer("pool_row", y.shape, y.dtype))
+    lower = np.greater(bottom, top, out=work_buffer("pool_eq3", y.shape, bool))
+    np.maximum(top, bottom, out=y)
+    # k = right_top + lower * (2 + right_bottom - right_top), in uint8
+    np.add(right_bottom.view(np.uint8), np.uint8(2), out=am)
+    am -= right_top.view(np.uint8)
+    am *= lower.view(np.uint8)
+    am += right_top.view(np.uint8)
 
 
 def _tiles_input(geom) -> bool:

@@ -34,11 +34,15 @@ def _geom(shape, k, s, p, d=1, ceil=False):
 
 
 @pytest.mark.parametrize("block_bytes", [1, 1000, 1 << 20])              # one plane, a few, all at once
-@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 3, 0, 1), (3, 2, 1, 2)])
-def test_fast_max_pool_matches_reference(monkeypatch, k, s, p, d, block_bytes):
+@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 3, 0, 1), (3, 2, 1, 2),
+                                     (2, 1, 1, 1), (2, 2, 1, 1)])       # 2 x 2: the pairwise kernel
+@pytest.mark.parametrize("zeros", [False, True], ids=["integers", "signed-zeros"])
+def test_fast_max_pool_matches_reference(monkeypatch, k, s, p, d, block_bytes, zeros):
     monkeypatch.setattr(cpu_pool, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(1)
     x = rng.integers(-3, 4, (3, 2, 9, 8)).astype(np.float64)      # many ties
+    if zeros:                                                     # 0.0 and -0.0 tie; the first one wins
+        x = np.where(x > 0, x, np.where(rng.random(x.shape) < 0.5, -0.0, 0.0))
     geom = _geom(x.shape, k, s, p, d)
     y, argmax = P.max_pool2d_forward(x, geom)
     dy = rng.standard_normal(y.shape)
