@@ -8,6 +8,7 @@ views v_k (planes, OH, OW) of the -inf-padded block:
 
     forward   y = v_0, then y = maximum(y, v_k) in place (NaN wins, as in PyTorch)
               argmax = min over k of (k where v_k == y else 255)    the first maximum, uint8 passes
+              (2 x 2 windows: the larger of each row's pair, then of the rows: three comparisons)
     backward  dxpad[view k] += select(argmax == k, dy)                exact where(), per block
               (windows that tile the input, as MaxPool2d(2) on even sizes: dx[view k] = ..., no fill)
 
