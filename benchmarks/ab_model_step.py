@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from ab_conv_step import _commit   # (this folder: the scripts run as python benchmarks/NAME.py)
 from minigrad.bench.runner import machine_info, versions_info
 
 MODELS = {"lenet5-b128": ("lenet5", (128, 1, 28, 28), {}),
@@ -51,18 +52,6 @@ for name, (factory, shape, kwargs) in json.loads(sys.argv[1]).items():
     out[name] = statistics.median(times)
 print(json.dumps(out))
 """
-
-
-def _commit(tree):
-    """The tree's git commit (with '+changes' when it has uncommitted ones), or None outside git."""
-    try:
-        head = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
-                              text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", tree, "status", "--porcelain", "--untracked-files=no"], check=True,
-                               capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+changes" if dirty else "")
 
 
 def main(argv=None) -> int:
