@@ -4,26 +4,12 @@ float64 temporary the size of the weight) and refuse sizes that do not fit, and 
 and pooling kernels (activations, normalisation, losses) check their outputs, also for broadcast views whose
 logical size is far larger than their memory. Peaks are measured with tracemalloc, which sees NumPy's buffers.
 """
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import minigrad as mg
 from minigrad.runtime import memory
-
-
-def _peak(call):
-    """(result or exception, peak bytes traced while ``call`` ran)."""
-    tracemalloc.start()
-    try:
-        try:
-            result = call()
-        except Exception as exc:  # noqa: BLE001 - returned for the test to check
-            result = exc
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+from support.memory_peak import traced_peak
 
 
 @pytest.fixture
@@ -37,7 +23,7 @@ def limit_100m(monkeypatch):
 def test_padding_modes_are_refused_before_the_input_is_padded(limit_100m, mode, shape, padding):
     x = np.zeros(shape, np.float32)
     layer = mg.nn.Conv2d(1, 1, 1, padding=padding, padding_mode=mode)
-    error, peak = _peak(lambda: layer(x))
+    error, peak = traced_peak(lambda: layer(x))
     assert isinstance(error, MemoryError), error
     assert str(error).startswith(f"Conv2d: {mode}-padded input of shape ({shape[0]}, 1, "), error
     assert peak < 4 << 20, f"{peak} bytes allocated before the refusal"     # used to be the padded input: GBs
@@ -60,14 +46,14 @@ def test_constructors_refuse_weights_that_do_not_fit_naming_the_layer(limit_100m
 def test_a_float32_weight_is_initialised_without_a_float64_copy():
     """Linear(4096, 4096): a 64 MiB float32 weight used to cost 64 + 128 MiB (a float64 draw, then astype)."""
     weight_bytes = 4096 * 4096 * 4
-    layer, peak = _peak(lambda: mg.nn.Linear(4096, 4096))
+    layer, peak = traced_peak(lambda: mg.nn.Linear(4096, 4096))
     assert isinstance(layer, mg.nn.Linear)
     assert peak < weight_bytes + (2 << 20), f"peak {peak} bytes for a {weight_bytes}-byte weight"
     # (trunc_normal_ fills through the same chunked draw; its per-element inverse CDF is too slow to time here)
     for init, shape in ((mg.nn.init.uniform_, (4096, 4096)), (mg.nn.init.normal_, (4096, 4096)),
                         (mg.nn.init.kaiming_normal_, (4096, 4096))):
         array = np.empty(shape, np.float32)                           # 64 MiB
-        result, peak = _peak(lambda: init(array))
+        result, peak = traced_peak(lambda: init(array))
         assert result is array and peak < array.nbytes // 2, (init.__name__, peak)   # chunk-sized temporaries
         assert np.isfinite(array).all() and array.std() > 0
 
@@ -93,7 +79,7 @@ def test_layers_check_their_outputs_for_broadcast_inputs(limit_100m, make, copie
     """A broadcast view of 4 bytes that reads as 1.6 GB: its output would be 1.6 GB."""
     big = np.broadcast_to(np.float32(1.0), (20000, 20000))
     layer = make()
-    error, peak = _peak(lambda: layer(big))
+    error, peak = traced_peak(lambda: layer(big))
     assert isinstance(error, MemoryError), error
     assert str(error).startswith(f"{type(layer).__name__}: forward's output and temporaries for an input of shape "
                                  f"(20000, 20000) needs {copies * 1_600_000_000} bytes"), error
@@ -138,7 +124,7 @@ def _broadcast(*shape):
         "AvgPool2d divisor", "Linear strided input"])
 def test_what_an_outside_probe_got_oom_killed_is_refused_first(limit_100m, call, words):
     """Each of these was OOM-killed in a 512 MiB cgroup: an allocation made before (or without) the check."""
-    error, peak = _peak(call)
+    error, peak = traced_peak(call)
     assert isinstance(error, MemoryError), error
     assert str(error).startswith(words), error
     assert peak < 4 << 20, f"{peak} bytes allocated before the refusal"
@@ -148,6 +134,6 @@ def test_a_transposed_convolution_counts_its_scatter_buffer(monkeypatch):
     """ConvTranspose2d(1, 1, 3, stride=10000) on 2x2: a 381 MiB result that peaked at 802 MB; counted twice now."""
     monkeypatch.setenv(memory.ENV, "600M")
     layer = mg.nn.ConvTranspose2d(1, 1, 3, stride=10000)
-    error, peak = _peak(lambda: layer(np.zeros((1, 1, 2, 2), np.float32)))
+    error, peak = traced_peak(lambda: layer(np.zeros((1, 1, 2, 2), np.float32)))
     assert isinstance(error, MemoryError) and str(error).startswith("ConvTranspose2d: result of shape (1, 1, 10003"), error
     assert peak < 4 << 20

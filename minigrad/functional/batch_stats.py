@@ -15,43 +15,61 @@ The layer keeps x itself (a view) for backward, not a normalised copy.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy
 
 from ..kernels.cpu_runtime import batch_chunks, run_chunks, work_buffer
 from ..runtime.backend import get_array_module
 
-__all__ = ["batch_moments", "batch_affine", "batch_norm_grads"]
+__all__ = ["batch_moments", "batch_affine", "batch_norm_grads", "sample_chunks", "row_sum", "row_dot", "one_pass_ok"]
 
-CHUNK_BYTES = 4 << 20          # bytes of input per chunk of samples: few, long NumPy calls
-PARALLEL_MIN_BYTES = 1 << 20   # smaller inputs in one chunk
+CHUNK_BYTES = 4 << 20          # bytes of input per chunk of samples: few, long NumPy calls (measured faster than
+                               # chunks sized for the L2 cache)
+PARALLEL_MIN_BYTES = 1 << 20   # smaller inputs in one chunk: the pool's wake-up would cost more than it saves
 
 
-def _chunks(x3):
+def sample_chunks(x3):
+    """Chunks of samples [(n0, n1), ...] of a NumPy (N, ...) array big enough to share among threads, cut by size
+    only (never by the thread count); one chunk otherwise. Shared with GroupNorm/InstanceNorm (norm_more.py)."""
     n = x3.shape[0]
     if type(x3) is not numpy.ndarray or n < 2 or x3.nbytes < PARALLEL_MIN_BYTES:
         return [(0, n)]
     return batch_chunks(n, x3.nbytes // n, budget=CHUNK_BYTES)
 
 
-def _row_sum(xp, a):
-    """a: (N, C, L) -> (N, C): sums over L (NumPy: dot products with ones, faster than sum over short rows)."""
-    if xp is numpy:
-        return numpy.vecdot(a, numpy.ones(a.shape[2], dtype=a.dtype))
-    return a.sum(axis=2)
+def row_sum(xp, a):
+    """a: (A, B, M) -> (A, B): the sums over M (NumPy: dot products with ones, one vectorised dot per row, faster
+    than a.sum(axis=2) over short rows; never threaded, so the same bits on any number of threads)."""
+    if xp is not numpy:
+        return a.sum(axis=2)
+    return numpy.vecdot(a, _ones(a.shape[2], a.dtype))
 
 
-def _row_dot(xp, a, b):
-    """a, b: (N, C, L) -> (N, C): sum over L of a * b without an (N, C, L) temporary where possible."""
+@functools.lru_cache(maxsize=8)
+def _ones(length: int, dtype):
+    ones = numpy.ones(length, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def row_dot(xp, a, b):
+    """a, b: (A, B, M) -> (A, B): sum over M of a * b, without an (A, B, M) temporary where possible."""
     vecdot = getattr(xp, "vecdot", None)
     return vecdot(a, b) if vecdot is not None else (a * b).sum(axis=2)
 
 
+def one_pass_ok(xp, mean, var) -> bool:
+    """True when var = E[x^2] - mean^2 may stand: finite, and mean^2 <= var everywhere (the subtraction then loses
+    at most one bit to the rounding of the sum of squares)."""
+    return bool(((mean * mean <= var) & xp.isfinite(var)).all())
+
+
 def _per_chunk(x3, part):
     """The chunks' part(n0, n1) -> tuple of (C,) partial sums, added in chunk order."""
-    chunks = _chunks(x3)
     if type(x3) is not numpy.ndarray:
         return part(0, x3.shape[0])
-    return run_chunks(chunks, part)
+    return run_chunks(sample_chunks(x3), part)
 
 
 def batch_moments(x3):
@@ -59,20 +77,20 @@ def batch_moments(x3):
     xp = get_array_module(x3)
     count = x3.shape[0] * x3.shape[2]
     if x3.dtype.itemsize >= 4:                      # (float16 sums of squares overflow: two passes)
-        sums, squares = _per_chunk(x3, lambda n0, n1: (_row_sum(xp, x3[n0:n1]).sum(axis=0),
-                                                       _row_dot(xp, x3[n0:n1], x3[n0:n1]).sum(axis=0)))
+        sums, squares = _per_chunk(x3, lambda n0, n1: (row_sum(xp, x3[n0:n1]).sum(axis=0),
+                                                       row_dot(xp, x3[n0:n1], x3[n0:n1]).sum(axis=0)))
         mean = sums / count
         var = squares / count - mean * mean
-        if bool(((mean * mean <= var) & xp.isfinite(var)).all()):
+        if one_pass_ok(xp, mean, var):
             return mean, var
     else:
-        mean = _per_chunk(x3, lambda n0, n1: (_row_sum(xp, x3[n0:n1]).sum(axis=0),))[0] / count
+        mean = _per_chunk(x3, lambda n0, n1: (row_sum(xp, x3[n0:n1]).sum(axis=0),))[0] / count
 
     def centred_squares(n0, n1):
         block = x3[n0:n1]
         scratch = work_buffer("batch_norm_scratch", block.shape, block.dtype) if xp is numpy else None
         centred = xp.subtract(block, mean[:, None], out=scratch)
-        return (_row_dot(xp, centred, centred).sum(axis=0),)
+        return (row_dot(xp, centred, centred).sum(axis=0),)
 
     return mean, _per_chunk(x3, centred_squares)[0] / count
 
@@ -102,8 +120,8 @@ def batch_norm_grads(dy3, x3, mean, invstd, weight, batch_stats: bool):
     are the bias and weight gradients."""
     xp = get_array_module(dy3)
     count = x3.shape[0] * x3.shape[2]
-    sum_dy, sum_dy_x = _per_chunk(x3, lambda n0, n1: (_row_sum(xp, dy3[n0:n1]).sum(axis=0),
-                                                      _row_dot(xp, dy3[n0:n1], x3[n0:n1]).sum(axis=0)))
+    sum_dy, sum_dy_x = _per_chunk(x3, lambda n0, n1: (row_sum(xp, dy3[n0:n1]).sum(axis=0),
+                                                      row_dot(xp, dy3[n0:n1], x3[n0:n1]).sum(axis=0)))
     sum_dy_xhat = invstd * (sum_dy_x - mean * sum_dy)                                   # (C,)
     a = invstd if weight is None else invstd * weight
     dx = xp.empty_like(dy3)

@@ -24,15 +24,15 @@ where {c : m in W(c)} is the window with its two paddings swapped ((size-1)//2 b
 """
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 
 import numpy
 
-from ..kernels.cpu_runtime import batch_chunks, run_chunks, work_buffer
+from ..kernels.cpu_runtime import run_chunks, work_buffer
 from ..runtime.backend import get_array_module, is_array
 from ..runtime.checks import check_float_array, check_same_dtype
+from .batch_stats import one_pass_ok, row_dot, row_sum, sample_chunks
 
 __all__ = ["group_norm", "instance_norm", "local_response_norm", "grouped_norm_forward",
            "grouped_norm_backward", "group_norm_forward", "group_norm_backward",
@@ -44,29 +44,6 @@ __all__ = ["group_norm", "instance_norm", "local_response_norm", "grouped_norm_f
 def channels_view(x):
     """x: (N, C, *) -> the (N, C, L) view (a copy for a strided input), L = prod(*) (1 for (N, C))."""
     return x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))          # (N, C, *) -> (N, C, L)
-
-
-def _row_dot(xp, a, b):
-    """a, b: (A, B, M) -> (A, B, 1): sum over M of a * b, without an (A, B, M) temporary where possible."""
-    vecdot = getattr(xp, "vecdot", None)
-    dot = vecdot(a, b) if vecdot is not None else (a * b).sum(axis=2)          # (A, B)
-    return dot[:, :, None]
-
-
-def _row_sum(xp, a):
-    """a: (A, B, M) -> (A, B): the sums over M, as dot products with ones (NumPy: one vectorised dot per row,
-    faster than a.sum(axis=2) over short rows; never threaded, so the same bits on any number of threads)."""
-    vecdot = getattr(xp, "vecdot", None)
-    if vecdot is None or xp is not numpy:
-        return a.sum(axis=2)
-    return vecdot(a, _ones(a.shape[2], a.dtype))
-
-
-@functools.lru_cache(maxsize=8)
-def _ones(length: int, dtype):
-    ones = numpy.ones(length, dtype=dtype)
-    ones.flags.writeable = False
-    return ones
 
 
 def _expand(a, per: int):
@@ -94,7 +71,7 @@ def grouped_norm_backward(dy3, centred, r, groups: int, weight, has_bias: bool, 
     xp = get_array_module(dy3)
     n, c, length = dy3.shape
     sum_dy = dy3.sum(axis=2)                                                    # (N, C)
-    sum_dy_xhat = _row_dot(xp, dy3, centred)[:, :, 0] * r                       # (N, C)
+    sum_dy_xhat = row_dot(xp, dy3, centred) * r                       # (N, C)
     dweight = sum_dy_xhat.sum(axis=0) if weight is not None else None
     dbias = sum_dy.sum(axis=0) if has_bias else None
     dx = xp.multiply(dy3, (r if weight is None else r * weight)[:, :, None], out=out)
@@ -148,21 +125,6 @@ def check_group_input(x, num_groups: int, where: str):
                          f"{tuple(x.shape)}")
 
 
-PARALLEL_MIN_BYTES = 1 << 20   # smaller inputs in one call: the pool's wake-up would cost more than it saves
-
-
-def _sample_chunks(x):
-    """Batch chunks for a NumPy input big enough to share among threads (cut by size only, never by the thread
-    count, so the results are the same bits on any number of threads); one chunk otherwise."""
-    n = x.shape[0]
-    if type(x) is not numpy.ndarray or n < 2 or x.nbytes < PARALLEL_MIN_BYTES:
-        return [(0, n)]
-    return batch_chunks(n, x.nbytes // n, budget=STATISTICS_BUDGET)
-
-
-STATISTICS_BUDGET = 4 << 20   # bytes of input per chunk: few, long NumPy calls (measured faster than L2-sized chunks)
-
-
 def _moments(x3, groups: int, eps: float, scratch=None):
     """x3: (N, C, L) -> (mean per channel (N, C), r = 1/sqrt(biased var + eps) per channel (N, C), mean (N, G),
     var (N, G)) of each group of C/G channels of each sample.
@@ -175,15 +137,15 @@ def _moments(x3, groups: int, eps: float, scratch=None):
     n, c, length = x3.shape
     per = c // groups
     count = per * length
-    mean = _row_sum(xp, x3).reshape(n, groups, per).sum(axis=2) / count                # (N, C) -> (N, G)
+    mean = row_sum(xp, x3).reshape(n, groups, per).sum(axis=2) / count                # (N, C) -> (N, G)
     mean_c = _expand(mean, per)                                                         # (N, C)
     var = None
     if x3.dtype.itemsize >= 4:                      # (float16 sums of squares overflow: two passes)
-        squares = _row_dot(xp, x3, x3)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
+        squares = row_dot(xp, x3, x3).reshape(n, groups, per).sum(axis=2) / count   # (N, C) -> (N, G)
         var = squares - mean * mean
-    if var is None or not bool(((mean * mean <= var) & xp.isfinite(var)).all()):
+    if var is None or not one_pass_ok(xp, mean, var):
         centred = xp.subtract(x3, mean_c[:, :, None], out=scratch)
-        var = _row_dot(xp, centred, centred)[:, :, 0].reshape(n, groups, per).sum(axis=2) / count   # (N, G)
+        var = row_dot(xp, centred, centred).reshape(n, groups, per).sum(axis=2) / count   # (N, G)
     return mean_c, _expand(1.0 / xp.sqrt(var + eps), per), mean, var
 
 
@@ -200,10 +162,10 @@ def _affine(x3, mean_c, r, weight, bias, out):
 def _grouped_forward(x3, groups: int, eps: float, weight, bias):
     """x3: (N, C, L) -> (y (N, C, L), mean per channel (N, C), r (N, C), mean (N, G), var (N, G)): statistics over
     each group of C/G channels of one sample. A large NumPy batch runs in chunks of samples of about
-    STATISTICS_BUDGET bytes on minigrad's thread pool (each sample's statistics are its own, and the cut depends on
+    batch_stats.CHUNK_BYTES bytes on minigrad's thread pool (each sample's statistics are its own, and the cut depends on
     sizes only: the same bits on any number of threads)."""
     xp = get_array_module(x3)
-    chunks = _sample_chunks(x3)
+    chunks = sample_chunks(x3)
     y = xp.empty_like(x3)
     if len(chunks) == 1:
         mean_c, r, mean, var = _moments(x3, groups, eps)
@@ -229,8 +191,8 @@ def _affine_backward(dy3, x3, mean_c, r, groups: int, weight, has_bias: bool, ou
     n, c, length = dy3.shape
     per = c // groups
     count = per * length
-    sum_dy = _row_sum(xp, dy3)                                                          # (N, C)
-    sum_dy_xhat = (_row_dot(xp, dy3, x3)[:, :, 0] - mean_c * sum_dy) * r                 # (N, C)
+    sum_dy = row_sum(xp, dy3)                                                          # (N, C)
+    sum_dy_xhat = (row_dot(xp, dy3, x3) - mean_c * sum_dy) * r                 # (N, C)
     dweight = sum_dy_xhat.sum(axis=0) if weight is not None else None
     dbias = sum_dy.sum(axis=0) if has_bias else None
     if weight is not None:
@@ -252,7 +214,7 @@ def _grouped_backward(dy3, x3, mean_c, r, groups: int, weight, has_bias: bool):
     sums added in chunk order."""
     xp = get_array_module(dy3)
     dx = xp.empty_like(dy3)
-    chunks = _sample_chunks(dy3)
+    chunks = sample_chunks(dy3)
     if len(chunks) == 1:
         return _affine_backward(dy3, x3, mean_c, r, groups, weight, has_bias, dx)
 

@@ -5,7 +5,6 @@ per forward, to(backend) moving parameters and buffers (the cupy cases under MIN
 to a CuPy layer refused naming the layer, state-dict keys, load_state_dict and repr as PyTorch's, the memory guard
 refusing before allocating (also outputs far larger than the input), dropout as the identity in eval, and finite
 differences in float64. A layer added to mg.nn later must get a row in CASES (test_every_new_layer_has_a_case)."""
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import pytest
 import minigrad as mg
 from minigrad.backend import backend_of, to_backend
 from minigrad.runtime import memory
+from support.memory_peak import traced_peak
 
 # mg.nn.__all__ before issue 25: everything else in it is checked here.
 ORIGINAL = {"Layer", "Parameter", "no_grad", "is_grad_enabled", "GradientOwnershipError", "Conv2d", "Linear", "Flatten",
@@ -359,18 +359,6 @@ def test_state_dict_keys_load_and_repr_are_pytorchs(case):
 
 
 # -- 6. the memory guard --------------------------------------------------------------------------------------------
-def _peak(call):
-    tracemalloc.start()
-    try:
-        try:
-            result = call()
-        except Exception as exc:  # noqa: BLE001 - returned for the test to check
-            result = exc
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 LIMIT = 8 << 20
 
 
@@ -386,7 +374,7 @@ def test_a_large_input_is_refused_before_allocating_or_runs_within_the_limit(cas
     rows = 4 * LIMIT // (small[0][:1].nbytes) + 1
     big = tuple(np.broadcast_to(x[:1], (rows,) + x.shape[1:]) for x in small)
     monkeypatch.setenv(memory.ENV, str(LIMIT))
-    result, peak = _peak(lambda: layer(*big))
+    result, peak = traced_peak(lambda: layer(*big))
     if isinstance(result, MemoryError):
         assert str(result).startswith(type(layer).__name__), result
         assert peak < LIMIT // 4, f"{case}: {peak} bytes allocated before the refusal"
@@ -416,7 +404,7 @@ def test_the_guard_counts_at_least_what_a_forward_allocates(case, monkeypatch):
     mg.manual_seed(0)
     layer(*big)                                                  # (tables cached per geometry are built once)
     layer.clear_cache()
-    result, peak = _peak(lambda: layer(*big))
+    result, peak = traced_peak(lambda: layer(*big))
     assert not isinstance(result, Exception), result
     layer.clear_cache()
     monkeypatch.setenv(memory.ENV, str(int(0.9 * peak)))
@@ -453,7 +441,7 @@ def test_an_output_far_larger_than_the_input_is_refused_before_allocating(case, 
     make_layer, make_input = OUTPUT_FAR_LARGER[case]
     layer, x = make_layer(), make_input()
     monkeypatch.setenv(memory.ENV, str(32 << 20))
-    error, peak = _peak(lambda: layer(x))
+    error, peak = traced_peak(lambda: layer(x))
     assert isinstance(error, MemoryError), error
     assert str(error).startswith(type(layer).__name__), error
     assert peak < 4 << 20, f"{peak} bytes allocated before the refusal"
@@ -466,7 +454,7 @@ def test_upsample_backward_of_a_long_signal_builds_no_quadratic_matrix(mode):
     layer = mg.nn.Upsample(scale_factor=2.5, mode=mode)
     x = np.random.default_rng(0).standard_normal((1, 2, 10000)).astype("float32")
     y = layer(x)
-    dx, peak = _peak(lambda: layer.backward(np.ones_like(y)))
+    dx, peak = traced_peak(lambda: layer.backward(np.ones_like(y)))
     assert dx.shape == x.shape and peak < 20 << 20, peak        # the matrix: 25000 x 10000 x 4 bytes = 1 GB
 
 
