@@ -39,7 +39,7 @@ import numbers
 import numpy
 
 from ..kernels import cpu_activation
-from ..kernels.cpu_blocks import INT_OF, blockwise
+from ..kernels.cpu_blocks import INT_OF, blend_bits, blockwise, mask_bits
 from ..kernels.cpu_elementwise import select, where
 from ..runtime.backend import get_array_module
 from ..runtime.checks import check_float_array, check_same_dtype
@@ -379,12 +379,8 @@ def tanhshrink_backward(t, grad_out):
 def _threshold(x, y, above, threshold, value):
     xp = get_array_module(x)
     xp.less_equal(x, threshold, out=above)               # below for now: value there, x elsewhere (NaN: x)
-    if type(x) is numpy.ndarray and x.dtype in INT_OF and x.ndim:
-        int_type = INT_OF[x.dtype]
-        x_bits, y_bits = x.view(int_type), y.view(int_type)
-        numpy.negative(above.view(numpy.int8), dtype=int_type, out=y_bits)   # all ones where below
-        y_bits &= numpy.bitwise_xor(x_bits, numpy.asarray(value, x.dtype).view(int_type))
-        y_bits ^= x_bits                                 # x ^ ((x ^ value) & below): value's or x's own bits
+    if type(x) is numpy.ndarray and x.dtype in INT_OF and x.ndim:   # value's or x's own bits, into y
+        blend_bits(mask_bits(above, INT_OF[x.dtype]), value, x, out=y)
     else:
         y[...] = where(above, value, x)
     xp.logical_not(above, out=above)

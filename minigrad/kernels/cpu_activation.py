@@ -76,24 +76,29 @@ def elu_grad(x, grad_out, dx, alpha: float, scale: float, input_scale: float) ->
     return True
 
 
+def _at_most_threshold(x, threshold: float, beta: float):
+    """All-ones bits where beta x <= threshold (Softplus's log branch), or None for a block holding a NaN or an
+    infinite threshold."""
+    if not _no_nan(x) or not np.isfinite(threshold):
+        return None
+    above = sign_bits(np.subtract(threshold, np.multiply(x, beta) if beta != 1.0 else x))   # threshold - beta x < 0
+    return np.invert(above, out=above)
+
+
 def softplus_select(x, soft, threshold: float, beta: float) -> bool:
     """soft (the log(1 + exp(beta x)) / beta branch, written) -> x where beta x > threshold, in place."""
-    if not _no_nan(x) or not np.isfinite(threshold):
+    keep = _at_most_threshold(x, threshold, beta)
+    if keep is None:
         return False
-    scratch = np.subtract(threshold, np.multiply(x, beta) if beta != 1.0 else x)
-    above = sign_bits(scratch)                         # all ones where threshold - beta x < 0
-    np.invert(above, out=above)                        # beta x <= threshold: keep soft
-    blend_bits(above, soft, x, out=soft)
+    blend_bits(keep, soft, x, out=soft)
     return True
 
 
 def softplus_grad_select(x, slope, threshold: float, beta: float) -> bool:
     """slope (sigmoid(beta x), written) -> 1 where beta x > threshold, in place (the caller multiplies by
     grad_out: grad_out * 1 is grad_out exactly)."""
-    if not _no_nan(x) or not np.isfinite(threshold):
+    keep = _at_most_threshold(x, threshold, beta)
+    if keep is None:
         return False
-    scratch = np.subtract(threshold, np.multiply(x, beta) if beta != 1.0 else x)
-    above = sign_bits(scratch)
-    np.invert(above, out=above)
-    blend_bits(above, slope, 1.0, out=slope)
+    blend_bits(keep, slope, 1.0, out=slope)
     return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BLOCK_ELEMENTS", "blockwise", "sign_bits", "blend_bits", "INT_OF"]
+__all__ = ["BLOCK_ELEMENTS", "blockwise", "sign_bits", "mask_bits", "blend_bits", "INT_OF"]
 
 BLOCK_ELEMENTS = 1 << 17    # 512 KiB of float32 per array: a block's few arrays fit a core's L2 cache
 INT_OF = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
@@ -88,11 +88,16 @@ def sign_bits(v):
     return bits
 
 
+def mask_bits(mask, int_type, out=None):
+    """A NumPy boolean array -> integers of int_type with all bits set where it is True, 0 elsewhere (into out)."""
+    return np.negative(mask.view(np.int8), dtype=int_type, out=out)
+
+
 def blend_bits(mask_bits, a, b, out):
     """out = a where mask_bits is all ones, b where it is 0, bit for bit: b ^ ((a ^ b) & mask).
 
-    mask_bits: from sign_bits; a, b: float arrays of out's dtype or Python numbers; out: a float array (it may be a,
-    not b)."""
+    mask_bits: from sign_bits or mask_bits; a, b: arrays of out's dtype (or of its width) or Python numbers; out: a
+    float32/float64/int32/int64 array (it may be a, not b)."""
     int_type = mask_bits.dtype
     a_bits = a.view(int_type) if isinstance(a, np.ndarray) else np.asarray(a, out.dtype).view(int_type)
     b_bits = b.view(int_type) if isinstance(b, np.ndarray) else np.asarray(b, out.dtype).view(int_type)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-_INT_OF = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+from .cpu_blocks import INT_OF as _INT_OF
+from .cpu_blocks import blend_bits, mask_bits
+
 _BITS_OF = {**_INT_OF, np.dtype(np.int32): np.int32, np.dtype(np.int64): np.int64}   # where's bitwise blend
 
 
@@ -24,7 +26,7 @@ def select(mask, values, out=None):
             and mask.dtype == np.bool_ and mask.shape == values.shape and mask.ndim):
         int_type = _INT_OF[values.dtype]
         bits = None if out is None else out.view(int_type)
-        bits = np.negative(mask.view(np.int8), dtype=int_type, out=bits)      # True -> -1 (all ones), False -> 0
+        bits = mask_bits(mask, int_type, out=bits)                            # True -> -1 (all ones), False -> 0
         np.bitwise_and(bits, values.view(bits.dtype), out=bits)               # same-width view: any strides
         return bits.view(values.dtype)
     from ..runtime.backend import get_array_module
@@ -51,8 +53,9 @@ def _same_kind(value, ref):
 
 
 def where(mask, a, b):
-    """np.where(mask, a, b), bit for bit, in four bitwise passes instead of NumPy's branchy loop (faster on a
-    random mask: docs/benchmarks.md, "Elementwise select") when mask is a NumPy boolean array and a, b are
+    """np.where(mask, a, b), bit for bit, in a mask pass and three bitwise passes (kernels/cpu_blocks.blend_bits)
+    instead of NumPy's branchy loop (faster on a random mask: docs/benchmarks.md, "Elementwise select") when mask
+    is a NumPy boolean array and a, b are
     float32/float64/int32/int64 arrays of one dtype, one of mask's shape and the other of it or broadcasting to it
     (or a Python scalar); anything else (CuPy, mixed dtypes, ...): the array module's where."""
     ref = a if type(a) is np.ndarray and (type(b) is not np.ndarray or a.shape == mask.shape) else b
@@ -60,13 +63,6 @@ def where(mask, a, b):
             and ref.shape == mask.shape and mask.ndim):
         a_same, b_same = _same_kind(a, ref), _same_kind(b, ref)
         if a_same is not None and b_same is not None:
-            int_type = _BITS_OF[ref.dtype]
-            bits = np.negative(mask.view(np.int8), dtype=int_type)             # True -> all ones, False -> 0
-            out = np.bitwise_and(bits, a_same.view(int_type))                   # a where mask, +0 elsewhere
-            np.invert(bits, out=bits)
-            np.bitwise_and(bits, b_same.view(int_type), out=bits)              # b where not mask
-            np.bitwise_or(out, bits, out=out)
-            return out.view(ref.dtype)
+            return blend_bits(mask_bits(mask, _BITS_OF[ref.dtype]), a_same, b_same, out=np.empty_like(ref))
     from ..runtime.backend import get_array_module, is_array
     return get_array_module(*[v for v in (mask, a, b) if is_array(v)]).where(mask, a, b)
-
