@@ -29,14 +29,6 @@ __all__ = ["adaptive_max_pool", "adaptive_max_pool_backward", "lp_pool", "lp_poo
 
 # ----------------------------------------------------------------------------- adaptive max
 
-def _bins(size: int, out: int):
-    """(starts, ends) of PyTorch's adaptive bins as NumPy int64 arrays, and the longest bin's length."""
-    bins = P.adaptive_bins(size, out)
-    starts = numpy.array([s for s, _ in bins], dtype=numpy.int64)
-    ends = numpy.array([e for _, e in bins], dtype=numpy.int64)
-    return starts, ends, int((ends - starts).max())
-
-
 def _bin_max(xp, a, size: int, out: int):
     """Running maximum over each of PyTorch's bins along axis 0 of a (size, ...) (a later element wins if greater
     or NaN) -> (values, positions) of shape (out, ...); positions index axis 0 (int64). Each step is a few passes
