@@ -166,6 +166,12 @@ def versions_info(backend):
             info["numpy_blas"] = f"{blas[0]['internal_api']} {blas[0].get('version')} ({blas[0].get('architecture')})"
     except Exception:
         pass
+    if backend == "numpy":                   # which CPU kernels ran ReLU and max pooling (kernels/compiled.py)
+        from ..kernels import compiled
+        info["compiled_kernels"] = compiled.active()
+        if compiled.available():
+            import numba
+            info["numba"] = numba.__version__
     if backend == "cupy":
         import cupy
         from .cases import cupy_tf32

@@ -5,7 +5,7 @@ Every function takes a floating array of any shape and returns one of the same s
 Each ``*_forward(x, ...)`` returns ``(y, saved)``: ``saved`` is what the matching ``*_backward(saved, dy)``
 needs (the layers cache it). Gradients (dy = grad_out, y = output):
 
-    ReLU        y = max(x, 0)                    dx = dy * (x > 0)                   saves x > 0
+    ReLU        y = max(x, 0)                    dx = 0 if x <= 0 else dy            saves not x <= 0
     LeakyReLU   y = x if x > 0 else a*x          dx = dy * (1 if x > 0 else a)       saves x > 0
     GELU        y = x * Phi(x)                   dx = dy * (Phi(x) + x * phi(x))     saves x
     GELU tanh   y = x/2 (1 + tanh(u)), u = c (x + 0.044715 x^3), c = sqrt(2/pi)
@@ -26,6 +26,7 @@ import numbers
 
 import numpy
 
+from ..kernels import compiled
 from ..kernels.cpu_elementwise import select, where
 from ..runtime.backend import get_array_module
 from ..runtime.checks import check_float_array
@@ -45,11 +46,17 @@ _GELU_CUBIC = 0.044715
 
 # -- the math, forward and backward ---------------------------------------------------------------------
 def relu_forward(x):
-    positive = x > 0
-    return get_array_module(x).maximum(x, 0.0), positive      # NaN stays NaN, like torch.relu
+    done = compiled.relu_forward(x)                            # one compiled pass (Numba), when it runs
+    if done is not None:
+        return done
+    y = get_array_module(x).maximum(x, 0.0)                   # NaN stays NaN, like torch.relu
+    return y, y != 0                                           # "not x <= 0": at NaN dy passes, as in torch
 
 
 def relu_backward(positive, grad_out):
+    done = compiled.relu_backward(positive, grad_out)
+    if done is not None:
+        return done
     return select(positive, grad_out)                          # where(positive, grad_out, 0), exactly
 
 

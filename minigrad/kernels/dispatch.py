@@ -16,38 +16,33 @@ The choice depends only on the geometry, the arrays' type and dtype, and the exp
 ``mg.set_conv_algorithm`` (environment: ``MINIGRAD_CONV``), never on the thread count, so a
 geometry always gets the same kernel and the same rounding:
 
-    "auto"       the table below (default)
-    "reference"  the reference im2col + matmul everywhere (what the fast paths are tested against)
-    "winograd"   the table, with Winograd F(2x2, 3x3) for the 3x3 stride-1 layers it applies to
+    "auto"       the table below (default), with the compiled kernels (kernels/compiled.py: ReLU and max
+                 pooling as Numba loops) when Numba is installed
+    "reference"  the reference im2col + matmul everywhere (what the fast paths are tested against), and
+                 NumPy's passes for ReLU and pooling
+    "winograd"   "auto", with Winograd F(2x2, 3x3) for the 3x3 stride-1 layers it applies to
+    "numpy"      "auto" without the compiled kernels, even when Numba is installed
+    "compiled"   "auto", requiring the compiled kernels (ImportError naming the extra without Numba)
 """
 from __future__ import annotations
 
-from ..runtime import settings
 from ..runtime.backend import is_gpu_array
-from . import (cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool, cpu_runtime, cpu_samplemajor,
-               cpu_winograd, gpu_pool, pool_reference, reference_conv)
+from . import (algorithm, compiled, compiled_pool, cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool,
+               cpu_runtime, cpu_samplemajor, cpu_winograd, gpu_pool, pool_reference, reference_conv)
+from .algorithm import CONV_ALGORITHMS, get_conv_algorithm
 
 __all__ = ["CONV_ALGORITHMS", "set_conv_algorithm", "get_conv_algorithm", "CONV_KERNELS", "cpu_kernel", "conv_kernel",
            "POOL_KERNELS", "pool_kernel", "gpu_kernels"]
 
-CONV_ALGORITHMS = settings.CONV_ALGORITHMS      # ("auto", "reference", "winograd")
-_algorithm = None        # resolved from MINIGRAD_CONV on first use
-
 
 def set_conv_algorithm(name: str) -> None:
-    """Choose how convolutions run: 'auto' (default), 'reference' or 'winograd' (see the module doc)."""
-    global _algorithm
+    """Choose which kernels run: 'auto' (default), 'reference', 'winograd', 'numpy' or 'compiled' (see the module
+    doc). 'compiled' raises ImportError, naming the extra to install, when Numba is not there."""
     if name not in CONV_ALGORITHMS:
         raise ValueError(f"set_conv_algorithm: expected one of {CONV_ALGORITHMS}, got {name!r}")
-    _algorithm = name
-
-
-def get_conv_algorithm() -> str:
-    """The convolution algorithm setting (default: $MINIGRAD_CONV, else 'auto')."""
-    global _algorithm
-    if _algorithm is None:
-        _algorithm = settings.conv_algorithm() or "auto"   # $MINIGRAD_CONV; a bad value raises SettingError
-    return _algorithm
+    if name == "compiled":
+        compiled.require()
+    algorithm.store(name)
 
 
 def _winograd_chosen(geom) -> bool:
@@ -83,6 +78,7 @@ def conv_kernel(geom, *arrays):
 # Pooling: op is "max" or "avg"; applies(op, geom, *arrays).
 POOL_KERNELS = (
     (gpu_pool, gpu_pool.applies),              # CuPy: one CUDA kernel per pass
+    (compiled_pool, compiled_pool.applies),    # NumPy max pooling, compiled loops (Numba, when installed)
     (cpu_pool, cpu_pool.applies),              # NumPy max pooling: in-place passes over blocks of planes
 )
 

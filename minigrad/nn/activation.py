@@ -55,7 +55,7 @@ class _Elementwise(Layer):
 
 class ReLU(_Elementwise):
     """y = max(x, 0). ``inplace`` is accepted for PyTorch compatibility; a new array is returned.
-    Caches the mask x > 0."""
+    Caches the mask "not x <= 0" (the gradient passes at NaN, as in PyTorch)."""
 
     _forward, _backward = staticmethod(A.relu_forward), staticmethod(A.relu_backward)
 

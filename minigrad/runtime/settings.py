@@ -9,7 +9,8 @@ same message, whether the CLI checks it at start-up or a Python program meets it
     MINIGRAD_NUM_THREADS     threads of the CPU kernels: an int from 1 to MAX_THREADS (4096; default: the
                              usable CPUs)
     MINIGRAD_BACKEND         default backend: numpy (aliases cpu, np) or cupy (aliases cuda, gpu, cp)
-    MINIGRAD_CONV            convolution algorithm: auto, reference or winograd (default auto)
+    MINIGRAD_CONV            kernel choice: auto, reference, winograd, numpy or compiled (default auto;
+                             kernels/dispatch.py, kernels/compiled.py)
     MINIGRAD_MALLOC_TUNING   keep freed memory in the process (kernels/cpu_memory): 1/on/yes/true or
                              0/off/no/false (default on)
     MINIGRAD_DIST_TIMEOUT    seconds an MPI collective may take (mg.distributed): a finite number > 0
@@ -30,7 +31,7 @@ __all__ = ["SettingError", "check_environment", "num_threads", "backend_name", "
 # The names set_backend, to(), the CLI's --backend and MINIGRAD_BACKEND take, and the backend each one means.
 BACKEND_ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
                    "cupy": "cupy", "cuda": "cupy", "gpu": "cupy", "cp": "cupy"}
-CONV_ALGORITHMS = ("auto", "reference", "winograd")
+CONV_ALGORITHMS = ("auto", "reference", "winograd", "numpy", "compiled")
 # The most threads the CPU kernels take (MINIGRAD_NUM_THREADS, mg.set_num_threads): far above any machine's cores,
 # low enough that a mistyped count is refused instead of starting that many threads.
 MAX_THREADS = 4096

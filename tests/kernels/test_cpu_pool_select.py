@@ -7,6 +7,13 @@ from minigrad.kernels import cpu_pool, pool_reference
 from minigrad.kernels.cpu_elementwise import select
 
 
+@pytest.fixture(autouse=True)
+def _numpy_passes(conv_algorithm):
+    """These test cpu_pool itself: the NumPy passes, even where Numba is installed (tests/kernels/test_compiled.py
+    tests the compiled loops against these and PyTorch)."""
+    conv_algorithm("numpy")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_select_is_exactly_where(dtype):
     rng = np.random.default_rng(0)

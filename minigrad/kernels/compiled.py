@@ -1,0 +1,115 @@
+"""Optional compiled kernels (Numba) for the passes NumPy can only run as several calls: ReLU and max pooling.
+
+NumPy runs ReLU's forward as two passes (a comparison, a maximum) and its backward as two more; a 2 x 2 max pool
+as seven. Each call holds the interpreter lock while it starts, so at two threads they queue. With Numba
+installed (``pip install -e ".[compiled]"``) each of these is one compiled loop per block of the array
+(``numba_loops``), run without the interpreter lock on minigrad's thread pool. The GEMMs stay with BLAS.
+
+Which kernels run is the convolution algorithm setting (``mg.set_conv_algorithm``, ``MINIGRAD_CONV``):
+
+    "auto", "winograd"   the compiled kernels when Numba can be imported, else NumPy's passes
+    "compiled"           the compiled kernels; refused (ImportError naming the extra) without Numba
+    "numpy"              NumPy's passes only, even with Numba installed
+    "reference"          NumPy's passes only (and the reference convolution)
+
+Both paths give the same results (the same comparisons, elementwise; for max pooling PyTorch's rule, which the
+NumPy path reaches by its NaN fallback); the tests run on both. Blocks are cut by size, never by the thread
+count, so the bits never depend on it. Compiling takes ~1 s per dtype on the first use on a machine, a few
+milliseconds from the disk cache afterwards (docs/performance.md).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import warnings
+
+import numpy as np
+
+from .algorithm import get_conv_algorithm
+from .cpu_runtime import FAST_DTYPES, batch_chunks, run_chunks
+
+__all__ = ["available", "active", "loops", "relu_forward", "relu_backward", "BLOCK_ELEMENTS", "INSTALL_HINT"]
+
+BLOCK_ELEMENTS = 1 << 18        # elements per block of an elementwise loop (1 MiB of float32)
+INSTALL_HINT = 'pip install -e ".[compiled]" (or pip install numba)'
+_loops = None                   # the numba_loops module once imported
+_failure = None                 # why importing it failed (a message), once tried
+
+
+def available() -> bool:
+    """True when Numba is installed and minigrad's loops import (compiling nothing yet)."""
+    global _loops, _failure
+    if _loops is not None:
+        return True
+    if _failure is not None:
+        return False
+    if importlib.util.find_spec("numba") is None:
+        _failure = "Numba is not installed"
+        return False
+    try:
+        _loops = importlib.import_module(".numba_loops", __package__)
+    except Exception as exc:            # a Numba that does not fit this NumPy/Python: say so once, run NumPy's passes
+        _failure = f"Numba is installed but minigrad's compiled kernels could not be loaded: {exc!r}"
+        warnings.warn(f"minigrad: {_failure}; using NumPy's passes instead", RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+def require() -> None:
+    """Raise ImportError (naming the extra to install) unless the compiled kernels can run."""
+    if not available():
+        raise ImportError(f"the 'compiled' kernels need Numba: {_failure}; install it with {INSTALL_HINT}, or use "
+                          "mg.set_conv_algorithm('auto') to run NumPy's passes where Numba is missing")
+
+
+def active() -> bool:
+    """True when the compiled kernels run now (the setting, then whether Numba is there)."""
+    algorithm = get_conv_algorithm()
+    if algorithm in ("numpy", "reference"):
+        return False
+    if algorithm == "compiled":
+        require()
+        return True
+    return available()
+
+
+def loops():
+    """The compiled loops (``numba_loops``); call only when ``active()``."""
+    return _loops
+
+
+def takes(*arrays) -> bool:
+    """True when the compiled kernels run and every array is a C-contiguous NumPy array (the first float32/float64)."""
+    return (all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays)
+            and arrays[0].dtype in FAST_DTYPES and active())
+
+
+def elementwise(loop, *arrays):
+    """Run loop(*flat_blocks) over the arrays (one size, C-contiguous) flattened: inline when small, else in an even
+    number of blocks of at most BLOCK_ELEMENTS on the thread pool (an elementwise loop gives the same bits on any thread count)."""
+    flat = [a.reshape(-1) for a in arrays]                   # any shape -> (n,), views
+    size = flat[0].size
+    if size <= BLOCK_ELEMENTS:
+        loop(*flat)
+        return
+    blocks = batch_chunks(size, 1, BLOCK_ELEMENTS)          # an even number of blocks: equal shares for 2 threads
+    run_chunks(blocks, lambda start, stop: loop(*(a[start:stop] for a in flat)))
+
+
+def relu_forward(x):
+    """x: any shape -> (y, not x <= 0), one pass; None when the compiled kernels do not take x."""
+    if not takes(x):
+        return None
+    y = np.empty_like(x)
+    positive = np.empty(x.shape, dtype=bool)
+    elementwise(_loops.relu_forward, x, y, positive)
+    return y, positive
+
+
+def relu_backward(positive, grad_out):
+    """grad_out where positive, else 0, one pass; None when the compiled kernels do not take the arrays."""
+    if not (takes(grad_out, positive) and positive.dtype == np.bool_ and positive.shape == grad_out.shape):
+        return None
+    grad_in = np.empty_like(grad_out)
+    elementwise(_loops.relu_backward, positive, grad_out, grad_in)
+    return grad_in

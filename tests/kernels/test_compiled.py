@@ -1,0 +1,196 @@
+"""The compiled kernels (kernels/compiled.py, Numba): ReLU and max pooling against PyTorch, against NumPy's passes,
+on 1-3 threads, and the setting that picks them. The cases that need Numba skip without it; CI installs the
+`compiled` extra and runs this file, the pooling/activation tests and the parity tests again with it."""
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.functional import activation as A
+from minigrad.functional import pool as P
+from minigrad.kernels import compiled, compiled_pool, cpu_pool, dispatch
+
+torch = pytest.importorskip("torch")
+needs_numba = pytest.mark.skipif(not compiled.available(), reason="Numba is not installed (the compiled extra)")
+
+
+def _bits(a):
+    return np.ascontiguousarray(a).view(f"u{a.itemsize}")
+
+
+def _special(rng, shape, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[::7] = np.nan
+    x.flat[1::11] = np.inf
+    x.flat[2::13] = -np.inf
+    x.flat[3::5] = -0.0
+    x.flat[4::9] = 0.0
+    return x
+
+
+def _relu_both(x, dy):
+    y, positive = A.relu_forward(x)
+    return y, positive, A.relu_backward(positive, dy)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4, 5), (2, 3, 40, 41)])
+def test_relu_matches_numpy_passes_and_torch(conv_algorithm, monkeypatch, dtype, shape):
+    monkeypatch.setattr(compiled, "BLOCK_ELEMENTS", 1000)          # the biggest shape runs in 10 blocks
+    rng = np.random.default_rng(0)
+    x, dy = _special(rng, shape, dtype), _special(rng, shape, dtype)
+    conv_algorithm("compiled")
+    y, positive, dx = _relu_both(x, dy)
+    conv_algorithm("numpy")
+    y_np, positive_np, dx_np = _relu_both(x, dy)
+    assert y.dtype == dx.dtype == dtype and positive.dtype == np.bool_
+    np.testing.assert_array_equal(_bits(y), _bits(y_np))          # every bit, NaN, -0.0 -> +0.0 included
+    np.testing.assert_array_equal(positive, positive_np)
+    np.testing.assert_array_equal(_bits(dx), _bits(dx_np))
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    ty = torch.relu(tx)
+    ty.backward(torch.from_numpy(dy.copy()))
+    np.testing.assert_array_equal(y, ty.detach().numpy())         # equal values (torch keeps -0.0 as -0.0)
+    np.testing.assert_array_equal(dx, tx.grad.numpy())
+
+
+@needs_numba
+def test_relu_takes_numpy_passes_for_what_the_loops_do_not_take(conv_algorithm):
+    conv_algorithm("compiled")
+    x = np.random.default_rng(1).standard_normal((6, 8))
+    strided = x[:, ::2]
+    assert compiled.relu_forward(strided) is None                  # not C-contiguous
+    assert compiled.relu_forward(x.astype(np.float16)) is None
+    y, positive = A.relu_forward(strided)
+    np.testing.assert_array_equal(y, np.maximum(strided, 0))
+    grad = A.relu_backward(positive, np.ones_like(strided)[:, ::1])
+    np.testing.assert_array_equal(grad, positive.astype(np.float64))
+
+
+def _pool_torch(x, dy, k, s, p, d, ceil):
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    ty, index = torch.nn.functional.max_pool2d(tx, k, s, p, d, ceil_mode=ceil, return_indices=True)
+    ty.backward(torch.from_numpy(dy.copy()))
+    return ty.detach().numpy(), index.numpy(), tx.grad.numpy()
+
+
+GEOMETRIES = [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 1, 1, 1, False), (2, 3, 0, 1, False),
+              (3, 2, 1, 2, False), (2, 1, 1, 1, False), (2, 2, 1, 1, False), (3, 2, 0, 1, True),
+              (3, 3, 1, 1, True), (3, 3, 0, 1, False), ((2, 3), (1, 2), (1, 0), (2, 1), False)]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+@pytest.mark.parametrize("values", ["normal", "ties", "special"])
+@pytest.mark.parametrize("shape", [(3, 4, 9, 8), (2, 3, 6, 12)], ids=["odd", "tiled"])   # 6 x 12: 2 x 2, 3 x 3 tile it
+def test_max_pool_matches_torch_bit_for_bit(conv_algorithm, monkeypatch, dtype, geometry, values, shape):
+    monkeypatch.setattr(compiled_pool, "BLOCK_BYTES", 700)         # a few planes per block
+    k, s, p, d, ceil = geometry
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)
+    rng = np.random.default_rng(2)
+    if values == "normal":
+        x = rng.standard_normal(shape).astype(dtype)
+    elif values == "ties":
+        x = rng.integers(-2, 3, shape).astype(dtype)
+    else:
+        x = _special(rng, shape, dtype)
+        x[0, 0] = -np.inf                                          # a plane of -inf: the first position inside wins
+    conv_algorithm("compiled")
+    geom = P.make_pool_geometry(shape, pair(k), pair(s), pair(p), pair(d), ceil, "MaxPool2d")
+    assert dispatch.pool_kernel("max", geom, x) is compiled_pool
+    y, argmax = P.max_pool2d_forward(x, geom)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    if values == "special":
+        dy.flat[::5] = -0.0                                        # torch adds it to a zero: +0.0 where it lands
+    dx = P.max_pool2d_backward(dy, argmax, x.shape, geom)
+    y_t, index_t, dx_t = _pool_torch(x, dy, k, s, p, d, ceil)
+    np.testing.assert_array_equal(_bits(y), _bits(y_t))
+    kw, (sh, sw), (dh, dw) = pair(k)[1], pair(s), pair(d)
+    rows = np.arange(y.shape[2])[:, None] * sh - pair(p)[0] + (argmax // kw) * dh
+    cols = np.arange(y.shape[3])[None, :] * sw - pair(p)[1] + (argmax % kw) * dw
+    np.testing.assert_array_equal(rows * x.shape[3] + cols, index_t)   # the same input position as torch's index
+    np.testing.assert_array_equal(_bits(dx), _bits(dx_t))              # the same additions in the same order
+    if values != "special":                                            # NumPy's passes: the same maxima and offsets
+        conv_algorithm("numpy")
+        y_np, argmax_np = P.max_pool2d_forward(x, geom)
+        np.testing.assert_array_equal(_bits(y), _bits(y_np))
+        np.testing.assert_array_equal(argmax, argmax_np)
+        tolerance = 1e-5 if dtype == np.float32 else 1e-13            # other order of additions: rounding only
+        np.testing.assert_allclose(P.max_pool2d_backward(dy, argmax_np, x.shape, geom), dx, rtol=tolerance,
+                                   atol=tolerance)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_bits_on_one_to_three_threads(conv_algorithm, monkeypatch, dtype):
+    monkeypatch.setattr(compiled_pool, "BLOCK_BYTES", 4000)
+    monkeypatch.setattr(compiled, "BLOCK_ELEMENTS", 5000)
+    conv_algorithm("compiled")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 6, 16, 16)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    geom = P.make_pool_geometry(x.shape, (3, 3), (2, 2), (1, 1), (1, 1), False, "MaxPool2d")
+    before = mg.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            mg.set_num_threads(threads)
+            y, positive, dx = _relu_both(x, dy)
+            py, argmax = P.max_pool2d_forward(y, geom)
+            pdx = P.max_pool2d_backward(dy[:, :, :8, :8], argmax, x.shape, geom)
+            results.append([_bits(a) for a in (y, dx, py, pdx)] + [positive, argmax])
+    finally:
+        mg.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+def test_layers_give_the_same_step_on_both_paths(conv_algorithm):
+    """A LeNet-style block (conv, ReLU, 2 x 2 max pool) trained one step: the same gradients either way."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 1, 12, 12))
+    grads = []
+    for algorithm in ("compiled", "numpy"):
+        conv_algorithm(algorithm)
+        mg.manual_seed(0)
+        model = mg.nn.Sequential(mg.nn.Conv2d(1, 4, 3, dtype=np.float64), mg.nn.ReLU(), mg.nn.MaxPool2d(2))
+        y = model.forward(x)
+        dx = model.backward(np.ones_like(y))
+        grads.append([y, dx] + [p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_setting_picks_the_kernels(conv_algorithm):
+    x = np.zeros((1, 1, 4, 4))
+    geom = P.make_pool_geometry(x.shape, (2, 2), (2, 2), (0, 0), (1, 1), False, "MaxPool2d")
+    for algorithm in ("numpy", "reference"):
+        conv_algorithm(algorithm)
+        assert not compiled.active()
+        assert dispatch.pool_kernel("max", geom, x) is cpu_pool
+    conv_algorithm("auto")
+    assert compiled.active() == compiled.available()
+    assert dispatch.pool_kernel("max", geom, x) is (compiled_pool if compiled.available() else cpu_pool)
+
+
+def test_compiled_without_numba_is_refused_naming_the_extra(conv_algorithm, monkeypatch):
+    monkeypatch.setattr(compiled, "_loops", None)
+    monkeypatch.setattr(compiled, "_failure", "Numba is not installed")
+    with pytest.raises(ImportError, match=r"Numba is not installed.*\.\[compiled\]"):
+        mg.set_conv_algorithm("compiled")
+    conv_algorithm("auto")                                             # auto: NumPy's passes, silently
+    assert not compiled.active()
+    y, positive = A.relu_forward(np.array([-1.0, 2.0]))
+    np.testing.assert_array_equal(y, [0.0, 2.0])
+
+
+def test_environment_setting_names_the_choices(monkeypatch):
+    from minigrad.runtime import settings
+    monkeypatch.setenv("MINIGRAD_CONV", "numba")
+    with pytest.raises(settings.SettingError, match="auto, reference, winograd, numpy, compiled"):
+        settings.conv_algorithm()
+    monkeypatch.setenv("MINIGRAD_CONV", "NumPy")
+    assert settings.conv_algorithm() == "numpy"
