@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import compiled
 from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, row_block, run_chunks, work_buffer
 
 
@@ -243,6 +244,12 @@ def _dx_scatter(dyh, wkt, geom, plan, dx):
     dh, dw = geom.dilation
     top, bottom, left, right = geom.pads
     hp, wp = h + top + bottom, w + left + right
+    if plan.rows >= oh and compiled.takes(dyh, dx):     # one block of rows: the compiled col2im, sample by sample
+        dcols = np.matmul(dyh.reshape(G, m * oh * ow, og), wkt, out=work_buffer("cols", (G, m * oh * ow, plan.k),
+                                                                                   dyh.dtype))
+        compiled.loops().col2im(dcols.reshape(G, m, oh, ow, kh, kw, cg),     # (G, M, K) -> (G, m, OH, OW, kh, kw, Cg)
+                                dx, work_buffer("dxplane", (hp, wp, G * cg), dyh.dtype), sh, sw, dh, dw, top, left)
+        return
     dxpad = work_buffer("dxpad", (m, hp, wp, G * cg), dyh.dtype)
     dxpad[...] = 0
     for r0 in range(0, oh, plan.rows):

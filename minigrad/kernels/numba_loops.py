@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["relu_forward", "relu_backward", "max_pool_forward", "max_pool_backward"]
+__all__ = ["relu_forward", "relu_backward", "max_pool_forward", "max_pool_backward", "col2im"]
 
 _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
 
@@ -167,3 +167,34 @@ def _max_pool_2x2_backward(grad_out, argmax, grad_in):
                 grad_in[p, 2 * r, 2 * c + 1] = g if k == 1 else 0
                 grad_in[p, 2 * r + 1, 2 * c] = g if k == 2 else 0
                 grad_in[p, 2 * r + 1, 2 * c + 1] = g if k == 3 else 0
+
+
+@_jit
+def col2im(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
+    """dcols: (G, m, OH, OW, kh, kw, Cg) -> grad_in (m, G*Cg, H, W); plane: a (Hp, Wp, G*Cg) scratch buffer.
+
+    Sample by sample (its padded channels-last plane stays in cache): zero the plane, add the columns window by
+    window in kernel-offset order (cpu_conv's NumPy scatter adds in that order, so the sums are the same bit for
+    bit), then write the inside of the plane to NCHW."""
+    groups, m, out_h, out_w, kh, kw, cg = dcols.shape
+    channels, h, w = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
+    hp, wp = plane.shape[0], plane.shape[1]
+    for n in range(m):
+        for a in range(hp):
+            for b in range(wp):
+                for c in range(channels):
+                    plane[a, b, c] = 0
+        for g in range(groups):
+            base = g * cg
+            for i in range(kh):
+                for j in range(kw):
+                    for r in range(out_h):
+                        row = r * sh + i * dh
+                        for q in range(out_w):
+                            col = q * sw + j * dw
+                            for c in range(cg):
+                                plane[row, col, base + c] += dcols[g, n, r, q, i, j, c]
+        for c in range(channels):
+            for y in range(h):
+                for x in range(w):
+                    grad_in[n, c, y, x] = plane[y + top, x + left, c]
