@@ -98,6 +98,26 @@ class Plan:
         self.chunks = batch_chunks(geom.batch, self.sample_bytes)
 
 
+class Columns:
+    """A chunk's columns, row block by row block: the compiled im2col straight from NCHW when it runs
+    (kernels/compiled.py), else the padded channels-last copy (made once per chunk) and its window views."""
+
+    def __init__(self, x, geom, plan):
+        self.x, self.geom, self.plan, self.xpad = x, geom, plan, None
+
+    def fill(self, r0, r1, cols):
+        """Write the windows of output rows [r0, r1) into cols (G, m*rows*OW, K) and return it."""
+        geom = self.geom
+        if compiled.takes(self.x, cols):
+            (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
+            compiled.loops().im2col(self.x, cols, kh, kw, sh, sw, dh, dw, geom.pads[0], geom.pads[2], r0, self.plan.ow)
+            return cols
+        if self.xpad is None:
+            self.xpad = pad_channels_last(self.x, geom.pads, "xpad")
+        return im2col_channels_last(self.xpad, geom.kernel, geom.stride, geom.dilation, geom.groups, r0, r1,
+                                    self.plan.ow, cols)
+
+
 def chunks(geom, dtype):
     """[(n0, n1), ...]: the batch's chunks for this geometry and dtype."""
     return Plan(geom, dtype).chunks
@@ -133,12 +153,11 @@ def conv_forward(x, weight, bias, geom, saved=None):
 
     def per_chunk(c0, c1):
         m = c1 - c0
-        xpad = pad_channels_last(x[c0:c1], geom.pads, "xpad")
+        columns = Columns(x[c0:c1], geom, plan)
         for r0 in range(0, plan.oh, plan.rows):
             r1 = min(r0 + plan.rows, plan.oh)
             M = m * (r1 - r0) * plan.ow
-            cols = column_buffer(saved, ("conv", c0, c1, r0), (G, M, plan.k), x.dtype, "cols")
-            im2col_channels_last(xpad, geom.kernel, geom.stride, geom.dilation, G, r0, r1, plan.ow, cols)
+            cols = columns.fill(r0, r1, column_buffer(saved, ("conv", c0, c1, r0), (G, M, plan.k), x.dtype, "cols"))
             y = np.matmul(cols, wk, out=work_buffer("y", (G, M, og), x.dtype))
             # (G, m*rows*OW, Og) -> (m, G, Og, rows, OW)
             y = y.reshape(G, m, r1 - r0, plan.ow, og).transpose(1, 0, 4, 2, 3)
@@ -177,16 +196,13 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         if need_bias:
             db_part = dyh.reshape(G, m * oh * ow, og).sum(axis=1)
         if need_weight:
-            xpad = None
+            columns = Columns(x[c0:c1], geom, plan)
             for r0 in range(0, oh, plan.rows):
                 r1 = min(r0 + plan.rows, oh)
                 M = m * (r1 - r0) * ow
                 cols = saved.get(("conv", c0, c1, r0))
                 if cols is None:
-                    if xpad is None:
-                        xpad = pad_channels_last(x[c0:c1], geom.pads, "xpad")
-                    cols = work_buffer("cols", (G, M, plan.k), dtype)
-                    im2col_channels_last(xpad, geom.kernel, geom.stride, geom.dilation, G, r0, r1, ow, cols)
+                    cols = columns.fill(r0, r1, work_buffer("cols", (G, M, plan.k), dtype))
                 dyr = dyh[:, :, r0:r1].reshape(G, M, og)               # m == 1 whenever rows < OH
                 if dw_part is None:
                     dw_part = np.matmul(cols.transpose(0, 2, 1), dyr)  # (G, K, Og), this chunk's own

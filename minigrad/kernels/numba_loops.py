@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["relu_forward", "relu_backward", "max_pool_forward", "max_pool_backward", "col2im"]
+__all__ = ["relu_forward", "relu_backward", "max_pool_forward", "max_pool_backward", "col2im", "im2col"]
 
 _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
 
@@ -198,3 +198,32 @@ def col2im(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
             for y in range(h):
                 for x in range(w):
                     grad_in[n, c, y, x] = plane[y + top, x + left, c]
+
+
+@_jit
+def im2col(x, cols, kh, kw, sh, sw, dh, dw, top, left, r0, out_w):
+    """x: (m, G*Cg, H, W) -> cols (G, m*rows*OW, kh*kw*Cg), the windows of output rows [r0, r0 + rows), read straight
+    from NCHW (no padded channels-last copy): cols[g, (n, r, q), (i, j, c)] = x[n, g*Cg + c, (r0 + r)*sh - top + i*dh,
+    q*sw - left + j*dw], 0 outside the input. A pure copy: the same columns as cpu_conv's NumPy im2col."""
+    groups, count, _ = cols.shape
+    m, channels, h, w = x.shape
+    cg = channels // groups
+    rows = count // (m * out_w)
+    for g in range(groups):
+        for n in range(m):
+            for r in range(rows):
+                row0 = (r0 + r) * sh - top
+                for q in range(out_w):
+                    col0 = q * sw - left
+                    index = (n * rows + r) * out_w + q
+                    for i in range(kh):
+                        row = row0 + i * dh
+                        for j in range(kw):
+                            col = col0 + j * dw
+                            base = (i * kw + j) * cg
+                            if 0 <= row < h and 0 <= col < w:
+                                for c in range(cg):
+                                    cols[g, index, base + c] = x[n, g * cg + c, row, col]
+                            else:
+                                for c in range(cg):
+                                    cols[g, index, base + c] = 0

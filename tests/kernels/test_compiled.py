@@ -197,31 +197,39 @@ def test_environment_setting_names_the_choices(monkeypatch):
 
 
 @needs_numba
+@pytest.mark.parametrize("keep", [True, False], ids=["columns-kept", "columns-recomputed"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("spec", [dict(stride=2, padding=1), dict(stride=(2, 3), padding=(2, 0), dilation=(1, 2)),
-                                  dict(stride=2, padding=1, groups=2), dict(stride=3, padding=2)], ids=str)
-def test_conv_input_gradient_by_compiled_col2im_is_the_numpy_scatter(conv_algorithm, dtype, spec):
-    """cpu_conv's col2im (strided convolutions): the compiled loop adds in the NumPy scatter's order, so the input
-    gradient is the same bit for bit, and PyTorch's to rounding."""
-    from minigrad.kernels import cpu_conv
+                                  dict(stride=2, padding=1, groups=2), dict(stride=3, padding=2),
+                                  dict(stride=1, padding=1)], ids=str)
+def test_conv_by_compiled_columns_is_the_numpy_path(conv_algorithm, monkeypatch, dtype, spec, keep):
+    """cpu_conv with the compiled im2col (straight from NCHW) and col2im (strided input gradients): the columns are
+    the same copy and col2im adds in the NumPy scatter's order, so output and gradients are the same bit for bit,
+    and PyTorch's to rounding."""
+    from minigrad.kernels import cpu_conv, cpu_runtime
+    if not keep:
+        monkeypatch.setattr(cpu_runtime, "SAVED_COLUMNS_MAX", 0)       # backward builds the columns again
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 16, 11, 13)).astype(dtype)             # 16 channels: cpu_conv's geometry
     layer = mg.nn.Conv2d(16, 6, 3, dtype=dtype, **spec)
     assert dispatch.cpu_kernel(layer._geometry(x)) is cpu_conv
     dy = rng.standard_normal(layer.forward(x).shape).astype(dtype)
-    grads = {}
+    results = {}
     for algorithm in ("compiled", "numpy"):
         conv_algorithm(algorithm)
         layer.zero_grad()
-        layer.forward(x)
-        grads[algorithm] = [layer.backward(dy), layer.weight.grad.copy()]
-    for a, b in zip(grads["compiled"], grads["numpy"]):
+        y = layer.forward(x)
+        results[algorithm] = [y, layer.backward(dy), layer.weight.grad.copy(), layer.bias.grad.copy()]
+    for a, b in zip(results["compiled"], results["numpy"]):
         np.testing.assert_array_equal(_bits(a), _bits(b))
     t_layer = torch.nn.Conv2d(16, 6, 3, dtype=torch.float64, **spec)
     with torch.no_grad():
         t_layer.weight.copy_(torch.from_numpy(layer.weight.data.astype(np.float64)))
         t_layer.bias.copy_(torch.from_numpy(layer.bias.data.astype(np.float64)))
     tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
-    t_layer(tx).backward(torch.from_numpy(dy.astype(np.float64)))
+    t_y = t_layer(tx)
+    t_y.backward(torch.from_numpy(dy.astype(np.float64)))
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(grads["compiled"][0], tx.grad.numpy(), rtol=tolerance, atol=tolerance)
+    for ours, theirs in zip(results["compiled"][:3], (t_y.detach(), tx.grad, t_layer.weight.grad)):
+        theirs = theirs.numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance * np.abs(theirs).max())
