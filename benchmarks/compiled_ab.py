@@ -6,9 +6,10 @@ training steps, and what compiling costs on first use.
 Three arms take turns in one process, each turn after a 0.25 s pause: minigrad with NumPy's passes
 (mg.set_conv_algorithm("numpy")), minigrad with the compiled kernels ("compiled") and PyTorch. A turn times 5 calls
 (layers) or 5 steps (models) after one untimed call; figures are medians over the rounds. A step is forward,
-cross-entropy, backward and an SGD (momentum 0.9) update on one fixed batch, the same model in both libraries.
+cross-entropy, backward and an SGD (momentum 0.9) update on one fixed batch, the same model in both libraries
+(LeNet-5; ResNet-20 and MobileNetV2 for 32x32 inputs run in minigrad only, both paths).
 Compile cost: fresh processes with an empty Numba cache (compile) and then the filled one (load), timing
-`import minigrad` plus the first ReLU and MaxPool2d forward + backward in float32.
+`import minigrad` plus the first ReLU, MaxPool2d and strided Conv2d forward + backward in float32.
 """
 from __future__ import annotations
 
@@ -31,12 +32,15 @@ LAYERS = {"relu 128x6x28x28": ("relu", (128, 6, 28, 28)), "relu 64x64x16x16": ("
           "maxpool2 128x6x28x28": ("pool2", (128, 6, 28, 28)), "maxpool2 128x16x10x10": ("pool2", (128, 16, 10, 10)),
           "maxpool2 64x64x32x32": ("pool2", (64, 64, 32, 32)), "maxpool3s2p1 64x64x32x32": ("pool3", (64, 64, 32, 32))}
 STEPS = {f"lenet5 step B={b}": b for b in (64, 128, 256)}
+MODELS = {"resnet20 step B=64": ("resnet20", (64, 3, 32, 32), {}),           # minigrad only: no PyTorch twin here
+          "mobilenet_v2 step B=64": ("mobilenet_v2", (64, 3, 32, 32), {"in_channels": 3})}
 FIRST_USE = r"""
 import time; start = time.perf_counter()
 import numpy as np, minigrad as mg
 x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype("float32")
-for layer in (mg.nn.ReLU(), mg.nn.MaxPool2d(2)):
-    y = layer.forward(x); layer.backward(np.ones_like(y))
+x16 = np.random.default_rng(0).standard_normal((8, 16, 8, 8)).astype("float32")
+for layer, inp in ((mg.nn.ReLU(), x), (mg.nn.MaxPool2d(2), x), (mg.nn.Conv2d(16, 8, 3, stride=2, padding=1), x16)):
+    y = layer.forward(inp); layer.backward(np.ones_like(y))
 print(time.perf_counter() - start)
 """
 
@@ -90,6 +94,22 @@ def _step_pair(torch, batch):
     return ours, theirs
 
 
+def _model_step(factory, shape, kwargs):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    target = rng.integers(0, 10, shape[0])
+    mg.manual_seed(0)
+    model = getattr(mg.models, factory)(**kwargs)
+    loss_fn, opt = mg.nn.CrossEntropyLoss(), mg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def ours():
+        opt.zero_grad()
+        loss_fn(model(x), target)
+        model.backward(loss_fn.backward())
+        opt.step()
+    return ours, None
+
+
 def _turn(fn, algorithm=None):
     if algorithm:
         mg.set_conv_algorithm(algorithm)
@@ -119,16 +139,19 @@ def main(argv=None) -> int:
     cases = {}
     pairs = {name: _layer_pair(torch, *spec) for name, spec in LAYERS.items()}
     pairs.update({name: _step_pair(torch, batch) for name, batch in STEPS.items()})
+    pairs.update({name: _model_step(*spec) for name, spec in MODELS.items()})
     for name, (ours, theirs) in pairs.items():
         times = {"numpy": [], "compiled": [], "torch": []}
         for _ in range(args.repeat):
             times["numpy"].append(_turn(ours, "numpy"))
             times["compiled"].append(_turn(ours, "compiled"))
-            times["torch"].append(_turn(theirs))
-        ms = {arm: 1e3 * statistics.median(v) for arm, v in times.items()}
+            if theirs is not None:
+                times["torch"].append(_turn(theirs))
+        ms = {arm: 1e3 * statistics.median(v) if v else None for arm, v in times.items()}
         cases[name] = {"numpy_ms": ms["numpy"], "compiled_ms": ms["compiled"], "torch_ms": ms["torch"],
-                       "numpy_over_torch": ms["numpy"] / ms["torch"], "compiled_over_torch": ms["compiled"] / ms["torch"],
                        "speedup": ms["numpy"] / ms["compiled"]}
+        if ms["torch"]:
+            cases[name].update(numpy_over_torch=ms["numpy"] / ms["torch"], compiled_over_torch=ms["compiled"] / ms["torch"])
     mg.set_conv_algorithm("auto")
     with tempfile.TemporaryDirectory() as cache:
         first = {"compile_s": _first_use(cache), "cached_s": statistics.median(_first_use(cache) for _ in range(3))}
@@ -150,11 +173,12 @@ def markdown(record) -> str:
     """The Markdown tables of a recorded run (the --json record)."""
     lines = ["| case | NumPy passes ms | compiled ms | PyTorch ms | NumPy / PyTorch | compiled / PyTorch | speed-up |",
              "|---|---:|---:|---:|---:|---:|---:|"]
+    fmt = lambda value: "-" if value is None else f"{value:.2f}"   # noqa: E731
     for name, c in record["cases"].items():
-        lines.append(f"| {name} | {c['numpy_ms']:.2f} | {c['compiled_ms']:.2f} | {c['torch_ms']:.2f} | "
-                     f"{c['numpy_over_torch']:.2f} | {c['compiled_over_torch']:.2f} | {c['speedup']:.2f} |")
+        lines.append(f"| {name} | {fmt(c['numpy_ms'])} | {fmt(c['compiled_ms'])} | {fmt(c['torch_ms'])} | "
+                     f"{fmt(c.get('numpy_over_torch'))} | {fmt(c.get('compiled_over_torch'))} | {fmt(c['speedup'])} |")
     first = record["first_use"]
-    lines += ["", f"First use (import minigrad + first ReLU and MaxPool2d forward + backward, float32): "
+    lines += ["", f"First use (import minigrad + first ReLU, MaxPool2d and strided Conv2d forward + backward, float32): "
               f"{first['compile_s']:.2f} s compiling, {first['cached_s']:.2f} s from the disk cache, "
               f"{first['numpy_s']:.2f} s with NumPy's passes."]
     return "\n".join(lines)

@@ -28,17 +28,17 @@ import numpy as np
 from .algorithm import get_conv_algorithm
 from .cpu_runtime import FAST_DTYPES, batch_chunks, run_chunks
 
-__all__ = ["available", "active", "loops", "relu_forward", "relu_backward", "BLOCK_ELEMENTS", "INSTALL_HINT"]
+__all__ = ["available", "active", "loops", "conv_loops", "relu_forward", "relu_backward", "BLOCK_ELEMENTS", "INSTALL_HINT"]
 
 BLOCK_ELEMENTS = 1 << 18        # elements per block of an elementwise loop (1 MiB of float32)
 INSTALL_HINT = 'pip install -e ".[compiled]" (or pip install numba)'
-_loops = None                   # the numba_loops module once imported
+_loops = _conv_loops = None     # the numba_loops and numba_conv modules once imported
 _failure = None                 # why importing it failed (a message), once tried
 
 
 def available() -> bool:
     """True when Numba is installed and minigrad's loops import (compiling nothing yet)."""
-    global _loops, _failure
+    global _loops, _conv_loops, _failure
     if _loops is not None:
         return True
     if _failure is not None:
@@ -47,6 +47,7 @@ def available() -> bool:
         _failure = "Numba is not installed"
         return False
     try:
+        _conv_loops = importlib.import_module(".numba_conv", __package__)
         _loops = importlib.import_module(".numba_loops", __package__)
     except Exception as exc:            # a Numba that does not fit this NumPy/Python: say so once, run NumPy's passes
         _failure = f"Numba is installed but minigrad's compiled kernels could not be loaded: {exc!r}"
@@ -76,6 +77,11 @@ def active() -> bool:
 def loops():
     """The compiled loops (``numba_loops``); call only when ``active()``."""
     return _loops
+
+
+def conv_loops():
+    """The compiled loops of the convolutions (``numba_conv``); call only when ``active()``."""
+    return _conv_loops
 
 
 def takes(*arrays) -> bool:

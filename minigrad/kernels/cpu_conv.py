@@ -110,7 +110,8 @@ class Columns:
         geom = self.geom
         if compiled.takes(self.x, cols):
             (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
-            compiled.loops().im2col(self.x, cols, kh, kw, sh, sw, dh, dw, geom.pads[0], geom.pads[2], r0, self.plan.ow)
+            compiled.conv_loops().im2col(self.x, cols, kh, kw, sh, sw, dh, dw, geom.pads[0], geom.pads[2], r0, r1 - r0,
+                                         self.plan.ow)
             return cols
         if self.xpad is None:
             self.xpad = pad_channels_last(self.x, geom.pads, "xpad")
@@ -263,7 +264,7 @@ def _dx_scatter(dyh, wkt, geom, plan, dx):
     if plan.rows >= oh and compiled.takes(dyh, dx):     # one block of rows: the compiled col2im, sample by sample
         dcols = np.matmul(dyh.reshape(G, m * oh * ow, og), wkt, out=work_buffer("cols", (G, m * oh * ow, plan.k),
                                                                                    dyh.dtype))
-        compiled.loops().col2im(dcols.reshape(G, m, oh, ow, kh, kw, cg),     # (G, M, K) -> (G, m, OH, OW, kh, kw, Cg)
+        compiled.conv_loops().col2im(dcols.reshape(G, m, oh, ow, kh, kw, cg),     # (G, M, K) -> (G, m, OH, OW, kh, kw, Cg)
                                 dx, work_buffer("dxplane", (hp, wp, G * cg), dyh.dtype), sh, sw, dh, dw, top, left)
         return
     dxpad = work_buffer("dxpad", (m, hp, wp, G * cg), dyh.dtype)

@@ -27,8 +27,9 @@ geometry always gets the same kernel and the same rounding:
 from __future__ import annotations
 
 from ..runtime.backend import is_gpu_array
-from . import (algorithm, compiled, compiled_pool, cpu_batchlast, cpu_conv, cpu_depthwise, cpu_pointwise, cpu_pool,
-               cpu_runtime, cpu_samplemajor, cpu_winograd, gpu_pool, pool_reference, reference_conv)
+from . import (algorithm, compiled, compiled_depthwise, compiled_pool, cpu_batchlast, cpu_conv, cpu_depthwise,
+               cpu_pointwise, cpu_pool, cpu_runtime, cpu_samplemajor, cpu_winograd, gpu_pool, pool_reference,
+               reference_conv)
 from .algorithm import CONV_ALGORITHMS, get_conv_algorithm
 
 __all__ = ["CONV_ALGORITHMS", "set_conv_algorithm", "get_conv_algorithm", "CONV_KERNELS", "cpu_kernel", "conv_kernel",
@@ -52,6 +53,7 @@ def _winograd_chosen(geom) -> bool:
 # CPU fast paths for NumPy float32/float64, first match wins (docs/architecture.md: when and why).
 CONV_KERNELS = (
     (cpu_pointwise, cpu_pointwise.applies),    # 1x1, no padding: a GEMM per sample, no columns
+    (compiled_depthwise, compiled_depthwise.applies),   # one filter per channel, compiled loops (Numba installed)
     (cpu_depthwise, cpu_depthwise.applies),    # one filter per channel: tap-by-tap multiply-adds
     (cpu_samplemajor, cpu_samplemajor.applies),   # few input channels, wide outputs: columns per sample
     (cpu_batchlast, cpu_batchlast.applies),    # few input channels: batch-innermost columns

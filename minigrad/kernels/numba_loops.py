@@ -1,4 +1,4 @@
-"""The compiled loops (Numba): each is one pass over its arrays, without the interpreter lock, written as the
+"""The compiled loops (Numba) of ReLU and max pooling (the convolutions' are in numba_conv): each is one pass over its arrays, without the interpreter lock, written as the
 plain loop PyTorch's CPU kernel runs (same comparisons, same order of additions), so its results are
 PyTorch's to the bit where NumPy's passes are only equal to rounding.
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["relu_forward", "relu_backward", "max_pool_forward", "max_pool_backward", "col2im", "im2col"]
+__all__ = ["relu_forward", "relu_backward", "max_pool_forward", "max_pool_backward", "jit"]
 
-_jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+jit = _jit = numba.njit(nogil=True, cache=True, boundscheck=False)   # every loop's options (numba_conv too)
 
 
 @_jit
@@ -168,62 +168,3 @@ def _max_pool_2x2_backward(grad_out, argmax, grad_in):
                 grad_in[p, 2 * r + 1, 2 * c] = g if k == 2 else 0
                 grad_in[p, 2 * r + 1, 2 * c + 1] = g if k == 3 else 0
 
-
-@_jit
-def col2im(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
-    """dcols: (G, m, OH, OW, kh, kw, Cg) -> grad_in (m, G*Cg, H, W); plane: a (Hp, Wp, G*Cg) scratch buffer.
-
-    Sample by sample (its padded channels-last plane stays in cache): zero the plane, add the columns window by
-    window in kernel-offset order (cpu_conv's NumPy scatter adds in that order, so the sums are the same bit for
-    bit), then write the inside of the plane to NCHW."""
-    groups, m, out_h, out_w, kh, kw, cg = dcols.shape
-    channels, h, w = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
-    hp, wp = plane.shape[0], plane.shape[1]
-    for n in range(m):
-        for a in range(hp):
-            for b in range(wp):
-                for c in range(channels):
-                    plane[a, b, c] = 0
-        for g in range(groups):
-            base = g * cg
-            for i in range(kh):
-                for j in range(kw):
-                    for r in range(out_h):
-                        row = r * sh + i * dh
-                        for q in range(out_w):
-                            col = q * sw + j * dw
-                            for c in range(cg):
-                                plane[row, col, base + c] += dcols[g, n, r, q, i, j, c]
-        for c in range(channels):
-            for y in range(h):
-                for x in range(w):
-                    grad_in[n, c, y, x] = plane[y + top, x + left, c]
-
-
-@_jit
-def im2col(x, cols, kh, kw, sh, sw, dh, dw, top, left, r0, out_w):
-    """x: (m, G*Cg, H, W) -> cols (G, m*rows*OW, kh*kw*Cg), the windows of output rows [r0, r0 + rows), read straight
-    from NCHW (no padded channels-last copy): cols[g, (n, r, q), (i, j, c)] = x[n, g*Cg + c, (r0 + r)*sh - top + i*dh,
-    q*sw - left + j*dw], 0 outside the input. A pure copy: the same columns as cpu_conv's NumPy im2col."""
-    groups, count, _ = cols.shape
-    m, channels, h, w = x.shape
-    cg = channels // groups
-    rows = count // (m * out_w)
-    for g in range(groups):
-        for n in range(m):
-            for r in range(rows):
-                row0 = (r0 + r) * sh - top
-                for q in range(out_w):
-                    col0 = q * sw - left
-                    index = (n * rows + r) * out_w + q
-                    for i in range(kh):
-                        row = row0 + i * dh
-                        for j in range(kw):
-                            col = col0 + j * dw
-                            base = (i * kw + j) * cg
-                            if 0 <= row < h and 0 <= col < w:
-                                for c in range(cg):
-                                    cols[g, index, base + c] = x[n, g * cg + c, row, col]
-                            else:
-                                for c in range(cg):
-                                    cols[g, index, base + c] = 0

@@ -233,3 +233,105 @@ def test_conv_by_compiled_columns_is_the_numpy_path(conv_algorithm, monkeypatch,
     for ours, theirs in zip(results["compiled"][:3], (t_y.detach(), tx.grad, t_layer.weight.grad)):
         theirs = theirs.numpy()
         np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance * np.abs(theirs).max())
+
+
+def _depthwise_pair(rng, dtype, shape, kernel, padding, dilation):
+    c = shape[1]
+    layer = mg.nn.Conv2d(c, c, kernel, padding=padding, dilation=dilation, groups=c, dtype=dtype)
+    t_layer = torch.nn.Conv2d(c, c, kernel, padding=padding, dilation=dilation, groups=c, dtype=torch.float64)
+    with torch.no_grad():
+        t_layer.weight.copy_(torch.from_numpy(layer.weight.data.astype(np.float64)))
+        t_layer.bias.copy_(torch.from_numpy(layer.bias.data.astype(np.float64)))
+    return layer, t_layer
+
+
+def _depthwise_run(layer, t_layer, x, dy):
+    layer.zero_grad()
+    y = layer.forward(x)
+    dx = layer.backward(dy)
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+    t_y = t_layer(tx)
+    t_layer.zero_grad()
+    t_y.backward(torch.from_numpy(dy.astype(np.float64)))
+    ours = [y, dx, layer.weight.grad, layer.bias.grad]
+    theirs = [t_y.detach().numpy(), tx.grad.numpy(), t_layer.weight.grad.numpy(), t_layer.bias.grad.numpy()]
+    return ours, theirs
+
+
+DEPTHWISE = [((2, 3, 16, 14), 3, 1, 1), ((2, 4, 15, 20), 5, 2, 1), ((1, 3, 18, 16), 3, 2, 2), ((2, 2, 14, 20), (3, 5), 0, 1),
+             ((2, 3, 16, 16), (1, 3), (0, 1), 1)]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel,padding,dilation", DEPTHWISE, ids=str)
+def test_depthwise_matches_torch(conv_algorithm, monkeypatch, dtype, shape, kernel, padding, dilation):
+    from minigrad.kernels import compiled_depthwise
+    monkeypatch.setattr(compiled_depthwise, "BLOCK_BYTES", 2000)      # several blocks of planes
+    conv_algorithm("compiled")
+    rng = np.random.default_rng(6)
+    layer, t_layer = _depthwise_pair(rng, dtype, shape, kernel, padding, dilation)
+    x = rng.standard_normal(shape).astype(dtype)
+    assert dispatch.conv_kernel(layer._geometry(x), x) is compiled_depthwise
+    dy = rng.standard_normal(layer.forward(x).shape).astype(dtype)
+    tolerance = 2e-5 if dtype == np.float32 else 1e-12
+    for ours, theirs in zip(*_depthwise_run(layer, t_layer, x, dy)):
+        np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance * np.abs(theirs).max())
+
+
+@needs_numba
+@pytest.mark.parametrize("where", ["x", "dy"])
+def test_depthwise_keeps_inf_and_nan_where_torch_puts_them(conv_algorithm, where):
+    """A non-finite input stays in its own windows (the zero border adds exact zeros); a non-finite dy hands the
+    backward to cpu_depthwise, which skips the border: every non-finite number where PyTorch has one. (A non-finite
+    weight also goes to cpu_depthwise, whose taps multiply the zero border by it, NaN in the border windows where
+    PyTorch's depthwise kernel skips the border: a known difference of every minigrad path, reference included.)"""
+    conv_algorithm("compiled")
+    rng = np.random.default_rng(7)
+    layer, t_layer = _depthwise_pair(rng, np.float64, (2, 3, 16, 16), 3, 1, 1)
+    x = rng.standard_normal((2, 3, 16, 16))
+    dy = rng.standard_normal((2, 3, 16, 16))
+    if where == "x":
+        x[0, 1, 0, 5], x[1, 2, 7, 15] = np.inf, np.nan
+    else:
+        dy[0, 0, 0, 0], dy[1, 1, 15, 3] = np.inf, -np.inf
+    for ours, theirs in zip(*_depthwise_run(layer, t_layer, x, dy)):
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+        np.testing.assert_array_equal(np.isinf(ours), np.isinf(theirs))
+        finite = np.isfinite(theirs)
+        np.testing.assert_allclose(ours[finite], theirs[finite], rtol=1e-12, atol=1e-12)
+
+
+@needs_numba
+def test_depthwise_takes_the_compiled_loops_only_where_they_are_faster(conv_algorithm):
+    from minigrad.kernels import compiled_depthwise, cpu_depthwise
+    conv_algorithm("compiled")
+    for shape, stride, expected in (((1, 8, 16, 16), 1, compiled_depthwise), ((1, 8, 32, 32), 2, cpu_depthwise),
+                                    ((1, 8, 7, 7), 1, cpu_depthwise)):
+        x = np.zeros(shape, np.float32)
+        layer = mg.nn.Conv2d(8, 8, 3, stride=stride, padding=1, groups=8)
+        assert dispatch.conv_kernel(layer._geometry(x), x) is expected
+
+
+@needs_numba
+def test_depthwise_same_bits_on_one_to_three_threads(conv_algorithm, monkeypatch):
+    from minigrad.kernels import compiled_depthwise
+    monkeypatch.setattr(compiled_depthwise, "BLOCK_BYTES", 3000)
+    conv_algorithm("compiled")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((6, 5, 16, 16)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    layer = mg.nn.Conv2d(5, 5, 3, padding=1, groups=5)
+    before = mg.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            mg.set_num_threads(threads)
+            layer.zero_grad()
+            y = layer.forward(x)
+            results.append([_bits(a) for a in (y, layer.backward(dy), layer.weight.grad, layer.bias.grad)])
+    finally:
+        mg.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

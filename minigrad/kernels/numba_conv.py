@@ -1,0 +1,192 @@
+"""The compiled loops (Numba) of the convolutions: im2col and col2im for cpu_conv, and the depthwise convolution's
+forward and gradients (compiled_depthwise). Same options and caching as numba_loops; arrays are C-contiguous."""
+from __future__ import annotations
+
+import numba
+
+from .numba_loops import jit as _jit
+
+__all__ = ["col2im", "im2col", "depthwise_forward", "depthwise_input_grad", "depthwise_param_grads"]
+
+
+@_jit
+def col2im(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
+    """dcols: (G, m, OH, OW, kh, kw, Cg) -> grad_in (m, G*Cg, H, W); plane: a (Hp, Wp, G*Cg) scratch buffer.
+
+    Sample by sample (its padded channels-last plane stays in cache): zero the plane, add the columns window by
+    window in kernel-offset order (cpu_conv's NumPy scatter adds in that order, so the sums are the same bit for
+    bit), then write the inside of the plane to NCHW."""
+    groups, m, out_h, out_w, kh, kw, cg = dcols.shape
+    channels, h, w = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
+    hp, wp = plane.shape[0], plane.shape[1]
+    for n in range(m):
+        for a in range(hp):
+            for b in range(wp):
+                for c in range(channels):
+                    plane[a, b, c] = 0
+        for g in range(groups):
+            base = g * cg
+            for i in range(kh):
+                for j in range(kw):
+                    for r in range(out_h):
+                        row = r * sh + i * dh
+                        for q in range(out_w):
+                            col = q * sw + j * dw
+                            for c in range(cg):
+                                plane[row, col, base + c] += dcols[g, n, r, q, i, j, c]
+        for c in range(channels):
+            for y in range(h):
+                for x in range(w):
+                    grad_in[n, c, y, x] = plane[y + top, x + left, c]
+
+
+@_jit
+def im2col(x, cols, kh, kw, sh, sw, dh, dw, top, left, r0, rows, out_w):
+    """x: (m, G*Cg, H, W) -> cols (G, m*rows*OW, kh*kw*Cg), the windows of output rows [r0, r0 + rows), read straight
+    from NCHW (no padded channels-last copy): cols[g, (n, r, q), (i, j, c)] = x[n, g*Cg + c, (r0 + r)*sh - top + i*dh,
+    q*sw - left + j*dw], 0 outside the input. A pure copy: the same columns as cpu_conv's NumPy im2col."""
+    groups = cols.shape[0]
+    m, channels, h, w = x.shape
+    cg = channels // groups
+    for g in range(groups):
+        for n in range(m):
+            for r in range(rows):
+                row0 = (r0 + r) * sh - top
+                for q in range(out_w):
+                    col0 = q * sw - left
+                    index = (n * rows + r) * out_w + q
+                    for i in range(kh):
+                        row = row0 + i * dh
+                        for j in range(kw):
+                            col = col0 + j * dw
+                            base = (i * kw + j) * cg
+                            if 0 <= row < h and 0 <= col < w:
+                                for c in range(cg):
+                                    cols[g, index, base + c] = x[n, g * cg + c, row, col]
+                            else:
+                                for c in range(cg):
+                                    cols[g, index, base + c] = 0
+
+
+
+@_jit
+def _pad_plane(src, pad, top, left):
+    """src: (H, W) -> pad (Hp, Wp): zero border, src inside."""
+    h, w = src.shape
+    hp, wp = pad.shape
+    for a in range(hp):
+        for b in range(wp):
+            pad[a, b] = 0
+    for a in range(h):
+        for b in range(w):
+            pad[a + top, b + left] = src[a, b]
+
+
+@_jit
+def depthwise_forward(x, weight, bias, y, pad, wide, p0, dh, dw, top, left):
+    """Stride 1. x: (P, H, W) planes p0 .. p0 + P of the batch (plane p has channel p % C), weight: (C, kh, kw)
+    finite, bias: (C,) or (0,) -> y: (P, OH, OW). Scratch: pad (Hp, Wp), wide (OH*Wp).
+
+    Per plane: a zero-padded copy, then one long loop per tap over "wide" output rows of Wp numbers, y_wide[r*Wp + q]
+    += w[i, j] * pad_flat[r*Wp + q + i*dh*Wp + j*dw] (the columns q >= OW are thrown away), so each tap is
+    one vectorised pass whatever the plane's width; then the OW columns of each row to y. Finite weights times the
+    zero border add exact zeros: the same windows as skipping the padding."""
+    planes = x.shape[0]
+    channels, kh, kw = weight.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    hp, wp = pad.shape
+    flat = pad.reshape(hp * wp)
+    length = (out_h - 1) * wp + out_w
+    for p in range(planes):
+        ch = (p0 + p) % channels
+        _pad_plane(x[p], pad, top, left)
+        start = bias[ch] if bias.size else 0
+        for k in range(length):
+            wide[k] = start
+        for i in range(kh):
+            for j in range(kw):
+                wt = weight[ch, i, j]
+                src = flat[i * dh * wp + j * dw:]
+                for k in range(length):                          # unit stride: LLVM vectorises it
+                    wide[k] += wt * src[k]
+        for r in range(out_h):
+            for q in range(out_w):
+                y[p, r, q] = wide[r * wp + q]
+
+
+@_jit
+def _wide_rows(src, wide, wp):
+    """src: (OH, OW) -> wide (OH*Wp): each row followed by Wp - OW zeros."""
+    out_h, out_w = src.shape
+    for k in range(wide.size):
+        wide[k] = 0
+    for r in range(out_h):
+        for q in range(out_w):
+            wide[r * wp + q] = src[r, q]
+
+
+@_jit
+def depthwise_input_grad(grad_out, weight, grad_in, pad, wide, p0, dh, dw, top, left):
+    """grad_out: (P, OH, OW), weight: (C, kh, kw) finite -> grad_in (P, H, W). Per plane: dy as wide rows (zeros past
+    OW), one long scatter loop per tap into a zeroed padded plane, pad_flat[k + i*dh*Wp + j*dw] += w[i, j] *
+    dy_wide[k], then its inside to grad_in (the border, where only padding taps land, is dropped)."""
+    planes, h, w = grad_in.shape
+    channels, kh, kw = weight.shape
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    hp, wp = pad.shape
+    flat = pad.reshape(hp * wp)
+    length = (out_h - 1) * wp + out_w
+    for p in range(planes):
+        ch = (p0 + p) % channels
+        _wide_rows(grad_out[p], wide, wp)
+        for k in range(hp * wp):
+            flat[k] = 0
+        for i in range(kh):
+            for j in range(kw):
+                wt = weight[ch, i, j]
+                dst = flat[i * dh * wp + j * dw:]
+                for k in range(length):
+                    dst[k] += wt * wide[k]
+        for a in range(h):
+            for b in range(w):
+                grad_in[p, a, b] = pad[a + top, b + left]
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "contract"})
+def _dot(a, b, length):
+    """sum of a[k] * b[k] for 0 < k < length after a[0] * b[0], reassociated into vector lanes: a fixed order for a given build,
+    the same on any thread count."""
+    total = a[0] * b[0]
+    for k in range(1, length):
+        total += a[k] * b[k]
+    return total
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "contract"})
+def _sum(a, length):
+    """sum of a[k] for k < length, reassociated into vector lanes (as _dot)."""
+    total = a[0]
+    for k in range(1, length):
+        total += a[k]
+    return total
+
+
+@_jit
+def depthwise_param_grads(x, grad_out, grad_w, grad_b, pad, wide, dh, dw, top, left):
+    """x: (P, H, W), grad_out: (P, OH, OW) -> each plane's own weight gradient grad_w (P, kh, kw) = the dot product of
+    dy's wide rows with each tap's view of the padded plane, and bias gradient grad_b (P,); summed over the
+    batch by the caller. A non-finite dy meets the zero border here (inf * 0): the caller checks the result and
+    recomputes such batches by cpu_depthwise, which skips the padding."""
+    planes = x.shape[0]
+    kh, kw = grad_w.shape[1], grad_w.shape[2]
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    hp, wp = pad.shape
+    flat = pad.reshape(hp * wp)
+    length = (out_h - 1) * wp + out_w
+    for p in range(planes):
+        _pad_plane(x[p], pad, top, left)
+        _wide_rows(grad_out[p], wide, wp)
+        for i in range(kh):
+            for j in range(kw):
+                grad_w[p, i, j] = _dot(wide, flat[i * dh * wp + j * dw:], length)
+        grad_b[p] = _sum(wide, length)
