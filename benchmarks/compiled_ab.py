@@ -1,5 +1,5 @@
-"""The compiled kernels (Numba) against NumPy's passes and PyTorch: ReLU and max pooling forward + backward, LeNet-5
-training steps, and what compiling costs on first use.
+"""The compiled kernels (Numba) against NumPy's passes and PyTorch: ReLU, max pooling and convolutions (cpu_conv's
+columns and col2im, depthwise) forward + backward, whole training steps, and what compiling costs on first use.
 
     python benchmarks/compiled_ab.py [--repeat 9] [--threads 2] [--json benchmarks/results/NAME.json]
 
@@ -30,7 +30,10 @@ from minigrad.bench.runner import machine_info, versions_info
 
 LAYERS = {"relu 128x6x28x28": ("relu", (128, 6, 28, 28)), "relu 64x64x16x16": ("relu", (64, 64, 16, 16)),
           "maxpool2 128x6x28x28": ("pool2", (128, 6, 28, 28)), "maxpool2 128x16x10x10": ("pool2", (128, 16, 10, 10)),
-          "maxpool2 64x64x32x32": ("pool2", (64, 64, 32, 32)), "maxpool3s2p1 64x64x32x32": ("pool3", (64, 64, 32, 32))}
+          "maxpool2 64x64x32x32": ("pool2", (64, 64, 32, 32)), "maxpool3s2p1 64x64x32x32": ("pool3", (64, 64, 32, 32)),
+          "conv3x3 s2 64x16x32x32->32": ("conv_s2", (64, 16, 32, 32)), "conv3x3 64x32x16x16->32": ("conv", (64, 32, 16, 16)),
+          "depthwise3x3 64x64x32x32": ("dw", (64, 64, 32, 32)), "depthwise3x3 128x32x28x28": ("dw", (128, 32, 28, 28)),
+          "depthwise3x3 128x96x14x14": ("dw", (128, 96, 14, 14))}
 STEPS = {f"lenet5 step B={b}": b for b in (64, 128, 256)}
 MODELS = {"resnet20 step B=64": ("resnet20", (64, 3, 32, 32), {}),           # minigrad only: no PyTorch twin here
           "mobilenet_v2 step B=64": ("mobilenet_v2", (64, 3, 32, 32), {"in_channels": 3})}
@@ -52,8 +55,17 @@ def _layer_pair(torch, kind, shape):
         layer, t_fn = mg.nn.ReLU(), torch.relu
     elif kind == "pool2":
         layer, t_fn = mg.nn.MaxPool2d(2), lambda t: torch.nn.functional.max_pool2d(t, 2)
-    else:
+    elif kind == "pool3":
         layer, t_fn = mg.nn.MaxPool2d(3, 2, 1), lambda t: torch.nn.functional.max_pool2d(t, 3, 2, 1)
+    else:                                      # convolutions: the same weights in both libraries
+        c = shape[1]
+        out, stride, groups = {"conv_s2": (2 * c, 2, 1), "conv": (c, 1, 1), "dw": (c, 1, c)}[kind]
+        layer = mg.nn.Conv2d(c, out, 3, stride=stride, padding=1, groups=groups)
+        t_layer = torch.nn.Conv2d(c, out, 3, stride=stride, padding=1, groups=groups)
+        with torch.no_grad():
+            t_layer.weight.copy_(torch.from_numpy(layer.weight.data))
+            t_layer.bias.copy_(torch.from_numpy(layer.bias.data))
+        t_fn = t_layer
     dy = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
     tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
 

@@ -127,3 +127,38 @@ def test_benchmarks_page_quotes_the_lenet_profile():
     record = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-2threads-lenet-profile.json").read_text())
     for line in module.markdown(record).splitlines():
         assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+
+
+def _benchmark_module(name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"benchmarks/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmarks_page_quotes_the_compiled_kernels_runs():
+    """The compiled-kernels section of docs/benchmarks.md: the recorded benchmarks/compiled_ab.py run, both paths'
+    bench runs, both paths' end-to-end training and the LeNet-5 profile with the compiled kernels."""
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    results = ROOT / "benchmarks/results"
+    record = json.loads((results / "2026-12-07-cpu-2threads-compiled.json").read_text())
+    for line in _benchmark_module("compiled_ab").markdown(record).splitlines():
+        assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+    for path in ("numpy-path", "compiled"):
+        bench = json.loads((results / f"2026-12-07-cpu-2threads-bench-{path}.json").read_text())
+        for line in format_markdown(bench).splitlines():
+            assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+        train = json.loads((results / f"2026-12-07-cpu-2threads-train-{path}.json").read_text())
+        assert train["versions"]["compiled_kernels"] == (path == "compiled")
+        assert _flat(train_e2e_sentence(train)) in page
+    profile = json.loads((results / "2026-12-07-cpu-2threads-lenet-profile-compiled.json").read_text())
+    for line in _benchmark_module("lenet_profile").markdown(profile).splitlines():
+        assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+
+
+def test_benchmarks_page_quotes_the_thread_scaling_run():
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    record = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-thread-scaling.json").read_text())
+    for line in _benchmark_module("thread_scaling").markdown(record).splitlines():
+        assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
