@@ -162,3 +162,10 @@ def test_benchmarks_page_quotes_the_thread_scaling_run():
     record = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-thread-scaling.json").read_text())
     for line in _benchmark_module("thread_scaling").markdown(record).splitlines():
         assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+
+
+def test_benchmarks_page_quotes_the_fit_overhead_run():
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    record = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-2threads-fit-overhead.json").read_text())
+    for line in _benchmark_module("fit_overhead").markdown(record).splitlines():
+        assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
