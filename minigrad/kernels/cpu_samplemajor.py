@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import compiled
 from .cpu_batchlast import KEEP_COLUMNS_MAX, MAX_RUN, MAX_SAMPLE_BYTES, column_bytes
 from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, padded_buffer, run_chunks, work_buffer
 from .im2col import col2im, im2col
@@ -50,6 +51,21 @@ def _columns(x, geom, saved=None, chunk=None):
     return cols.reshape(m, c * kh * kw, oh * ow)                      # (m, C, kh, kw, OH, OW) -> (m, K, L)
 
 
+def _fold(dcols, geom, dx):
+    """dx (m, C, H, W) = the reference fold of dcols (m, C, kh, kw, OH, OW): compiled plane by plane when it runs (its
+    rows of OW >= MIN_WIDTH numbers are long enough for the loop; the unfold's copies stay NumPy's, which the
+    compiled loop did not beat on LeNet's first layer)."""
+    if compiled.takes(dcols, dx):
+        (h, w), (top, bottom, left, right) = geom.in_size, geom.pads
+        (sh, sw), (dh, dw) = geom.stride, geom.dilation
+        (kh, kw), (oh, ow) = geom.kernel, geom.out_size
+        plane = work_buffer("sm_plane", (max(h + top + bottom, (kh - 1) * dh + sh * (oh - 1) + 1),
+                                         max(w + left + right, (kw - 1) * dw + sw * (ow - 1) + 1)), dx.dtype)
+        compiled.conv_loops().col2im_nchw(dcols, dx, plane, sh, sw, dh, dw, top, left)
+    else:
+        dx[...] = col2im(dcols, geom.in_size, geom.stride, geom.pads, geom.dilation)   # the reference's fold
+
+
 def conv_forward(x, weight, bias, geom, saved=None):
     """y = conv(x, W) + b; x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) | None -> (N, O, OH, OW).
 
@@ -76,7 +92,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
     """(dx (N, C, H, W) | None, dW (O, C, kh, kw) | None, db (O,) | None) of conv_forward (columns from
     ``saved`` when forward kept them, else recomputed)."""
     saved, dtype = saved or {}, grad_out.dtype
-    (c, h, w), o, (kh, kw) = geom.in_shape[1:], geom.out_channels, geom.kernel
+    c, o, (kh, kw) = geom.in_channels, geom.out_channels, geom.kernel
     oh, ow = geom.out_size
     k, length = c * kh * kw, oh * ow
     dx = np.empty(geom.in_shape, dtype=dtype) if need_input else None
@@ -96,7 +112,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         if need_input:
             dcols = np.matmul(wmat_t, dy, out=work_buffer("sm_dcols", (m, k, length), dtype))   # (m, K, L)
             dcols = dcols.reshape(m, c, kh, kw, oh, ow)               # (m, K, L) -> (m, C, kh, kw, OH, OW)
-            dx[c0:c1] = col2im(dcols, (h, w), geom.stride, geom.pads, geom.dilation)   # the reference's fold
+            _fold(dcols, geom, dx[c0:c1])
         return dw_part, db_part
 
     grad_w, grad_b = run_chunks(chunks(geom, dtype), per_chunk)

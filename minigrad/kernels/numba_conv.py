@@ -1,12 +1,12 @@
-"""The compiled loops (Numba) of the convolutions: im2col and col2im for cpu_conv, and the depthwise convolution's
-forward and gradients (compiled_depthwise). Same options and caching as numba_loops; arrays are C-contiguous."""
+"""The compiled loops (Numba) of the convolutions: im2col and col2im for cpu_conv (channels-last columns), col2im for
+cpu_samplemajor (the reference layout), and the depthwise convolution's forward and gradients (compiled_depthwise). Same options and caching as numba_loops; arrays are C-contiguous."""
 from __future__ import annotations
 
 import numba
 
 from .numba_loops import jit as _jit
 
-__all__ = ["col2im", "im2col", "depthwise_forward", "depthwise_input_grad", "depthwise_param_grads"]
+__all__ = ["col2im", "im2col", "depthwise_forward", "depthwise_input_grad", "depthwise_param_grads", "col2im_nchw"]
 
 
 @_jit
@@ -190,3 +190,32 @@ def depthwise_param_grads(x, grad_out, grad_w, grad_b, pad, wide, dh, dw, top, l
             for j in range(kw):
                 grad_w[p, i, j] = _dot(wide, flat[i * dh * wp + j * dw:], length)
         grad_b[p] = _sum(wide, length)
+
+
+@_jit
+def col2im_nchw(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
+    """dcols: (m, C, kh, kw, OH, OW) -> grad_in (m, C, H, W); plane: a (Hp, Wp) scratch buffer. Plane by plane (in
+    cache): zero it, add the columns tap by tap in kernel-offset order (the reference fold's order, so the same sums
+    bit for bit), then write its inside to grad_in."""
+    m, channels, kh, kw, out_h, out_w = dcols.shape
+    h, w = grad_in.shape[2], grad_in.shape[3]
+    hp, wp = plane.shape
+    for n in range(m):
+        for c in range(channels):
+            for a in range(hp):
+                for b in range(wp):
+                    plane[a, b] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    for r in range(out_h):
+                        src = dcols[n, c, i, j, r]
+                        dst = plane[r * sh + i * dh, j * dw:]
+                        if sw == 1:
+                            for q in range(out_w):
+                                dst[q] += src[q]
+                        else:
+                            for q in range(out_w):
+                                dst[q * sw] += src[q]
+            for a in range(h):
+                for b in range(w):
+                    grad_in[n, c, a, b] = plane[a + top, b + left]
