@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import compiled
 from .cpu_runtime import (batch_chunks, column_buffer, keeps_columns, matmul_long, matmul_wide, run_chunks,
                           work_buffer)
 
@@ -144,6 +145,12 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         if need_input:
             dcols = matmul_wide(wmat_t, dym, work_buffer("bl_dcols", (k, M), dtype))
             dcols = dcols.reshape(c, kh, kw, oh, ow, m)                 # (K, M) -> (C, kh, kw, OH, OW, m)
+            if compiled.takes(dcols, dx):                               # channel by channel in cache, compiled
+                (sh, sw), (dh, dw) = geom.stride, geom.dilation
+                compiled.conv_loops().col2im_batch_last(
+                    dcols, dx[c0:c1], work_buffer("bl_plane", (h + top + bottom, w + left + right, m), dtype),
+                    sh, sw, dh, dw, top, left)
+                return dw_part, db_part
             dxt = work_buffer("bl_dx", (c, h + top + bottom, w + left + right, m), dtype)
             dxt[...] = 0
             for i in range(kh):

@@ -1,12 +1,13 @@
 """The compiled loops (Numba) of the convolutions: im2col and col2im for cpu_conv (channels-last columns), col2im for
-cpu_samplemajor (the reference layout), and the depthwise convolution's forward and gradients (compiled_depthwise). Same options and caching as numba_loops; arrays are C-contiguous."""
+cpu_samplemajor (the reference layout) and cpu_batchlast (samples innermost), and the depthwise convolution's forward and gradients (compiled_depthwise). Same options and caching as numba_loops; arrays are C-contiguous."""
 from __future__ import annotations
 
 import numba
 
 from .numba_loops import jit as _jit
 
-__all__ = ["col2im", "im2col", "depthwise_forward", "depthwise_input_grad", "depthwise_param_grads", "col2im_nchw"]
+__all__ = ["col2im", "im2col", "depthwise_forward", "depthwise_input_grad", "depthwise_param_grads", "col2im_nchw",
+           "col2im_batch_last"]
 
 
 @_jit
@@ -219,3 +220,31 @@ def col2im_nchw(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
             for a in range(h):
                 for b in range(w):
                     grad_in[n, c, a, b] = plane[a + top, b + left]
+
+
+@_jit
+def col2im_batch_last(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
+    """dcols: (C, kh, kw, OH, OW, m), samples innermost -> grad_in (m, C, H, W); plane: a (Hp, Wp, m) scratch buffer.
+    Channel by channel (its plane of m samples in cache): zero it, add the columns tap by tap in kernel-offset order
+    (cpu_batchlast's NumPy order, so the same sums bit for bit), then write its inside to grad_in."""
+    channels, kh, kw, out_h, out_w, m = dcols.shape
+    h, w = grad_in.shape[2], grad_in.shape[3]
+    hp, wp = plane.shape[0], plane.shape[1]
+    for c in range(channels):
+        for a in range(hp):
+            for b in range(wp):
+                for n in range(m):
+                    plane[a, b, n] = 0
+        for i in range(kh):
+            for j in range(kw):
+                for r in range(out_h):
+                    row = r * sh + i * dh
+                    for q in range(out_w):
+                        dst = plane[row, q * sw + j * dw]
+                        src = dcols[c, i, j, r, q]
+                        for n in range(m):
+                            dst[n] += src[n]
+        for n in range(m):
+            for a in range(h):
+                for b in range(w):
+                    grad_in[n, c, a, b] = plane[a + top, b + left, n]

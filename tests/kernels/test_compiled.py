@@ -202,21 +202,28 @@ def test_environment_setting_names_the_choices(monkeypatch):
 @pytest.mark.parametrize("spec", [dict(stride=2, padding=1), dict(stride=(2, 3), padding=(2, 0), dilation=(1, 2)),
                                   dict(stride=2, padding=1, groups=2), dict(stride=3, padding=2),
                                   dict(stride=1, padding=1), dict(channels=1, padding=2), dict(channels=3, padding=(1, 3)),
-                                  dict(channels=2, dilation=2, padding=3)], ids=str)
+                                  dict(channels=2, dilation=2, padding=3), dict(channels=6, kernel=5, width=14),
+                                  dict(channels=3, stride=2, padding=1), dict(channels=2, kernel=(3, 5), stride=(1, 2),
+                                                                              padding=(2, 1), width=14)], ids=str)
 def test_conv_by_compiled_columns_is_the_numpy_path(conv_algorithm, monkeypatch, dtype, spec, keep):
-    """cpu_conv with the compiled im2col (straight from NCHW) and col2im (strided input gradients), and
-    cpu_samplemajor (few channels, wide rows) with the compiled fold: the columns are the same copy and the folds
-    add in the NumPy order, so output and gradients are the same bit for bit, and PyTorch's to rounding."""
-    from minigrad.kernels import cpu_conv, cpu_runtime, cpu_samplemajor
+    """cpu_conv with the compiled im2col (straight from NCHW) and col2im (strided input gradients), and the
+    few-channel kernels with their compiled folds (cpu_samplemajor: wide rows; cpu_batchlast: the rest): the columns
+    are the same copy and the folds add in the NumPy order, so output and gradients are the same bit for bit, and
+    PyTorch's to rounding."""
+    from minigrad.kernels import cpu_batchlast, cpu_conv, cpu_runtime, cpu_samplemajor
     if not keep:
         monkeypatch.setattr(cpu_runtime, "SAVED_COLUMNS_MAX", 0)       # backward builds the columns again
         monkeypatch.setattr(cpu_samplemajor, "KEEP_COLUMNS_MAX", 0)
+        monkeypatch.setattr(cpu_batchlast, "KEEP_COLUMNS_MAX", 0)
     spec = dict(spec)
-    channels = spec.pop("channels", 16)                                # 16: cpu_conv's geometry; 1-3: samplemajor's
+    channels, kernel, width = spec.pop("channels", 16), spec.pop("kernel", 3), spec.pop("width", 17)
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((5, channels, 11, 17) if channels < 16 else (5, 16, 11, 13)).astype(dtype)
-    layer = mg.nn.Conv2d(channels, 6, 3, dtype=dtype, **spec)
-    assert dispatch.cpu_kernel(layer._geometry(x)) is (cpu_conv if channels == 16 else cpu_samplemajor)
+    x = rng.standard_normal((5, channels, 11, width) if channels < 16 else (5, 16, 11, 13)).astype(dtype)
+    layer = mg.nn.Conv2d(channels, 6, kernel, dtype=dtype, **spec)
+    geom = layer._geometry(x)
+    expected = cpu_conv if channels == 16 else cpu_samplemajor if geom.out_size[1] >= 16 and geom.stride == (1, 1) \
+        else cpu_batchlast
+    assert dispatch.cpu_kernel(geom) is expected
     dy = rng.standard_normal(layer.forward(x).shape).astype(dtype)
     results = {}
     for algorithm in ("compiled", "numpy"):
@@ -226,7 +233,7 @@ def test_conv_by_compiled_columns_is_the_numpy_path(conv_algorithm, monkeypatch,
         results[algorithm] = [y, layer.backward(dy), layer.weight.grad.copy(), layer.bias.grad.copy()]
     for a, b in zip(results["compiled"], results["numpy"]):
         np.testing.assert_array_equal(_bits(a), _bits(b))
-    t_layer = torch.nn.Conv2d(channels, 6, 3, dtype=torch.float64, **spec)
+    t_layer = torch.nn.Conv2d(channels, 6, kernel, dtype=torch.float64, **spec)
     with torch.no_grad():
         t_layer.weight.copy_(torch.from_numpy(layer.weight.data.astype(np.float64)))
         t_layer.bias.copy_(torch.from_numpy(layer.bias.data.astype(np.float64)))
