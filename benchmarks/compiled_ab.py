@@ -80,18 +80,10 @@ def _layer_pair(torch, kind, shape):
 
 
 def _step_pair(torch, batch):
-    rng = np.random.default_rng(0)
+    ours, _ = _model_step("lenet5", (batch, 1, 28, 28), {})
+    rng = np.random.default_rng(0)                            # the same batch as _model_step's
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     target = rng.integers(0, 10, batch)
-    mg.manual_seed(0)
-    model = mg.models.lenet5()
-    loss_fn, opt = mg.nn.CrossEntropyLoss(), mg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def ours():
-        opt.zero_grad()
-        loss_fn(model(x), target)
-        model.backward(loss_fn.backward())
-        opt.step()
     nn = torch.nn
     t_model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),

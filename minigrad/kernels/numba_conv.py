@@ -19,12 +19,8 @@ def col2im(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
     bit), then write the inside of the plane to NCHW."""
     groups, m, out_h, out_w, kh, kw, cg = dcols.shape
     channels, h, w = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
-    hp, wp = plane.shape[0], plane.shape[1]
     for n in range(m):
-        for a in range(hp):
-            for b in range(wp):
-                for c in range(channels):
-                    plane[a, b, c] = 0
+        plane[:] = 0
         for g in range(groups):
             base = g * cg
             for i in range(kh):
@@ -74,10 +70,7 @@ def im2col(x, cols, kh, kw, sh, sw, dh, dw, top, left, r0, rows, out_w):
 def _pad_plane(src, pad, top, left):
     """src: (H, W) -> pad (Hp, Wp): zero border, src inside."""
     h, w = src.shape
-    hp, wp = pad.shape
-    for a in range(hp):
-        for b in range(wp):
-            pad[a, b] = 0
+    pad[:] = 0
     for a in range(h):
         for b in range(w):
             pad[a + top, b + left] = src[a, b]
@@ -119,8 +112,7 @@ def depthwise_forward(x, weight, bias, y, pad, wide, p0, dh, dw, top, left):
 def _wide_rows(src, wide, wp):
     """src: (OH, OW) -> wide (OH*Wp): each row followed by Wp - OW zeros."""
     out_h, out_w = src.shape
-    for k in range(wide.size):
-        wide[k] = 0
+    wide[:] = 0
     for r in range(out_h):
         for q in range(out_w):
             wide[r * wp + q] = src[r, q]
@@ -140,8 +132,7 @@ def depthwise_input_grad(grad_out, weight, grad_in, pad, wide, p0, dh, dw, top, 
     for p in range(planes):
         ch = (p0 + p) % channels
         _wide_rows(grad_out[p], wide, wp)
-        for k in range(hp * wp):
-            flat[k] = 0
+        flat[:] = 0
         for i in range(kh):
             for j in range(kw):
                 wt = weight[ch, i, j]
@@ -200,12 +191,9 @@ def col2im_nchw(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
     bit for bit), then write its inside to grad_in."""
     m, channels, kh, kw, out_h, out_w = dcols.shape
     h, w = grad_in.shape[2], grad_in.shape[3]
-    hp, wp = plane.shape
     for n in range(m):
         for c in range(channels):
-            for a in range(hp):
-                for b in range(wp):
-                    plane[a, b] = 0
+            plane[:] = 0
             for i in range(kh):
                 for j in range(kw):
                     for r in range(out_h):
@@ -229,12 +217,8 @@ def col2im_batch_last(dcols, grad_in, plane, sh, sw, dh, dw, top, left):
     (cpu_batchlast's NumPy order, so the same sums bit for bit), then write its inside to grad_in."""
     channels, kh, kw, out_h, out_w, m = dcols.shape
     h, w = grad_in.shape[2], grad_in.shape[3]
-    hp, wp = plane.shape[0], plane.shape[1]
     for c in range(channels):
-        for a in range(hp):
-            for b in range(wp):
-                for n in range(m):
-                    plane[a, b, n] = 0
+        plane[:] = 0
         for i in range(kh):
             for j in range(kw):
                 for r in range(out_h):

@@ -142,9 +142,7 @@ def max_pool_backward(grad_out, argmax, grad_in, kh, kw, sh, sw, top, left, dh, 
                                 grad_in[p, r * kh + i, c * kw + j] = 0
         return
     for p in range(planes):
-        for row in range(h):
-            for col in range(w):
-                grad_in[p, row, col] = 0
+        grad_in[p] = 0
         for r in range(out_h):
             for c in range(out_w):
                 k = argmax[p, r, c]
