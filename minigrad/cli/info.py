@@ -1,4 +1,4 @@
-"""``minigrad info``: versions, backends, GPU, BLAS and threads."""
+"""``minigrad info``: versions, backends, GPU, BLAS, threads and the compiled kernels."""
 from __future__ import annotations
 
 import json
@@ -44,6 +44,13 @@ def collect_info() -> dict:
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
     info["minigrad_threads"] = mg.get_num_threads()
+    info["numba"] = _dist_version("numba")
+    info["conv_algorithm"] = mg.get_conv_algorithm()
+    if info["numba"]:
+        from ..kernels import compiled
+        info["compiled_kernels"] = compiled.available() and info["conv_algorithm"] not in ("numpy", "reference")
+    else:
+        info["compiled_kernels"] = False
     info["blas"] = _numpy_blas()
     try:
         from threadpoolctl import threadpool_info
@@ -68,6 +75,16 @@ def _numpy_blas():
         return None
 
 
+def _compiled_row(info) -> str:
+    if not info["numba"]:
+        return 'off: Numba not installed (pip install -e ".[compiled]" in the minigrad checkout)'
+    if info["compiled_kernels"]:
+        return f"on (Numba {info['numba']}; MINIGRAD_CONV=numpy switches them off)"
+    if info["conv_algorithm"] in ("numpy", "reference"):
+        return f"off: MINIGRAD_CONV / mg.set_conv_algorithm is {info['conv_algorithm']!r} (Numba {info['numba']})"
+    return f"off: Numba {info['numba']} is installed but minigrad's loops could not be loaded"
+
+
 def cmd_info(args) -> int:
     info = collect_info()
     if args.json:
@@ -84,7 +101,8 @@ def cmd_info(args) -> int:
             ("BLAS", ", ".join(f"{k} {v}" for k, v in (info["blas"] or {}).items()) or "unknown"),
             ("CPUs", f"{info['cpu_count']} ({info.get('cpus_usable', '?')} usable)"),
             ("threads (minigrad)", f"{info['minigrad_threads']} (CPU kernels; mg.set_num_threads or "
-                                   "MINIGRAD_NUM_THREADS)")]
+                                   "MINIGRAD_NUM_THREADS)"),
+            ("compiled kernels", _compiled_row(info))]
     if info["threadpools"]:
         for pool in info["threadpools"]:
             rows.append((f"threads ({pool['internal_api']})",

@@ -346,3 +346,15 @@ def test_depthwise_same_bits_on_one_to_three_threads(conv_algorithm, monkeypatch
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_minigrad_info_says_whether_the_compiled_kernels_run(conv_algorithm):
+    from minigrad.cli.info import _compiled_row, collect_info
+    info = collect_info()
+    assert info["compiled_kernels"] == compiled.active()
+    assert _compiled_row(dict(info, numba=None)).startswith('off: Numba not installed (pip install -e ".[compiled]"')
+    assert _compiled_row(dict(info, numba="0.68.1", compiled_kernels=True)).startswith("on (Numba 0.68.1")
+    assert "'numpy'" in _compiled_row(dict(info, numba="0.68.1", compiled_kernels=False, conv_algorithm="numpy"))
+    if compiled.available():
+        conv_algorithm("numpy")
+        assert collect_info()["compiled_kernels"] is False
