@@ -28,7 +28,8 @@ import numpy as np
 from .algorithm import get_conv_algorithm
 from .cpu_runtime import FAST_DTYPES, batch_chunks, run_chunks
 
-__all__ = ["available", "active", "loops", "conv_loops", "relu_forward", "relu_backward", "BLOCK_ELEMENTS", "INSTALL_HINT"]
+__all__ = ["available", "active", "loops", "conv_loops", "takes", "blocks", "elementwise", "relu_forward",
+           "relu_backward", "BLOCK_ELEMENTS", "INSTALL_HINT"]
 
 BLOCK_ELEMENTS = 1 << 18        # elements per block of an elementwise loop (1 MiB of float32)
 INSTALL_HINT = 'pip install -e ".[compiled]" (or pip install numba)'
@@ -90,16 +91,24 @@ def takes(*arrays) -> bool:
             and arrays[0].dtype in FAST_DTYPES and active())
 
 
+def blocks(count: int, item_bytes: int, budget: int):
+    """[(i0, i1), ...]: count items (elements, planes, samples) of item_bytes each, in one block up to budget bytes
+    (waking a thread costs more than it saves there), else in an even number of blocks of at most budget bytes (equal
+    shares for 2 threads). Cut by size only: the same blocks on any thread count."""
+    if count * item_bytes <= budget:
+        return [(0, count)]
+    return batch_chunks(count, item_bytes, budget)
+
+
 def elementwise(loop, *arrays):
-    """Run loop(*flat_blocks) over the arrays (one size, C-contiguous) flattened: inline when small, else in an even
-    number of blocks of at most BLOCK_ELEMENTS on the thread pool (an elementwise loop gives the same bits on any thread count)."""
+    """Run loop(*flat_blocks) over the arrays (one size, C-contiguous) flattened, in ``blocks`` of at most
+    BLOCK_ELEMENTS on the thread pool (an elementwise loop gives the same bits on any thread count)."""
     flat = [a.reshape(-1) for a in arrays]                   # any shape -> (n,), views
-    size = flat[0].size
-    if size <= BLOCK_ELEMENTS:
+    spans = blocks(flat[0].size, 1, BLOCK_ELEMENTS)
+    if len(spans) == 1:                                      # small arrays (most calls): no pool bookkeeping
         loop(*flat)
         return
-    blocks = batch_chunks(size, 1, BLOCK_ELEMENTS)          # an even number of blocks: equal shares for 2 threads
-    run_chunks(blocks, lambda start, stop: loop(*(a[start:stop] for a in flat)))
+    run_chunks(spans, lambda start, stop: loop(*(a[start:stop] for a in flat)))
 
 
 def relu_forward(x):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compiled, cpu_depthwise
-from .cpu_runtime import batch_chunks, run_chunks, work_buffer
+from .cpu_runtime import run_chunks, work_buffer
 
 __all__ = ["applies", "conv_forward", "conv_backward"]
 
@@ -34,12 +34,6 @@ def applies(geom) -> bool:
     cpu_depthwise is faster there.)"""
     return (cpu_depthwise.applies(geom) and geom.stride == (1, 1) and geom.out_size[1] >= MIN_WIDTH
             and geom.batch > 0 and compiled.active())
-
-
-def _blocks(planes, plane_bytes):
-    if planes * plane_bytes <= BLOCK_BYTES:
-        return [(0, planes)]
-    return batch_chunks(planes, plane_bytes, BLOCK_BYTES)             # an even count: equal shares for 2 threads
 
 
 def _scratch(geom, dtype):
@@ -66,7 +60,7 @@ def conv_forward(x, weight, bias, geom, saved=None):
     b = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
     out = np.empty((planes, oh, ow), dtype=x.dtype)
     loop, options = compiled.conv_loops().depthwise_forward, _options(geom)
-    run_chunks(_blocks(planes, h * w * x.itemsize),
+    run_chunks(compiled.blocks(planes, h * w * x.itemsize, BLOCK_BYTES),
                lambda p0, p1: loop(src[p0:p1], wt, b, out[p0:p1], *_scratch(geom, x.dtype), p0, *options))
     return out.reshape(n, c, oh, ow)                                  # (N*C, OH, OW) -> (N, C, OH, OW)
 
@@ -98,7 +92,7 @@ def conv_backward(x, weight, grad_out, geom, need_input=True, need_weight=True, 
         if params:
             loops.depthwise_param_grads(src[p0:p1], dy[p0:p1], part_w[p0:p1], part_b[p0:p1], pad, wide, *options)
 
-    run_chunks(_blocks(planes, h * w * dtype.itemsize), per_block)
+    run_chunks(compiled.blocks(planes, h * w * dtype.itemsize, BLOCK_BYTES), per_block)
     if params and not (np.isfinite(part_w).all() and np.isfinite(part_b).all()):   # inf * 0 at the border
         return cpu_depthwise.conv_backward(x, weight, grad_out, geom, need_input, need_weight, need_bias, saved)
     if need_input:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compiled
-from .cpu_runtime import batch_chunks, run_chunks, supported
+from .cpu_runtime import run_chunks, supported
 
 __all__ = ["applies", "max_forward", "max_backward"]
 
@@ -26,14 +26,6 @@ def _options(geom):
     return kh, kw, sh, sw, top, left, dh, dw
 
 
-def _blocks(planes, plane_bytes):
-    """[(p0, p1), ...]: all planes inline up to BLOCK_BYTES (waking a thread costs more there), else an even number
-    of blocks of at most BLOCK_BYTES (equal shares for 2 threads). Cut by size only: the same on any thread count."""
-    if planes * plane_bytes <= BLOCK_BYTES:
-        return [(0, planes)]
-    return batch_chunks(planes, plane_bytes, BLOCK_BYTES)
-
-
 def max_forward(x, geom):
     """x: (N, C, H, W) -> (y, argmax uint8), both (N, C, OH, OW)."""
     n, c, h, w = x.shape
@@ -42,7 +34,7 @@ def max_forward(x, geom):
     out = np.empty((planes,) + tuple(geom.out_size), dtype=x.dtype)
     argmax = np.empty(out.shape, dtype=np.uint8)
     loop, options = compiled.loops().max_pool_forward, _options(geom)
-    run_chunks(_blocks(planes, h * w * x.itemsize),
+    run_chunks(compiled.blocks(planes, h * w * x.itemsize, BLOCK_BYTES),
                lambda p0, p1: loop(src[p0:p1], out[p0:p1], argmax[p0:p1], *options))
     shape = (n, c) + tuple(geom.out_size)
     return out.reshape(shape), argmax.reshape(shape)                   # (N*C, OH, OW) -> (N, C, OH, OW)
@@ -57,6 +49,6 @@ def max_backward(grad_out, argmax, in_shape, geom):
     am = np.ascontiguousarray(argmax).reshape(dy.shape)
     dx = np.empty((planes, h, w), dtype=grad_out.dtype)
     loop, options = compiled.loops().max_pool_backward, _options(geom)
-    run_chunks(_blocks(planes, h * w * grad_out.itemsize),
+    run_chunks(compiled.blocks(planes, h * w * grad_out.itemsize, BLOCK_BYTES),
                lambda p0, p1: loop(dy[p0:p1], am[p0:p1], dx[p0:p1], *options))
     return dx.reshape(in_shape)                                        # (N*C, H, W) -> (N, C, H, W)
