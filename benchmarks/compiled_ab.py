@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 import minigrad as mg
+from minigrad.bench.cases import torch_lenet5
 from minigrad.bench.runner import machine_info, versions_info
 
 LAYERS = {"relu 128x6x28x28": ("relu", (128, 6, 28, 28)), "relu 64x64x16x16": ("relu", (64, 64, 16, 16)),
@@ -85,9 +86,7 @@ def _step_pair(torch, batch):
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     target = rng.integers(0, 10, batch)
     nn = torch.nn
-    t_model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
-                            nn.ReLU(), nn.Linear(84, 10))
+    t_model = torch_lenet5(torch)
     t_opt = torch.optim.SGD(t_model.parameters(), lr=0.01, momentum=0.9)
     tx, ty = torch.from_numpy(x), torch.from_numpy(target)
 

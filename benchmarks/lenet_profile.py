@@ -65,9 +65,8 @@ def profile_torch(batch, steps):
     import torch
     from torch import nn
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
-                          nn.ReLU(), nn.Linear(84, 10))
+    from minigrad.bench.cases import torch_lenet5
+    model = torch_lenet5(torch)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))

@@ -34,9 +34,8 @@ if arm == "torch":
     from torch import nn
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                          nn.Linear(84, 10))
+    from minigrad.bench.cases import torch_lenet5
+    model = torch_lenet5(torch)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tx, ty = torch.from_numpy(x), torch.from_numpy(target)
     def step():

@@ -262,7 +262,8 @@ def torch_inverted_residual(torch, cin, cout, stride, expand):
     return InvertedResidual()
 
 
-def _torch_lenet(torch):
+def torch_lenet5(torch):
+    """minigrad.models.lenet5's twin in PyTorch (the bench's cases, `bench --train` and the benchmark scripts)."""
     nn = torch.nn
     return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
@@ -280,7 +281,7 @@ def train_cases(quick, xp, backend):
     try:
         from minigrad import models
         loss_cls, sgd = mg.nn.CrossEntropyLoss, mg.optim.SGD
-        builders = {"lenet5": (models.lenet5, _torch_lenet), "mlp784-256-10": (models.mlp, _torch_mlp)}
+        builders = {"lenet5": (models.lenet5, torch_lenet5), "mlp784-256-10": (models.mlp, _torch_mlp)}
     except (ImportError, AttributeError) as exc:
         return [], [f"train cases need mg.models, mg.nn.CrossEntropyLoss and mg.optim.SGD ({exc})"]
     cases = []

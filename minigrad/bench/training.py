@@ -55,10 +55,9 @@ def train_torch(arrays, epochs, config=TRAIN_DEFAULTS):
     import torch
     from torch import nn
     train_x, train_y, test_x, test_y = arrays
+    from .cases import torch_lenet5
     torch.manual_seed(config["seed"])
-    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
-                          nn.ReLU(), nn.Linear(84, 10))
+    model = torch_lenet5(torch)
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(train_x), torch.from_numpy(train_y))
     loader = torch.utils.data.DataLoader(dataset, batch_size=config["batch_size"], shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
