@@ -261,14 +261,10 @@ def _dx_scatter(dyh, wkt, geom, plan, dx):
     dh, dw = geom.dilation
     top, bottom, left, right = geom.pads
     hp, wp = h + top + bottom, w + left + right
-    if plan.rows >= oh and compiled.takes(dyh, dx):     # one block of rows: the compiled col2im, sample by sample
-        dcols = np.matmul(dyh.reshape(G, m * oh * ow, og), wkt, out=work_buffer("cols", (G, m * oh * ow, plan.k),
-                                                                                   dyh.dtype))
-        compiled.conv_loops().col2im(dcols.reshape(G, m, oh, ow, kh, kw, cg),     # (G, M, K) -> (G, m, OH, OW, kh, kw, Cg)
-                                dx, work_buffer("dxplane", (hp, wp, G * cg), dyh.dtype), sh, sw, dh, dw, top, left)
-        return
-    dxpad = work_buffer("dxpad", (m, hp, wp, G * cg), dyh.dtype)
-    dxpad[...] = 0
+    one_block = plan.rows >= oh and compiled.takes(dyh, dx)   # the compiled col2im takes all rows, sample by sample
+    if not one_block:
+        dxpad = work_buffer("dxpad", (m, hp, wp, G * cg), dyh.dtype)
+        dxpad[...] = 0
     for r0 in range(0, oh, plan.rows):
         r1 = min(r0 + plan.rows, oh)
         rows = r1 - r0
@@ -276,6 +272,10 @@ def _dx_scatter(dyh, wkt, geom, plan, dx):
         dcols = np.matmul(dyh[:, :, r0:r1].reshape(G, M, og), wkt,
                           out=work_buffer("cols", (G, M, plan.k), dyh.dtype))
         dcols = dcols.reshape(G, m, rows, ow, kh, kw, cg)          # (G, M, K) -> (G, m, rows, OW, kh, kw, Cg)
+        if one_block:                                              # rows == OH: straight into dx (NCHW)
+            compiled.conv_loops().col2im(dcols, dx, work_buffer("dxplane", (hp, wp, G * cg), dyh.dtype),
+                                         sh, sw, dh, dw, top, left)
+            return
         for gr in range(G):
             for i in range(kh):
                 row = r0 * sh + i * dh
