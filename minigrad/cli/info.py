@@ -46,10 +46,10 @@ def collect_info() -> dict:
     info["minigrad_threads"] = mg.get_num_threads()
     info["numba"] = _dist_version("numba")
     info["conv_algorithm"] = mg.get_conv_algorithm()
-    if info["numba"]:
-        from ..kernels import compiled
-        info["compiled_kernels"] = compiled.available() and info["conv_algorithm"] not in ("numpy", "reference")
-    else:
+    from ..kernels import compiled
+    try:
+        info["compiled_kernels"] = compiled.active()
+    except ImportError:                       # MINIGRAD_CONV=compiled where Numba cannot be loaded
         info["compiled_kernels"] = False
     info["blas"] = _numpy_blas()
     try:

@@ -1,9 +1,12 @@
-"""Optional compiled kernels (Numba) for the passes NumPy can only run as several calls: ReLU and max pooling.
+"""Optional compiled kernels (Numba) for the passes NumPy can only run as several calls: ReLU, max pooling, the
+convolutions' column copies and scatters (cpu_conv, cpu_samplemajor, cpu_batchlast) and stride-1 depthwise
+convolutions (compiled_depthwise).
 
 NumPy runs ReLU's forward as two passes (a comparison, a maximum) and its backward as two more; a 2 x 2 max pool
-as seven. Each call holds the interpreter lock while it starts, so at two threads they queue. With Numba
-installed (``pip install -e ".[compiled]"``) each of these is one compiled loop per block of the array
-(``numba_loops``), run without the interpreter lock on minigrad's thread pool. The GEMMs stay with BLAS.
+as seven; a column scatter as one strided add per kernel tap. Each call holds the interpreter lock while it starts,
+so at two threads they queue. With Numba installed (``pip install -e ".[compiled]"``) each of these is one compiled
+loop per block of the array (``numba_loops``, ``numba_conv``), run without the interpreter lock on minigrad's
+thread pool. The GEMMs stay with BLAS.
 
 Which kernels run is the convolution algorithm setting (``mg.set_conv_algorithm``, ``MINIGRAD_CONV``):
 
@@ -12,10 +15,11 @@ Which kernels run is the convolution algorithm setting (``mg.set_conv_algorithm`
     "numpy"              NumPy's passes only, even with Numba installed
     "reference"          NumPy's passes only (and the reference convolution)
 
-Both paths give the same results (the same comparisons, elementwise; for max pooling PyTorch's rule, which the
-NumPy path reaches by its NaN fallback); the tests run on both. Blocks are cut by size, never by the thread
-count, so the bits never depend on it. Compiling takes ~1 s per dtype on the first use on a machine, a few
-milliseconds from the disk cache afterwards (docs/performance.md).
+Both paths give the same bits for ReLU and the column copies and scatters (the same operations in the same
+order), PyTorch's bits for max pooling (its rule, which the NumPy path reaches by its NaN fallback), and the same
+values to rounding for depthwise convolutions; the tests run on both. Blocks are cut by size, never by the thread
+count, so the bits never depend on it. The first use on a machine compiles the loops it meets (seconds); later
+processes load them from the disk cache, plus Numba's import (docs/performance.md).
 """
 from __future__ import annotations
 
