@@ -22,7 +22,7 @@ import numpy as np
 from . import compiled
 from .cpu_batchlast import KEEP_COLUMNS_MAX, MAX_RUN, MAX_SAMPLE_BYTES, column_bytes
 from .cpu_runtime import batch_chunks, column_buffer, keeps_columns, padded_buffer, run_chunks, work_buffer
-from .im2col import col2im, im2col
+from .im2col import col2im, fold_size, im2col
 
 MIN_WIDTH = 16      # output columns per window row from which sample-major copies beat batch-innermost ones
 
@@ -56,12 +56,10 @@ def _fold(dcols, geom, dx):
     rows of OW >= MIN_WIDTH numbers are long enough for the loop; the unfold's copies stay NumPy's, which the
     compiled loop did not beat on LeNet's first layer)."""
     if compiled.takes(dcols, dx):
-        (h, w), (top, bottom, left, right) = geom.in_size, geom.pads
         (sh, sw), (dh, dw) = geom.stride, geom.dilation
-        (kh, kw), (oh, ow) = geom.kernel, geom.out_size
-        plane = work_buffer("sm_plane", (max(h + top + bottom, (kh - 1) * dh + sh * (oh - 1) + 1),
-                                         max(w + left + right, (kw - 1) * dw + sw * (ow - 1) + 1)), dx.dtype)
-        compiled.conv_loops().col2im_nchw(dcols, dx, plane, sh, sw, dh, dw, top, left)
+        plane = work_buffer("sm_plane", fold_size(geom.in_size, geom.kernel, geom.stride, geom.pads, geom.dilation,
+                                                  geom.out_size), dx.dtype)
+        compiled.conv_loops().col2im_nchw(dcols, dx, plane, sh, sw, dh, dw, geom.pads[0], geom.pads[2])
     else:
         dx[...] = col2im(dcols, geom.in_size, geom.stride, geom.pads, geom.dilation)   # the reference's fold
 

@@ -66,6 +66,14 @@ def im2col(x, kernel, stride, pads, dilation, out=None):
     return cols
 
 
+def fold_size(input_size, kernel, stride, pads, dilation, out_size):
+    """(Hp, Wp): the padded plane a fold adds into, the padded input or, when the windows reach past it, their
+    extent."""
+    (h, w), (kh, kw), (top, bottom, left, right), (out_h, out_w) = input_size, kernel, pads, out_size
+    return (max(h + top + bottom, (kh - 1) * dilation[0] + stride[0] * (out_h - 1) + 1),
+            max(w + left + right, (kw - 1) * dilation[1] + stride[1] * (out_w - 1) + 1))
+
+
 def col2im(cols, input_size, stride, pads, dilation):
     """Adjoint of im2col: sum every column entry back onto the pixel it was read from.
 
@@ -79,8 +87,7 @@ def col2im(cols, input_size, stride, pads, dilation):
     n, c, kh, kw, out_h, out_w = cols.shape
     h, w = input_size
     top, bottom, left, right = pads
-    padded_h = max(h + top + bottom, (kh - 1) * dilation[0] + stride[0] * (out_h - 1) + 1)
-    padded_w = max(w + left + right, (kw - 1) * dilation[1] + stride[1] * (out_w - 1) + 1)
+    padded_h, padded_w = fold_size(input_size, (kh, kw), stride, pads, dilation, (out_h, out_w))
     padded = xp.zeros((n, c, padded_h, padded_w), dtype=cols.dtype)
     for i, j, rows, columns in kernel_offsets((kh, kw), stride, dilation, (out_h, out_w)):
         padded[:, :, rows, columns] += cols[:, :, i, j]
