@@ -7,7 +7,8 @@ A step is forward, cross-entropy, backward and an SGD update on one fixed batch.
 in a fresh process (each imports its own minigrad), after a 0.5 s pause; a process times 9 steps per model after
 two warm-up steps and reports the median. The figure per tree and model is the median over rounds. Models: LeNet-5
 (MNIST, B=128), ResNet-20 (CIFAR-sized, B=64: BatchNorm after every convolution) and a MobileNetV2 for 32x32
-(B=64: depthwise convolutions, BatchNorm, ReLU6).
+(B=64: depthwise convolutions, BatchNorm, ReLU6) and the small VGG (B=64: BatchNorm, ReLU and max pooling after
+every second convolution).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from minigrad.bench.runner import machine_info, versions_info
 
 MODELS = {"lenet5-b128": ("lenet5", (128, 1, 28, 28), {}),
           "resnet20-b64": ("resnet20", (64, 3, 32, 32), {}),
-          "mobilenet_v2-b64": ("mobilenet_v2", (64, 3, 32, 32), {"in_channels": 3})}
+          "mobilenet_v2-b64": ("mobilenet_v2", (64, 3, 32, 32), {"in_channels": 3}),
+          "vgg_small-b64": ("vgg_small", (64, 3, 32, 32), {})}
 
 WORKER = r"""
 import json, statistics, sys, time

@@ -155,12 +155,17 @@ def _optimizers(kind, dtype, model, twin):
 
 def _decisions(model):
     """The discrete choices of the last forward: each ReLU's mask and each max pool's argmax, by name."""
+    from minigrad.nn.pooling import ReluAfterPool
     choices = {}
     for name, layer in model.named_modules():
-        if isinstance(layer, mg.nn.ReLU):
+        if isinstance(layer, mg.nn.ReLU) and isinstance(layer._cache[0], np.ndarray):
             choices[name] = np.asarray(layer._cache[0]).copy()          # (mask, the input's dtype)
         elif isinstance(layer, mg.nn.MaxPool2d):
-            choices[name] = np.asarray(layer._cache[0]).copy()
+            saved = layer._cache
+            if isinstance(saved, ReluAfterPool):      # ran before its ReLU (nn/fusion.py): argmax and the mask
+                choices[name + " relu"] = saved.mask.copy()
+                saved = saved.pool
+            choices[name] = np.asarray(saved[0]).copy()
     return choices
 
 

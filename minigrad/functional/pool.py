@@ -31,6 +31,7 @@ from ..kernels.dispatch import pool_kernel
 from ..runtime.backend import backend_of, get_array_module
 from ..runtime.checks import check_float_array, check_grad_like, check_ndim, positive_pair
 from ..runtime.memory import check_bytes
+from .activation import relu_backward
 
 __all__ = ["PoolGeometry", "pool_out_size", "make_pool_geometry", "max_pool2d_forward",
            "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -260,9 +261,12 @@ def max_pool(x, options, ceil_mode, return_indices, where):
     return y, saved
 
 
-def max_pool_backward(saved, grad_out, where):
+def max_pool_backward(saved, grad_out, where, relu_mask=None):
+    """relu_mask: the mask of a ReLU that ran on the pool's output (nn/fusion.py), applied to dy first."""
     argmax, in_shape, geom, unbatched, like = saved
     dy = check_pool_grad(grad_out, where, argmax.shape, unbatched, like)
+    if relu_mask is not None:
+        dy = relu_backward(relu_mask.reshape(dy.shape), dy)       # mask: the pooled output's shape
     grad = max_pool2d_backward(dy, argmax, in_shape, geom)
     return grad[0] if unbatched else grad
 

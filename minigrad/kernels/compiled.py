@@ -24,6 +24,7 @@ processes load them from the disk cache, plus Numba's import (docs/performance.m
 from __future__ import annotations
 
 import importlib
+import os
 import importlib.util
 import warnings
 
@@ -51,6 +52,10 @@ def available() -> bool:
     if importlib.util.find_spec("numba") is None:
         _failure = "Numba is not installed"
         return False
+    # Numba colours its compile errors with colorama when that is installed, and colorama then writes a
+    # terminal reset to stdout at exit whenever stdout is a terminal (mpirun's ranks' is): bytes before and
+    # after `minigrad train --json`'s JSON. minigrad's loops raise no compile errors a user reads: no colour.
+    os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
     try:
         _conv_loops = importlib.import_module(".numba_conv", __package__)
         _loops = importlib.import_module(".numba_loops", __package__)

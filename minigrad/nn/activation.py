@@ -7,7 +7,7 @@ A layer checks its input, caches what the backward needs, and checks the gradien
 from __future__ import annotations
 
 from ..functional import activation as A
-from ..runtime.backend import get_array_module, is_array
+from ..runtime.backend import backend_of, get_array_module, is_array
 from ..runtime.checks import check_float_array, check_same_dtype
 from .layer import Layer
 
@@ -49,13 +49,41 @@ class _Elementwise(Layer):
 
     def backward(self, grad_out):
         saved, dtype = self.take_cache()
+        if isinstance(saved, MaskApplied):        # a ReLU whose MaxPool2d ran first and masked dy (nn/fusion.py)
+            return saved.pass_on(grad_out, self.label)
         _check_grad(self, grad_out, saved, dtype)
         return self._backward(saved, grad_out, *self._options())
 
 
+class MaskApplied:
+    """A ReLU's cache when the next MaxPool2d ran first and applies its mask (nn/fusion.py): what the gradient
+    its backward passes on must be."""
+
+    __slots__ = ("shape", "dtype", "backend")
+
+    def __init__(self, x):
+        self.shape, self.dtype, self.backend = tuple(x.shape), x.dtype, backend_of(x)
+
+    def pass_on(self, grad_out, where: str):
+        """grad_out: the input's shape, dtype and backend -> the same array (already masked by the pool)."""
+        if not is_array(grad_out):
+            raise TypeError(f"{where}: expected grad_out to be a NumPy or CuPy array, got {type(grad_out).__name__}")
+        if backend_of(grad_out) != self.backend:
+            raise TypeError(f"{where}: grad_out is a {backend_of(grad_out)} array but the forward ran on "
+                            f"{self.backend}; move it with mg.backend.to_backend(grad, {self.backend!r})")
+        if tuple(grad_out.shape) != self.shape:
+            raise ValueError(f"{where}: expected grad_out of shape {self.shape} (the output shape), got "
+                             f"{tuple(grad_out.shape)}")
+        if grad_out.dtype != self.dtype:
+            raise TypeError(f"{where}: grad_out has dtype {grad_out.dtype} but input has dtype {self.dtype}; use "
+                            "one dtype (e.g. layer.to(dtype=...) or x.astype(...))")
+        return grad_out
+
+
 class ReLU(_Elementwise):
     """y = max(x, 0). ``inplace`` is accepted for PyTorch compatibility; a new array is returned.
-    Caches the mask "not x <= 0" (the gradient passes at NaN, as in PyTorch)."""
+    Caches the mask "not x <= 0" (the gradient passes at NaN, as in PyTorch). Followed by a MaxPool2d in a
+    Sequential or Graph, it runs after the pool (nn/fusion.py): the same bits, a quarter of the work."""
 
     _forward, _backward = staticmethod(A.relu_forward), staticmethod(A.relu_backward)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from .fusion import fuses, relu_then_pool
 from .layer import Layer
 
 __all__ = ["Sequential", "check_child_name", "run_named"]
@@ -128,17 +129,32 @@ class Sequential(Container):
     # -- forward / backward -----------------------------------------------------------------------
     def forward(self, input):
         """Run the layers in order. Each layer caches what its own backward needs; a layer that appears
-        more than once (``Sequential(lin, lin)``) has its caches saved after each use, like Graph does."""
+        more than once (``Sequential(lin, lin)``) has its caches saved after each use, like Graph does.
+        A ReLU directly followed by a MaxPool2d runs as pool, then ReLU: the same output and gradients bit
+        for bit, the ReLU on the pooled elements only (nn/fusion.py)."""
         items = list(self._layers.items())
         counts = {}
         for _, layer in items:
             counts[id(layer)] = counts.get(id(layer), 0) + 1
         uses = []
-        for key, layer in items:
+        position = 0
+        while position < len(items):
+            key, layer = items[position]
+            if position + 1 < len(items) and self._fuses(layer, items[position + 1][1], counts, input):
+                pool_key, pool = items[position + 1]         # ReLU, MaxPool2d: pool first (nn/fusion.py)
+                input = run_named(self._qualified(pool_key), "in layer", relu_then_pool, layer, pool, input)
+                uses += [None, None]
+                position += 2
+                continue
             input = run_named(self._qualified(key), "in layer", layer, input)
             uses.append(layer.save_caches() if counts[id(layer)] > 1 else None)
+            position += 1
         self._cache = uses if any(use is not None for use in uses) else None
         return input
+
+    @staticmethod
+    def _fuses(layer, following, counts, input) -> bool:
+        return counts[id(layer)] == 1 and counts[id(following)] == 1 and fuses(layer, following, input)
 
     def _backward_steps(self, items, start):
         """(position, key, layer) from the last to `start`, each shared layer's caches of that use restored."""

@@ -11,6 +11,8 @@ A node may only consume values that already exist, so insertion order is a topol
 and cycles cannot be built.
 forward(*inputs):  runs the nodes in insertion order; a value is freed after its last use
                    (layers cache what their backward needs, the graph keeps no activations).
+                   A ReLU node read only by the next node, a MaxPool2d, runs as pool, then ReLU
+                   (the same bits, the ReLU on the pooled elements: nn/fusion.py).
 backward(grads):   runs the nodes in reverse; where a value fans out to several nodes its
                    gradients are summed; a node whose output gets no gradient is skipped.
 A layer used at several nodes (shared) keeps one set of parameters; the graph snapshots its
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from ..runtime.backend import get_array_module, is_array
 from .container import Container, check_child_name, run_named
+from .fusion import fuses, relu_then_pool
 from .layer import Layer
 
 __all__ = ["Graph", "Value"]
@@ -183,17 +186,39 @@ class Graph(Container):
         keep = set(self._outputs)
         values = dict(zip(self._inputs, inputs))
         saved = []                                        # per node: its layer's caches after this use
-        for index, node in enumerate(self._nodes):
+        uses = {}
+        for node in self._nodes:
+            uses[id(node.layer)] = uses.get(id(node.layer), 0) + 1
+        index = 0
+        while index < len(self._nodes):
+            node = self._nodes[index]
             args = [values[v] for v in node.inputs]
-            values[node.output] = self._run(node, node.layer, *args)
-            saved.append(node.layer.save_caches())
+            if self._fuses(index, args, last_use, keep, uses):
+                pool = self._nodes[index + 1]             # ReLU, MaxPool2d: pool first (nn/fusion.py)
+                values[pool.output] = self._run(pool, relu_then_pool, node.layer, pool.layer, *args)
+                saved += [node.layer.save_caches(), pool.layer.save_caches()]
+                index += 1
+            else:
+                values[node.output] = self._run(node, node.layer, *args)
+                saved.append(node.layer.save_caches())
             for value in set(node.inputs):
-                if last_use[value] == index and value not in keep:
+                if last_use[value] <= index and value not in keep:
                     del values[value]
+            index += 1
         outputs = tuple(values[v] for v in self._outputs)
         meta = [(tuple(y.shape), y.dtype) if is_array(y) else None for y in outputs]
         self._cache = (saved, meta, [(tuple(x.shape), x.dtype, get_array_module(x)) for x in inputs])
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _fuses(self, index, args, last_use, keep, uses) -> bool:
+        """Node ``index`` is a ReLU whose output only the next node, a MaxPool2d, reads (not a graph output),
+        each layer at one node, and fusion.fuses allows running the pool first."""
+        if index + 1 >= len(self._nodes) or len(args) != 1:
+            return False
+        node, pool = self._nodes[index], self._nodes[index + 1]
+        return (pool.inputs == (node.output,) and last_use.get(node.output) == index + 1
+                and node.output not in keep and uses[id(node.layer)] == 1 and uses[id(pool.layer)] == 1
+                and fuses(node.layer, pool.layer, args[0]))
 
     def backward(self, grad_out):
         """grad_out: the output's gradient, or a tuple with one per output (None: no gradient).

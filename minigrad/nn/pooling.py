@@ -10,6 +10,7 @@ loops over the kernel offsets) are in ``minigrad.functional.pool``.
 from __future__ import annotations
 
 from ..functional import pool as P
+from ..functional.activation import relu_forward
 from .layer import Layer
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
@@ -34,6 +35,15 @@ class _Pool2d(Layer):
         return s + f", ceil_mode={self.ceil_mode}"
 
 
+class ReluAfterPool:
+    """A MaxPool2d's cache when it ran before the ReLU of its pair: the pool's own cache and the ReLU's mask."""
+
+    __slots__ = ("pool", "mask")
+
+    def __init__(self, pool, mask):
+        self.pool, self.mask = pool, mask
+
+
 class MaxPool2d(_Pool2d):
     """Max over kh x kw windows. Padding is -inf; ties go to the first maximum, like PyTorch.
 
@@ -51,9 +61,20 @@ class MaxPool2d(_Pool2d):
         out, self._cache = P.max_pool(input, self._options(), self.ceil_mode, self.return_indices, self.label)
         return out
 
+    def _forward_relu(self, input):
+        """relu(max_pool(input)), for the ReLU before this pool that a container runs after it (nn/fusion.py):
+        the cache keeps the ReLU's mask of the pooled output, which backward applies before routing dy."""
+        out, saved = P.max_pool(input, self._options(), self.ceil_mode, False, self.label)
+        y, mask = relu_forward(out)
+        self._cache = ReluAfterPool(saved, mask)
+        return y
+
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> (N, C, H, W): each dy added to the input it came from."""
-        return P.max_pool_backward(self.take_cache(), grad_out, self.label)
+        saved = self.take_cache()
+        if isinstance(saved, ReluAfterPool):
+            return P.max_pool_backward(saved.pool, grad_out, self.label, relu_mask=saved.mask)
+        return P.max_pool_backward(saved, grad_out, self.label)
 
 
 class AvgPool2d(_Pool2d):

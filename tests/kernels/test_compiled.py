@@ -358,3 +358,31 @@ def test_minigrad_info_says_whether_the_compiled_kernels_run(conv_algorithm):
     if compiled.available():
         conv_algorithm("numpy")
         assert collect_info()["compiled_kernels"] is False
+
+
+@needs_numba
+def test_stdout_on_a_terminal_gets_no_colour_codes():
+    """With colorama installed, Numba's error colouring made colorama write a terminal reset to stdout at exit
+    when stdout is a terminal (as mpirun's ranks' is): bytes around `minigrad train --json`'s JSON."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    code = ("import numpy as np, minigrad as mg; mg.set_conv_algorithm('compiled'); "
+            "mg.nn.ReLU()(np.ones((300, 300), np.float32)); print('{}')")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=subprocess.PIPE, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:                        # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert b"".join(chunks).replace(b"\r\n", b"\n") == b"{}\n"
