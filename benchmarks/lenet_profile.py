@@ -31,7 +31,8 @@ import minigrad as mg
 from minigrad.kernels import compiled
 
 PHASES = ("forward", "backward")
-METHODS = {"forward": "forward", "backward": "backward", "backward_parameters": "backward"}
+METHODS = {"forward": "forward", "backward": "backward", "backward_parameters": "backward",
+           "_forward_relu": "forward"}      # MaxPool2d's forward when it runs before its ReLU (nn/fusion.py)
 
 
 def _nbytes(value) -> int:
@@ -104,7 +105,8 @@ class Instruments:
                 meter.seconds[phase] += time.perf_counter() - start
                 self.current = outer
             grads = [p.grad for p in layer.parameters(recurse=False)] if phase == "backward" else []
-            meter.bytes[phase] = _nbytes(args) + _nbytes(out) + _nbytes(grads)
+            passed_on = args and out is args[0]      # e.g. a fused ReLU's backward: nothing moved
+            meter.bytes[phase] = 0 if passed_on else _nbytes(args) + _nbytes(out) + _nbytes(grads)
             size = args[0].size if phase == "backward" else getattr(out, "size", 0)
             meter.flops[phase] = _flops(layer, size) * (products if phase == "backward" else 1)
             return out
@@ -219,7 +221,7 @@ def profile_torch(batch, steps):
 
 
 def _rate(amount, ms):
-    return f"{amount / ms:.1f}" if amount and ms > 0 else "–"     # (MB or GFLOP) per ms = (GB or TFLOP)/s
+    return f"{amount / ms:.1f}" if amount and ms >= 0.005 else "–"    # (MB or GFLOP) per ms = (GB or TFLOP)/s
 
 
 def _markdown_per_layer_times(record) -> str:
