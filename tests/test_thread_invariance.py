@@ -44,7 +44,9 @@ for batch in (1, 2, 3):
              # (cut in 4 or 8 along the rows or columns): kernels/cpu_linear.py
              "Linear": (mg.nn.Linear(4096, 4096), (batch, 4096)),
              "Linear_wide_batch": (mg.nn.Linear(512, 512), (256 * batch, 512)),
-             "BatchNorm2d": (mg.nn.BatchNorm2d(16), (batch, 16, 32, 32))}
+             "BatchNorm2d": (mg.nn.BatchNorm2d(16), (batch, 16, 32, 32)),
+             # ReLU run after the pool (nn/fusion.py), both on blocks of the pool's threads
+             "ReLU_MaxPool2d": (mg.nn.Sequential(mg.nn.ReLU(), mg.nn.MaxPool2d(2)), (batch, 16, 64, 64))}
     for name, (layer, shape) in cases.items():
         x = rng.standard_normal(shape).astype(np.float32)
         y = layer(x)
@@ -70,7 +72,7 @@ def test_conv_linear_batchnorm_same_bits_at_batch_1_2_3_with_1_to_4_threads(core
     settings = [(1, 1), (2, 1), (2, 2), (3, 2), (4, 2)]       # (MINIGRAD_NUM_THREADS, OPENBLAS_NUM_THREADS)
     results = {setting: _run(_LAYERS, *setting, coretype) for setting in settings}
     reference = results[(1, 1)]
-    assert len(reference) == 15
+    assert len(reference) == 18                 # 6 cases x batches 1, 2, 3
     for setting, digests in results.items():
         differ = sorted(key for key in reference if digests[key] != reference[key])
         assert not differ, f"{setting} (minigrad threads, BLAS threads) differs from (1, 1) in {differ}"
