@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 
-from ab_conv_step import _commit   # (this folder: the scripts run as python benchmarks/NAME.py)
 from minigrad.bench.runner import machine_info, versions_info
 
 MODELS = {"lenet5-b128": ("lenet5", (128, 1, 28, 28), {}),
@@ -56,6 +55,14 @@ print(json.dumps(out))
 """
 
 
+def markdown(record) -> str:
+    """The Markdown table of a recorded comparison (the --json record)."""
+    lines = ["| model step | before ms | after ms | after / before |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {case['before_ms']:.2f} | {case['after_ms']:.2f} | {case['ratio']:.3f} |"
+              for name, case in record["cases"].items()]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trees", nargs=2, help="the two source trees (before, after)")
@@ -77,11 +84,11 @@ def main(argv=None) -> int:
     before, after = args.trees
     cases = {name: {"before_ms": 1e3 * statistics.median(seconds[before][name]),
                     "after_ms": 1e3 * statistics.median(seconds[after][name])} for name in models}
-    print("| model step | before ms | after ms | after / before |\n|---|---:|---:|---:|")
-    for name, case in cases.items():
+    for case in cases.values():
         case["ratio"] = case["after_ms"] / case["before_ms"]
-        print(f"| {name} | {case['before_ms']:.2f} | {case['after_ms']:.2f} | {case['ratio']:.3f} |")
+    print(markdown({"cases": cases}))
     if args.json:
+        from ab_conv_step import _commit   # (this folder: the scripts run as python benchmarks/NAME.py)
         record = {"benchmark": "ab_model_step", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                       timespec="seconds"), "machine": machine_info(), "versions": versions_info("numpy"),
                   "trees": args.trees, "commits": [_commit(tree) for tree in args.trees], "rounds": args.rounds,

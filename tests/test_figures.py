@@ -169,3 +169,26 @@ def test_benchmarks_page_quotes_the_fit_overhead_run():
     record = json.loads((ROOT / "benchmarks/results/2026-12-07-cpu-2threads-fit-overhead.json").read_text())
     for line in _benchmark_module("fit_overhead").markdown(record).splitlines():
         assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"
+
+
+def test_benchmarks_page_quotes_the_fused_pair_runs():
+    """The section on ReLU after max pooling: the before/after steps, the three-arm run, both paths' training, the
+    thread scaling and the layer-by-layer profiles of LeNet-5 and ResNet-20, all from their recorded JSON."""
+    page = _flat((ROOT / "docs/benchmarks.md").read_text())
+    results = ROOT / "benchmarks/results"
+    record = lambda name: json.loads((results / name).read_text())   # noqa: E731
+    tables = [("ab_model_step", f"2026-12-07-ab-fusion-{name}.json")
+              for name in ("lenet-numpy-path", "lenet-compiled", "b64-compiled")]
+    tables += [("compiled_ab", "2026-12-07-cpu-2threads-compiled-fused.json"),
+               ("thread_scaling", "2026-12-07-cpu-thread-scaling-fused.json")]
+    tables += [("lenet_profile", f"2026-12-07-cpu-2threads-{name}.json")
+               for name in ("lenet-profile-fused-compiled", "lenet-profile-fused-numpy-path", "resnet20-profile-compiled")]
+    for module, name in tables:
+        for line in _benchmark_module(module).markdown(record(name)).splitlines():
+            assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line of {name}: {line}"
+    for name in ("compiled", "compiled-second", "numpy-path"):
+        train = record(f"2026-12-07-cpu-2threads-train-fused-{name}.json")
+        assert train["versions"]["compiled_kernels"] == (name != "numpy-path")
+        assert _flat(train_e2e_sentence(train)) in page
+    for name in ("lenet-compiled", "lenet-numpy-path"):
+        assert record(f"2026-12-07-ab-fusion-{name}.json")["versions"]["compiled_kernels"] == (name == "lenet-compiled")
