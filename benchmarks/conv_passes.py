@@ -5,8 +5,9 @@
 For each case, forward and backward (all three gradients) of ``minigrad.kernels.cpu_conv`` with its
 columns recomputed (the kernel called directly), one thread by default so the passes add up to the
 wall time; the kernel's own functions and its matrix multiplies are timed by wrapping them. Prints,
-per case: the GEMMs (time and GFLOP/s), the column builds (bytes written and GB/s), the padding and
-layout copies, and everything else, next to the floor (``minigrad.bench.cases.conv_floor``).
+per case: the GEMMs (time and GFLOP/s), the column builds (``cpu_conv.Columns.fill``: the compiled one when Numba
+runs, else NumPy's padding and window copies; bytes written and GB/s), the input gradient, and everything else (the
+layout copies of y and dy, bias, sums), next to the floor (``minigrad.bench.cases.conv_floor``).
 """
 from __future__ import annotations
 
@@ -31,25 +32,24 @@ CASES = {   # name: (x shape, out channels, kernel, stride, padding)
 
 
 class Timers:
-    """Seconds per wrapped function; calls made inside the input-gradient functions count there only."""
+    """Seconds per wrapped function, outermost calls only: a wrapped function called inside another (the padding
+    inside a column build, the products inside the input-gradient functions) counts in its caller's time."""
 
     def __init__(self):
-        self.seconds, self.inside_dx = {}, False
+        self.seconds, self.depth = {}, 0
 
     def wrap(self, name, fn):
-        is_dx = name.startswith("_dx")
-
         @functools.wraps(fn)
         def timed(*args, **kwargs):
-            if self.inside_dx and not is_dx:
+            if self.depth:
                 return fn(*args, **kwargs)
-            self.inside_dx = is_dx
+            self.depth += 1
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-                self.inside_dx = False
+                self.depth -= 1
         return timed
 
 
@@ -60,8 +60,8 @@ def profile(name, shape, o, k, s, p, repeat):
     geom = make_geometry(x.shape, w.shape, s, p, 1, 1)
     dy = rng.standard_normal(geom.out_shape, dtype=np.float32)
     timers = Timers()
-    originals = {n: getattr(cpu_conv, n) for n in ("pad_channels_last", "im2col_channels_last", "_dx_gather",
-                                                   "_dx_scatter")}
+    originals = {n: getattr(cpu_conv, n) for n in ("pad_channels_last", "_dx_gather", "_dx_scatter")}
+    fill = cpu_conv.Columns.fill             # the column build of either path (compiled from NCHW, or NumPy's)
     numpy_proxy = types.SimpleNamespace(**{n: getattr(np, n) for n in dir(np) if not n.startswith("__")})
     numpy_proxy.matmul = timers.wrap("GEMM", np.matmul)
     plan = cpu_conv.Plan(geom, np.float32)
@@ -69,6 +69,7 @@ def profile(name, shape, o, k, s, p, repeat):
     try:
         for n, fn in originals.items():
             setattr(cpu_conv, n, timers.wrap(n, fn))
+        cpu_conv.Columns.fill = timers.wrap("columns", fill)
         cpu_conv.np = numpy_proxy
         step = lambda: (cpu_conv.conv_forward(x, w, None, geom),                      # noqa: E731
                         cpu_conv.conv_backward(x, w, dy, geom, True, True, True))
@@ -81,6 +82,7 @@ def profile(name, shape, o, k, s, p, repeat):
     finally:
         for n, fn in originals.items():
             setattr(cpu_conv, n, fn)
+        cpu_conv.Columns.fill = fill
         cpu_conv.np = np
     per = {n: t / repeat for n, t in timers.seconds.items()}
     # the gather/scatter input gradient contains its own column build and GEMM: report it whole
@@ -94,11 +96,11 @@ def profile(name, shape, o, k, s, p, repeat):
     gemm_flops = 2.0 * geom.batch * plan.oh * plan.ow * plan.k * o * 3
     print(f"{name}: minigrad {1e3 * total:.2f} ms, floor {1e3 * floor_s:.2f} ms ({total / floor_s:.2f}x); "
           f"columns {columns_bytes / 2**20:.1f} MiB per build")
-    print(f"  GEMMs outside dx {1e3 * per.get('GEMM', 0):.2f} ms | column builds (fwd + dW) "
-          f"{1e3 * per.get('im2col_channels_last', 0):.2f} ms = "
-          f"{2 * columns_bytes / max(per.get('im2col_channels_last', 1e-9), 1e-9) / 1e9:.1f} GB/s written | "
-          f"padding to channels-last {1e3 * per.get('pad_channels_last', 0):.2f} ms | dx (its own columns + GEMM "
-          f"+ layout) {1e3 * inner:.2f} ms | rest (dy/y layout, bias, sums) "
+    print(f"  GEMMs outside dx {1e3 * per.get('GEMM', 0):.2f} ms | column builds (fwd + dW, padding included) "
+          f"{1e3 * per.get('columns', 0):.2f} ms = "
+          f"{2 * columns_bytes / max(per.get('columns', 1e-9), 1e-9) / 1e9:.1f} GB/s written | "
+          f"padding to channels-last outside them {1e3 * per.get('pad_channels_last', 0):.2f} ms | dx (its own "
+          f"columns + GEMM + layout) {1e3 * inner:.2f} ms | rest (dy/y layout, bias, sums) "
           f"{1e3 * (total - sum(per.values())):.2f} ms")
     print(f"  all three GEMMs at the floor: {gemm_flops / floor_s / 1e9:.0f} GFLOP/s including its column passes")
 

@@ -179,7 +179,8 @@ def test_benchmarks_page_quotes_the_fused_pair_runs():
     record = lambda name: json.loads((results / name).read_text())   # noqa: E731
     tables = [("ab_model_step", f"2026-12-07-ab-fusion-{name}.json")
               for name in ("lenet-numpy-path", "lenet-compiled", "b64-compiled")]
-    tables += [("compiled_ab", "2026-12-07-cpu-2threads-compiled-fused.json"),
+    tables += [("ab_conv_step", "2026-12-07-ab-conv-columns-compiled.json"),
+               ("compiled_ab", "2026-12-07-cpu-2threads-compiled-fused.json"),
                ("thread_scaling", "2026-12-07-cpu-thread-scaling-fused.json")]
     tables += [("lenet_profile", f"2026-12-07-cpu-2threads-{name}.json")
                for name in ("lenet-profile-fused-compiled", "lenet-profile-fused-numpy-path", "resnet20-profile-compiled")]
