@@ -193,3 +193,8 @@ def test_benchmarks_page_quotes_the_fused_pair_runs():
         assert _flat(train_e2e_sentence(train)) in page
     for name in ("lenet-compiled", "lenet-numpy-path"):
         assert record(f"2026-12-07-ab-fusion-{name}.json")["versions"]["compiled_kernels"] == (name == "lenet-compiled")
+    for name in ("compiled", "numpy-path"):
+        bench = record(f"2026-12-07-cpu-2threads-bench-conv-final-{name}.json")
+        assert bench["versions"]["compiled_kernels"] == (name == "compiled")
+        for line in format_markdown(bench).splitlines():
+            assert _flat(line) in page, f"docs/benchmarks.md does not quote the recorded line: {line}"

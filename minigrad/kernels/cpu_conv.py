@@ -99,10 +99,8 @@ class Plan:
 
 
 class Columns:
-    """A chunk's columns, row block by row block. With the compiled loops (kernels/compiled.py): at stride 1 one copy
-    loop over the chunk's padded channels-last copy (made once per chunk), at larger strides a gather straight from
-    NCHW (the columns are then not much bigger than the input, and the padded copy costs more than it saves: ab_conv_step
-    in docs/benchmarks.md). Else the padded copy and NumPy's window views."""
+    """A chunk's columns, row block by row block, from its padded channels-last copy (made once per chunk): by one
+    compiled copy loop when the compiled kernels run (kernels/compiled.py), else by NumPy's window views."""
 
     def __init__(self, x, geom, plan):
         self.x, self.geom, self.plan, self.xpad = x, geom, plan, None
@@ -110,14 +108,10 @@ class Columns:
     def fill(self, r0, r1, cols):
         """Write the windows of output rows [r0, r1) into cols (G, m*rows*OW, K) and return it."""
         geom = self.geom
-        (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
-        if geom.stride != (1, 1) and compiled.takes(self.x, cols):
-            compiled.conv_loops().im2col_nchw(self.x, cols, kh, kw, sh, sw, dh, dw, geom.pads[0], geom.pads[2], r0,
-                                              r1 - r0, self.plan.ow)
-            return cols
         if self.xpad is None:
             self.xpad = pad_channels_last(self.x, geom.pads, "xpad")
         if compiled.takes(self.xpad, cols):
+            (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.stride, geom.dilation
             compiled.conv_loops().im2col(self.xpad, cols, kh, kw, sh, sw, dh, dw, r0, r1 - r0, self.plan.ow)
             return cols
         return im2col_channels_last(self.xpad, geom.kernel, geom.stride, geom.dilation, geom.groups, r0, r1,

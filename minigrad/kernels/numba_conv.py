@@ -6,7 +6,7 @@ import numba
 
 from .numba_loops import jit as _jit
 
-__all__ = ["col2im", "im2col", "im2col_nchw", "depthwise_forward", "depthwise_input_grad", "depthwise_param_grads", "col2im_nchw",
+__all__ = ["col2im", "im2col", "depthwise_forward", "depthwise_input_grad", "depthwise_param_grads", "col2im_nchw",
            "col2im_batch_last"]
 
 
@@ -43,7 +43,7 @@ def im2col(xpad, cols, kh, kw, sh, sw, dh, dw, r0, rows, out_w):
     m*rows*OW, kh*kw*Cg), the windows of output rows [r0, r0 + rows): cols[g, (n, r, q), (i, j, c)] = xpad[n,
     (r0 + r)*sh + i*dh, q*sw + j*dw, g*Cg + c], each (i, j) a run of Cg contiguous numbers on both sides. A pure
     copy: the same columns as cpu_conv's NumPy im2col (one pass instead of NumPy's strided copy per kernel row, and
-    faster at stride 1 than im2col_nchw's gather across channels)."""
+    faster than gathering each number across the channels of NCHW: docs/benchmarks.md)."""
     groups = cols.shape[0]
     cg = xpad.shape[3] // groups
     m = xpad.shape[0]
@@ -61,36 +61,6 @@ def im2col(xpad, cols, kh, kw, sh, sw, dh, dw, r0, rows, out_w):
                             dst = cols[g, index, (i * kw + j) * cg:(i * kw + j + 1) * cg]
                             for c in range(cg):
                                 dst[c] = src[c]
-
-
-@_jit
-def im2col_nchw(x, cols, kh, kw, sh, sw, dh, dw, top, left, r0, rows, out_w):
-    """x: (m, G*Cg, H, W) -> cols (G, m*rows*OW, kh*kw*Cg), the windows of output rows [r0, r0 + rows), read straight
-    from NCHW (no padded channels-last copy): cols[g, (n, r, q), (i, j, c)] = x[n, g*Cg + c, (r0 + r)*sh - top + i*dh,
-    q*sw - left + j*dw], 0 outside the input. A pure copy: the same columns as cpu_conv's NumPy im2col. For strided
-    convolutions, whose columns are not much bigger than the input: the padded copy would cost more than it saves."""
-    groups = cols.shape[0]
-    m, channels, h, w = x.shape
-    cg = channels // groups
-    for g in range(groups):
-        for n in range(m):
-            for r in range(rows):
-                row0 = (r0 + r) * sh - top
-                for q in range(out_w):
-                    col0 = q * sw - left
-                    index = (n * rows + r) * out_w + q
-                    for i in range(kh):
-                        row = row0 + i * dh
-                        for j in range(kw):
-                            col = col0 + j * dw
-                            base = (i * kw + j) * cg
-                            if 0 <= row < h and 0 <= col < w:
-                                for c in range(cg):
-                                    cols[g, index, base + c] = x[n, g * cg + c, row, col]
-                            else:
-                                for c in range(cg):
-                                    cols[g, index, base + c] = 0
-
 
 
 @_jit
