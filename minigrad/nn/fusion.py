@@ -1,4 +1,5 @@
-"""Layer pairs that a container runs in a cheaper order, with the same output and gradients bit for bit.
+"""Layer pairs that a container runs in a cheaper order, with the same output, input and parameter gradients bit for
+bit.
 
 ReLU followed by MaxPool2d runs as MaxPool2d, then ReLU on the pooled output:
 
@@ -17,23 +18,32 @@ elements: a quarter with a 2x2 pool.
 Both layers keep caches that their usual backward order undoes: the pool's holds the ReLU's mask (of the
 pooled output) and applies it first, the ReLU's says that its mask was applied (its backward checks the
 gradient's shape, dtype and backend and returns it). So a Sequential's or Graph's backward, and a user
-stepping through the layers' backward by hand, run unchanged.
+stepping through the layers' backward by hand, give the same input and parameter gradients, bit for bit. What
+differs is the gradient between the two: MaxPool2d.backward returns it already masked, where the layers run
+one by one return it unmasked, routed to the first element of a window whose maximum is <= 0 (its ReLU
+backward then zeroes it there).
 
-The pair is fused only where nobody could tell: both layers of exactly these classes (not subclasses),
+The pair is fused only where the result is the same: both layers of exactly these classes (not subclasses),
 used once in the container, without forward hooks or a replaced ``forward`` (``summary`` records each
-layer's output that way), MaxPool2d without ``return_indices``, a floating input (anything else takes the
-plain order, so errors read as before), and neither ``mg.trace()`` nor ``detect_anomaly`` running (they
-show the layers run as written).
+layer's output that way), MaxPool2d without ``return_indices`` and without both padding and dilation (a
+window could then lie in the padding alone), a float32 or float64 NumPy input (anything else takes the plain
+order, so errors read as before), and neither ``mg.trace()`` nor ``detect_anomaly`` running (they show the
+layers run as written).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..debug.anomaly import is_anomaly_enabled
 from ..debug.tracing import is_tracing
-from ..runtime.backend import is_array
 from .activation import MaskApplied, ReLU
 from .pooling import MaxPool2d
 
 __all__ = ["fuses", "relu_then_pool"]
+
+# NumPy's maximum(x, 0.0) gives +0 for every x <= 0 in these dtypes (the fusion's premise, tested); float16's
+# gives -0 for -0, and CuPy's is not measured here: those run the layers as written.
+_EXACT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _plain(layer) -> bool:
@@ -47,8 +57,15 @@ def fuses(activation, pool, x) -> bool:
     """Whether ``pool(activation(x))`` may run as ``relu_then_pool`` (see the module docstring); the caller
     checks that each layer is used once."""
     return (type(activation) is ReLU and type(pool) is MaxPool2d and not pool.return_indices
-            and is_array(x) and x.dtype.kind == "f" and _plain(activation) and _plain(pool)
-            and not is_tracing() and not is_anomaly_enabled())
+            and type(x) is np.ndarray and x.dtype in _EXACT_DTYPES and _every_window_inside(pool)
+            and _plain(activation) and _plain(pool) and not is_tracing() and not is_anomaly_enabled())
+
+
+def _every_window_inside(pool) -> bool:
+    """Every pooling window holds at least one input element: true without padding (a window starts inside the
+    input) or without dilation (padding is at most half the kernel). With both, a window can fall in the padding
+    alone, where max_pool(relu(x)) is -inf and relu(max_pool(x)) would be 0."""
+    return pool.padding == (0, 0) or pool.dilation == (1, 1)
 
 
 def relu_then_pool(relu, pool, x):

@@ -96,32 +96,6 @@ def _get_workers(count: int) -> list:
         return _workers[:count]
 
 
-class _OneBlasThread:
-    """Every BLAS library threadpoolctl found limited to one thread inside the block, each put back to its own
-    count after: one ctypes call to read and one to set each library's count (threadpoolctl's ``limit()``
-    re-reads every library's info each time, about four times the cost, and a training step enters this
-    block some twenty times; docs/performance.md), none to set when a library already runs one thread."""
-
-    __slots__ = ("saved",)
-
-    def __enter__(self):
-        self.saved = []
-        for library in _blas_libraries:
-            count = library.get_num_threads()
-            if count is not None and count != 1:
-                library.set_num_threads(1)
-                self.saved.append((library, count))
-        return self
-
-    def __exit__(self, *exc_info):
-        for library, count in self.saved:
-            library.set_num_threads(count)
-        return False
-
-
-_blas_libraries: list = []          # threadpoolctl's controllers of the BLAS libraries loaded at first use
-
-
 def blas_single_thread():
     """Context manager limiting BLAS to one thread (a no-op when threadpoolctl is unavailable)."""
     global _controller, _controller_failed
@@ -129,12 +103,11 @@ def blas_single_thread():
         try:
             from threadpoolctl import ThreadpoolController
             _controller = ThreadpoolController()
-            _blas_libraries[:] = _controller.select(user_api="blas").lib_controllers
         except Exception:  # threadpoolctl missing or unable to inspect the process
             _controller_failed = True
     if _controller is None:
         return contextlib.nullcontext()
-    return _OneBlasThread()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def parallel_map(fn, items) -> list:

@@ -215,3 +215,38 @@ def test_a_fused_relus_backward_checks_its_gradient():
     model(X)
     with pytest.raises(ValueError, match=r"MaxPool2d '1'.*shape"):
         model[1].backward(np.ones((2, 3, 8, 8), np.float32))
+
+
+def test_windows_that_can_lie_in_the_padding_alone_run_as_written():
+    x = -np.ones((3, 2, 2), np.float32)                    # every window of padding 1, dilation 3 sees one number
+    fused_geometry = Sequential(ReLU(), MaxPool2d(2, padding=1, dilation=3))
+    with mg.no_grad():
+        out = fused_geometry(x)
+        plain = MaxPool2d(2, padding=1, dilation=3)(ReLU()(x))
+    assert _bits(out) == _bits(plain) and np.isneginf(out).any()    # windows in the padding: -inf, as PyTorch
+    assert _relu_ran_on(Sequential(ReLU(), MaxPool2d(2, padding=1, dilation=3)), X) == X.shape
+    assert _relu_ran_on(Sequential(ReLU(), MaxPool2d(3, padding=1)), X) == (2, 3, 3, 3)
+    assert _relu_ran_on(Sequential(ReLU(), MaxPool2d(2, dilation=2)), X) == (2, 3, 3, 3)
+
+
+def test_float16_runs_as_written_and_keeps_the_sign_of_zero():
+    x = np.array([[[[-1.0, -0.0]]]], np.float16)            # NumPy's float16 maximum(-0, 0) is -0
+    model = Sequential(ReLU(), MaxPool2d((1, 2)))
+    out = model(x)
+    assert isinstance(model[0]._cache[0], np.ndarray)       # its own mask: not fused
+    assert _bits(out) == _bits(MaxPool2d((1, 2))(ReLU()(x)))
+    model.clear_cache()
+
+
+def test_the_gradient_between_a_fused_pair_is_already_masked():
+    """Documented: stepping by hand gives the same input gradient; the value between the two layers differs."""
+    x = -np.ones((1, 1, 2, 2), np.float32)                  # one window, maximum <= 0
+    model = Sequential(ReLU(), MaxPool2d(2))
+    model(x)
+    between = model[1].backward(np.ones((1, 1, 1, 1), np.float32))
+    assert not between.any()                                # masked: the ReLU let nothing through
+    assert not model[0].backward(between).any()
+    relu, pool = ReLU(), MaxPool2d(2)
+    pool(relu(x))
+    plain_between = pool.backward(np.ones((1, 1, 1, 1), np.float32))
+    assert plain_between[0, 0, 0, 0] == 1 and not relu.backward(plain_between).any()
