@@ -12,7 +12,6 @@ stage), where a per-call cost
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from minigrad.bench.runner import machine_info, versions_info
+from minigrad.bench.runner import record_header
 
 SHAPES = {"cifar16": (64, 16, 32, 32, 16, 1), "cifar32": (64, 32, 16, 16, 32, 1), "cifar64": (64, 64, 8, 8, 64, 1), "cifar16s2": (64, 16, 32, 32, 32, 2),
           "imagenet128": (8, 128, 28, 28, 128, 1)}   # N, C, H, W, out channels, stride; 3x3, padding 1
@@ -89,8 +88,7 @@ def main(argv=None) -> int:
         case["ratio"] = case["after_ms"] / case["before_ms"]
     print(markdown({"cases": cases}))
     if args.json:
-        record = {"benchmark": "ab_conv_step", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                      timespec="seconds"), "machine": machine_info(), "versions": versions_info("numpy"),
+        record = {**record_header("ab_conv_step"),
                   "trees": args.trees, "commits": [_commit(tree) for tree in args.trees], "rounds": args.rounds,
                   "load_average": os.getloadavg(), "cases": cases}
         with open(args.json, "w") as handle:

@@ -13,7 +13,6 @@ every second convolution).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -21,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from minigrad.bench.runner import machine_info, versions_info
+from minigrad.bench.runner import record_header
 
 MODELS = {"lenet5-b128": ("lenet5", (128, 1, 28, 28), {}),
           "resnet20-b64": ("resnet20", (64, 3, 32, 32), {}),
@@ -89,8 +88,7 @@ def main(argv=None) -> int:
     print(markdown({"cases": cases}))
     if args.json:
         from ab_conv_step import _commit   # (this folder: the scripts run as python benchmarks/NAME.py)
-        record = {"benchmark": "ab_model_step", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                      timespec="seconds"), "machine": machine_info(), "versions": versions_info("numpy"),
+        record = {**record_header("ab_model_step"),
                   "trees": args.trees, "commits": [_commit(tree) for tree in args.trees], "rounds": args.rounds,
                   "threads": args.threads, "load_average": os.getloadavg(), "cases": cases}
         with open(args.json, "w") as handle:

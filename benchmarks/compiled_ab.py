@@ -14,7 +14,6 @@ Compile cost: fresh processes with an empty Numba cache (compile) and then the f
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -27,7 +26,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.bench.cases import torch_lenet5
-from minigrad.bench.runner import machine_info, versions_info
+from minigrad.bench.runner import record_header
 
 LAYERS = {"relu 128x6x28x28": ("relu", (128, 6, 28, 28)), "relu 64x64x16x16": ("relu", (64, 64, 16, 16)),
           "maxpool2 128x6x28x28": ("pool2", (128, 6, 28, 28)), "maxpool2 128x16x10x10": ("pool2", (128, 16, 10, 10)),
@@ -162,8 +161,7 @@ def main(argv=None) -> int:
     first["numpy_s"] = statistics.median(
         float(subprocess.run([sys.executable, "-c", FIRST_USE], env=env, check=True, capture_output=True,
                              text=True).stdout) for _ in range(3))
-    record = {"benchmark": "compiled_ab", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                  timespec="seconds"), "machine": machine_info(), "versions": versions_info("numpy"),
+    record = {**record_header("compiled_ab"),
               "threads": args.threads, "repeat": args.repeat, "cases": cases, "first_use": first}
     print(markdown(record))
     if args.json:

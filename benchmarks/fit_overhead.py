@@ -13,7 +13,6 @@ step is the loader's (gathering and shuffling batches).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import sys
@@ -22,7 +21,7 @@ import time
 import numpy as np
 
 import minigrad as mg
-from minigrad.bench.runner import machine_info, versions_info
+from minigrad.bench.runner import record_header
 
 
 MODELS = {"lenet5": lambda: mg.models.lenet5(),
@@ -80,8 +79,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     mg.set_num_threads(args.threads)
     ms = {name: _measure(factory, args) for name, factory in MODELS.items()}
-    record = {"benchmark": "fit_overhead", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                  timespec="seconds"), "machine": machine_info(), "versions": versions_info("numpy"),
+    record = {**record_header("fit_overhead"),
               "threads": args.threads, "batches": args.batches, "rounds": args.rounds, "per_batch_ms": ms}
     print(markdown(record))
     if args.json:

@@ -28,7 +28,7 @@ from collections import defaultdict
 import numpy as np
 
 import minigrad as mg
-from minigrad.kernels import compiled
+from minigrad.bench.runner import record_header
 
 PHASES = ("forward", "backward")
 METHODS = {"forward": "forward", "backward": "backward", "backward_parameters": "backward",
@@ -276,14 +276,11 @@ def main(argv=None):
         torch.set_num_threads(threads)
         time.sleep(0.25)
         torch_ms = profile_torch(args.batch, args.steps)
-    record = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "batch": args.batch, "steps": args.steps,
+    record = {**record_header("lenet_profile"), "model": args.model, "batch": args.batch, "steps": args.steps,
               "threads": threads, "layers": rows, "other": other, "torch_ms": torch_ms}
     print(markdown(record))
     if args.json:
         import json
-        from minigrad.bench.runner import machine_info, versions_info
-        record.update(machine=machine_info(), versions=versions_info("numpy"),
-                      compiled_kernels=compiled.active())
         with open(args.json, "w") as handle:
             json.dump(record, handle, indent=1)
 

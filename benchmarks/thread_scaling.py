@@ -12,7 +12,6 @@ medians are for.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from minigrad.bench.runner import machine_info, versions_info
+from minigrad.bench.runner import record_header
 
 WORKER = r"""
 import statistics, sys, time
@@ -87,8 +86,7 @@ def main(argv=None) -> int:
                      "all_ms": {str(t): [1e3 * s for s in seconds[(arm, t)]] for t in (1, 2)}}
         print(f"| {arm} | {one:.2f} | {two:.2f} | {one / two:.2f} |")
     if args.json:
-        record = {"benchmark": "thread_scaling", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                      timespec="seconds"), "machine": machine_info(), "versions": versions_info("numpy"),
+        record = {**record_header("thread_scaling"),
                   "batch": args.batch, "rounds": args.rounds, "rows": rows}
         with open(args.json, "w") as handle:
             json.dump(record, handle, indent=1)

@@ -145,6 +145,15 @@ def measure(cases, repeat, pause, sync, use_torch=True, progress=None, clock=tim
     return rows
 
 
+def record_header(benchmark=None, backend="numpy") -> dict:
+    """The fields every recorded result starts with: the benchmark's name (when given), the UTC date, the machine and
+    the versions."""
+    head = {"benchmark": benchmark} if benchmark else {}
+    head.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                machine=machine_info(), versions=versions_info(backend))
+    return head
+
+
 def versions_info(backend):
     """Python, NumPy (and its BLAS), minigrad, PyTorch (and CuPy) versions, for a results file."""
     info = {"python": platform.python_version(), "numpy": np.__version__, "minigrad": None, "torch": None}
@@ -373,8 +382,7 @@ def run(args) -> int:
     if resnet_floor:
         print(f"Conv2d fwd+bwd ResNet shapes: geometric mean of minigrad/floor = {resnet_floor:.3f}"
               + (f" (floor/PyTorch = {floor_vs_torch:.3f})" if floor_vs_torch else ""))
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_info(), "versions": versions_info(backend_name), "backend": backend_name,
+    report = {**record_header(backend=backend_name), "backend": backend_name,
               "threads": threads.get_num_threads(), "clock": args.clock, "quick": bool(args.quick), "repeat": repeat, "calls": calls, "pause_s": pause,
               "gemm_peak_gflops": peak, "compile_seconds": compile_seconds, "geomean_resnet_conv": resnet, "geomean_resnet_floor": resnet_floor,
               "geomean_floor_vs_torch": floor_vs_torch, "skipped": skipped, "cases": rows, "train_e2e": training,

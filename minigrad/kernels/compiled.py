@@ -24,8 +24,8 @@ processes load them from the disk cache, plus Numba's import (docs/performance.m
 from __future__ import annotations
 
 import importlib
-import os
 import importlib.util
+import os
 import warnings
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The compiled loops (Numba) of the convolutions: im2col and col2im for cpu_conv (channels-last columns), col2im for
-cpu_samplemajor (the reference layout) and cpu_batchlast (samples innermost), and the depthwise convolution's forward and gradients (compiled_depthwise). Same options and caching as numba_loops; arrays are C-contiguous."""
+cpu_samplemajor (the reference layout) and cpu_batchlast (samples innermost), and the depthwise convolution's
+forward and gradients (compiled_depthwise). Same options and caching as numba_loops; arrays are C-contiguous."""
 from __future__ import annotations
 
 import numba

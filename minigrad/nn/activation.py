@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..functional import activation as A
 from ..runtime.backend import backend_of, get_array_module, is_array
-from ..runtime.checks import check_float_array, check_same_dtype
+from ..runtime.checks import check_float_array, check_grad_like, check_same_dtype
 from .layer import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
@@ -66,17 +66,7 @@ class MaskApplied:
 
     def pass_on(self, grad_out, where: str):
         """grad_out: the input's shape, dtype and backend -> the same array (already masked by the pool)."""
-        if not is_array(grad_out):
-            raise TypeError(f"{where}: expected grad_out to be a NumPy or CuPy array, got {type(grad_out).__name__}")
-        if backend_of(grad_out) != self.backend:
-            raise TypeError(f"{where}: grad_out is a {backend_of(grad_out)} array but the forward ran on "
-                            f"{self.backend}; move it with mg.backend.to_backend(grad, {self.backend!r})")
-        if tuple(grad_out.shape) != self.shape:
-            raise ValueError(f"{where}: expected grad_out of shape {self.shape} (the output shape), got "
-                             f"{tuple(grad_out.shape)}")
-        if grad_out.dtype != self.dtype:
-            raise TypeError(f"{where}: grad_out has dtype {grad_out.dtype} but input has dtype {self.dtype}; use "
-                            "one dtype (e.g. layer.to(dtype=...) or x.astype(...))")
+        check_grad_like(grad_out, where, self.shape, self.backend, self.dtype)
         return grad_out
 
 

@@ -130,8 +130,8 @@ class Sequential(Container):
     def forward(self, input):
         """Run the layers in order. Each layer caches what its own backward needs; a layer that appears
         more than once (``Sequential(lin, lin)``) has its caches saved after each use, like Graph does.
-        A ReLU directly followed by a MaxPool2d runs as pool, then ReLU: the same output and gradients bit
-        for bit, the ReLU on the pooled elements only (nn/fusion.py)."""
+        A ReLU directly followed by a MaxPool2d runs as pool, then ReLU: the same output, input and parameter
+        gradients bit for bit, the ReLU on the pooled elements only (nn/fusion.py)."""
         items = list(self._layers.items())
         counts = {}
         for _, layer in items:

@@ -32,18 +32,13 @@ layers run as written).
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..debug.anomaly import is_anomaly_enabled
 from ..debug.tracing import is_tracing
+from ..kernels.cpu_runtime import supported
 from .activation import MaskApplied, ReLU
 from .pooling import MaxPool2d
 
 __all__ = ["fuses", "relu_then_pool"]
-
-# NumPy's maximum(x, 0.0) gives +0 for every x <= 0 in these dtypes (the fusion's premise, tested); float16's
-# gives -0 for -0, and CuPy's is not measured here: those run the layers as written.
-_EXACT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _plain(layer) -> bool:
@@ -55,9 +50,10 @@ def _plain(layer) -> bool:
 
 def fuses(activation, pool, x) -> bool:
     """Whether ``pool(activation(x))`` may run as ``relu_then_pool`` (see the module docstring); the caller
-    checks that each layer is used once."""
+    checks that each layer is used once. ``supported(x)``: a float32/float64 NumPy array, where maximum(x, 0.0)
+    gives +0 for every x <= 0 (the premise, tested); float16's keeps -0, CuPy's is not measured here."""
     return (type(activation) is ReLU and type(pool) is MaxPool2d and not pool.return_indices
-            and type(x) is np.ndarray and x.dtype in _EXACT_DTYPES and _every_window_inside(pool)
+            and supported(x) and _every_window_inside(pool)
             and _plain(activation) and _plain(pool) and not is_tracing() and not is_anomaly_enabled())
 
 
